@@ -1,0 +1,38 @@
+# The two commands: `make run` and `make test`. Both work from a fresh clone with only
+# Python 3.11 and make: they create .venv and install the project into it first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_WORKERS ?= 2
+
+.PHONY: install run test lint typecheck unit integration clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/feature-service up
+
+lint: install
+	$(BIN)/ruff check feature_service tests definitions benchmarks
+
+typecheck: install
+	$(BIN)/mypy feature_service
+
+test: lint typecheck
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+
+unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: install
+	$(BIN)/python -m pytest -q tests/integration
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

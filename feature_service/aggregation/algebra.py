@@ -1,0 +1,852 @@
+"""The aggregation algebra: one small class per statistic over a JSON-able state.
+
+Each aggregation (the YAML names of DESIGN.md) is an `Aggregator` with Chronon's
+prepare/update/merge/finalize shape, in the spirit of river's ``river/stats``:
+
+- ``empty()`` is the intermediate representation (IR) of no events;
+- ``update(ir, ts, seq, value)`` folds in one event (a null value, None or NaN, is
+  ignored, so callers pass `PRESENT` for aggregations without a column);
+- ``merge(a, b)`` combines the IRs of two disjoint sets of events; it is commutative
+  (bit for bit) and associative (exactly for every aggregation except the floating point
+  sums, which agree to rounding), so tiles can be merged in any order;
+- ``finalize(ir, t)`` is the feature value at query time `t` (None for an empty window,
+  except 0 for ``count`` and ``count_distinct``);
+- ``grouped(ts, seq, values, group_ids)`` computes the IRs of many groups of events in
+  one numpy pass; it equals folding ``update`` over each group's events.
+
+IRs are plain JSON data (ints, floats, strings, None and lists of them) so they can be
+stored in Redis and survive ``json.loads(json.dumps(ir))``; functions here accept
+tuples or lists alike and never mutate an IR they are given.
+
+Numerics: ``sum`` keeps a Neumaier compensation term; ``mean``/``var``/``std`` keep
+``(n, mean, M2)`` updated with Welford's recurrence and merged with Chan et al.'s
+parallel formula, and ``grouped`` uses the corrected two-pass algorithm per group.
+
+>>> sorted(AGGREGATORS)  # doctest: +NORMALIZE_WHITESPACE
+['count', 'count_distinct', 'first', 'last', 'max', 'mean', 'min', 'std', 'sum',
+ 'time_since_last', 'var']
+>>> agg = AGGREGATORS["mean"]
+>>> left = agg.fold([1.0, 2.0], [0, 1], [10.0, 20.0])
+>>> right = agg.fold([3.0], [2], [60.0])
+>>> agg.finalize(agg.merge(left, right), 3.0)
+30.0
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, Final, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+IR: TypeAlias = Any
+"""An intermediate representation: JSON-able data, specific to each aggregator."""
+
+PRESENT: Final[int] = 1
+"""The value to pass for an aggregation without a column (every event counts)."""
+
+_EXACT_INT: Final[int] = 2**53
+
+__all__ = [
+    "AGGREGATORS",
+    "IR",
+    "PRESENT",
+    "Aggregator",
+    "Count",
+    "CountDistinct",
+    "First",
+    "Last",
+    "Max",
+    "Mean",
+    "Min",
+    "Std",
+    "Sum",
+    "TimeSinceLast",
+    "Var",
+    "as_float_array",
+    "is_null",
+    "non_null_mask",
+]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def is_null(value: Any) -> bool:
+    """None and NaN are null; every other value (0, "", False) is not.
+
+    >>> [is_null(v) for v in (None, float("nan"), 0.0, "", False)]
+    [True, True, False, False, False]
+    """
+    if value is None:
+        return True
+    if isinstance(value, float | np.floating):
+        return bool(value != value)
+    return False
+
+
+def non_null_mask(values: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    """Boolean array: which entries of `values` are not null (vectorised `is_null`).
+
+    >>> non_null_mask(np.array([1.0, np.nan])).tolist()
+    [True, False]
+    >>> non_null_mask(np.array(["a", None], dtype=object)).tolist()
+    [True, False]
+    """
+    arr = np.asarray(values)
+    if arr.dtype.kind in "fc":
+        return ~np.isnan(arr)
+    if arr.dtype.kind == "O":
+        return np.fromiter((not is_null(v) for v in arr), dtype=np.bool_, count=arr.size)
+    return np.ones(arr.shape, dtype=np.bool_)
+
+
+def as_float_array(values: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """`values` as float64 with NaN for nulls; TypeError for non-numeric data.
+
+    >>> as_float_array(np.array([1, None, True], dtype=object)).tolist()
+    [1.0, nan, 1.0]
+    """
+    arr = np.asarray(values)
+    if arr.dtype.kind in "fiub":
+        return arr.astype(np.float64, copy=False)
+    if arr.dtype.kind == "O":
+        return np.fromiter(
+            (math.nan if is_null(v) else _to_float(v) for v in arr),
+            dtype=np.float64,
+            count=arr.size,
+        )
+    raise TypeError(f"a numeric aggregation needs numbers, not {arr.dtype} values")
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, str | bytes):
+        raise TypeError(f"a numeric aggregation needs numbers, not {value!r}")
+    return float(value)
+
+
+def _py(value: Any) -> Any:
+    """A numpy scalar as the Python scalar JSON understands."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _value_key(value: Any) -> tuple[int, Any]:
+    """Total order over the scalars an IR may hold (numbers before strings)."""
+    if isinstance(value, str):
+        return (1, value)
+    if isinstance(value, bool | int | float):
+        return (0, value)
+    return (2, repr(value))
+
+
+def _segments(
+    group_ids: npt.NDArray[np.int64], *keys: npt.NDArray[Any]
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp], list[int]]:
+    """Sort events by group (then by `keys`, least significant first).
+
+    Returns ``(order, starts, ends, groups)``: ``order[starts[i]:ends[i]]`` are the events
+    of group ``groups[i]``, in key order.
+    """
+    order = np.lexsort((*keys, group_ids)) if keys else np.argsort(group_ids, kind="stable")
+    ordered = group_ids[order]
+    if ordered.size == 0:
+        empty = np.zeros(0, dtype=np.intp)
+        return order, empty, empty, []
+    change = np.empty(ordered.size, dtype=np.bool_)
+    change[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], ordered.size)
+    return order, starts, ends, ordered[starts].tolist()
+
+
+# --------------------------------------------------------------------------- base
+
+
+class Aggregator(ABC):
+    """One aggregation: a monoid over JSON-able IRs plus a finalizer.
+
+    Subclasses set `name`, `needs_column` and `numeric_only` and implement `empty`,
+    `update`, `merge`, `finalize`, and `_grouped` (the vectorised fold over events that
+    are already known to be non-null).
+
+    >>> agg = AGGREGATORS["max"]
+    >>> agg.name, agg.needs_column, agg.numeric_only
+    ('max', True, True)
+    >>> agg.grouped([1.0, 2.0, 3.0], [0, 1, 2], np.array([5.0, np.nan, 7.0]), [0, 0, 2])
+    [5.0, None, 7.0]
+    """
+
+    name: ClassVar[str]
+    needs_column: ClassVar[bool] = True
+    numeric_only: ClassVar[bool] = False
+
+    @abstractmethod
+    def empty(self) -> IR:
+        """The IR of no events."""
+
+    @abstractmethod
+    def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
+        """`ir` with one more event; a null `value` leaves it unchanged."""
+
+    @abstractmethod
+    def merge(self, a: IR, b: IR) -> IR:
+        """The IR of the union of the (disjoint) events of `a` and `b`."""
+
+    @abstractmethod
+    def finalize(self, ir: IR, t: float) -> Any:
+        """The feature value of `ir` evaluated at time `t`."""
+
+    @abstractmethod
+    def _grouped(
+        self,
+        ts: npt.NDArray[np.float64],
+        seq: npt.NDArray[np.int64],
+        values: npt.NDArray[Any] | None,
+        group_ids: npt.NDArray[np.int64],
+        n_groups: int,
+    ) -> list[IR]:
+        """`grouped` over non-null events (numeric aggregators get float64 values)."""
+
+    def fold(self, ts: Iterable[float], seq: Iterable[int], values: Iterable[Any] | None) -> IR:
+        """Fold `update` over events given as parallel sequences (None: no column)."""
+        ir = self.empty()
+        if values is None:
+            for t_, s_ in zip(ts, seq, strict=True):
+                ir = self.update(ir, t_, s_, PRESENT)
+        else:
+            for t_, s_, v_ in zip(ts, seq, values, strict=True):
+                ir = self.update(ir, t_, s_, v_)
+        return ir
+
+    def merge_all(self, irs: Iterable[IR]) -> IR:
+        """Merge many IRs left to right."""
+        out = self.empty()
+        for ir in irs:
+            out = self.merge(out, ir)
+        return out
+
+    def grouped(
+        self,
+        ts: npt.ArrayLike,
+        seq: npt.ArrayLike,
+        values: npt.ArrayLike | None,
+        group_ids: npt.ArrayLike,
+        n_groups: int | None = None,
+    ) -> list[IR]:
+        """The IR of each group of events, in one vectorised pass.
+
+        `group_ids` are ints in ``[0, n_groups)`` (default: ``max + 1``); the result has
+        one IR per group (`empty()` for groups without non-null events) and equals
+        folding `update` over each group's events. `values` None means no column.
+        """
+        ts_a = np.asarray(ts, dtype=np.float64)
+        seq_a = np.asarray(seq, dtype=np.int64)
+        gid = np.asarray(group_ids, dtype=np.int64)
+        if not ts_a.shape == seq_a.shape == gid.shape or ts_a.ndim != 1:
+            raise ValueError("ts, seq and group_ids must be 1-d arrays of one length")
+        n = int(gid.max()) + 1 if n_groups is None and gid.size else (n_groups or 0)
+        if gid.size and (gid.min() < 0 or gid.max() >= n):
+            raise ValueError(f"group ids must lie in [0, {n})")
+        vals: npt.NDArray[Any] | None = None
+        if values is not None:
+            raw = np.asarray(values)
+            if raw.shape != ts_a.shape:
+                raise ValueError("values must have the length of ts")
+            if self.numeric_only:
+                vals = as_float_array(raw)
+                keep = ~np.isnan(vals)
+            else:
+                vals = raw
+                keep = non_null_mask(raw)
+            if not keep.all():
+                ts_a, seq_a, gid, vals = ts_a[keep], seq_a[keep], gid[keep], vals[keep]
+        return self._grouped(ts_a, seq_a, vals, gid, n)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+# --------------------------------------------------------------------------- counts
+
+
+class Count(Aggregator):
+    """Number of events (no column) or of non-null values (with a column). IR: int.
+
+    >>> agg = Count()
+    >>> ir = agg.fold([1.0, 2.0, 3.0], [0, 1, 2], [5.0, None, 7.0])
+    >>> ir, agg.finalize(ir, 3.0), agg.finalize(agg.empty(), 3.0)
+    (2, 2, 0)
+    """
+
+    name = "count"
+    needs_column = False
+
+    def empty(self) -> IR:
+        return 0
+
+    def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
+        return ir if is_null(value) else ir + 1
+
+    def merge(self, a: IR, b: IR) -> IR:
+        return a + b
+
+    def finalize(self, ir: IR, t: float) -> Any:
+        return int(ir)
+
+    def _grouped(
+        self,
+        ts: npt.NDArray[np.float64],
+        seq: npt.NDArray[np.int64],
+        values: npt.NDArray[Any] | None,
+        group_ids: npt.NDArray[np.int64],
+        n_groups: int,
+    ) -> list[IR]:
+        counts: list[int] = np.bincount(group_ids, minlength=n_groups).tolist()
+        return counts
+
+
+def _canonical(value: Any) -> Any:
+    """The representative of `value` in a distinct set: numbers as floats, strings as is.
+
+    Numbers that compare equal (1, 1.0, True) are one distinct value, as in a Python set.
+    """
+    value = _py(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int):
+        return float(value) if -_EXACT_INT <= value <= _EXACT_INT else value
+    if isinstance(value, float):
+        return value + 0.0  # -0.0 -> 0.0
+    raise TypeError(f"count_distinct takes numbers or strings, not {value!r}")
+
+
+class CountDistinct(Aggregator):
+    """Exact number of distinct non-null values. IR: sorted list of distinct values.
+
+    Numbers are kept as floats (so 1 and 1.0 are one value) and sort before strings.
+
+    >>> agg = CountDistinct()
+    >>> ir = agg.fold([1.0, 2.0, 3.0, 4.0], [0, 1, 2, 3], ["b", "a", "b", None])
+    >>> ir, agg.finalize(ir, 4.0)
+    (['a', 'b'], 2)
+    """
+
+    name = "count_distinct"
+
+    def empty(self) -> IR:
+        return []
+
+    def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
+        if is_null(value):
+            return ir
+        c = _canonical(value)
+        key = _value_key(c)
+        i = bisect_left(ir, key, key=_value_key)
+        if i < len(ir) and _value_key(ir[i]) == key:
+            return ir
+        return [*ir[:i], c, *ir[i:]]
+
+    def merge(self, a: IR, b: IR) -> IR:
+        if not a:
+            return list(b)
+        if not b:
+            return list(a)
+        union = set(a)
+        union.update(b)
+        return sorted(union, key=_value_key)
+
+    def finalize(self, ir: IR, t: float) -> Any:
+        return len(ir)
+
+    def _grouped(
+        self,
+        ts: npt.NDArray[np.float64],
+        seq: npt.NDArray[np.int64],
+        values: npt.NDArray[Any] | None,
+        group_ids: npt.NDArray[np.int64],
+        n_groups: int,
+    ) -> list[IR]:
+        out: list[IR] = [[] for _ in range(n_groups)]
+        if values is None:
+            raise ValueError("count_distinct needs a column")
+        kind = values.dtype.kind
+        vals: npt.NDArray[Any]
+        if kind == "f" or (kind in "iub" and _fits_float(values)):
+            vals = values.astype(np.float64) + 0.0
+        elif kind == "U":
+            vals = values
+        else:  # objects, huge ints: canonicalise one by one
+            for g, v in zip(group_ids.tolist(), values.tolist(), strict=True):
+                out[g] = self.update(out[g], 0.0, 0, v)
+            return out
+        order = np.lexsort((vals, group_ids))
+        g_sorted, v_sorted = group_ids[order], vals[order]
+        if g_sorted.size == 0:
+            return out
+        new = np.empty(g_sorted.size, dtype=np.bool_)
+        new[0] = True
+        new[1:] = (g_sorted[1:] != g_sorted[:-1]) | (v_sorted[1:] != v_sorted[:-1])
+        g_kept = g_sorted[new]
+        v_kept: list[Any] = v_sorted[new].tolist()
+        _, starts, ends, groups = _segments(g_kept)
+        for g, a, b in zip(groups, starts.tolist(), ends.tolist(), strict=True):
+            out[g] = v_kept[a:b]
+        return out
+
+
+def _fits_float(values: npt.NDArray[Any]) -> bool:
+    if values.size == 0 or values.dtype.kind == "b":
+        return True
+    return bool(values.min() >= -_EXACT_INT and values.max() <= _EXACT_INT)
+
+
+# --------------------------------------------------------------------------- sums, moments
+
+
+class Sum(Aggregator):
+    """Sum of non-null values, compensated (Neumaier). IR: ``[n, sum, compensation]``.
+
+    >>> agg = Sum()
+    >>> ir = agg.fold([1.0, 2.0, 3.0], [0, 1, 2], [1e16, 1.0, -1e16])
+    >>> agg.finalize(ir, 3.0), agg.finalize(agg.empty(), 3.0)
+    (1.0, None)
+    """
+
+    name = "sum"
+    numeric_only = True
+
+    def empty(self) -> IR:
+        return [0, 0.0, 0.0]
+
+    def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
+        if is_null(value):
+            return ir
+        n, s, c = ir
+        x = _to_float(value)
+        total = s + x
+        if math.isfinite(total):
+            c += (s - total) + x if abs(s) >= abs(x) else (x - total) + s
+        return [n + 1, total, c]
+
+    def merge(self, a: IR, b: IR) -> IR:
+        if not a[0]:
+            return list(b)
+        if not b[0]:
+            return list(a)
+        sa, sb = a[1], b[1]
+        total = sa + sb
+        err = 0.0
+        if math.isfinite(total):
+            err = (sa - total) + sb if abs(sa) >= abs(sb) else (sb - total) + sa
+        return [a[0] + b[0], total, (a[2] + b[2]) + err]
+
+    def finalize(self, ir: IR, t: float) -> Any:
+        n, s, c = ir
+        if not n:
+            return None
+        return s + c if math.isfinite(s) else s
+
+    def _grouped(
+        self,
+        ts: npt.NDArray[np.float64],
+        seq: npt.NDArray[np.int64],
+        values: npt.NDArray[Any] | None,
+        group_ids: npt.NDArray[np.int64],
+        n_groups: int,
+    ) -> list[IR]:
+        out: list[IR] = [[0, 0.0, 0.0]] * n_groups
+        assert values is not None
+        order, starts, ends, groups = _segments(group_ids)
+        if not groups:
+            return out
+        x = values[order]
+        sums: list[float] = np.add.reduceat(x, starts).tolist()
+        counts: list[int] = (ends - starts).tolist()
+        xs: list[float] | None = None
+        for g, a, k, s in zip(groups, starts.tolist(), counts, sums, strict=True):
+            if k > 2:  # one or two values: the float sum is already correctly rounded
+                if xs is None:
+                    xs = x.tolist()
+                s = math.fsum(xs[a : a + k])
+            out[g] = [k, s, 0.0]
+        return out
+
+
+def _moments(
+    values: npt.NDArray[np.float64], group_ids: npt.NDArray[np.int64]
+) -> tuple[list[int], npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per-group ``(groups, counts, mean, M2)`` by the corrected two-pass algorithm."""
+    order, starts, ends, groups = _segments(group_ids)
+    x = values[order]
+    if not groups:
+        empty = np.zeros(0)
+        return groups, np.zeros(0, dtype=np.intp), empty, empty
+    counts = ends - starts
+    mean0 = np.add.reduceat(x, starts) / counts
+    dev = x - np.repeat(mean0, counts)
+    sdev = np.add.reduceat(dev, starts)
+    m2 = np.add.reduceat(dev * dev, starts) - sdev * sdev / counts
+    return groups, counts, mean0 + sdev / counts, np.maximum(m2, 0.0)
+
+
+class Mean(Aggregator):
+    """Mean of non-null values, Welford update and Chan merge. IR: ``[n, mean]``.
+
+    >>> agg = Mean()
+    >>> agg.finalize(agg.fold([1.0, 2.0, 3.0], [0, 1, 2], [1.0, 2.0, float("nan")]), 3.0)
+    1.5
+    """
+
+    name = "mean"
+    numeric_only = True
+
+    def empty(self) -> IR:
+        return [0, 0.0]
+
+    def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
+        if is_null(value):
+            return ir
+        n, m = ir
+        x = _to_float(value)
+        n += 1
+        return [n, m + (x - m) / n]
+
+    def merge(self, a: IR, b: IR) -> IR:
+        if (b[0], b[1]) < (a[0], a[1]):  # canonical order: merge is exactly commutative
+            a, b = b, a
+        na, ma = a[0], a[1]
+        nb, mb = b[0], b[1]
+        if not na:
+            return list(b)
+        n = na + nb
+        return [n, ma + (mb - ma) * (nb / n)]
+
+    def finalize(self, ir: IR, t: float) -> Any:
+        return float(ir[1]) if ir[0] else None
+
+    def _grouped(
+        self,
+        ts: npt.NDArray[np.float64],
+        seq: npt.NDArray[np.int64],
+        values: npt.NDArray[Any] | None,
+        group_ids: npt.NDArray[np.int64],
+        n_groups: int,
+    ) -> list[IR]:
+        out: list[IR] = [[0, 0.0]] * n_groups
+        assert values is not None
+        groups, counts, mean, _ = _moments(values, group_ids)
+        for g, n, m in zip(groups, counts.tolist(), mean.tolist(), strict=True):
+            out[g] = [n, m]
+        return out
+
+
+class _Moments(Aggregator):
+    """Count, mean and sum of squared deviations. IR: ``[n, mean, M2]``."""
+
+    numeric_only = True
+
+    def empty(self) -> IR:
+        return [0, 0.0, 0.0]
+
+    def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
+        if is_null(value):
+            return ir
+        n, m, m2 = ir
+        x = _to_float(value)
+        n += 1
+        d = x - m
+        m_new = m + d / n
+        return [n, m_new, m2 + d * (x - m_new)]
+
+    def merge(self, a: IR, b: IR) -> IR:
+        if (b[0], b[1], b[2]) < (a[0], a[1], a[2]):
+            a, b = b, a
+        na, ma, m2a = a
+        nb, mb, m2b = b
+        if not na:
+            return list(b)
+        n = na + nb
+        delta = mb - ma
+        return [n, ma + delta * (nb / n), (m2a + m2b) + delta * delta * (na * nb / n)]
+
+    def variance(self, ir: IR) -> float | None:
+        n, _, m2 = ir
+        return max(m2, 0.0) / (n - 1) if n >= 2 else None
+
+    def _grouped(
+        self,
+        ts: npt.NDArray[np.float64],
+        seq: npt.NDArray[np.int64],
+        values: npt.NDArray[Any] | None,
+        group_ids: npt.NDArray[np.int64],
+        n_groups: int,
+    ) -> list[IR]:
+        out: list[IR] = [[0, 0.0, 0.0]] * n_groups
+        assert values is not None
+        groups, counts, mean, m2 = _moments(values, group_ids)
+        for g, n, m, s in zip(groups, counts.tolist(), mean.tolist(), m2.tolist(), strict=True):
+            out[g] = [n, m, s]
+        return out
+
+
+class Var(_Moments):
+    """Sample variance (ddof=1) of non-null values; None below 2 values.
+
+    IR: ``[n, mean, M2]`` (Welford update, Chan merge).
+
+    >>> agg = Var()
+    >>> agg.finalize(agg.fold([1.0, 2.0, 3.0], [0, 1, 2], [1.0, 2.0, 3.0]), 3.0)
+    1.0
+    >>> agg.finalize(agg.fold([1.0], [0], [5.0]), 1.0) is None
+    True
+    """
+
+    name = "var"
+
+    def finalize(self, ir: IR, t: float) -> Any:
+        return self.variance(ir)
+
+
+class Std(_Moments):
+    """Sample standard deviation (ddof=1) of non-null values; None below 2 values.
+
+    IR: ``[n, mean, M2]`` (Welford update, Chan merge).
+
+    >>> agg = Std()
+    >>> agg.finalize(agg.fold([1.0, 2.0, 3.0], [0, 1, 2], [2.0, 4.0, 6.0]), 3.0)
+    2.0
+    """
+
+    name = "std"
+
+    def finalize(self, ir: IR, t: float) -> Any:
+        var = self.variance(ir)
+        return None if var is None else math.sqrt(var)
+
+
+# --------------------------------------------------------------------------- extremes
+
+
+class _Extreme(Aggregator):
+    numeric_only = True
+    _pick: ClassVar[Any]
+    _reduce: ClassVar[np.ufunc]
+
+    def empty(self) -> IR:
+        return None
+
+    def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
+        if is_null(value):
+            return ir
+        x = _to_float(value) + 0.0
+        return x if ir is None else type(self)._pick(ir, x)
+
+    def merge(self, a: IR, b: IR) -> IR:
+        if a is None:
+            return b
+        if b is None:
+            return a
+        return type(self)._pick(a, b)
+
+    def finalize(self, ir: IR, t: float) -> Any:
+        return None if ir is None else float(ir)
+
+    def _grouped(
+        self,
+        ts: npt.NDArray[np.float64],
+        seq: npt.NDArray[np.int64],
+        values: npt.NDArray[Any] | None,
+        group_ids: npt.NDArray[np.int64],
+        n_groups: int,
+    ) -> list[IR]:
+        out: list[IR] = [None] * n_groups
+        assert values is not None
+        order, starts, _, groups = _segments(group_ids)
+        if groups:
+            best = type(self)._reduce.reduceat(values[order], starts) + 0.0
+            for g, v in zip(groups, best.tolist(), strict=True):
+                out[g] = v
+        return out
+
+
+class Min(_Extreme):
+    """Smallest non-null value. IR: float or None.
+
+    >>> agg = Min()
+    >>> agg.finalize(agg.fold([1.0, 2.0], [0, 1], [3, -2.5]), 2.0)
+    -2.5
+    """
+
+    name = "min"
+    _pick = min
+    _reduce = np.minimum
+
+
+class Max(_Extreme):
+    """Largest non-null value. IR: float or None.
+
+    >>> agg = Max()
+    >>> agg.finalize(agg.fold([1.0, 2.0], [0, 1], [3, None]), 2.0)
+    3.0
+    """
+
+    name = "max"
+    _pick = max
+    _reduce = np.maximum
+
+
+# --------------------------------------------------------------------------- first / last
+
+
+class _Ordered(Aggregator):
+    """Value of the event with the smallest (`First`) or greatest (`Last`) ``(ts, seq)``.
+
+    IR: ``[ts, seq, value]`` or None. `seq` should be unique within an entity; on a tie
+    of ``(ts, seq)`` the value itself decides, so merge stays commutative.
+    """
+
+    _sign: ClassVar[int]
+
+    def empty(self) -> IR:
+        return None
+
+    def _wins(self, a: Sequence[Any], b: Sequence[Any]) -> bool:
+        """Whether candidate `a` beats `b`."""
+        ka = (a[0], a[1], _value_key(a[2]))
+        kb = (b[0], b[1], _value_key(b[2]))
+        return ka < kb if self._sign < 0 else ka > kb
+
+    def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
+        if is_null(value):
+            return ir
+        cand = [float(ts), int(seq), _py(value)]
+        return cand if ir is None or self._wins(cand, ir) else ir
+
+    def merge(self, a: IR, b: IR) -> IR:
+        if a is None:
+            return b
+        if b is None:
+            return a
+        return b if self._wins(b, a) else a
+
+    def finalize(self, ir: IR, t: float) -> Any:
+        return None if ir is None else ir[2]
+
+    def _grouped(
+        self,
+        ts: npt.NDArray[np.float64],
+        seq: npt.NDArray[np.int64],
+        values: npt.NDArray[Any] | None,
+        group_ids: npt.NDArray[np.int64],
+        n_groups: int,
+    ) -> list[IR]:
+        out: list[IR] = [None] * n_groups
+        assert values is not None
+        order, starts, ends, groups = _segments(group_ids, seq, ts)
+        if not groups:
+            return out
+        pick = order[starts] if self._sign < 0 else order[ends - 1]
+        rows = zip(
+            groups, ts[pick].tolist(), seq[pick].tolist(), values[pick].tolist(), strict=True
+        )
+        for g, t_, s_, v_ in rows:
+            out[g] = [t_, s_, v_]
+        return out
+
+
+class First(_Ordered):
+    """Value of the earliest event (smallest ``(ts, seq)``) with a non-null value.
+
+    >>> agg = First()
+    >>> agg.finalize(agg.fold([5.0, 1.0, 1.0], [0, 2, 1], ["c", "b", "a"]), 5.0)
+    'a'
+    """
+
+    name = "first"
+    _sign = -1
+
+
+class Last(_Ordered):
+    """Value of the latest event (greatest ``(ts, seq)``) with a non-null value.
+
+    >>> agg = Last()
+    >>> agg.finalize(agg.fold([5.0, 5.0, 1.0], [0, 2, 1], [10, 20, 30]), 5.0)
+    20
+    """
+
+    name = "last"
+    _sign = 1
+
+
+# --------------------------------------------------------------------------- recency
+
+
+class TimeSinceLast(Aggregator):
+    """``t`` minus the latest event time (of non-null values, with a column). IR: float|None.
+
+    >>> agg = TimeSinceLast()
+    >>> agg.finalize(agg.fold([10.0, 40.0], [0, 1], None), 100.0)
+    60.0
+    """
+
+    name = "time_since_last"
+    needs_column = False
+
+    def empty(self) -> IR:
+        return None
+
+    def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
+        if is_null(value):
+            return ir
+        ts = float(ts)
+        return ts if ir is None or ts > ir else ir
+
+    def merge(self, a: IR, b: IR) -> IR:
+        if a is None:
+            return b
+        if b is None:
+            return a
+        return max(a, b)
+
+    def finalize(self, ir: IR, t: float) -> Any:
+        return None if ir is None else t - ir
+
+    def _grouped(
+        self,
+        ts: npt.NDArray[np.float64],
+        seq: npt.NDArray[np.int64],
+        values: npt.NDArray[Any] | None,
+        group_ids: npt.NDArray[np.int64],
+        n_groups: int,
+    ) -> list[IR]:
+        out: list[IR] = [None] * n_groups
+        order, starts, _, groups = _segments(group_ids)
+        if groups:
+            latest = np.maximum.reduceat(ts[order], starts)
+            for g, v in zip(groups, latest.tolist(), strict=True):
+                out[g] = v
+        return out
+
+
+AGGREGATORS: dict[str, Aggregator] = {
+    agg.name: agg
+    for agg in (
+        Count(),
+        Sum(),
+        Mean(),
+        Min(),
+        Max(),
+        Std(),
+        Var(),
+        First(),
+        Last(),
+        CountDistinct(),
+        TimeSinceLast(),
+    )
+}
+"""Every aggregation by its YAML name."""

@@ -1,0 +1,189 @@
+"""Window arithmetic: the one place that turns times into window and tile boundaries.
+
+A feature with window ``W`` and hop ``h`` evaluated at time ``t`` aggregates the events
+with ``floor((t - W) / h) * h <= event_ts <= t``. Because ``W`` is a multiple of ``h``,
+``floor((t - W) / h) * h == floor(t / h) * h - W``, so every boundary is an integer
+multiple of a hop and can be computed exactly from ``floor(t / h)``. The floors here are
+exact for any finite float ``t`` (a float quotient that rounds up to the next integer is
+corrected by comparing integers with floats, which Python and numpy do exactly).
+
+>>> default_hop(3600), default_hop(86400), default_hop(30 * 86400)
+(60, 3600, 86400)
+>>> window_start(1_700_000_070.5, 3600, 60)
+1699996440.0
+>>> tile_start(1_700_000_070.5, 60)
+1700000040
+>>> cover(3300, 7380, (60, 300, 3600))
+[(300, 3300), (3600, 3600), (60, 7200), (60, 7260), (60, 7320)]
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+HOUR_S = 3600
+DAY_S = 86400
+
+
+def default_hop(window_s: int) -> int:
+    """The hop of a window that does not set one (DESIGN.md).
+
+    60 s up to 1 h, 300 s under 12 h, 3600 s under 12 days, one day beyond.
+
+    >>> [default_hop(w) for w in (60, 3600, 3660, 43200, 86400 * 12)]
+    [60, 60, 300, 3600, 86400]
+    """
+    if window_s <= HOUR_S:
+        return 60
+    if window_s < 12 * HOUR_S:
+        return 300
+    if window_s < 12 * DAY_S:
+        return HOUR_S
+    return DAY_S
+
+
+def resolve_hop(window_s: int, hop_s: int | None) -> int:
+    """`hop_s`, or the default hop of `window_s`; ValueError unless it divides the window.
+
+    >>> resolve_hop(600, None)
+    60
+    >>> resolve_hop(90, 60)
+    Traceback (most recent call last):
+    ...
+    ValueError: window 90 s is not a multiple of its hop 60 s
+    """
+    if not _positive_int(window_s):
+        raise ValueError(f"window must be a positive whole number of seconds, not {window_s!r}")
+    hop = default_hop(window_s) if hop_s is None else hop_s
+    if not _positive_int(hop):
+        raise ValueError(f"hop must be a positive whole number of seconds, not {hop!r}")
+    if window_s % hop:
+        raise ValueError(f"window {window_s} s is not a multiple of its hop {hop} s")
+    return hop
+
+
+def tile_start(ts: float, hop_s: int) -> int:
+    """Start of the hop-aligned tile ``[s, s + hop_s)`` holding `ts`: exactly ``floor(ts/h)*h``.
+
+    >>> tile_start(119.999, 60), tile_start(120.0, 60), tile_start(-0.5, 60)
+    (60, 120, -60)
+    """
+    if not math.isfinite(ts):
+        raise ValueError(f"timestamp must be finite, not {ts!r}")
+    start = math.floor(ts / hop_s) * hop_s
+    # the float quotient may have rounded across an integer: correct with exact comparisons
+    while start > ts:
+        start -= hop_s
+    while start + hop_s <= ts:
+        start += hop_s
+    return start
+
+
+def tile_starts(ts: npt.ArrayLike, hop_s: int) -> npt.NDArray[np.int64]:
+    """Vectorised `tile_start` for an array of float timestamps (exact, int64 result).
+
+    >>> tile_starts([0.0, 59.9, 60.0, -1.0], 60).tolist()
+    [0, 0, 60, -60]
+    """
+    arr = np.asarray(ts, dtype=np.float64)
+    if arr.size and not np.all(np.isfinite(arr)):
+        raise ValueError("timestamps must be finite")
+    start = np.floor(arr / hop_s) * hop_s
+    start = np.where(start > arr, start - hop_s, start)
+    start = np.where(start + hop_s <= arr, start + hop_s, start)
+    return start.astype(np.int64)
+
+
+def window_start(t: float, window_s: int, hop_s: int) -> float:
+    """First timestamp inside the window at `t`: ``floor((t - W) / h) * h`` (inclusive).
+
+    >>> window_start(7200.0, 3600, 60), window_start(7259.9, 3600, 60)
+    (3600.0, 3600.0)
+    """
+    return float(window_start_int(t, window_s, hop_s))
+
+
+def window_start_int(t: float, window_s: int, hop_s: int) -> int:
+    """`window_start` as an exact integer (it always is one)."""
+    if window_s % hop_s:
+        raise ValueError(f"window {window_s} s is not a multiple of its hop {hop_s} s")
+    return tile_start(t, hop_s) - window_s
+
+
+def in_window(ts: float, t: float, window_s: int | None, hop_s: int | None) -> bool:
+    """Whether an event at `ts` is aggregated by a feature evaluated at `t`.
+
+    >>> in_window(3600.0, 7259.0, 3600, 60), in_window(3599.9, 7259.0, 3600, 60)
+    (True, False)
+    >>> in_window(5.0, 10.0, None, None), in_window(10.5, 10.0, None, None)
+    (True, False)
+    """
+    if ts > t:
+        return False
+    if window_s is None:
+        return True
+    return ts >= window_start_int(t, window_s, hop_s or default_hop(window_s))
+
+
+def check_levels(levels: Iterable[int]) -> tuple[int, ...]:
+    """Sorted distinct tile sizes; ValueError unless each divides the next larger one.
+
+    >>> check_levels([3600, 60, 300, 60])
+    (60, 300, 3600)
+    >>> check_levels([60, 90])
+    Traceback (most recent call last):
+    ...
+    ValueError: hops must each divide the next larger one: 60 does not divide 90
+    """
+    ordered = tuple(sorted(set(levels)))
+    for level in ordered:
+        if not _positive_int(level):
+            raise ValueError(f"hop must be a positive whole number of seconds, not {level!r}")
+    for small, large in itertools.pairwise(ordered):
+        if large % small:
+            raise ValueError(
+                f"hops must each divide the next larger one: {small} does not divide {large}"
+            )
+    return ordered
+
+
+def cover(start: int, end: int, levels: Sequence[int]) -> list[tuple[int, int]]:
+    """Fewest aligned tiles ``(level, tile_start)`` that exactly tile ``[start, end)``.
+
+    `levels` must satisfy `check_levels`; `start` and `end` must be multiples of the finest
+    level. Greedy: at each point take the largest level whose tile is aligned there and
+    fits, which climbs to the coarsest level, runs along it, then descends.
+
+    >>> cover(60, 660, (60, 300))
+    [(60, 60), (60, 120), (60, 180), (60, 240), (300, 300), (60, 600)]
+    >>> cover(120, 120, (60,))
+    []
+    """
+    finest = levels[0]
+    if start % finest or end % finest:
+        raise ValueError(f"[{start}, {end}) is not aligned to the finest level {finest}")
+    pieces: list[tuple[int, int]] = []
+    cur = start
+    top = len(levels) - 1
+    while cur < end:
+        for i in range(top, -1, -1):
+            level = levels[i]
+            if cur % level == 0 and cur + level <= end:
+                break
+        count = (end - cur) // level
+        if i < top:
+            # stop where the next larger level becomes aligned: it may fit from there
+            nxt = levels[i + 1]
+            count = min(count, (-cur % nxt) // level or count)
+        pieces.extend((level, cur + k * level) for k in range(count))
+        cur += count * level
+    return pieces
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and bool(value > 0)

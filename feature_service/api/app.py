@@ -1,0 +1,41 @@
+"""The FastAPI application: `create_app(settings)` wires routes to shared state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from feature_service import __version__
+from feature_service.api.deps import ApiState
+from feature_service.api.routes import health, registry
+from feature_service.core.config import Settings, load_settings
+from feature_service.definitions import Registry, load_definitions
+
+
+def create_app(settings: Settings | None = None, registry_: Registry | None = None) -> FastAPI:
+    """The lookup API; definitions are loaded (and checked) before it serves anything."""
+    settings = settings or load_settings()
+    loaded = registry_ or load_definitions(settings.definitions)
+    redis_url = settings.redis_url or "redis://127.0.0.1:6379/0"
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=0.5, socket_timeout=1.0)
+        app.state.api = ApiState(settings=settings, registry=loaded, redis=client)
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    app = FastAPI(
+        title="feature-service",
+        version=__version__,
+        description="Online features, point-in-time training sets and the feature registry.",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    app.include_router(registry.router)
+    return app

@@ -1,0 +1,269 @@
+"""The `feature-service` command line (typer). Each command's docstring is its --help."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from aiokafka.errors import KafkaError
+from rich.console import Console
+
+from feature_service.core.config import load_settings
+from feature_service.definitions import DefinitionError, load_definitions
+from feature_service.embedded.processes import StackError
+
+app = typer.Typer(
+    name="feature-service",
+    help="Streaming feature store: define features in YAML, serve them online, train offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Errors a user can act on: shown as red lines and exit code 1, never a traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    DefinitionError,
+    StackError,
+    OSError,
+    ValueError,
+    KafkaError,
+)
+
+
+def user_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as exc:
+            for line in str(exc).splitlines() or [type(exc).__name__]:
+                err_console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+DefinitionsOption = Annotated[
+    Path | None,
+    typer.Option("--definitions", "-d", help="A YAML file or folder (default: FS_DEFINITIONS)."),
+]
+
+
+@app.command()
+@user_errors
+def validate(
+    path: Annotated[Path | None, typer.Argument(help="A YAML file or folder.")] = None,
+) -> None:
+    """Check feature definitions without running anything.
+
+    Example: feature-service validate definitions/
+    """
+    path = path or load_settings().definitions
+    registry = load_definitions(path)
+    n_features = sum(len(v.features) for v in registry.feature_views.values())
+    console.print(
+        f"[green]ok[/green]: {len(registry.entities)} entities, {len(registry.sources)} sources, "
+        f"{len(registry.feature_views)} feature views, {n_features} features",
+        highlight=False,
+    )
+
+
+@app.command()
+@user_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    definitions: DefinitionsOption = None,
+) -> None:
+    """Run the lookup API under uvicorn.
+
+    Example: FS_REDIS_URL=redis://127.0.0.1:6379/0 feature-service serve --port 8000
+    """
+    import uvicorn
+
+    from feature_service.api.app import create_app
+
+    overrides = {"definitions": definitions} if definitions else {}
+    settings = load_settings(**overrides)
+    api = create_app(settings)
+    uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command()
+@user_errors
+def worker(definitions: DefinitionsOption = None) -> None:
+    """Run the stream worker: consume source topics, write online and offline stores.
+
+    Start several with the same settings to share the partitions of a topic.
+
+    Example: FS_BROKER_URL=127.0.0.1:9092 FS_REDIS_URL=redis://127.0.0.1:6379/0 \\
+             feature-service worker
+    """
+    from feature_service.stream.topics import ensure_topics
+    from feature_service.stream.worker import run_worker
+
+    settings = load_settings()
+    registry = load_definitions(definitions or settings.definitions)
+    if not settings.broker_url:
+        raise ValueError("no broker: set FS_BROKER_URL or start `feature-service up`")
+    asyncio.run(ensure_topics(settings.broker_url, registry))
+    run_worker(settings, registry)
+
+
+def _replay_files(definitions: Path, replay: Path | None, registry: Any) -> list[tuple[str, Path]]:
+    """(source, file) pairs to replay: the given file, else each source's bundled sample."""
+    sources = list(registry.sources)
+    if replay is not None:
+        source = replay.stem if replay.stem in sources else sources[0]
+        return [(source, replay)]
+    folder = definitions if definitions.is_dir() else definitions.parent
+    found = []
+    for source in sources:
+        for suffix in (".jsonl", ".csv", ".parquet"):
+            candidate = folder / "sample" / f"{source}{suffix}"
+            if candidate.is_file():
+                found.append((source, candidate))
+                break
+    return found
+
+
+@app.command()
+@user_errors
+def up(
+    definitions: DefinitionsOption = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(help="Events to send once ready (default: definitions/sample/<source>.*)."),
+    ] = None,
+    no_replay: Annotated[bool, typer.Option("--no-replay", help="Send no sample events.")] = False,
+    api_port: Annotated[
+        int | None, typer.Option(help="API port (default: 8000 if free, else any free port).")
+    ] = None,
+    stores: Annotated[Path, typer.Option(help="Where data and logs go.")] = Path("stores"),
+) -> None:
+    """Run the embedded stack in the foreground: broker, Redis, the worker and the API.
+
+    Definitions are checked first; source topics are created; the sample events are
+    replayed; the API address is printed when ready. A worker or API process that dies is
+    restarted. Ctrl-C or SIGTERM stops everything.
+
+    Example: feature-service up --definitions definitions/ --api-port 8000
+    """
+    from feature_service.embedded.processes import free_port, port_open
+    from feature_service.embedded.stack import EmbeddedStack
+    from feature_service.stream.topics import ensure_topics
+
+    settings = load_settings()
+    definitions = definitions or settings.definitions
+    registry = load_definitions(definitions)  # refuse bad definitions before starting
+    if api_port is None:
+        api_port = 8000 if not port_open("127.0.0.1", 8000) else free_port()
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    stack = EmbeddedStack(stores, write_stack_file=True)
+    try:
+        with console.status("starting broker and Redis"):
+            stack.start()
+        console.print(f"broker  {stack.broker.bootstrap}", highlight=False)
+        console.print(f"redis   {stack.redis.url}", highlight=False)
+        created = asyncio.run(ensure_topics(stack.broker.bootstrap, registry))
+        if created:
+            console.print(f"topics  {', '.join(created)}", highlight=False)
+        stack.worker = stack.worker_process(definitions).start()
+        with console.status("starting the API"):
+            stack.start_api(api_port, definitions)
+        if not no_replay:
+            _replay(stack.broker.bootstrap, registry, _replay_files(definitions, replay, registry))
+        console.print(
+            f"[bold green]API ready[/bold green] {stack.api_url}  (docs: {stack.api_url}/docs)"
+        )
+        console.print("Ctrl-C to stop.")
+        _supervise(stack)
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        stack.stop()
+    console.print("stopped")
+
+
+@app.command()
+@user_errors
+def produce(
+    source: Annotated[str, typer.Argument(help="The source to send to (its topic).")],
+    file: Annotated[Path, typer.Argument(help="Events: JSONL, CSV or Parquet.")],
+    definitions: DefinitionsOption = None,
+) -> None:
+    """Send the events of a file to a source's topic, in file order, keyed by its entity key.
+
+    Example: feature-service produce transactions definitions/sample/transactions.jsonl
+    """
+    from rich.progress import Progress
+
+    from feature_service.stream.event_files import read_event_messages
+    from feature_service.stream.producer import produce_messages
+
+    settings = load_settings()
+    registry = load_definitions(definitions or settings.definitions)
+    if source not in registry.sources:
+        raise ValueError(f"unknown source {source!r} (known: {', '.join(registry.sources)})")
+    if not settings.broker_url:
+        raise ValueError("no broker: set FS_BROKER_URL or start `feature-service up`")
+    src = registry.sources[source]
+    messages = list(read_event_messages(file, src.key))
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task(f"producing to {src.topic}", total=len(messages))
+        sent = asyncio.run(
+            produce_messages(
+                settings.broker_url, src, messages, lambda n: progress.advance(task, n)
+            )
+        )
+    console.print(f"sent {sent} events to {src.topic}", highlight=False)
+
+
+def _replay(bootstrap: str, registry: Any, files: list[tuple[str, Path]]) -> None:
+    from feature_service.stream.event_files import read_event_messages
+    from feature_service.stream.producer import produce_messages
+
+    for source_name, path in files:
+        source = registry.sources[source_name]
+        messages = list(read_event_messages(path, source.key))
+        sent = asyncio.run(produce_messages(bootstrap, source, messages))
+        console.print(f"replay  {sent} events from {path} to {source.topic}", highlight=False)
+
+
+def _supervise(stack: Any) -> None:
+    """Restart the worker or API when it dies; give up when a server (broker, Redis) dies."""
+    while True:
+        for server in (stack.broker.process, stack.redis.process):
+            if not server.alive():
+                raise StackError(
+                    f"{server.name} exited with code {server.returncode()}; see {server.log_path}"
+                )
+        for child in (stack.worker, stack.api):
+            if not child.alive():
+                err_console.print(
+                    f"[yellow]{child.name} exited with code {child.returncode()}; "
+                    "restarting[/yellow]"
+                )
+                child.stop()
+                child.start()
+                if child is stack.api:
+                    stack.wait_api()
+        time.sleep(0.5)  # a supervision tick, not synchronisation
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,91 @@
+"""Settings: one pydantic-settings class, read from `FS_*` environment variables.
+
+When `FS_BROKER_URL`, `FS_REDIS_URL` or `FS_API_URL` are not set, `load_settings()` fills
+them from the file a running `feature-service up` writes under the stores folder
+(`stores/stack.json`), so commands started beside the embedded stack find it on their own.
+
+>>> Settings(broker_url="127.0.0.1:9092").broker_url
+'127.0.0.1:9092'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+STACK_FILE_NAME = "stack.json"
+
+
+class Settings(BaseSettings):
+    """Every setting of the services, CLI and SDK (environment prefix `FS_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="FS_", extra="ignore")
+
+    broker_url: str | None = Field(
+        default=None, description="Kafka bootstrap servers, e.g. `127.0.0.1:9092`."
+    )
+    redis_url: str | None = Field(default=None, description="e.g. `redis://127.0.0.1:6379/0`.")
+    api_url: str | None = Field(default=None, description="Base URL of the lookup API.")
+    offline_uri: str = Field(
+        default="stores/offline", description="fsspec URI of the offline Parquet store."
+    )
+    definitions: Path = Field(
+        default=Path("definitions"), description="A YAML file or a folder of them."
+    )
+    stores_dir: Path = Field(
+        default=Path("stores"), description="Where the embedded stack keeps data and logs."
+    )
+    api_host: str = Field(default="127.0.0.1", description="Address `serve` binds to.")
+    api_port: int = Field(default=8000, ge=0, le=65535, description="Port `serve` binds to.")
+    api_keys: list[str] = Field(
+        default_factory=list, description="If set, requests need one (`x-api-key` header)."
+    )
+    max_entities_per_request: int = Field(default=1000, ge=1)
+    log_level: str = Field(default="warning")
+    rebalance_timeout_s: int = Field(
+        default=60, ge=2, description="Consumer group rebalance/session timeout of the worker."
+    )
+    max_poll_records: int = Field(
+        default=20_000, ge=1, description="Most records the worker fetches per batch."
+    )
+
+    @property
+    def stack_file(self) -> Path:
+        """The file a running `feature-service up` describes itself in."""
+        return self.stores_dir / STACK_FILE_NAME
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, completed from a running embedded stack if any.
+
+    Explicit settings always win over what the stack file says.
+    """
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        stack = json.loads(settings.stack_file.read_text())
+    except (OSError, ValueError):
+        return settings
+    if not _process_alive(stack.get("pid")):
+        return settings  # a stale file left by a stack that was killed
+    found = {
+        name: stack[name]
+        for name in ("broker_url", "redis_url", "api_url")
+        if getattr(settings, name) is None and isinstance(stack.get(name), str)
+    }
+    return settings.model_copy(update=found) if found else settings
+
+
+def _process_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,25 @@
+"""Feature definitions: the YAML model, its loader and the resolved registry."""
+
+from feature_service.definitions.loader import load_definitions
+from feature_service.definitions.registry import (
+    DefinitionError,
+    DefinitionIssue,
+    Entity,
+    Feature,
+    FeatureService,
+    FeatureView,
+    Registry,
+    Source,
+)
+
+__all__ = [
+    "DefinitionError",
+    "DefinitionIssue",
+    "Entity",
+    "Feature",
+    "FeatureService",
+    "FeatureView",
+    "Registry",
+    "Source",
+    "load_definitions",
+]

@@ -1,0 +1,127 @@
+"""The definitions files as written: strict pydantic models of the YAML.
+
+These models check each file on its own (shape, types, durations, aggregation names);
+`registry.py` resolves names across files and checks the rest. Unknown keys are
+errors, so a typo such as `windws:` is refused rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from feature_service.aggregation.algebra import AGGREGATORS
+from feature_service.definitions.durations import parse_duration
+
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
+ColumnType = Literal["string", "int", "float", "bool", "timestamp"]
+NUMERIC_TYPES = frozenset({"int", "float", "bool"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class EntityDef(_Strict):
+    """A thing features describe, identified by one join key column."""
+
+    name: Identifier
+    join_key: Identifier
+    description: str = ""
+
+
+class SourceDef(_Strict):
+    """A Kafka topic of raw events and their schema."""
+
+    name: Identifier
+    topic: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$", max_length=200)]
+    timestamp_field: Identifier
+    schema_: dict[Identifier, ColumnType] = Field(alias="schema", min_length=1)
+    key: Identifier | None = Field(
+        default=None,
+        description="The join key the topic is keyed by; default: the entity of its first view.",
+    )
+    partitions: int = Field(default=3, ge=1, le=10_000)
+    description: str = ""
+
+
+class FeatureDef(_Strict):
+    """One feature, or a shorthand expanding to aggregations x windows."""
+
+    name: Identifier | None = None
+    column: Identifier | None = None
+    aggregation: str | None = None
+    aggregations: list[str] | None = Field(default=None, min_length=1)
+    window: Duration | None = None
+    windows: list[Duration] | None = Field(default=None, min_length=1)
+    hop: Duration | None = None
+    where: str | None = None
+    description: str = ""
+
+    @field_validator("aggregation")
+    @classmethod
+    def _known_aggregation(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_aggregation(value)
+        return value
+
+    @field_validator("aggregations")
+    @classmethod
+    def _known_aggregations(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            _check_aggregation(name)
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_say_it(self) -> FeatureDef:
+        if (self.aggregation is None) == (self.aggregations is None):
+            raise ValueError("give exactly one of `aggregation` or `aggregations`")
+        if self.window is not None and self.windows is not None:
+            raise ValueError("give at most one of `window` or `windows`")
+        return self
+
+
+class FeatureViewDef(_Strict):
+    """Features of one entity computed from one source."""
+
+    name: Identifier
+    source: Identifier
+    entity: Identifier
+    ttl: Duration | None = None
+    hop: Duration | None = None
+    allowed_lateness: Duration | None = None
+    description: str = ""
+    features: list[FeatureDef] = Field(min_length=1)
+
+
+class FeatureServiceDef(_Strict):
+    """A named list of `view:feature` references a model reads together."""
+
+    name: Identifier
+    features: list[str] = Field(min_length=1)
+    description: str = ""
+
+
+class DefinitionsFile(_Strict):
+    """One YAML file; every section is optional so definitions can span files."""
+
+    entities: list[EntityDef] = Field(default_factory=list)
+    sources: list[SourceDef] = Field(default_factory=list)
+    feature_views: list[FeatureViewDef] = Field(default_factory=list)
+    feature_services: list[FeatureServiceDef] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_sections_are_empty(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: ([] if v is None else v) for k, v in data.items()}
+        return data
+
+
+def _check_aggregation(name: str) -> None:
+    if name not in AGGREGATORS:
+        raise ValueError(
+            f"unknown aggregation {name!r}; use one of {', '.join(sorted(AGGREGATORS))}"
+        )

@@ -1,0 +1,439 @@
+"""Resolved definitions: the registry every other part of the service reads.
+
+`build_registry` takes the parsed files, resolves names across them (a view in one
+file may use an entity from another), expands shorthand features, and checks what a
+single file cannot: unknown sources, entities and columns, duplicate names, windows
+that are not a multiple of their hop, `where` filters. Every problem becomes a
+`DefinitionIssue` naming the file, the path inside it and what is wrong; all of them
+are reported at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from feature_service.aggregation.algebra import AGGREGATORS
+from feature_service.aggregation.windows import default_hop
+from feature_service.definitions.durations import format_duration
+from feature_service.definitions.model import (
+    NUMERIC_TYPES,
+    DefinitionsFile,
+    FeatureDef,
+    FeatureViewDef,
+    SourceDef,
+)
+from feature_service.definitions.where import WhereError, WhereExpr, parse_where
+
+DLQ_SUFFIX = ".dlq"
+
+
+@dataclass(frozen=True)
+class DefinitionIssue:
+    """One problem in one definitions file."""
+
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.path}" if self.path else self.file
+        return f"{where}: {self.message}"
+
+
+class DefinitionError(ValueError):
+    """Definitions that cannot run; `issues` lists every problem found."""
+
+    def __init__(self, issues: list[DefinitionIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(issue) for issue in issues))
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    join_key: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    topic: str
+    timestamp_field: str
+    schema: dict[str, str]
+    key: str | None  # None only for a source no view uses yet: messages go unkeyed
+    partitions: int
+    description: str = ""
+
+    @property
+    def dlq_topic(self) -> str:
+        """Where events of this source that cannot be accepted go, with the reason."""
+        return self.topic + DLQ_SUFFIX
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One output feature. `window_s` None is a lifetime aggregate (then `hop_s` is None)."""
+
+    name: str
+    aggregation: str
+    column: str | None
+    window_s: int | None
+    hop_s: int | None
+    where: WhereExpr | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: views key caches
+class FeatureView:
+    name: str
+    source: Source
+    entity: Entity
+    features: tuple[Feature, ...]
+    ttl_s: int | None
+    allowed_lateness_s: int
+    description: str = ""
+    file: str = ""
+
+    @property
+    def longest_window_s(self) -> int | None:
+        windows = [f.window_s for f in self.features if f.window_s is not None]
+        return max(windows) if windows else None
+
+    @property
+    def retention_s(self) -> int:
+        """How far behind the watermark online state must reach (see DESIGN.md).
+
+        Queries may reach one longest window back (`as_of`), whose window reaches one
+        more; events may arrive up to `allowed_lateness_s` late.
+        """
+        longest = self.longest_window_s or 0
+        return max(2 * longest, longest + self.allowed_lateness_s)
+
+    def feature(self, name: str) -> Feature:
+        for feature in self.features:
+            if feature.name == name:
+                return feature
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class FeatureService:
+    name: str
+    features: tuple[str, ...]
+    description: str = ""
+
+
+@dataclass
+class Registry:
+    """Every definition, resolved and checked."""
+
+    entities: dict[str, Entity] = field(default_factory=dict)
+    sources: dict[str, Source] = field(default_factory=dict)
+    feature_views: dict[str, FeatureView] = field(default_factory=dict)
+    feature_services: dict[str, FeatureService] = field(default_factory=dict)
+
+    def views_of_source(self, source: str) -> list[FeatureView]:
+        return [v for v in self.feature_views.values() if v.source.name == source]
+
+
+# Lateness when a view does not set it: two longest windows, as DESIGN.md fixes; a view of
+# lifetime aggregates only keeps a day.
+_LIFETIME_ONLY_LATENESS_S = 86400
+
+
+def build_registry(files: Iterable[tuple[str, DefinitionsFile]]) -> Registry:
+    """Resolve and check parsed files; raise DefinitionError listing every problem."""
+    issues: list[DefinitionIssue] = []
+    registry = Registry()
+    origin: dict[tuple[str, str], str] = {}
+    files = list(files)
+
+    def claim(kind: str, name: str, file: str, path: str) -> bool:
+        if (kind, name) in origin:
+            issues.append(
+                DefinitionIssue(
+                    file, path, f"duplicate {kind} {name!r} (first defined in {origin[kind, name]})"
+                )
+            )
+            return False
+        origin[kind, name] = file
+        return True
+
+    for file, parsed in files:
+        for i, e in enumerate(parsed.entities):
+            if claim("entity", e.name, file, f"entities[{i}].name"):
+                registry.entities[e.name] = Entity(e.name, e.join_key, e.description)
+
+    source_defs: dict[str, tuple[str, int, SourceDef]] = {}
+    for file, parsed in files:
+        for i, s in enumerate(parsed.sources):
+            if claim("source", s.name, file, f"sources[{i}].name"):
+                source_defs[s.name] = (file, i, s)
+            claim("topic", s.topic, file, f"sources[{i}].topic")
+
+    view_defs = [(file, i, v) for file, parsed in files for i, v in enumerate(parsed.feature_views)]
+    for name, (file, i, s) in source_defs.items():
+        source = _resolve_source(file, i, s, view_defs, registry, issues)
+        if source is not None:
+            registry.sources[name] = source
+
+    for file, i, v in view_defs:
+        if not claim("feature view", v.name, file, f"feature_views[{i}].name"):
+            continue
+        view = _resolve_view(file, i, v, registry, issues)
+        if view is not None:
+            registry.feature_views[v.name] = view
+
+    for file, parsed in files:
+        for i, fs in enumerate(parsed.feature_services):
+            if not claim("feature service", fs.name, file, f"feature_services[{i}].name"):
+                continue
+            for j, ref in enumerate(fs.features):
+                problem = _check_reference(ref, registry)
+                if problem:
+                    issues.append(
+                        DefinitionIssue(file, f"feature_services[{i}].features[{j}]", problem)
+                    )
+            registry.feature_services[fs.name] = FeatureService(
+                fs.name, tuple(fs.features), fs.description
+            )
+
+    if issues:
+        raise DefinitionError(issues)
+    return registry
+
+
+def _resolve_source(
+    file: str,
+    i: int,
+    s: SourceDef,
+    view_defs: list[tuple[str, int, FeatureViewDef]],
+    registry: Registry,
+    issues: list[DefinitionIssue],
+) -> Source | None:
+    path = f"sources[{i}]"
+    ok = True
+    ts_type = s.schema_.get(s.timestamp_field)
+    if ts_type is not None and ts_type not in ("timestamp", "float", "int"):
+        issues.append(
+            DefinitionIssue(
+                file,
+                f"{path}.schema.{s.timestamp_field}",
+                f"the timestamp field must be of type timestamp, float or int, not {ts_type}",
+            )
+        )
+        ok = False
+    key = s.key
+    if key is None:
+        for _, _, v in view_defs:
+            entity = registry.entities.get(v.entity)
+            if v.source == s.name and entity is not None:
+                key = entity.join_key
+                break
+    if key is not None and key not in s.schema_:
+        issues.append(
+            DefinitionIssue(
+                file,
+                f"{path}.key",
+                f"key column {key!r} is not in the schema ({', '.join(s.schema_)})",
+            )
+        )
+        ok = False
+    if not ok:
+        return None
+    return Source(
+        name=s.name,
+        topic=s.topic,
+        timestamp_field=s.timestamp_field,
+        schema=dict(s.schema_),
+        key=key,
+        partitions=s.partitions,
+        description=s.description,
+    )
+
+
+def _resolve_view(
+    file: str, i: int, v: FeatureViewDef, registry: Registry, issues: list[DefinitionIssue]
+) -> FeatureView | None:
+    path = f"feature_views[{i}]"
+    before = len(issues)
+    source = registry.sources.get(v.source)
+    entity = registry.entities.get(v.entity)
+    if source is None:
+        issues.append(
+            DefinitionIssue(file, f"{path}.source", _unknown("source", v.source, registry.sources))
+        )
+    if entity is None:
+        issues.append(
+            DefinitionIssue(file, f"{path}.entity", _unknown("entity", v.entity, registry.entities))
+        )
+    if source is None or entity is None:
+        return None
+    if entity.join_key not in source.schema:
+        issues.append(
+            DefinitionIssue(
+                file,
+                f"{path}.entity",
+                f"entity {entity.name!r} joins on {entity.join_key!r}, "
+                f"which source {source.name!r} does not have",
+            )
+        )
+    features: list[Feature] = []
+    seen: dict[str, str] = {}
+    for j, fdef in enumerate(v.features):
+        fpath = f"{path}.features[{j}]"
+        for feature in _expand(file, fpath, fdef, v, source, issues):
+            if feature.name in seen:
+                issues.append(
+                    DefinitionIssue(
+                        file,
+                        f"{fpath}",
+                        f"duplicate feature name {feature.name!r} (also at {seen[feature.name]})",
+                    )
+                )
+                continue
+            seen[feature.name] = fpath
+            features.append(feature)
+    hops = sorted({f.hop_s for f in features if f.hop_s is not None})
+    for finer, coarser in itertools.pairwise(hops):
+        if coarser % finer:
+            issues.append(
+                DefinitionIssue(
+                    file,
+                    f"{path}.features",
+                    f"hops {format_duration(finer)} and {format_duration(coarser)} do not divide "
+                    "each other; each hop of a view must be a multiple of the next smaller one",
+                )
+            )
+    if len(issues) > before:
+        return None
+    longest = max((f.window_s for f in features if f.window_s is not None), default=None)
+    lateness = v.allowed_lateness
+    if lateness is None:
+        lateness = 2 * longest if longest is not None else _LIFETIME_ONLY_LATENESS_S
+    return FeatureView(
+        name=v.name,
+        source=source,
+        entity=entity,
+        features=tuple(features),
+        ttl_s=v.ttl,
+        allowed_lateness_s=lateness,
+        description=v.description,
+        file=file,
+    )
+
+
+def _expand(
+    file: str,
+    path: str,
+    f: FeatureDef,
+    view: FeatureViewDef,
+    source: Source,
+    issues: list[DefinitionIssue],
+) -> Iterator[Feature]:
+    aggregations = f.aggregations or [f.aggregation or ""]
+    windows: list[int | None] = list(f.windows) if f.windows else [f.window]
+    agg_key = "aggregations" if f.aggregations else "aggregation"
+    win_key = "windows" if f.windows else "window"
+    if f.name is not None and len(aggregations) * len(windows) > 1:
+        issues.append(
+            DefinitionIssue(
+                file,
+                f"{path}.name",
+                f"a name is given but the entry expands to {len(aggregations) * len(windows)} "
+                "features; drop the name to get generated ones",
+            )
+        )
+        return
+    column_type = None
+    if f.column is not None:
+        column_type = source.schema.get(f.column)
+        if column_type is None:
+            issues.append(
+                DefinitionIssue(
+                    file,
+                    f"{path}.column",
+                    f"unknown column {f.column!r}; source {source.name!r} has "
+                    f"{', '.join(source.schema)}",
+                )
+            )
+            return
+    where: WhereExpr | None = None
+    if f.where is not None:
+        try:
+            where = parse_where(f.where, set(source.schema))
+        except WhereError as exc:
+            issues.append(DefinitionIssue(file, f"{path}.where", str(exc)))
+            return
+    for a, aggregation in enumerate(aggregations):
+        agg = AGGREGATORS[aggregation]
+        apath = f"{path}.{agg_key}" + (f"[{a}]" if f.aggregations else "")
+        if agg.needs_column and f.column is None:
+            issues.append(DefinitionIssue(file, apath, f"{aggregation} needs a `column`"))
+            continue
+        if agg.numeric_only and column_type not in NUMERIC_TYPES:
+            issues.append(
+                DefinitionIssue(
+                    file,
+                    apath,
+                    f"{aggregation} needs a numeric column; {f.column!r} is {column_type}",
+                )
+            )
+            continue
+        for w, window in enumerate(windows):
+            wpath = f"{path}.{win_key}" + (f"[{w}]" if f.windows else "")
+            hop = None
+            if window is not None:
+                hop = f.hop or view.hop or default_hop(window)
+                if hop > window or window % hop:
+                    hop_path = f"{path}.hop" if f.hop else wpath
+                    issues.append(
+                        DefinitionIssue(
+                            file,
+                            hop_path,
+                            f"window {format_duration(window)} is not a multiple of its hop "
+                            f"{format_duration(hop)}; set `hop` to a divisor of the window",
+                        )
+                    )
+                    continue
+            elif f.hop is not None:
+                issues.append(DefinitionIssue(file, f"{path}.hop", "a hop needs a window"))
+                continue
+            name = f.name or _generated_name(f.column, aggregation, window)
+            yield Feature(
+                name=name,
+                aggregation=aggregation,
+                column=f.column,
+                window_s=window,
+                hop_s=hop,
+                where=where,
+                description=f.description,
+            )
+
+
+def _generated_name(column: str | None, aggregation: str, window: int | None) -> str:
+    parts = [column] if column else []
+    parts.append(aggregation)
+    if window is not None:
+        parts.append(format_duration(window))
+    return "_".join(parts)
+
+
+def _unknown(kind: str, name: str, known: Mapping[str, object]) -> str:
+    options = ", ".join(sorted(known)) or "none defined"
+    return f"unknown {kind} {name!r} (known: {options})"
+
+
+def _check_reference(ref: str, registry: Registry) -> str | None:
+    view_name, sep, feature_name = ref.partition(":")
+    if not sep:
+        return f"{ref!r} is not of the form view:feature"
+    view = registry.feature_views.get(view_name)
+    if view is None:
+        return _unknown("feature view", view_name, registry.feature_views)
+    if all(f.name != feature_name for f in view.features):
+        return f"feature view {view_name!r} has no feature {feature_name!r}"
+    return None

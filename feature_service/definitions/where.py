@@ -1,0 +1,227 @@
+"""`where` filters: a small, safe expression language over a source's columns.
+
+The grammar is a subset of Python expressions: comparisons (`==`, `!=`, `<`, `<=`, `>`,
+`>=`, `in`, `not in`, chained), `and`, `or`, `not`, parentheses, column names, and
+string / number / boolean / `None` literals or lists of them. Nothing is ever `eval`ed:
+the expression is parsed with `ast`, checked node by node, and evaluated either on one
+event (a mapping) or vectorised on columns (numpy arrays). A comparison involving a
+null value is false, as in SQL.
+
+>>> w = parse_where("category == 'grocery' and amount > 10", {"category", "amount"})
+>>> w.evaluate_row({"category": "grocery", "amount": 12.5})
+True
+>>> sorted(w.columns)
+['amount', 'category']
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from collections.abc import Callable, Mapping, Set
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+_COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
+
+
+class WhereError(ValueError):
+    """A `where` expression that does not parse, or names an unknown column."""
+
+
+@dataclass(frozen=True)
+class WhereExpr:
+    """A parsed, checked `where` filter."""
+
+    text: str
+    tree: ast.expr
+    columns: frozenset[str]
+
+    def evaluate_row(self, row: Mapping[str, Any]) -> bool:
+        """Whether one event passes the filter."""
+        return bool(_eval_row(self.tree, row))
+
+    def evaluate_columns(self, columns: Mapping[str, np.ndarray], size: int) -> np.ndarray:
+        """A boolean mask over a batch of `size` events given as column arrays."""
+        result = _eval_vector(self.tree, columns, size)
+        return np.asarray(result, dtype=bool) & np.ones(size, dtype=bool)
+
+
+def parse_where(text: str, known_columns: Set[str]) -> WhereExpr:
+    """Parse and check `text`; raise WhereError saying what is wrong."""
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except SyntaxError as exc:
+        raise WhereError(f"does not parse: {text!r} ({exc.msg})") from None
+    names: set[str] = set()
+    _check(tree, names)
+    unknown = sorted(names - set(known_columns))
+    if unknown:
+        raise WhereError(
+            f"names unknown column(s) {', '.join(unknown)}; "
+            f"the source has {', '.join(sorted(known_columns))}"
+        )
+    return WhereExpr(text=text, tree=tree, columns=frozenset(names))
+
+
+def _check(node: ast.expr, names: set[str]) -> None:
+    if isinstance(node, ast.BoolOp):
+        for value in node.values:
+            _check(value, names)
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        _check(node.operand, names)
+    elif isinstance(node, ast.Compare):
+        for op in node.ops:
+            if not isinstance(op, (ast.In, ast.NotIn, *_COMPARE)):
+                raise WhereError(f"operator {type(op).__name__} is not allowed")
+        for operand in (node.left, *node.comparators):
+            _check_operand(operand, names)
+    elif isinstance(node, ast.Name):
+        names.add(node.id)  # a bare boolean column
+    elif isinstance(node, ast.Constant) and isinstance(node.value, bool):
+        pass
+    else:
+        raise WhereError(
+            f"{ast.unparse(node)!r} is not allowed; use comparisons of columns with "
+            "literals joined by and/or/not"
+        )
+
+
+def _check_operand(node: ast.expr, names: set[str]) -> None:
+    if isinstance(node, ast.Name):
+        names.add(node.id)
+    elif isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float, type(None))):
+        pass
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        if not (isinstance(node.operand, ast.Constant) and _is_number(node.operand.value)):
+            raise WhereError(f"{ast.unparse(node)!r} is not allowed")
+    elif isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        for element in node.elts:
+            if isinstance(element, (ast.Name, ast.List, ast.Tuple)):
+                raise WhereError(f"a list in a filter holds literals only: {ast.unparse(node)!r}")
+            _check_operand(element, names)
+    else:
+        raise WhereError(f"{ast.unparse(node)!r} is not a column or a literal")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _literal(node: ast.expr) -> Any:
+    return ast.literal_eval(node)
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _eval_row(node: ast.expr, row: Mapping[str, Any]) -> Any:
+    if isinstance(node, ast.BoolOp):
+        values = (bool(_eval_row(v, row)) for v in node.values)
+        return all(values) if isinstance(node.op, ast.And) else any(values)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return not _eval_row(node.operand, row)
+    if isinstance(node, ast.Compare):
+        left = _operand_row(node.left, row)
+        for op, right_node in zip(node.ops, node.comparators, strict=True):
+            right = _operand_row(right_node, row)
+            if isinstance(op, (ast.In, ast.NotIn)):
+                if _is_null(left):
+                    return False
+                found = left in right
+                ok = found if isinstance(op, ast.In) else not found
+            else:
+                if _is_null(left) or _is_null(right):
+                    return False
+                try:
+                    ok = bool(_COMPARE[type(op)](left, right))
+                except TypeError:
+                    return False
+            if not ok:
+                return False
+            left = right
+        return True
+    if isinstance(node, ast.Name):
+        return bool(row.get(node.id)) and not _is_null(row.get(node.id))
+    return _literal(node)
+
+
+def _operand_row(node: ast.expr, row: Mapping[str, Any]) -> Any:
+    if isinstance(node, ast.Name):
+        return row.get(node.id)
+    return _literal(node)
+
+
+def _eval_vector(node: ast.expr, columns: Mapping[str, np.ndarray], size: int) -> np.ndarray:
+    if isinstance(node, ast.BoolOp):
+        masks = [_eval_vector(v, columns, size) for v in node.values]
+        combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        result = masks[0]
+        for mask in masks[1:]:
+            result = combine(result, mask)
+        return result
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return ~_eval_vector(node.operand, columns, size)
+    if isinstance(node, ast.Compare):
+        result = np.ones(size, dtype=bool)
+        left = _operand_vector(node.left, columns, size)
+        for op, right_node in zip(node.ops, node.comparators, strict=True):
+            right = _operand_vector(right_node, columns, size)
+            result &= _compare_vector(op, left, right, size)
+            left = right
+        return result
+    if isinstance(node, ast.Name):
+        values = columns[node.id]
+        return np.fromiter((bool(v) and not _is_null(v) for v in values), dtype=bool, count=size)
+    return np.full(size, bool(_literal(node)))
+
+
+def _operand_vector(node: ast.expr, columns: Mapping[str, np.ndarray], size: int) -> Any:
+    if isinstance(node, ast.Name):
+        return columns[node.id]
+    return _literal(node)
+
+
+def _compare_vector(op: ast.cmpop, left: Any, right: Any, size: int) -> np.ndarray:
+    # Element-wise through the row semantics keeps nulls and mixed types exactly as
+    # evaluate_row treats them; the numeric fast path covers the common case.
+    if isinstance(op, (ast.In, ast.NotIn)):
+        members = set(right) if not isinstance(right, np.ndarray) else None
+        if members is not None and isinstance(left, np.ndarray):
+            found = np.fromiter(
+                (not _is_null(v) and v in members for v in left), dtype=bool, count=size
+            )
+            if isinstance(op, ast.In):
+                return found
+            nulls = np.fromiter((_is_null(v) for v in left), dtype=bool, count=size)
+            return ~found & ~nulls
+    fn = _COMPARE.get(type(op))
+    if (
+        fn is not None
+        and isinstance(left, np.ndarray)
+        and left.dtype.kind in "fiu"
+        and (_is_number(right) or (isinstance(right, np.ndarray) and right.dtype.kind in "fiu"))
+    ):
+        with np.errstate(invalid="ignore"):
+            result = np.asarray(fn(left, right), dtype=bool)
+        for side in (left, right):  # a null (NaN) on either side is false, even for !=
+            if isinstance(side, np.ndarray) and side.dtype.kind == "f":
+                result &= ~np.isnan(side)
+        return result
+    lefts = left if isinstance(left, np.ndarray) else [left] * size
+    rights = right if isinstance(right, np.ndarray) else [right] * size
+    out = np.empty(size, dtype=bool)
+    for i, (a, b) in enumerate(zip(lefts, rights, strict=True)):
+        tree = ast.Compare(left=ast.Constant(a), ops=[op], comparators=[ast.Constant(b)])
+        out[i] = _eval_row(tree, {})
+    return out

@@ -1,0 +1,1 @@
+"""The offline store: the Parquet log of every accepted event, per source."""

@@ -1,0 +1,52 @@
+"""Where online state lives in Redis, and how a feature view maps onto tiles.
+
+Keys (all prefixed `fs:`):
+
+- `fs:v:<view>:<entity id>` (hash): the view's tile state of one entity, the fields of
+  `aggregation.tiles.TileLayout` (`v`, `w`, `lo`, `hi`, `a`, `b`, `t:<level>:<start>`,
+  `r:<start>`), each compact JSON.
+- `fs:o:<topic>:<partition>` (string): JSON `[next offset, watermark]`, how far the
+  state reflects that partition.
+- `fs:stats:<source>` (hash): counters `events`, `dlq`, `late:<view>`, `batches`, and
+  `last_batch_ms`, `newest_event_ts:<partition>`.
+
+An entity key expires (wall clock, from its last write) after the view's ttl plus its
+longest window, so idle entities do not pile up; a view without ttl keeps its keys.
+The offset key is written in the same MULTI/EXEC as the state of the batch it
+describes, under WATCH, which is what makes each event count exactly once (see
+`stream.worker`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from feature_service.aggregation.tiles import TileLayout
+from feature_service.definitions import FeatureView
+
+PREFIX = "fs:"
+
+
+def entity_key(view: str, entity_id: str) -> str:
+    return f"{PREFIX}v:{view}:{entity_id}"
+
+
+def offset_key(topic: str, partition: int) -> str:
+    return f"{PREFIX}o:{topic}:{partition}"
+
+
+def stats_key(source: str) -> str:
+    return f"{PREFIX}stats:{source}"
+
+
+def expiry_seconds(view: FeatureView) -> int | None:
+    """How long an entity's state outlives its last write, or None to keep it."""
+    if view.ttl_s is None:
+        return None
+    return view.ttl_s + (view.longest_window_s or 0)
+
+
+@lru_cache(maxsize=256)
+def view_layout(view: FeatureView) -> TileLayout:
+    """The tile layout of a view (cached; views are immutable)."""
+    return TileLayout(list(view.features), retention_s=view.retention_s)

@@ -1,0 +1,1 @@
+"""Stream processing: topics, and (later) the Faust worker that computes features."""

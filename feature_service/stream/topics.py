@@ -1,0 +1,34 @@
+"""Create the topics definitions need: one per source and its dead-letter topic.
+
+>>> import asyncio
+>>> asyncio.run(ensure_topics("127.0.0.1:9092", registry))  # doctest: +SKIP
+['transactions', 'transactions.dlq']
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from feature_service.definitions import Registry
+
+
+async def ensure_topics(bootstrap: str, registry: Registry) -> list[str]:
+    """Create missing source and dead-letter topics; return the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted: dict[str, int] = {}
+        for source in registry.sources.values():
+            wanted[source.topic] = source.partitions
+            wanted[source.dlq_topic] = 1
+        missing = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
+                await admin.create_topics(missing)
+        return [t.name for t in missing]
+    finally:
+        await admin.close()

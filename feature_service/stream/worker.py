@@ -1,0 +1,99 @@
+"""The stream worker: a Faust app with one batch-fed agent per source topic.
+
+`feature-service worker` runs it. Faust owns consumption, the consumer group, partition
+assignment, rebalancing and the worker lifecycle (`stream.faust_batches`); each fetched
+batch goes to the `SourceProcessor` of its topic, which parses, dead-letters, logs to
+Parquet and folds into Redis with exactly-once effect (`stream.source_processor`).
+A handler that fails (Redis or the broker away) is retried until it succeeds: the worker
+waits, it does not drop events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+from faust.types import TP
+
+from feature_service.core.config import Settings
+from feature_service.definitions import Registry
+from feature_service.offline.event_log import EventLog
+from feature_service.stream.faust_batches import BatchApp
+from feature_service.stream.source_processor import SourceProcessor
+
+log = logging.getLogger(__name__)
+APP_ID = "feature-service"
+
+
+class WorkerRuntime:
+    """Clients the handlers share, opened on the worker's event loop at first use."""
+
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.processors: dict[str, SourceProcessor] = {}
+        self._started = False
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        assert self.settings.broker_url and self.settings.redis_url
+        redis = aioredis.Redis.from_url(
+            self.settings.redis_url, socket_timeout=10, socket_connect_timeout=5
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=self.settings.broker_url, acks="all")
+        await producer.start()
+        event_log = EventLog(self.settings.offline_uri)
+        for source in self.registry.sources.values():
+            if self.registry.views_of_source(source.name):
+                self.processors[source.topic] = SourceProcessor(
+                    self.registry, source, redis, event_log, producer
+                )
+        self._started = True
+
+    def handler_for(self, topic: str) -> Any:
+        async def handle(tp: TP, records: Sequence[Any]) -> None:
+            await self.start()
+            await self.processors[topic].handle(tp.partition, records)
+
+        return handle
+
+
+def build_app(settings: Settings, registry: Registry) -> tuple[BatchApp, WorkerRuntime]:
+    """The Faust app and its runtime for the sources that have feature views."""
+    if not settings.broker_url or not settings.redis_url:
+        raise ValueError(
+            "the worker needs a broker and Redis: set FS_BROKER_URL and FS_REDIS_URL "
+            "or start it with `feature-service up`"
+        )
+    app = BatchApp(
+        APP_ID,
+        broker=f"kafka://{settings.broker_url}",
+        web_enabled=False,
+        web_host="127.0.0.1",
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_session_timeout=settings.rebalance_timeout_s,
+        broker_heartbeat_interval=max(1, settings.rebalance_timeout_s // 4),
+        consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=settings.max_poll_records,
+        topic_allow_declare=True,
+        producer_acks=-1,
+    )
+    runtime = WorkerRuntime(settings, registry)
+    for source in registry.sources.values():
+        if registry.views_of_source(source.name):
+            app.batch_handler(source.topic, runtime.handler_for(source.topic))
+    return app, runtime
+
+
+def run_worker(settings: Settings, registry: Registry) -> None:
+    """Run the worker in the foreground until SIGTERM/SIGINT."""
+    app, _ = build_app(settings, registry)
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    # Faust leaves the root logger at DEBUG; per-send debug logging costs throughput.
+    logging.getLogger().setLevel(settings.log_level.upper())
+    worker.execute_from_commandline()

@@ -1,0 +1,158 @@
+"""`feature-service up`: the stack in the foreground, found by others, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from feature_service.embedded.processes import free_port, port_open
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_up_serves_restarts_the_api_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    stores = tmp_path / "stores"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FS_")}
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "feature_service.cli.main",
+            "up",
+            "--definitions",
+            str(ROOT / "definitions"),
+            "--api-port",
+            str(port),
+            "--stores",
+            str(stores),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: described(stores, url), what="stack.json to name the API")
+        assert healthy(url)
+        stack = json.loads((stores / "stack.json").read_text())
+        assert stack["api_url"] == url and stack["pid"] == up.pid
+        views = httpx.get(f"{url}/feature-views").json()
+        assert {v["name"] for v in views} >= {"customer_txn"}
+        assert httpx.get(f"{url}/feature-views/nope").status_code == 404
+
+        # A dead API is restarted by the supervisor.
+        api_pid = _listener_pid(port)
+        os.kill(api_pid, signal.SIGKILL)
+        wait_for(lambda: healthy(url) and _listener_pid(port) != api_pid, what="API restart")
+
+        up.send_signal(signal.SIGTERM)
+        out, _ = up.communicate(timeout=60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert up.returncode == 0, out
+    assert "API ready" in out and "restarting" in out
+    broker_port = int(stack["broker_url"].rsplit(":", 1)[1])
+    redis_port = int(stack["redis_url"].rsplit(":", 1)[1].split("/")[0])
+    for p in (port, broker_port, redis_port):
+        assert not port_open("127.0.0.1", p), f"port {p} still open after shutdown"
+    assert not (stores / "stack.json").exists()
+
+
+def described(stores: Path, url: str) -> bool:
+    try:
+        return json.loads((stores / "stack.json").read_text()).get("api_url") == url
+    except (OSError, ValueError):
+        return False
+
+
+def _listener_pid(port: int) -> int:
+    """The pid listening on a loopback TCP port, from /proc (no psutil needed)."""
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+                inode = fields[9]
+    assert inode is not None, f"nothing listens on {port}"
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return int(proc.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no process owns the socket on {port}")
+
+
+def test_up_refuses_bad_definitions_before_starting(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("feature_views:\n  - name: v\n    source: nope\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "feature_service.cli.main",
+            "up",
+            "--definitions",
+            str(tmp_path),
+            "--stores",
+            str(tmp_path / "stores"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "bad.yaml: feature_views[0]" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "stores").exists()
+
+
+def test_validate_command_reports_ok_and_errors(tmp_path: Path) -> None:
+    ok = subprocess.run(
+        [sys.executable, "-m", "feature_service.cli.main", "validate", str(ROOT / "definitions")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ok.returncode == 0 and ok.stdout.startswith("ok:"), ok.stderr
+    (tmp_path / "bad.yaml").write_text("entities:\n  - name: c\n    joinkey: c_id\n")
+    bad = subprocess.run(
+        [sys.executable, "-m", "feature_service.cli.main", "validate", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 1
+    assert "bad.yaml: entities[0].joinkey: unknown key" in bad.stderr
+    assert "Traceback" not in bad.stderr
