@@ -50,7 +50,13 @@ class Settings(BaseSettings):
         default=60, ge=2, description="Consumer group rebalance/session timeout of the worker."
     )
     max_poll_records: int = Field(
-        default=20_000, ge=1, description="Most records the worker fetches per batch."
+        default=20_000, ge=1, description="Most records the worker fetches per poll."
+    )
+    flush_events: int = Field(
+        default=50_000, ge=1, description="Pending events that make the worker commit."
+    )
+    flush_interval_s: float = Field(
+        default=0.5, gt=0, description="Longest time an event waits before it is committed."
     )
 
     @property

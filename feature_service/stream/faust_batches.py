@@ -7,21 +7,23 @@ for one that hands each fetched (partition, records) batch to an async handler, 
 Faust keeps doing what it is good at: consumer group membership, partition assignment,
 rebalancing and the worker lifecycle.
 
-Contract with handlers:
+Contract with the application (`BatchApp.batch_handler`, `BatchApp.batch_flusher`):
 
-- `handler(tp, records)` gets the records of one partition in offset order. It must be
-  idempotent per offset (a rebalance or a restart re-delivers a batch); the stream
-  worker stores its offsets with its state for that reason.
-- A rebalance waits for the batch in flight to finish before partitions are revoked
-  (`on_partitions_revoked`), so a partition is never handled by two workers at once
+- `handler(tp, records)` gets the records of one partition in offset order. It may keep
+  them pending; `flusher(force)` makes pending work durable when it decides to (or
+  always, with `force`) and returns the offsets that are durable now. Only those are
+  committed to Kafka, so Kafka's committed offset never runs ahead of the application's
+  own state, and a restart never skips an event.
+- A handler may raise `Rewind(offset)`: the partition is re-read from `offset` (after
+  it dropped pending work, or found its stored state behind Kafka's position).
+- A rebalance waits for the handler or flush in progress, then forces a flush, before
+  partitions are revoked; so a partition is never written by two workers at once
   through this process's fault.
-- Once a batch is handled its end offset is committed to Kafka (for lag metrics and a
-  quick restart position; correctness does not depend on it).
-- An exception in a handler is logged and the batch is retried after a pause: nothing
-  is skipped; a handler should dead-letter bad records itself.
+- An exception in a handler or flush is logged and retried after a pause: nothing is
+  skipped (Redis or the broker being away makes the worker wait).
 
-Written against faust-streaming 0.15.x (pinned `<0.16` in pyproject.toml); the tests in
-tests/integration/test_faust_batches.py cover rebalancing and re-delivery.
+Written against faust-streaming 0.15.x (pinned `<0.16` in pyproject.toml); the worker
+tests (restarts, SIGKILL at random moments) cover it.
 """
 
 from __future__ import annotations
@@ -38,9 +40,18 @@ from faust.types import TP
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[TP, Sequence[Any]], Awaitable[None]]
+BatchFlusher = Callable[[bool], Awaitable[Mapping[TP, int]]]
 
 # How long a failing handler waits before its batch is tried again.
 RETRY_PAUSE_S = 1.0
+
+
+class Rewind(Exception):
+    """Raised by a handler: read this partition again from `offset`."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(f"rewind to offset {offset}")
+        self.offset = offset
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -48,57 +59,63 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._busy = asyncio.Lock()
 
     @property
-    def batch_handlers(self) -> Mapping[str, BatchHandler]:
-        return getattr(self.app, "batch_handlers", {})
+    def batch_app(self) -> BatchApp:
+        app: BatchApp = self.app  # type: ignore[assignment]
+        return app
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        await self._idle.wait()  # let the batch in flight finish first
+        async with self._busy:  # the batch in flight finishes, then pending work is saved
+            await self._retry(self._flush, True)
         await super().on_partitions_revoked(revoked)
 
     async def _drain_messages(self, fetcher: Any) -> None:
-        handlers = self.batch_handlers
+        handlers = self.batch_app.batch_handlers
         while not (self.should_stop or fetcher.should_stop):
-            records, _active = await self._wait_next_records(timeout=1.0)
-            if not records or self.should_stop:
-                continue
+            records, _active = await self._wait_next_records(timeout=0.5)
+            if self.should_stop:
+                break
             generation = self.app.consumer_generation_id
-            commits: dict[TP, int] = {}
-            for tp, batch in records.items():
-                if self.app.consumer_generation_id != generation or not self.flow_active:
-                    break  # a rebalance began: the rest is fetched again from the new position
-                handler = handlers.get(tp.topic)
-                if handler is None or not batch:
-                    continue
-                self._idle.clear()
-                try:
-                    await self._handle_until_done(handler, tp, batch)
-                finally:
-                    self._idle.set()
-                commits[tp] = batch[-1].offset + 1
-            if commits:
-                try:
-                    await self._commit(commits)
-                except Exception as exc:  # the commit is advisory; the next one catches up
-                    log.warning("offset commit failed: %r", exc)
+            async with self._busy:
+                for tp, batch in (records or {}).items():
+                    if self.app.consumer_generation_id != generation or not self.flow_active:
+                        break  # a rebalance began: what is left is fetched again later
+                    handler = handlers.get(tp.topic)
+                    if handler is None or not batch:
+                        continue
+                    try:
+                        await self._retry(handler, tp, batch)
+                    except Rewind as rewind:
+                        log.info(
+                            "%s[%d]: re-reading from %d", tp.topic, tp.partition, rewind.offset
+                        )
+                        await self.seek(tp, rewind.offset)
+                await self._retry(self._flush, False)
 
-    async def _handle_until_done(self, handler: BatchHandler, tp: TP, batch: Sequence[Any]) -> None:
+    async def _flush(self, force: bool) -> None:
+        flusher = self.batch_app.batch_flusher
+        if flusher is None:
+            return
+        durable = await flusher(force)
+        if durable:
+            try:
+                await self._commit(dict(durable))
+            except Exception as exc:  # advisory only; the next commit catches up
+                log.warning("offset commit failed: %r", exc)
+
+    async def _retry(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         while True:
             try:
-                await handler(tp, batch)
+                await fn(*args)
                 return
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, Rewind):
                 raise
             except Exception:
                 if self.should_stop:
                     raise
-                log.exception(
-                    "batch of %d records from %s[%d] failed; retrying in %.0fs",
-                    len(batch), tp.topic, tp.partition, RETRY_PAUSE_S,
-                )
+                log.exception("%s failed; retrying in %.0fs", fn, RETRY_PAUSE_S)
                 await asyncio.sleep(RETRY_PAUSE_S)
 
 
@@ -116,6 +133,7 @@ class BatchApp(faust.App):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batch_handlers: dict[str, BatchHandler] = {}
+        self.batch_flusher: BatchFlusher | None = None
 
     def batch_handler(self, topic: str, handler: BatchHandler) -> None:
         """Subscribe to `topic` and hand its batches to `handler`."""

@@ -2,23 +2,33 @@
 
 One batch of one partition, in order:
 
-1. Skip records below the partition's committed offset (`fs:o:<topic>:<p>` in Redis).
-   On the first batch of a partition, or when that key changed behind our back (another
-   worker owned the partition meanwhile), drop cached state and delete offline files
-   written past the committed offset by a run that died before committing.
+`handle` (per fetched batch of one partition):
+
+1. Skip records below the partition's position. On the first batch of a partition, or
+   when its offset key (`fs:o:<topic>:<p>` in Redis) changed behind our back (another
+   worker owned it meanwhile), drop cached state, delete offline files written past the
+   committed offset by a run that died before committing, and re-read from the
+   committed offset if Kafka's position is past it.
 2. Parse against the schema; refused records go to `<topic>.dlq` with the reason.
 3. Watermarks: each event gets the partition's watermark just before it (the newest
    event time at lower offsets). For each view, an event is late when
    `event_ts < watermark_before - allowed_lateness`: counted, kept in the offline log,
    left out of online state. Training sets apply the same rule to the same numbers.
-4. Write the batch to the offline log (whole files, named by partition and first
-   offset, so a replay rewrites the same file).
-5. Fold the batch into each view's tile state, one vectorised pass per view, then merge
-   into each touched entity's state (cached in memory, read from Redis on a miss) and
-   compact what fell out of retention.
-6. Commit: under WATCH of the offset key, one MULTI/EXEC writes every changed field,
-   the counters and the new `[next offset, watermark]`. If the key changed since step 1,
-   EXEC fails, the cache is dropped and the batch is retried from the stored offset.
+4. Keep the batch pending.
+
+`flush` (when `flush_events` are pending or the oldest is `flush_interval_s` old, and
+before partitions are revoked), for all pending batches of all partitions at once:
+
+5. Write each partition's pending events to the offline log (whole files, named by
+   partition and first offset, so a replay rewrites the same file).
+6. Fold the events into each view's tile state, one vectorised pass per view, merge into
+   each touched entity's state (cached in memory, read from Redis on a miss) and
+   compact what fell out of retention. Grouping many fetched batches into one commit is
+   what makes an entity's state be written once for many of its events.
+7. Commit: under WATCH of the partitions' offset keys, one MULTI/EXEC writes every
+   changed field, the counters and each new `[next offset, watermark]`. If a key moved
+   since it was read, EXEC fails, pending work and caches are dropped and the
+   partitions are re-read from their stored offsets.
 
 Exactly once, then: state and offset change together or not at all; every replay
 starts from the stored offset with the stored watermark, so it recomputes the same
@@ -59,6 +69,7 @@ from feature_service.online.redis_layout import (
     stats_key,
     view_layout,
 )
+from feature_service.stream.faust_batches import Rewind
 from feature_service.stream.parsing import ParsedBatch, parse_records
 
 log = logging.getLogger(__name__)
@@ -99,20 +110,28 @@ def late_mask(
 
 @dataclass
 class _Partition:
-    next_offset: int = 0
-    watermark: float = float("-inf")
+    """What Redis says about a partition, and what is pending for it here."""
+
+    next_offset: int = 0  # committed
+    watermark: float = float("-inf")  # committed
     raw: bytes | None = None  # the offset key's value as we last saw or wrote it
-    loaded: bool = False
+    position: int = 0  # next offset to accept (committed + pending)
+    position_watermark: float = float("-inf")
+    pending: list[ParsedBatch] = field(default_factory=list)
+    pending_wm: list[npt.NDArray[np.float64]] = field(default_factory=list)
+    first_pending: int | None = None
+    rejected: int = 0
+    rewound: bool = False
 
 
 @dataclass
-class BatchResult:
-    """What one batch did (for metrics and tests)."""
+class FlushResult:
+    """What one flush did (for metrics and tests)."""
 
     accepted: int = 0
     rejected: int = 0
-    skipped: int = 0
     late: dict[str, int] = field(default_factory=dict)
+    durable: dict[int, int] = field(default_factory=dict)
 
 
 class SourceProcessor:
@@ -125,69 +144,70 @@ class SourceProcessor:
         redis: aioredis.Redis,
         event_log: EventLog,
         producer: AIOKafkaProducer | None,
+        flush_events: int = 50_000,
+        flush_interval_s: float = 0.5,
     ) -> None:
         self.source = source
         self.views = registry.views_of_source(source.name)
         self.redis = redis
         self.event_log = event_log
         self.producer = producer
+        self.flush_events = flush_events
+        self.flush_interval_s = flush_interval_s
         self.partitions: dict[int, _Partition] = {}
         self.cache: dict[str, OrderedDict[str, dict[str, Any]]] = {
             v.name: OrderedDict() for v in self.views
         }
+        self._pending_events = 0
+        self._pending_since: float | None = None
 
-    # ------------------------------------------------------------------ entry point
+    # ------------------------------------------------------------------ per fetched batch
 
-    async def handle(self, partition: int, records: Sequence[Any]) -> BatchResult:
-        """Process one fetched batch (aiokafka records with .offset/.value) of `partition`."""
-        started = time.perf_counter()
+    async def handle(self, partition: int, records: Sequence[Any]) -> None:
+        """Take one fetched batch (records with .offset/.value) of `partition`."""
         state = await self._partition_state(partition)
-        fresh = [(r.offset, r.value) for r in records if r.offset >= state.next_offset]
-        result = BatchResult(skipped=len(records) - len(fresh))
+        if records and records[0].offset > state.position and not state.rewound:
+            state.rewound = True  # Kafka is past our state: read from where the state is
+            raise Rewind(state.position)
+        fresh = [(r.offset, r.value) for r in records if r.offset >= state.position]
         if not fresh:
-            return result
-        next_offset = fresh[-1][0] + 1
+            return
         batch = parse_records(self.source, fresh)
-        result.accepted, result.rejected = len(batch), len(batch.rejected)
         await self._dead_letter(partition, batch)
-
-        wm_before = watermarks_before(batch.ts, state.watermark)
-        new_watermark = (
-            max(state.watermark, float(batch.ts.max())) if len(batch) else state.watermark
-        )
+        wm_before = watermarks_before(batch.ts, state.position_watermark)
         if len(batch):
-            frame = self._offline_frame(batch, partition, wm_before)
-            await asyncio.to_thread(
-                self.event_log.write_batch, self.source, partition, fresh[0][0], frame
-            )
-        writes: dict[str, tuple[dict[str, Any], list[str]]] = {}
-        staged: list[tuple[str, str, dict[str, Any]]] = []
-        for view in self.views:
-            late = late_mask(view, batch.ts, wm_before)
-            result.late[view.name] = int(late.sum())
-            await self._fold_view(view, batch, ~late, partition, new_watermark, writes, staged)
+            state.position_watermark = max(state.position_watermark, float(batch.ts.max()))
+        if state.first_pending is None:
+            state.first_pending = fresh[0][0]
+        state.position = fresh[-1][0] + 1
+        state.pending.append(batch)
+        state.pending_wm.append(wm_before)
+        state.rejected += len(batch.rejected)
+        self._pending_events += len(fresh)
+        if self._pending_since is None:
+            self._pending_since = time.monotonic()
 
-        batch_ms = (time.perf_counter() - started) * 1000
-        await self._commit(
-            partition, state, next_offset, new_watermark, writes, result, batch, batch_ms
-        )
-        for view_name, entity, fields in staged:
-            self._remember(view_name, entity, fields)
-        return result
-
-    # ------------------------------------------------------------------ steps
+    def flush_due(self) -> bool:
+        if self._pending_since is None:
+            return False
+        if self._pending_events >= self.flush_events:
+            return True
+        return time.monotonic() - self._pending_since >= self.flush_interval_s
 
     async def _partition_state(self, partition: int) -> _Partition:
-        raw = cast(bytes | None, await self.redis.get(offset_key(self.source.topic, partition)))
         state = self.partitions.get(partition)
-        if state is not None and state.loaded and raw == state.raw:
+        if state is not None and state.first_pending is not None:
+            return state  # pending work: the key is checked at commit, under WATCH
+        raw = cast(bytes | None, await self.redis.get(offset_key(self.source.topic, partition)))
+        if state is not None and raw == state.raw:
             return state
         # First batch of this partition here, or someone else committed it meanwhile.
-        state = _Partition(raw=raw, loaded=True)
+        state = _Partition(raw=raw)
         if raw is not None:
             next_offset, watermark = orjson.loads(raw)
-            state.next_offset = int(next_offset)
-            state.watermark = float("-inf") if watermark is None else float(watermark)
+            state.next_offset = state.position = int(next_offset)
+            wm = float("-inf") if watermark is None else float(watermark)
+            state.watermark = state.position_watermark = wm
         for cache in self.cache.values():
             cache.clear()
         removed = await asyncio.to_thread(
@@ -218,11 +238,63 @@ class SourceProcessor:
                 if rejection.value is None
                 else rejection.value.decode("utf-8", "replace"),
             }
+            # Keyed by position, so a consumer can drop the copies a replay sends again.
             key = f"{self.source.topic}:{partition}:{rejection.offset}".encode()
             sends.append(
                 await self.producer.send(self.source.dlq_topic, orjson.dumps(body), key=key)
             )
         await asyncio.gather(*sends)
+
+    # ------------------------------------------------------------------ flush
+
+    async def flush(self) -> FlushResult:
+        """Make every pending batch durable: offline files, then state + offsets at once."""
+        started = time.perf_counter()
+        parts = {p: s for p, s in self.partitions.items() if s.first_pending is not None}
+        result = FlushResult()
+        if not parts:
+            return result
+        merged_batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]] = {}
+        for p, state in parts.items():
+            batch = _concat(state.pending)
+            wm_before = np.concatenate(state.pending_wm) if state.pending_wm else np.empty(0)
+            merged_batches[p] = (batch, wm_before)
+            result.accepted += len(batch)
+            result.rejected += state.rejected
+            if len(batch):
+                frame = self._offline_frame(batch, p, wm_before)
+                assert state.first_pending is not None
+                await asyncio.to_thread(
+                    self.event_log.write_batch, self.source, p, state.first_pending, frame
+                )
+        writes: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        staged: list[tuple[str, str, dict[str, Any]]] = []
+        for view in self.views:
+            deltas, entity_wm, result.late[view.name] = self._fold_view(view, merged_batches, parts)
+            await self._merge_view(view, deltas, entity_wm, writes, staged)
+        try:
+            await self._commit(parts, writes, result, (time.perf_counter() - started) * 1000)
+        except (WatchError, FencedError):
+            self._drop_pending()
+            raise
+        for view_name, entity, fields in staged:
+            self._remember(view_name, entity, fields)
+        for p, state in parts.items():
+            state.next_offset, state.watermark = state.position, state.position_watermark
+            state.pending, state.pending_wm = [], []
+            state.first_pending, state.rejected = None, 0
+            result.durable[p] = state.next_offset
+        self._pending_events = 0
+        self._pending_since = None
+        return result
+
+    def _drop_pending(self) -> None:
+        """Forget pending work and caches; partitions are re-read from their stored offsets."""
+        self.partitions.clear()
+        for cache in self.cache.values():
+            cache.clear()
+        self._pending_events = 0
+        self._pending_since = None
 
     def _offline_frame(
         self, batch: ParsedBatch, partition: int, wm_before: npt.NDArray[np.float64]
@@ -234,21 +306,34 @@ class SourceProcessor:
         data["_watermark"] = wm_before
         return pd.DataFrame(data)
 
-    async def _fold_view(
+    def _fold_view(
         self,
         view: FeatureView,
-        batch: ParsedBatch,
-        accepted: npt.NDArray[np.bool_],
-        partition: int,
-        watermark: float,
-        writes: dict[str, tuple[dict[str, Any], list[str]]],
-        staged: list[tuple[str, str, dict[str, Any]]],
-    ) -> None:
+        batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]],
+        parts: dict[int, _Partition],
+    ) -> tuple[dict[Any, dict[str, Any]], dict[Any, float], int]:
+        """Per-entity field deltas of the pending events of `view` (one numpy pass),
+        the watermark each entity compacts at, and how many events were late."""
         layout = view_layout(view)
-        n = int(accepted.sum())
+        ts_l: list[npt.NDArray[np.float64]] = []
+        seq_l: list[npt.NDArray[np.int64]] = []
+        wm_l: list[npt.NDArray[np.float64]] = []
+        cols_l: list[dict[str, npt.NDArray[Any]]] = []
+        late_total = 0
+        for p, (batch, wm_before) in batches.items():
+            accepted = ~late_mask(view, batch.ts, wm_before)
+            late_total += int(len(batch) - accepted.sum())
+            ts_l.append(batch.ts[accepted])
+            seq_l.append(event_seq(batch.offsets[accepted], p))
+            wm_l.append(np.full(int(accepted.sum()), parts[p].position_watermark))
+            cols_l.append({c: v[accepted] for c, v in batch.columns.items()})
+        ts = np.concatenate(ts_l)
+        n = len(ts)
         if n == 0:
-            return
-        columns = {c: batch.columns[c][accepted] for c in layout.columns}
+            return {}, {}, late_total
+        seq = np.concatenate(seq_l)
+        watermarks = np.concatenate(wm_l)
+        columns = {c: np.concatenate([cols[c] for cols in cols_l]) for c in cols_l[0]}
         passes = np.ones((n, len(view.features)), dtype=np.bool_)
         where_cache: dict[str, npt.NDArray[np.bool_]] = {}
         for i, feature in enumerate(view.features):
@@ -256,33 +341,43 @@ class SourceProcessor:
                 continue
             mask = where_cache.get(feature.where.text)
             if mask is None:
-                needed = {c: batch.columns[c][accepted] for c in feature.where.columns}
+                needed = {c: columns[c] for c in feature.where.columns}
                 mask = where_cache[feature.where.text] = feature.where.evaluate_columns(needed, n)
             passes[:, i] = mask
-        entities = batch.columns[view.entity.join_key][accepted]
+        entities = columns[view.entity.join_key]
         deltas = layout.batch_fields(
-            batch.ts[accepted],
-            event_seq(batch.offsets[accepted], partition),
-            columns,
-            passes,
-            entities=entities,
+            ts, seq, {c: columns[c] for c in layout.columns}, passes, entities=entities
         )
+        # An entity compacts at the newest watermark of the partitions its events came from.
+        entity_wm = pd.Series(watermarks).groupby(entities).max().to_dict()
+        return deltas, entity_wm, late_total
+
+    async def _merge_view(
+        self,
+        view: FeatureView,
+        deltas: dict[Any, dict[str, Any]],
+        entity_wm: dict[Any, float],
+        writes: dict[str, tuple[dict[str, Any], list[str]]],
+        staged: list[tuple[str, str, dict[str, Any]]],
+    ) -> None:
+        """Merge deltas into the stored states and compact; stage what to write."""
+        layout = view_layout(view)
         stored = await self._load(view, [str(e) for e in deltas])
         for entity, delta in deltas.items():
-            entity = str(entity)
-            current = stored[entity]
+            key = str(entity)
+            current = stored[key]
             merged = dict(current)
             changed = layout.merge_fields(current, delta)
             merged.update(changed)
-            plan = layout.plan_compaction(list(merged), watermark)
+            plan = layout.plan_compaction(list(merged), entity_wm[entity])
             updates = layout.apply_compaction(plan, {k: merged.get(k) for k in plan.read})
             for name in plan.delete:
                 merged.pop(name, None)
                 changed.pop(name, None)
             merged.update(updates)
             changed.update(updates)
-            writes[entity_key(view.name, entity)] = (changed, list(plan.delete))
-            staged.append((view.name, entity, merged))
+            writes[entity_key(view.name, key)] = (changed, list(plan.delete))
+            staged.append((view.name, key, merged))
 
     async def _load(self, view: FeatureView, entities: list[str]) -> dict[str, dict[str, Any]]:
         cache = self.cache[view.name]
@@ -313,48 +408,63 @@ class SourceProcessor:
 
     async def _commit(
         self,
-        partition: int,
-        state: _Partition,
-        next_offset: int,
-        watermark: float,
+        parts: dict[int, _Partition],
         writes: dict[str, tuple[dict[str, Any], list[str]]],
-        result: BatchResult,
-        batch: ParsedBatch,
-        batch_ms: float,
+        result: FlushResult,
+        flush_ms: float,
     ) -> None:
-        okey = offset_key(self.source.topic, partition)
-        new_raw = orjson.dumps([next_offset, None if watermark == float("-inf") else watermark])
+        """One MULTI/EXEC: state, counters and offsets, if no offset key moved."""
+        keys = {p: offset_key(self.source.topic, p) for p in parts}
+        new_raw = {
+            p: orjson.dumps(
+                [
+                    s.position,
+                    None if s.position_watermark == float("-inf") else s.position_watermark,
+                ]
+            )
+            for p, s in parts.items()
+        }
         expiries = {v.name: expiry_seconds(v) for v in self.views}
-        try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                await pipe.watch(okey)
-                if await pipe.get(okey) != state.raw:
-                    raise FencedError(f"{okey} moved: another worker committed this partition")
-                pipe.multi()
-                for key, (changed, deleted) in writes.items():
-                    if deleted:
-                        pipe.hdel(key, *deleted)
-                    if changed:
-                        pipe.hset(key, mapping={k: encode_field(v) for k, v in changed.items()})
-                    view_name = key.split(":", 3)[2]
-                    expiry = expiries.get(view_name)
-                    if expiry is not None:
-                        pipe.expire(key, expiry)
-                pipe.set(okey, new_raw)
-                skey = stats_key(self.source.name)
-                pipe.hincrby(skey, "events", result.accepted)
-                pipe.hincrby(skey, "dlq", result.rejected)
-                pipe.hincrby(skey, "batches", 1)
-                for view_name, count in result.late.items():
-                    if count:
-                        pipe.hincrby(skey, f"late:{view_name}", count)
-                pipe.hset(skey, mapping={"last_batch_ms": f"{batch_ms:.3f}"})
-                if len(batch):
-                    pipe.hset(skey, mapping={f"newest_event_ts:{partition}": repr(watermark)})
-                await pipe.execute()
-        except (WatchError, FencedError):
-            self.partitions.pop(partition, None)
-            for cache in self.cache.values():
-                cache.clear()
-            raise
-        state.next_offset, state.watermark, state.raw = next_offset, watermark, new_raw
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(*keys.values())
+            current = await pipe.mget(list(keys.values()))
+            for (p, key), raw in zip(keys.items(), current, strict=True):
+                if raw != parts[p].raw:
+                    raise FencedError(f"{key} moved: another worker committed this partition")
+            pipe.multi()
+            for key, (changed, deleted) in writes.items():
+                if deleted:
+                    pipe.hdel(key, *deleted)
+                if changed:
+                    pipe.hset(key, mapping={k: encode_field(v) for k, v in changed.items()})
+                expiry = expiries.get(key.split(":", 3)[2])
+                if expiry is not None:
+                    pipe.expire(key, expiry)
+            for p, key in keys.items():
+                pipe.set(key, new_raw[p])
+            skey = stats_key(self.source.name)
+            pipe.hincrby(skey, "events", result.accepted)
+            pipe.hincrby(skey, "dlq", result.rejected)
+            pipe.hincrby(skey, "flushes", 1)
+            for view_name, count in result.late.items():
+                if count:
+                    pipe.hincrby(skey, f"late:{view_name}", count)
+            gauges: dict[str | bytes, str] = {"last_flush_ms": f"{flush_ms:.3f}"}
+            for p, s in parts.items():
+                if s.position_watermark != float("-inf"):
+                    gauges[f"newest_event_ts:{p}"] = repr(s.position_watermark)
+            pipe.hset(skey, mapping=gauges)  # type: ignore[arg-type]
+            await pipe.execute()
+        for p in parts:
+            parts[p].raw = new_raw[p]
+
+
+def _concat(batches: list[ParsedBatch]) -> ParsedBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return ParsedBatch(
+        offsets=np.concatenate([b.offsets for b in batches]),
+        ts=np.concatenate([b.ts for b in batches]),
+        columns={c: np.concatenate([b.columns[c] for b in batches]) for c in batches[0].columns},
+        rejected=[r for b in batches for r in b.rejected],
+    )

@@ -51,7 +51,13 @@ class WorkerRuntime:
         for source in self.registry.sources.values():
             if self.registry.views_of_source(source.name):
                 self.processors[source.topic] = SourceProcessor(
-                    self.registry, source, redis, event_log, producer
+                    self.registry,
+                    source,
+                    redis,
+                    event_log,
+                    producer,
+                    flush_events=self.settings.flush_events,
+                    flush_interval_s=self.settings.flush_interval_s,
                 )
         self._started = True
 
@@ -61,6 +67,16 @@ class WorkerRuntime:
             await self.processors[topic].handle(tp.partition, records)
 
         return handle
+
+    async def flush(self, force: bool) -> dict[TP, int]:
+        """Flush processors that are due (all with `force`); the offsets now durable."""
+        durable: dict[TP, int] = {}
+        for topic, processor in self.processors.items():
+            if force or processor.flush_due():
+                result = await processor.flush()
+                for partition, offset in result.durable.items():
+                    durable[TP(topic, partition)] = offset
+        return durable
 
 
 def build_app(settings: Settings, registry: Registry) -> tuple[BatchApp, WorkerRuntime]:
@@ -80,6 +96,7 @@ def build_app(settings: Settings, registry: Registry) -> tuple[BatchApp, WorkerR
         broker_heartbeat_interval=max(1, settings.rebalance_timeout_s // 4),
         consumer_auto_offset_reset="earliest",
         broker_max_poll_records=settings.max_poll_records,
+        consumer_max_fetch_size=8 * 1024 * 1024,
         topic_allow_declare=True,
         producer_acks=-1,
     )
@@ -87,6 +104,7 @@ def build_app(settings: Settings, registry: Registry) -> tuple[BatchApp, WorkerR
     for source in registry.sources.values():
         if registry.views_of_source(source.name):
             app.batch_handler(source.topic, runtime.handler_for(source.topic))
+    app.batch_flusher = runtime.flush
     return app, runtime
 
 

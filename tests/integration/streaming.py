@@ -137,7 +137,7 @@ def stats(client: redis.Redis, registry: Registry) -> dict[str, int]:
     source = next(iter(registry.sources))
     raw = client.hgetall(stats_key(source))
     counters = {k.decode(): v for k, v in raw.items()}
-    return {k: int(v) for k, v in counters.items() if not k.startswith(("newest_", "last_batch"))}
+    return {k: int(v) for k, v in counters.items() if not k.startswith(("newest_", "last_"))}
 
 
 def wait_for(

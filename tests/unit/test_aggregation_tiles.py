@@ -277,6 +277,14 @@ def test_compaction_keeps_values_exact_and_refuses_late_events(data: st.DataObje
     times += [e.ts + d for e in accepted for d in (0.0, -1e-6) if e.ts + d >= earliest][:8]
     for t in times:
         check_against_reference(specs, accepted, t, state.evaluate(t))
+    # earlier times: exact, or refused; never a wrong value
+    for t in data.draw(query_times(events, layout.levels)):
+        try:
+            got = state.evaluate(t)
+        except OutsideRetentionError:
+            assert t < earliest
+            continue
+        check_against_reference(specs, accepted, t, got)
 
 
 @settings(max_examples=150, deadline=None)
