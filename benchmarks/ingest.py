@@ -153,7 +153,7 @@ async def process(stream):
             os._exit(0)
 
 if __name__ == "__main__":
-    sys.argv = ["bench", "worker", "-l", "warning", "--without-web"]
+    sys.argv = ["bench", "worker", "-l", "warn", "--without-web"]
     app.main()
 """
 
@@ -179,15 +179,19 @@ def run_faust_baseline(stack: EmbeddedStack, path: Path, n: int, work: Path) -> 
         BENCH_OUT=str(out),
         BENCH_TAG=str(os.getpid()),
     )
-    subprocess.run(
-        [sys.executable, str(script)],
-        env=env,
-        cwd=work,
-        timeout=3600,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=False,
-    )
+    with (work / "plain.log").open("w") as log:
+        subprocess.run(
+            [sys.executable, str(script)],
+            env=env,
+            cwd=work,
+            timeout=3600,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if not out.exists():
+        log_tail = (work / "plain.log").read_text()[-3000:]
+        raise SystemExit("plain Faust baseline failed:\n" + log_tail)
     return json.loads(out.read_text())
 
 

@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Final, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 IR: TypeAlias = Any
 """An intermediate representation: JSON-able data, specific to each aggregator."""
@@ -101,7 +102,7 @@ def non_null_mask(values: npt.ArrayLike) -> npt.NDArray[np.bool_]:
     if arr.dtype.kind in "fc":
         return ~np.isnan(arr)
     if arr.dtype.kind == "O":
-        return np.fromiter((not is_null(v) for v in arr), dtype=np.bool_, count=arr.size)
+        return ~pd.isna(arr)  # None and NaN, in C
     return np.ones(arr.shape, dtype=np.bool_)
 
 
@@ -224,7 +225,7 @@ class Aggregator(ABC):
         return ir
 
     def merge_all(self, irs: Iterable[IR]) -> IR:
-        """Merge many IRs left to right."""
+        """Merge many IRs at once (equal to folding `merge`; subclasses do it faster)."""
         out = self.empty()
         for ir in irs:
             out = self.merge(out, ir)
@@ -295,6 +296,9 @@ class Count(Aggregator):
     def merge(self, a: IR, b: IR) -> IR:
         return a + b
 
+    def merge_all(self, irs: Iterable[IR]) -> IR:
+        return sum(irs)
+
     def finalize(self, ir: IR, t: float) -> Any:
         return int(ir)
 
@@ -323,6 +327,11 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, float):
         return value + 0.0  # -0.0 -> 0.0
     raise TypeError(f"count_distinct takes numbers or strings, not {value!r}")
+
+
+def _all_strings(values: npt.NDArray[Any]) -> bool:
+    kept = values[non_null_mask(values)]
+    return bool(pd.api.types.infer_dtype(kept, skipna=False) in ("string", "empty"))
 
 
 class CountDistinct(Aggregator):
@@ -360,6 +369,12 @@ class CountDistinct(Aggregator):
         union.update(b)
         return sorted(union, key=_value_key)
 
+    def merge_all(self, irs: Iterable[IR]) -> IR:
+        union: set[Any] = set()
+        for ir in irs:
+            union.update(ir)
+        return sorted(union, key=_value_key)
+
     def finalize(self, ir: IR, t: float) -> Any:
         return len(ir)
 
@@ -380,7 +395,9 @@ class CountDistinct(Aggregator):
             vals = values.astype(np.float64) + 0.0
         elif kind == "U":
             vals = values
-        else:  # objects, huge ints: canonicalise one by one
+        elif kind == "O" and _all_strings(values):
+            return self._grouped_strings(values, group_ids, n_groups)
+        else:  # mixed objects, huge ints: canonicalise one by one
             for g, v in zip(group_ids.tolist(), values.tolist(), strict=True):
                 out[g] = self.update(out[g], 0.0, 0, v)
             return out
@@ -394,6 +411,32 @@ class CountDistinct(Aggregator):
         g_kept = g_sorted[new]
         v_kept: list[Any] = v_sorted[new].tolist()
         _, starts, ends, groups = _segments(g_kept)
+        for g, a, b in zip(groups, starts.tolist(), ends.tolist(), strict=True):
+            out[g] = v_kept[a:b]
+        return out
+
+    def _grouped_strings(
+        self, values: npt.NDArray[Any], group_ids: npt.NDArray[np.int64], n_groups: int
+    ) -> list[IR]:
+        """Strings only: hash them to codes in C, dedupe (group, code) with numpy."""
+        out: list[IR] = [[] for _ in range(n_groups)]
+        keep = non_null_mask(values)
+        codes, uniques = pd.factorize(values[keep])
+        if codes.size == 0:
+            return out
+        order_of = np.argsort(np.asarray(uniques, dtype=object))  # str order = IR order
+        rank = np.empty(order_of.size, dtype=np.int64)
+        rank[order_of] = np.arange(order_of.size)
+        ranks = rank[codes]
+        groups_kept = group_ids[keep]
+        order = np.lexsort((ranks, groups_kept))
+        g_sorted, r_sorted = groups_kept[order], ranks[order]
+        new = np.empty(g_sorted.size, dtype=np.bool_)
+        new[0] = True
+        new[1:] = (g_sorted[1:] != g_sorted[:-1]) | (r_sorted[1:] != r_sorted[:-1])
+        sorted_values: list[Any] = np.asarray(uniques, dtype=object)[order_of].tolist()
+        v_kept = [sorted_values[r] for r in r_sorted[new].tolist()]
+        _, starts, ends, groups = _segments(g_sorted[new])
         for g, a, b in zip(groups, starts.tolist(), ends.tolist(), strict=True):
             out[g] = v_kept[a:b]
         return out
@@ -444,6 +487,15 @@ class Sum(Aggregator):
         if math.isfinite(total):
             err = (sa - total) + sb if abs(sa) >= abs(sb) else (sb - total) + sa
         return [a[0] + b[0], total, (a[2] + b[2]) + err]
+
+    def merge_all(self, irs: Iterable[IR]) -> IR:
+        irs = [ir for ir in irs if ir[0]]
+        if len(irs) < 2:
+            return list(irs[0]) if irs else self.empty()
+        parts = [ir[1] for ir in irs] + [ir[2] for ir in irs]
+        if not all(map(math.isfinite, parts)):
+            return super().merge_all(irs)
+        return [sum(ir[0] for ir in irs), math.fsum(parts), 0.0]  # correctly rounded
 
     def finalize(self, ir: IR, t: float) -> Any:
         n, s, c = ir
@@ -526,6 +578,14 @@ class Mean(Aggregator):
         n = na + nb
         return [n, ma + (mb - ma) * (nb / n)]
 
+    def merge_all(self, irs: Iterable[IR]) -> IR:
+        irs = [ir for ir in irs if ir[0]]
+        if len(irs) < 2:
+            return list(irs[0]) if irs else self.empty()
+        n = sum(ir[0] for ir in irs)
+        mean = math.fsum([ir[0] * ir[1] for ir in irs]) / n
+        return [n, mean] if math.isfinite(mean) else super().merge_all(irs)
+
     def finalize(self, ir: IR, t: float) -> Any:
         return float(ir[1]) if ir[0] else None
 
@@ -573,6 +633,18 @@ class _Moments(Aggregator):
         n = na + nb
         delta = mb - ma
         return [n, ma + delta * (nb / n), (m2a + m2b) + delta * delta * (na * nb / n)]
+
+    def merge_all(self, irs: Iterable[IR]) -> IR:
+        # n = sum n_i, mean = sum n_i m_i / n, M2 = sum M2_i + sum n_i (m_i - mean)^2
+        irs = [ir for ir in irs if ir[0]]
+        if len(irs) < 2:
+            return list(irs[0]) if irs else self.empty()
+        n = sum(ir[0] for ir in irs)
+        mean = math.fsum([ir[0] * ir[1] for ir in irs]) / n
+        if not math.isfinite(mean):
+            return super().merge_all(irs)
+        spread = math.fsum([ir[0] * (ir[1] - mean) ** 2 for ir in irs])
+        return [n, mean, math.fsum([ir[2] for ir in irs]) + spread]
 
     def variance(self, ir: IR) -> float | None:
         n, _, m2 = ir
@@ -652,6 +724,9 @@ class _Extreme(Aggregator):
         if b is None:
             return a
         return type(self)._pick(a, b)
+
+    def merge_all(self, irs: Iterable[IR]) -> IR:
+        return type(self)._pick((ir for ir in irs if ir is not None), default=None)
 
     def finalize(self, ir: IR, t: float) -> Any:
         return None if ir is None else float(ir)
@@ -734,6 +809,14 @@ class _Ordered(Aggregator):
             return a
         return b if self._wins(b, a) else a
 
+    def merge_all(self, irs: Iterable[IR]) -> IR:
+        pick = min if self._sign < 0 else max
+        return pick(
+            (ir for ir in irs if ir is not None),
+            key=lambda ir: (ir[0], ir[1], _value_key(ir[2])),
+            default=None,
+        )
+
     def finalize(self, ir: IR, t: float) -> Any:
         return None if ir is None else ir[2]
 
@@ -812,6 +895,9 @@ class TimeSinceLast(Aggregator):
         if b is None:
             return a
         return max(a, b)
+
+    def merge_all(self, irs: Iterable[IR]) -> IR:
+        return max((ir for ir in irs if ir is not None), default=None)
 
     def finalize(self, ir: IR, t: float) -> Any:
         return None if ir is None else t - ir

@@ -164,8 +164,6 @@ class Compaction:
     delete: tuple[str, ...]
 
 
-
-
 def encode_field(value: Any) -> bytes:
     """A field value as stored in Redis (compact JSON, by orjson: this is the hot path).
 
@@ -492,9 +490,7 @@ class TileLayout:
             merged: dict[int, IR] = {}
             for k in slots:
                 agg = self.slot_aggs[k]
-                ir = agg.empty()
-                for vec in present:
-                    ir = agg.merge(ir, vec[k])
+                ir = agg.merge_all([vec[k] for vec in present])
                 merged[k] = self._add_raw(ir, k, agg, raw, t)
             for i in idx:
                 values[i] = self.aggs[i].finalize(merged[slot_of[i]], t)
@@ -505,10 +501,8 @@ class TileLayout:
                 continue
             base, *tiles = lifetime_vectors
             k = slot_of[i]
-            ir = agg.empty() if base is None else base[j]
-            for vec in tiles:
-                if vec is not None:
-                    ir = agg.merge(ir, vec[k])
+            parts = [vec[k] for vec in tiles if vec is not None]
+            ir = agg.merge_all(parts if base is None else [base[j], *parts])
             values[i] = agg.finalize(self._add_raw(ir, k, agg, raw, t), t)
         return dict(zip(self.names, values, strict=True))
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.Eq: operator.eq,
@@ -195,16 +196,26 @@ def _operand_vector(node: ast.expr, columns: Mapping[str, np.ndarray], size: int
 def _compare_vector(op: ast.cmpop, left: Any, right: Any, size: int) -> np.ndarray:
     # Element-wise through the row semantics keeps nulls and mixed types exactly as
     # evaluate_row treats them; the numeric fast path covers the common case.
-    if isinstance(op, (ast.In, ast.NotIn)):
-        members = set(right) if not isinstance(right, np.ndarray) else None
-        if members is not None and isinstance(left, np.ndarray):
-            found = np.fromiter(
-                (not _is_null(v) and v in members for v in left), dtype=bool, count=size
-            )
-            if isinstance(op, ast.In):
-                return found
-            nulls = np.fromiter((_is_null(v) for v in left), dtype=bool, count=size)
-            return ~found & ~nulls
+    if (
+        isinstance(op, (ast.In, ast.NotIn))
+        and isinstance(left, np.ndarray)
+        and not isinstance(right, np.ndarray)
+    ):
+        members = [m for m in right if not _is_null(m)]
+        nulls = np.asarray(pd.isna(left), dtype=bool)
+        found = np.asarray(pd.Series(left, dtype=object).isin(members), dtype=bool) & ~nulls
+        return found if isinstance(op, ast.In) else ~found & ~nulls
+    if (
+        isinstance(op, (ast.Eq, ast.NotEq))
+        and isinstance(left, np.ndarray)
+        and left.dtype.kind == "O"
+        and not isinstance(right, np.ndarray)
+        and not _is_null(right)
+    ):
+        # Element-wise ==/!= on objects in C; a null on the left is false either way.
+        nulls = np.asarray(pd.isna(left), dtype=bool)
+        equal = np.asarray(left == right, dtype=bool)
+        return (equal if isinstance(op, ast.Eq) else ~equal) & ~nulls
     fn = _COMPARE.get(type(op))
     if (
         fn is not None

@@ -217,6 +217,13 @@ def test_merge_is_commutative_associative_and_order_free(
     assert agg.merge(agg.empty(), a) == a
     assert agg.merge(a, agg.empty()) == a
     assert_ir_close(name, agg.merge(agg.merge(a, b), c), agg.merge(a, agg.merge(b, c)))
+    folded = agg.merge(agg.merge(a, b), c)
+    at_once = agg.merge_all(rnd.sample([a, b, c, agg.empty()], 4))
+    if name in FLOATY:
+        assert at_once[0] == folded[0]
+        assert_value(name, agg.finalize(at_once, 31.0), agg.finalize(folded, 31.0), events)
+    else:
+        assert at_once == folded
     # shuffled events folded one by one, and the parts merged in another order
     shuffled = events[:]
     rnd.shuffle(shuffled)
