@@ -158,6 +158,17 @@ if __name__ == "__main__":
 """
 
 
+async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+
+
 def run_faust_baseline(stack: EmbeddedStack, path: Path, n: int, work: Path) -> dict:
     registry = load_definitions(DEFINITIONS)
     source = registry.sources["transactions"]
@@ -168,6 +179,7 @@ def run_faust_baseline(stack: EmbeddedStack, path: Path, n: int, work: Path) -> 
         messages.append(message)
         if len(messages) >= n:
             break
+    asyncio.run(create_topic(stack.broker.bootstrap, topic, source.partitions))
     asyncio.run(produce_messages(stack.broker.bootstrap, source_copy, messages))
     script = work / "plain_faust.py"
     script.write_text(FAUST_BASELINE)

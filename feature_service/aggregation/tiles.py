@@ -164,13 +164,16 @@ class Compaction:
     delete: tuple[str, ...]
 
 
-def encode_field(value: Any) -> bytes:
+def encode_field(value: Any) -> str:
     """A field value as stored in Redis (compact JSON, by orjson: this is the hot path).
 
+    Returned as `str`: orjson's `bytes` results keep a buffer of at least 4 KiB each,
+    which made a flush of 150k small fields hold ~600 MB; the decoded copy is exact.
+
     >>> encode_field([3, 1.5, None])
-    b'[3,1.5,null]'
+    '[3,1.5,null]'
     """
-    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def decode_field(raw: str | bytes | None) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from feature_service import __version__
@@ -13,6 +12,7 @@ from feature_service.api.deps import ApiState
 from feature_service.api.routes import health, registry
 from feature_service.core.config import Settings, load_settings
 from feature_service.definitions import Registry, load_definitions
+from feature_service.online.redis_client import connect
 
 
 def create_app(settings: Settings | None = None, registry_: Registry | None = None) -> FastAPI:
@@ -23,7 +23,7 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=0.5, socket_timeout=1.0)
+        client = connect(redis_url, socket_connect_timeout=0.5, socket_timeout=1.0)
         app.state.api = ApiState(settings=settings, registry=loaded, redis=client)
         try:
             yield

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
 from feature_service.core.config import Settings
 from feature_service.definitions import Registry
 from feature_service.offline.event_log import EventLog
+from feature_service.online.redis_client import connect
 from feature_service.stream.faust_batches import BatchApp
 from feature_service.stream.source_processor import SourceProcessor
 
@@ -42,9 +42,7 @@ class WorkerRuntime:
         if self._started:
             return
         assert self.settings.broker_url and self.settings.redis_url
-        redis = aioredis.Redis.from_url(
-            self.settings.redis_url, socket_timeout=10, socket_connect_timeout=5
-        )
+        redis = connect(self.settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
         producer = AIOKafkaProducer(bootstrap_servers=self.settings.broker_url, acks="all")
         await producer.start()
         event_log = EventLog(self.settings.offline_uri)

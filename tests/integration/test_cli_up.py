@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from feature_service.embedded.processes import free_port, port_open
 
@@ -68,7 +69,24 @@ def test_up_serves_restarts_the_api_and_stops_cleanly(tmp_path: Path) -> None:
         assert {v["name"] for v in views} >= {"customer_txn"}
         assert httpx.get(f"{url}/feature-views/nope").status_code == 404
 
-        # A dead API is restarted by the supervisor.
+        # The bundled sample is replayed through the worker: every line is counted once,
+        # accepted or dead-lettered (the sample has 15 malformed lines).
+        sample_lines = sum(
+            1 for line in (ROOT / "definitions/sample/transactions.jsonl").open() if line.strip()
+        )
+        client = redis.Redis.from_url(stack["redis_url"])
+
+        def counted() -> int:
+            raw = client.hgetall("fs:stats:transactions")
+            return int(raw.get(b"events", 0)) + int(raw.get(b"dlq", 0))
+
+        wait_for(lambda: counted() >= sample_lines, what="the sample to be processed")
+        assert int(client.hget("fs:stats:transactions", "dlq")) == 15
+
+        # A dead worker and a dead API are restarted by the supervisor.
+        worker_pid = _pid_of_child(up.pid, "worker")
+        os.kill(worker_pid, signal.SIGKILL)
+        wait_for(lambda: _pid_of_child(up.pid, "worker") not in (None, worker_pid), what="worker")
         api_pid = _listener_pid(port)
         os.kill(api_pid, signal.SIGKILL)
         wait_for(lambda: healthy(url) and _listener_pid(port) != api_pid, what="API restart")
@@ -79,7 +97,9 @@ def test_up_serves_restarts_the_api_and_stops_cleanly(tmp_path: Path) -> None:
         if up.poll() is None:
             up.kill()
     assert up.returncode == 0, out
-    assert "API ready" in out and "restarting" in out
+    assert "API ready" in out
+    assert "worker exited with code -9; restarting" in out
+    assert "api exited with code -9; restarting" in out
     broker_port = int(stack["broker_url"].rsplit(":", 1)[1])
     redis_port = int(stack["redis_url"].rsplit(":", 1)[1].split("/")[0])
     for p in (port, broker_port, redis_port):
@@ -92,6 +112,21 @@ def described(stores: Path, url: str) -> bool:
         return json.loads((stores / "stack.json").read_text()).get("api_url") == url
     except (OSError, ValueError):
         return False
+
+
+def _pid_of_child(parent: int, command: str) -> int | None:
+    """Pid of the child of `parent` whose command line ends with `command`."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and argv[-2:-1] == [command.encode()]:
+            return int(proc.name)
+    return None
 
 
 def _listener_pid(port: int) -> int:
