@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     flush_events: int = Field(
         default=50_000, ge=1, description="Pending events that make the worker commit."
     )
+    state_cache_entities: int = Field(
+        default=20_000,
+        ge=0,
+        description="Entity states per view the worker keeps in memory (others re-read).",
+    )
     flush_interval_s: float = Field(
         default=0.5, gt=0, description="Longest time an event waits before it is committed."
     )

@@ -107,10 +107,10 @@ class FeatureView:
         """How far behind the watermark online state must reach (see DESIGN.md).
 
         Queries may reach one longest window back (`as_of`), whose window reaches one
-        more; events may arrive up to `allowed_lateness_s` late.
+        more; an event up to `allowed_lateness_s` late must still find its tiles.
         """
         longest = self.longest_window_s or 0
-        return max(2 * longest, longest + self.allowed_lateness_s)
+        return max(2 * longest, self.allowed_lateness_s)
 
     def feature(self, name: str) -> Feature:
         for feature in self.features:

@@ -75,8 +75,10 @@ from feature_service.stream.parsing import ParsedBatch, parse_records
 log = logging.getLogger(__name__)
 
 SEQ_PARTITION_SLOTS = 4096
-# Entity states kept in memory per view; beyond this the least recently used are re-read.
-CACHE_ENTITIES = 200_000
+
+
+# An entity's state as stored in Redis: field name -> encoded value (`tiles.encode_field`).
+Encoded = dict[str, str | bytes]
 
 
 class FencedError(RuntimeError):
@@ -146,6 +148,7 @@ class SourceProcessor:
         producer: AIOKafkaProducer | None,
         flush_events: int = 50_000,
         flush_interval_s: float = 0.5,
+        cache_entities: int = 20_000,
     ) -> None:
         self.source = source
         self.views = registry.views_of_source(source.name)
@@ -154,8 +157,9 @@ class SourceProcessor:
         self.producer = producer
         self.flush_events = flush_events
         self.flush_interval_s = flush_interval_s
+        self.cache_entities = cache_entities
         self.partitions: dict[int, _Partition] = {}
-        self.cache: dict[str, OrderedDict[str, dict[str, Any]]] = {
+        self.cache: dict[str, OrderedDict[str, Encoded]] = {
             v.name: OrderedDict() for v in self.views
         }
         self._pending_events = 0
@@ -267,8 +271,8 @@ class SourceProcessor:
                 await asyncio.to_thread(
                     self.event_log.write_batch, self.source, p, state.first_pending, frame
                 )
-        writes: dict[str, tuple[dict[str, Any], list[str]]] = {}
-        staged: list[tuple[str, str, dict[str, Any]]] = []
+        writes: dict[str, tuple[Encoded, list[str]]] = {}
+        staged: list[tuple[str, str, Encoded]] = []
         for view in self.views:
             deltas, entity_wm, result.late[view.name] = self._fold_view(view, merged_batches, parts)
             await self._merge_view(view, deltas, entity_wm, writes, staged)
@@ -357,31 +361,39 @@ class SourceProcessor:
         view: FeatureView,
         deltas: dict[Any, dict[str, Any]],
         entity_wm: dict[Any, float],
-        writes: dict[str, tuple[dict[str, Any], list[str]]],
-        staged: list[tuple[str, str, dict[str, Any]]],
+        writes: dict[str, tuple[Encoded, list[str]]],
+        staged: list[tuple[str, str, Encoded]],
     ) -> None:
-        """Merge deltas into the stored states and compact; stage what to write."""
+        """Merge deltas into the stored states and compact; stage what to write.
+
+        States stay encoded (as stored in Redis); only the fields a merge or compaction
+        touches are decoded. That keeps the cache small and the per-entity work
+        proportional to the batch, not to the entity's history.
+        """
         layout = view_layout(view)
         stored = await self._load(view, [str(e) for e in deltas])
         for entity, delta in deltas.items():
             key = str(entity)
-            current = stored[key]
-            merged = dict(current)
+            encoded = stored[key]
+            current = {k: decode_field(encoded[k]) for k in delta if k in encoded}
             changed = layout.merge_fields(current, delta)
-            merged.update(changed)
-            plan = layout.plan_compaction(list(merged), entity_wm[entity])
-            updates = layout.apply_compaction(plan, {k: merged.get(k) for k in plan.read})
+            plan = layout.plan_compaction(encoded.keys() | changed.keys(), entity_wm[entity])
+            read = {
+                k: changed[k] if k in changed else decode_field(encoded.get(k)) for k in plan.read
+            }
+            changed.update(layout.apply_compaction(plan, read))
             for name in plan.delete:
-                merged.pop(name, None)
                 changed.pop(name, None)
-            merged.update(updates)
-            changed.update(updates)
-            writes[entity_key(view.name, key)] = (changed, list(plan.delete))
+            out: Encoded = {k: encode_field(v) for k, v in changed.items()}
+            deleted = set(plan.delete)
+            merged = {k: v for k, v in encoded.items() if k not in deleted}
+            merged.update(out)
+            writes[entity_key(view.name, key)] = (out, list(plan.delete))
             staged.append((view.name, key, merged))
 
-    async def _load(self, view: FeatureView, entities: list[str]) -> dict[str, dict[str, Any]]:
+    async def _load(self, view: FeatureView, entities: list[str]) -> dict[str, Encoded]:
         cache = self.cache[view.name]
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, Encoded] = {}
         missing = []
         for entity in entities:
             fields = cache.get(entity)
@@ -396,20 +408,20 @@ class SourceProcessor:
                     pipe.hgetall(entity_key(view.name, entity))
                 replies = await pipe.execute()
             for entity, raw in zip(missing, replies, strict=True):
-                found[entity] = {k.decode(): decode_field(v) for k, v in raw.items()}
+                found[entity] = {k.decode(): v for k, v in raw.items()}
         return found
 
-    def _remember(self, view_name: str, entity: str, fields: dict[str, Any]) -> None:
+    def _remember(self, view_name: str, entity: str, fields: Encoded) -> None:
         cache = self.cache[view_name]
         cache[entity] = fields
         cache.move_to_end(entity)
-        while len(cache) > CACHE_ENTITIES:
+        while len(cache) > self.cache_entities:
             cache.popitem(last=False)
 
     async def _commit(
         self,
         parts: dict[int, _Partition],
-        writes: dict[str, tuple[dict[str, Any], list[str]]],
+        writes: dict[str, tuple[Encoded, list[str]]],
         result: FlushResult,
         flush_ms: float,
     ) -> None:
@@ -436,7 +448,7 @@ class SourceProcessor:
                 if deleted:
                     pipe.hdel(key, *deleted)
                 if changed:
-                    pipe.hset(key, mapping={k: encode_field(v) for k, v in changed.items()})
+                    pipe.hset(key, mapping=changed)  # type: ignore[arg-type]
                 expiry = expiries.get(key.split(":", 3)[2])
                 if expiry is not None:
                     pipe.expire(key, expiry)

@@ -56,6 +56,7 @@ class WorkerRuntime:
                     producer,
                     flush_events=self.settings.flush_events,
                     flush_interval_s=self.settings.flush_interval_s,
+                    cache_entities=self.settings.state_cache_entities,
                 )
         self._started = True
 

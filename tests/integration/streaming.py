@@ -6,10 +6,8 @@ import asyncio
 import json
 import os
 import sys
-import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -138,20 +136,6 @@ def stats(client: redis.Redis, registry: Registry) -> dict[str, int]:
     raw = client.hgetall(stats_key(source))
     counters = {k.decode(): v for k, v in raw.items()}
     return {k: int(v) for k, v in counters.items() if not k.startswith(("newest_", "last_"))}
-
-
-def wait_for(
-    condition: Callable[[], bool], timeout: float, what: str, worker: ManagedProcess | None = None
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if worker is not None and not worker.alive():
-            raise AssertionError(f"worker died while waiting for {what}:\n{worker.log_tail(40)}")
-        time.sleep(0.1)
-    log = worker.log_tail(40) if worker else ""
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{log}")
 
 
 def offline_events(registry: Registry, offline: Path) -> pd.DataFrame:

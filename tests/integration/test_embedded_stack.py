@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -18,17 +17,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from feature_service.embedded import EmbeddedRedis, EmbeddedStack, StackError
 from feature_service.embedded.broker import EmbeddedBroker
 from feature_service.embedded.processes import port_open
+from tests.conditions import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(condition, timeout: float = 20.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_broker_round_trips_a_message(stack: EmbeddedStack) -> None:

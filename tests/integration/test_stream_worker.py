@@ -12,6 +12,7 @@ import redis
 from aiokafka import AIOKafkaConsumer
 
 from feature_service.embedded import EmbeddedStack
+from tests.conditions import wait_for
 from tests.integration.streaming import (
     assert_online_equals_brute_force,
     expected_events,
@@ -20,7 +21,6 @@ from tests.integration.streaming import (
     produce,
     start_worker,
     stats,
-    wait_for,
     write_definitions,
 )
 
@@ -63,7 +63,7 @@ def test_20k_events_give_exact_online_state_and_exactly_once_offline_log(
             lambda: sum(stats(client, registry).get(k, 0) for k in ("events", "dlq")) >= 20_000,
             timeout=240,
             what="all events processed",
-            worker=worker,
+            process=worker,
         )
     finally:
         worker.stop()
@@ -108,12 +108,12 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
     for point in kill_points:
         worker = start_worker(stack, definitions, offline)
         wait_for(
-            lambda p=point: processed() >= p, timeout=300, what=f"{point} events", worker=worker
+            lambda p=point: processed() >= p, timeout=300, what=f"{point} events", process=worker
         )
         worker.kill()  # SIGKILL, mid-batch or between batches
     worker = start_worker(stack, definitions, offline)
     try:
-        wait_for(lambda: processed() >= n, timeout=300, what="all events", worker=worker)
+        wait_for(lambda: processed() >= n, timeout=300, what="all events", process=worker)
     finally:
         worker.stop()
     assert processed() == n, "events were counted twice"
