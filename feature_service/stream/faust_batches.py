@@ -134,11 +134,17 @@ class BatchApp(faust.App):
         super().__init__(*args, **kwargs)
         self.batch_handlers: dict[str, BatchHandler] = {}
         self.batch_flusher: BatchFlusher | None = None
+        self.batch_closer: Callable[[], Awaitable[None]] | None = None
 
     def batch_handler(self, topic: str, handler: BatchHandler) -> None:
         """Subscribe to `topic` and hand its batches to `handler`."""
         self.batch_handlers[topic] = handler
         self.topics.add(self.topic(topic, acks=False))
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        if self.batch_closer is not None:
+            await self.batch_closer()
 
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)

@@ -11,7 +11,7 @@ waits, it does not drop events.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -37,6 +37,7 @@ class WorkerRuntime:
         self.registry = registry
         self.processors: dict[str, SourceProcessor] = {}
         self._started = False
+        self._closers: list[Callable[[], Awaitable[Any]]] = []
 
     async def start(self) -> None:
         if self._started:
@@ -45,6 +46,7 @@ class WorkerRuntime:
         redis = connect(self.settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
         producer = AIOKafkaProducer(bootstrap_servers=self.settings.broker_url, acks="all")
         await producer.start()
+        self._closers = [producer.stop, redis.aclose]
         event_log = EventLog(self.settings.offline_uri)
         for source in self.registry.sources.values():
             if self.registry.views_of_source(source.name):
@@ -59,6 +61,12 @@ class WorkerRuntime:
                     cache_entities=self.settings.state_cache_entities,
                 )
         self._started = True
+
+    async def close(self) -> None:
+        """Close the clients; pending work is not flushed (the next owner replays it)."""
+        for close in self._closers:
+            await close()
+        self._closers = []
 
     def handler_for(self, topic: str) -> Any:
         async def handle(tp: TP, records: Sequence[Any]) -> None:
@@ -104,6 +112,7 @@ def build_app(settings: Settings, registry: Registry) -> tuple[BatchApp, WorkerR
         if registry.views_of_source(source.name):
             app.batch_handler(source.topic, runtime.handler_for(source.topic))
     app.batch_flusher = runtime.flush
+    app.batch_closer = runtime.close
     return app, runtime
 
 
