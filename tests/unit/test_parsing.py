@@ -31,6 +31,7 @@ def record(**changes: object) -> bytes:
     ("value", "reason"),
     [
         (b"{nope", "not valid JSON"),
+        (b'{"customer_id": "c1", "amount": 1e400, "n": 1, "ok": true, "ts": 1}', "not valid JSON"),
         (b"[1, 2]", "not a JSON object but list"),
         (None, "empty message (no value)"),
         (record(customer_id=...), "missing field 'customer_id'"),
