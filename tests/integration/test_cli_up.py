@@ -141,23 +141,18 @@ def _listener_pid(port: int) -> int:
     raise AssertionError(f"no process owns the socket on {port}")
 
 
-def test_up_refuses_bad_definitions_before_starting(tmp_path: Path) -> None:
-    (tmp_path / "bad.yaml").write_text("feature_views:\n  - name: v\n    source: nope\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "feature_service.cli.main",
-            "up",
-            "--definitions",
-            str(tmp_path),
-            "--stores",
-            str(tmp_path / "stores"),
-        ],
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "feature_service.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_up_refuses_bad_definitions_before_starting(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("feature_views:\n  - name: v\n    source: nope\n")
+    result = run_cli("up", "--definitions", str(tmp_path), "--stores", str(tmp_path / "stores"))
     assert result.returncode == 1
     assert "bad.yaml: feature_views[0]" in result.stderr
     assert "Traceback" not in result.stderr
@@ -165,20 +160,10 @@ def test_up_refuses_bad_definitions_before_starting(tmp_path: Path) -> None:
 
 
 def test_validate_command_reports_ok_and_errors(tmp_path: Path) -> None:
-    ok = subprocess.run(
-        [sys.executable, "-m", "feature_service.cli.main", "validate", str(ROOT / "definitions")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    ok = run_cli("validate", str(ROOT / "definitions"))
     assert ok.returncode == 0 and ok.stdout.startswith("ok:"), ok.stderr
     (tmp_path / "bad.yaml").write_text("entities:\n  - name: c\n    joinkey: c_id\n")
-    bad = subprocess.run(
-        [sys.executable, "-m", "feature_service.cli.main", "validate", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad = run_cli("validate", str(tmp_path))
     assert bad.returncode == 1
     assert "bad.yaml: entities[0].joinkey: unknown key" in bad.stderr
     assert "Traceback" not in bad.stderr
