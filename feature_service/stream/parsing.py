@@ -5,8 +5,9 @@ the timestamp must not be null; other fields may be. Types are strict: a `float`
 takes JSON numbers, an `int` field integers, `string` strings, `bool` true/false, and a
 `timestamp` epoch seconds or an ISO-8601 string (naive times are UTC). Extra fields are
 ignored. Numbers JSON cannot hold exactly (1e400, NaN) make the record invalid JSON,
-so no infinity ever reaches the aggregation state. A refused record becomes a `Rejection` naming the first problem; the worker
-sends it to the source's dead-letter topic.
+so no infinity ever reaches the aggregation state. A refused record becomes a
+`Rejection` naming the first problem; the worker sends it to the source's dead-letter
+topic.
 
 >>> src = Source("tx", "tx", "ts", {"customer_id": "string", "amount": "float"}, "customer_id", 1)
 >>> batch = parse_records(src, [(0, b'{"customer_id": "c1", "amount": 2, "ts": 10.5}'),
