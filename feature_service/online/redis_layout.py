@@ -7,8 +7,9 @@ Keys (all prefixed `fs:`):
   `r:<start>`), each compact JSON.
 - `fs:o:<topic>:<partition>` (string): JSON `[next offset, watermark]`, how far the
   state reflects that partition.
-- `fs:stats:<source>` (hash): counters `events`, `dlq`, `late:<view>`, `batches`, and
-  `last_batch_ms`, `newest_event_ts:<partition>`.
+- `fs:stats:<source>` (hash): counters `events`, `dlq`, `late:<view>`, `flushes`
+  (written with the state they count), and gauges `last_flush_ms`,
+  `newest_event_ts:<partition>`.
 
 An entity key expires (wall clock, from its last write) after the view's ttl plus its
 longest window, so idle entities do not pile up; a view without ttl keeps its keys.
