@@ -4,7 +4,7 @@ Keys (all prefixed `fs:`):
 
 - `fs:v:<view>:<entity id>` (hash): the view's tile state of one entity, the fields of
   `aggregation.tiles.TileLayout` (`v`, `w`, `lo`, `hi`, `a`, `b`, `t:<level>:<start>`,
-  `r:<start>`), each compact JSON.
+  `r:<start>`), each compact JSON, plus `last`: the entity's newest event time.
 - `fs:o:<topic>:<partition>` (string): JSON `[next offset, watermark]`, how far the
   state reflects that partition.
 - `fs:stats:<source>` (hash): counters `events`, `dlq`, `late:<view>`, `flushes`
@@ -26,6 +26,7 @@ from feature_service.aggregation.tiles import TileLayout
 from feature_service.definitions import FeatureView
 
 PREFIX = "fs:"
+LAST_EVENT_FIELD = "last"
 
 
 def entity_key(view: str, entity_id: str) -> str:

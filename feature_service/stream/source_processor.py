@@ -63,6 +63,7 @@ from feature_service.aggregation.tiles import decode_field, encode_field
 from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_layout import (
+    LAST_EVENT_FIELD,
     entity_key,
     expiry_seconds,
     offset_key,
@@ -315,7 +316,7 @@ class SourceProcessor:
         view: FeatureView,
         batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]],
         parts: dict[int, _Partition],
-    ) -> tuple[dict[Any, dict[str, Any]], dict[Any, float], int]:
+    ) -> tuple[dict[Any, dict[str, Any]], dict[Any, Any], int]:
         """Per-entity field deltas of the pending events of `view` (one numpy pass),
         the watermark each entity compacts at, and how many events were late."""
         layout = view_layout(view)
@@ -352,15 +353,17 @@ class SourceProcessor:
         deltas = layout.batch_fields(
             ts, seq, {c: columns[c] for c in layout.columns}, passes, entities=entities
         )
-        # An entity compacts at the newest watermark of the partitions its events came from.
-        entity_wm = pd.Series(watermarks).groupby(entities).max().to_dict()
+        # An entity compacts at the newest watermark of the partitions its events came
+        # from; `last` is its newest event time (freshness and ttl for readers).
+        per_entity = pd.DataFrame({"wm": watermarks, "last": ts}).groupby(entities).max()
+        entity_wm = dict(zip(per_entity.index, per_entity.itertuples(index=False), strict=True))
         return deltas, entity_wm, late_total
 
     async def _merge_view(
         self,
         view: FeatureView,
         deltas: dict[Any, dict[str, Any]],
-        entity_wm: dict[Any, float],
+        entity_wm: dict[Any, Any],
         writes: dict[str, tuple[Encoded, list[str]]],
         staged: list[tuple[str, str, Encoded]],
     ) -> None:
@@ -377,7 +380,10 @@ class SourceProcessor:
             encoded = stored[key]
             current = {k: decode_field(encoded[k]) for k in delta if k in encoded}
             changed = layout.merge_fields(current, delta)
-            plan = layout.plan_compaction(encoded.keys() | changed.keys(), entity_wm[entity])
+            watermark, last = entity_wm[entity]
+            stored_last = decode_field(encoded.get(LAST_EVENT_FIELD))
+            changed[LAST_EVENT_FIELD] = last if stored_last is None else max(stored_last, last)
+            plan = layout.plan_compaction(encoded.keys() | changed.keys(), watermark)
             read = {
                 k: changed[k] if k in changed else decode_field(encoded.get(k)) for k in plan.read
             }
