@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from feature_service import __version__
 from feature_service.api.deps import ApiState
-from feature_service.api.routes import health, registry
+from feature_service.api.routes import health, online, registry
 from feature_service.core.config import Settings, load_settings
 from feature_service.definitions import Registry, load_definitions
 from feature_service.online.redis_client import connect
@@ -38,4 +38,5 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
     )
     app.include_router(health.router)
     app.include_router(registry.router)
+    app.include_router(online.router)
     return app

@@ -1,0 +1,83 @@
+"""Read features at a time `t` from the online state: one round trip per request.
+
+For every (view, entity) the reader asks Redis for exactly the fields the tile layout
+needs at `t` (`TileLayout.plan`), all in one pipeline, and evaluates them with the same
+aggregation code the worker and the offline path use. Values are computed at request
+time, so windows decay: a 1h count read two hours after the last event is 0.
+
+Statuses follow Feast: `PRESENT`, `NULL_VALUE` (the feature has no value at `t`, e.g.
+the mean of an empty window), `NOT_FOUND` (no state for the entity), and
+`OUTSIDE_MAX_AGE` (the entity's newest event is older than the view's ttl at `t`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from feature_service.aggregation.tiles import NeedMoreFields, decode_field
+from feature_service.definitions import FeatureView
+from feature_service.online.redis_layout import LAST_EVENT_FIELD, entity_key, view_layout
+
+PRESENT = "PRESENT"
+NULL_VALUE = "NULL_VALUE"
+NOT_FOUND = "NOT_FOUND"
+OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"
+
+
+@dataclass(frozen=True)
+class FeatureValue:
+    value: Any
+    status: str
+    event_ts: float | None  # the entity's newest event time, if known
+
+
+async def read_view(
+    redis: Redis, view: FeatureView, entities: Sequence[str], t: float
+) -> list[dict[str, FeatureValue]]:
+    """Every feature of `view` for each entity at time `t`, in entity order.
+
+    Raises `aggregation.tiles.OutsideRetentionError` when `t` reaches before the state.
+    """
+    layout = view_layout(view)
+    names = [*layout.plan(t), LAST_EVENT_FIELD]
+    async with redis.pipeline(transaction=False) as pipe:
+        for entity in entities:
+            pipe.hmget(entity_key(view.name, entity), names)
+        replies = await pipe.execute()
+    out = []
+    for entity, raw in zip(entities, replies, strict=True):
+        fields = {n: decode_field(v) for n, v in zip(names, raw, strict=True)}
+        if fields["v"] is None:  # no state at all: the entity is unknown to this view
+            out.append({f.name: FeatureValue(None, NOT_FOUND, None) for f in view.features})
+            continue
+        values = await _evaluate(redis, view, entity, fields, t)
+        last = fields[LAST_EVENT_FIELD]
+        expired = view.ttl_s is not None and last is not None and t - last > view.ttl_s
+        out.append(
+            {
+                name: FeatureValue(
+                    value,
+                    OUTSIDE_MAX_AGE if expired else (NULL_VALUE if value is None else PRESENT),
+                    last,
+                )
+                for name, value in values.items()
+            }
+        )
+    return out
+
+
+async def _evaluate(
+    redis: Redis, view: FeatureView, entity: str, fields: dict[str, Any], t: float
+) -> dict[str, Any]:
+    layout = view_layout(view)
+    for _ in range(3):
+        try:
+            return layout.evaluate_fields(fields, t)
+        except NeedMoreFields as more:  # a lifetime feature asked about the past
+            raw = await redis.hmget(entity_key(view.name, entity), more.fields)
+            fields.update({n: decode_field(v) for n, v in zip(more.fields, raw, strict=True)})
+    raise RuntimeError(f"evaluation of {view.name}:{entity} kept asking for more fields")

@@ -1,0 +1,164 @@
+"""POST /get-online-features over state the real worker wrote in the real Redis."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from feature_service.aggregation.reference import brute_force, matches
+from feature_service.api.app import create_app
+from feature_service.core.config import Settings
+from feature_service.embedded import EmbeddedStack
+from feature_service.embedded.processes import free_port
+from tests.conditions import wait_for
+from tests.integration.streaming import (
+    expected_events,
+    make_events,
+    offline_events,
+    produce,
+    start_worker,
+    stats,
+    write_definitions,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def served(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("online")
+    definitions, registry = write_definitions(tmp)
+    events = make_events(3_000, seed=9, customers=40)
+    offline = tmp / "offline"
+    client = redis.Redis.from_url(stack.redis.url)
+    worker = start_worker(stack, definitions, offline)
+    try:
+        produce(stack, registry, events)
+        wait_for(lambda: stats(client, registry).get("events", 0) >= 3_000, 120, "events", worker)
+    finally:
+        worker.stop()
+    view = next(iter(registry.feature_views.values()))
+    expected = expected_events(view, offline_events(registry, offline))
+    settings = Settings(redis_url=stack.redis.url, broker_url=stack.broker.bootstrap)
+    with TestClient(create_app(settings, registry)) as api:
+        yield api, view, expected
+
+
+def ask(api: TestClient, view, entities: list[str], **extra) -> dict:  # type: ignore[no-untyped-def]
+    body = {
+        "features": [f"{view.name}:{f.name}" for f in view.features],
+        "entities": {"customer_id": entities},
+        **extra,
+    }
+    response = api.post("/get-online-features", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_values_equal_brute_force_at_as_of(served) -> None:  # type: ignore[no-untyped-def]
+    api, view, expected = served
+    entities = sorted(expected)[:10]
+    newest = max(e.ts for events in expected.values() for e in events)
+    for t in (newest, newest - 5400.5):
+        body = ask(api, view, entities, as_of=t)
+        assert body["metadata"]["feature_names"] == [
+            "customer_id",
+            *[f.name for f in view.features],
+        ]
+        assert body["results"][0]["values"] == entities
+        for i, feature in enumerate(view.features):
+            column = body["results"][i + 1]
+            for row, entity in enumerate(entities):
+                want = brute_force(expected[entity], t, feature, i)
+                assert matches(feature.aggregation, column["values"][row], want), (
+                    f"{entity} {feature.name} at {t}"
+                )
+                assert column["statuses"][row] == ("NULL_VALUE" if want is None else "PRESENT")
+
+
+def test_windows_decay_and_unknown_entities_are_not_found(served) -> None:  # type: ignore[no-untyped-def]
+    api, view, expected = served
+    entity = sorted(expected)[0]
+    last = max(e.ts for e in expected[entity])
+    body = ask(api, view, [entity, "nobody"], as_of=last + 2 * 86400 + 1, full_feature_names=True)
+    columns = dict(zip(body["metadata"]["feature_names"], body["results"], strict=True))
+    assert columns[f"{view.name}__n_1h"]["values"] == [0, None]
+    assert columns[f"{view.name}__amount_sum_1d"]["values"][0] is None
+    assert columns[f"{view.name}__amount_sum_1d"]["statuses"] == ["NULL_VALUE", "NOT_FOUND"]
+    assert columns[f"{view.name}__last_amount"]["statuses"][0] == "PRESENT"
+
+
+def test_values_older_than_ttl_are_outside_max_age(served) -> None:  # type: ignore[no-untyped-def]
+    api, view, expected = served
+    entity = sorted(expected)[0]
+    last = max(e.ts for e in expected[entity])
+    body = ask(api, view, [entity], as_of=last + 31 * 86400)
+    assert {c["statuses"][0] for c in body["results"][1:]} == {"OUTSIDE_MAX_AGE"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (
+            {"features": ["nope:x"], "entities": {"customer_id": ["c1"]}},
+            422,
+            "unknown feature 'nope:x'",
+        ),
+        ({"features": ["{view}:nope"], "entities": {"customer_id": ["c1"]}}, 422, "has no 'nope'"),
+        (
+            {"features": ["{view}:n_1h"], "entities": {"merchant_id": ["m1"]}},
+            422,
+            "needs entity key 'customer_id'",
+        ),
+        (
+            {"features": ["{view}:n_1h"], "entities": {"customer_id": ["c1"]}, "as_of": "soon"},
+            422,
+            "as_of",
+        ),
+        (
+            {"features": ["{view}:n_1h"], "entities": {"customer_id": ["c1"]}, "as_of": 0},
+            422,
+            "too far in the past",
+        ),
+        (
+            {"features": ["{view}:n_1h"], "entities": {"customer_id": ["c"] * 1001}},
+            413,
+            "at most 1000",
+        ),
+        ({"entities": {"customer_id": ["c1"]}}, 422, "exactly one of"),
+    ],
+)
+def test_bad_requests_get_a_4xx_naming_the_problem(
+    served, body: dict, status: int, message: str
+) -> None:  # type: ignore[no-untyped-def]
+    api, view, _ = served
+    payload = json.loads(json.dumps(body).replace("{view}", view.name))
+    response = api.post("/get-online-features", json=payload)
+    assert response.status_code == status, response.text
+    assert message in response.text
+
+
+def test_malformed_json_is_a_422(served) -> None:  # type: ignore[no-untyped-def]
+    api, _, _ = served
+    response = api.post(
+        "/get-online-features", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+
+
+def test_redis_down_is_a_503(stack: EmbeddedStack, tmp_path: Path) -> None:
+    _, registry = write_definitions(tmp_path)
+    view = next(iter(registry.feature_views.values()))
+    settings = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    with TestClient(create_app(settings, registry)) as api:
+        response = api.post(
+            "/get-online-features",
+            json={"features": [f"{view.name}:n_1h"], "entities": {"customer_id": ["c1"]}},
+        )
+        assert response.status_code == 503
+        assert "online store unavailable" in response.text
+        assert api.get("/health").status_code == 503
