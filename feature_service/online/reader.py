@@ -8,6 +8,8 @@ time, so windows decay: a 1h count read two hours after the last event is 0.
 Statuses follow Feast: `PRESENT`, `NULL_VALUE` (the feature has no value at `t`, e.g.
 the mean of an empty window), `NOT_FOUND` (no state for the entity), and
 `OUTSIDE_MAX_AGE` (the entity's newest event is older than the view's ttl at `t`).
+The event timestamp reported is the entity's newest event time in the store, which for
+an `as_of` in the past may be later than `as_of`.
 """
 
 from __future__ import annotations

@@ -130,6 +130,11 @@ def test_values_older_than_ttl_are_outside_max_age(served) -> None:  # type: ign
             "at most 1000",
         ),
         ({"entities": {"customer_id": ["c1"]}}, 422, "exactly one of"),
+        (
+            {"features": ["{view}:n_1h", "{view}:n_1h"], "entities": {"customer_id": ["c1"]}},
+            422,
+            "feature names collide (n_1h); set full_feature_names: true",
+        ),
     ],
 )
 def test_bad_requests_get_a_4xx_naming_the_problem(

@@ -76,6 +76,14 @@ def _refs(request: OnlineFeaturesRequest, registry: Registry) -> list[tuple[Feat
                 422, f"unknown feature {name!r}: view {view_name!r} has no {feature!r}"
             )
         refs.append((view, feature))
+    if not request.full_feature_names:
+        seen = [feature for _, feature in refs]
+        clashes = sorted({f for f in seen if seen.count(f) > 1})
+        if clashes:
+            raise HTTPException(
+                422,
+                f"feature names collide ({', '.join(clashes)}); set full_feature_names: true",
+            )
     return refs
 
 
