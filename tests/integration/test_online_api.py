@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from feature_service.aggregation.reference import brute_force, matches
 from feature_service.api.app import create_app
 from feature_service.core.config import Settings
-from feature_service.embedded import EmbeddedStack
+from feature_service.embedded import EmbeddedRedis, EmbeddedStack
 from feature_service.embedded.processes import free_port
 from tests.conditions import wait_for
 from tests.integration.streaming import (
@@ -153,6 +153,27 @@ def test_malformed_json_is_a_422(served) -> None:  # type: ignore[no-untyped-def
         "/get-online-features", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert response.status_code == 422
+
+
+def test_api_answers_503_while_redis_is_down_and_recovers_without_restart(
+    tmp_path: Path,
+) -> None:
+    _, registry = write_definitions(tmp_path)
+    view = next(iter(registry.feature_views.values()))
+    server = EmbeddedRedis(tmp_path / "redis", tmp_path).start()
+    port = server.port
+    body = {"features": [f"{view.name}:n_1h"], "entities": {"customer_id": ["c1"]}}
+    try:
+        with TestClient(create_app(Settings(redis_url=server.url), registry)) as api:
+            assert api.post("/get-online-features", json=body).status_code == 200
+            server.stop()
+            assert api.post("/get-online-features", json=body).status_code == 503
+            server = EmbeddedRedis(tmp_path / "redis", tmp_path, port=port).start()
+            response = api.post("/get-online-features", json=body)
+            assert response.status_code == 200, response.text
+            assert response.json()["results"][1]["statuses"] == ["NOT_FOUND"]
+    finally:
+        server.stop()
 
 
 def test_redis_down_is_a_503(stack: EmbeddedStack, tmp_path: Path) -> None:
