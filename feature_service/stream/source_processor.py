@@ -1,7 +1,5 @@
 """Process fetched batches of one source topic: parse, dead-letter, log, aggregate, commit.
 
-One batch of one partition, in order:
-
 `handle` (per fetched batch of one partition):
 
 1. Skip records below the partition's position. On the first batch of a partition, or
@@ -27,8 +25,9 @@ before partitions are revoked), for all pending batches of all partitions at onc
    what makes an entity's state be written once for many of its events.
 7. Commit: under WATCH of the partitions' offset keys, one MULTI/EXEC writes every
    changed field, the counters and each new `[next offset, watermark]`. If a key moved
-   since it was read, EXEC fails, pending work and caches are dropped and the
-   partitions are re-read from their stored offsets.
+   since it was read (a zombie or a second owner), EXEC fails, pending work and caches
+   are dropped and each partition is re-read from its stored offset when its next
+   batch arrives (a `Rewind`).
 
 Exactly once, then: state and offset change together or not at all; every replay
 starts from the stored offset with the stored watermark, so it recomputes the same
