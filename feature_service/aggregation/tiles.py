@@ -80,6 +80,7 @@ import math
 from bisect import insort
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -162,6 +163,13 @@ class Compaction:
     read: tuple[str, ...]
     fold: tuple[str, ...]
     delete: tuple[str, ...]
+
+
+@lru_cache(maxsize=8192)
+def _cover_fields(start: int, end: int, levels: tuple[int, ...]) -> tuple[str, ...]:
+    """Field names of `windows.cover(start, end, levels)`; cached because every entity
+    of a request, and every request within the same minute, asks for the same ones."""
+    return tuple(TileLayout.tile_field(level, s) for level, s in cover(start, end, levels))
 
 
 def encode_field(value: Any) -> str:
@@ -413,8 +421,7 @@ class TileLayout:
         seen = set(names)
         for window_s, hop_s, _, _ in self._window_groups:
             ws = tile_start(t, hop_s) - window_s
-            for level, start in cover(ws, ft, self.levels):
-                name = self.tile_field(level, start)
+            for name in _cover_fields(ws, ft, self.levels):
                 if name not in seen:
                     seen.add(name)
                     names.append(name)
@@ -461,7 +468,7 @@ class TileLayout:
                     f"the {window_s} s window at t={t} starts at {ws}, before the retained "
                     f"state (cutoff {cutoff}, watermark {watermark})"
                 )
-            vectors = [get(self.tile_field(lv, s)) for lv, s in cover(ws, ft, self.levels)]
+            vectors = [get(name) for name in _cover_fields(ws, ft, self.levels)]
             windowed.append((idx, slots, vectors))
 
         lifetime_totals: list[IR] | None = None
@@ -481,7 +488,7 @@ class TileLayout:
                 if lo is not None:  # None: no event was ever added
                     start = lo if cutoff is None else max(lo, cutoff)
                     lifetime_vectors.extend(
-                        get(self.tile_field(lv, s)) for lv, s in cover(start, ft, self.levels)
+                        get(name) for name in _cover_fields(start, ft, self.levels)
                     )
         if missing:
             raise NeedMoreFields(missing)
