@@ -37,19 +37,34 @@ class FeatureValue:
     event_ts: float | None  # the entity's newest event time, if known
 
 
-async def read_view(
-    redis: Redis, view: FeatureView, entities: Sequence[str], t: float
-) -> list[dict[str, FeatureValue]]:
-    """Every feature of `view` for each entity at time `t`, in entity order.
+async def read_views(
+    redis: Redis, requests: Sequence[tuple[FeatureView, Sequence[str]]], t: float
+) -> list[list[dict[str, FeatureValue]]]:
+    """For each (view, entities): every feature of each entity at time `t`, in order.
 
-    Raises `aggregation.tiles.OutsideRetentionError` when `t` reaches before the state.
+    All views are read in one pipeline (one round trip). Raises
+    `aggregation.tiles.OutsideRetentionError` when `t` reaches before the state.
     """
-    layout = view_layout(view)
-    names = [*layout.plan(t), LAST_EVENT_FIELD]
+    plans = [[*view_layout(view).plan(t), LAST_EVENT_FIELD] for view, _ in requests]
     async with redis.pipeline(transaction=False) as pipe:
-        for entity in entities:
-            pipe.hmget(entity_key(view.name, entity), names)
-        replies = await pipe.execute()
+        for (view, entities), names in zip(requests, plans, strict=True):
+            for entity in entities:
+                pipe.hmget(entity_key(view.name, entity), names)
+        replies = iter(await pipe.execute())
+    return [
+        await _view_values(redis, view, entities, names, [next(replies) for _ in entities], t)
+        for (view, entities), names in zip(requests, plans, strict=True)
+    ]
+
+
+async def _view_values(
+    redis: Redis,
+    view: FeatureView,
+    entities: Sequence[str],
+    names: list[str],
+    replies: list[Any],
+    t: float,
+) -> list[dict[str, FeatureValue]]:
     out = []
     for entity, raw in zip(entities, replies, strict=True):
         fields = {n: decode_field(v) for n, v in zip(names, raw, strict=True)}

@@ -115,7 +115,6 @@ class _Partition:
     """What Redis says about a partition, and what is pending for it here."""
 
     next_offset: int = 0  # committed
-    watermark: float = float("-inf")  # committed
     raw: bytes | None = None  # the offset key's value as we last saw or wrote it
     position: int = 0  # next offset to accept (committed + pending)
     position_watermark: float = float("-inf")
@@ -210,8 +209,7 @@ class SourceProcessor:
         if raw is not None:
             next_offset, watermark = orjson.loads(raw)
             state.next_offset = state.position = int(next_offset)
-            wm = float("-inf") if watermark is None else float(watermark)
-            state.watermark = state.position_watermark = wm
+            state.position_watermark = float("-inf") if watermark is None else float(watermark)
         for cache in self.cache.values():
             cache.clear()
         removed = await asyncio.to_thread(
@@ -284,7 +282,7 @@ class SourceProcessor:
         for view_name, entity, fields in staged:
             self._remember(view_name, entity, fields)
         for p, state in parts.items():
-            state.next_offset, state.watermark = state.position, state.position_watermark
+            state.next_offset = state.position
             state.pending, state.pending_wm = [], []
             state.first_pending, state.rejected = None, 0
             result.durable[p] = state.next_offset

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from feature_service.aggregation.tiles import OutsideRetentionError
 from feature_service.api.deps import State
 from feature_service.definitions import FeatureView, Registry
-from feature_service.online.reader import PRESENT, read_view
+from feature_service.online.reader import PRESENT, read_views
 from feature_service.stream.parsing import parse_timestamp
 
 router = APIRouter(tags=["online"])
@@ -132,12 +132,11 @@ async def get_online_features(
     t = _query_time(request.as_of)
     views = {view.name: view for view, _ in refs}
     try:
-        read = {
-            name: await read_view(
-                state.redis, view, [str(v) for v in request.entities[view.entity.join_key]], t
-            )
-            for name, view in views.items()
-        }
+        requested = [
+            (view, [str(v) for v in request.entities[view.entity.join_key]])
+            for view in views.values()
+        ]
+        read = dict(zip(views, await read_views(state.redis, requested, t), strict=True))
     except OutsideRetentionError as exc:
         raise HTTPException(
             422, f"as_of is too far in the past for the online store: {exc}"
