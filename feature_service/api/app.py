@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from feature_service import __version__
-from feature_service.api.deps import ApiState
-from feature_service.api.routes import health, online, registry
+from feature_service.api.deps import ApiState, require_api_key
+from feature_service.api.routes import health, online, push, registry
 from feature_service.core.config import Settings, load_settings
 from feature_service.definitions import Registry, load_definitions
 from feature_service.online.redis_client import connect
@@ -24,11 +24,11 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = connect(redis_url, socket_connect_timeout=0.5, socket_timeout=1.0)
-        app.state.api = ApiState(settings=settings, registry=loaded, redis=client)
+        app.state.api = state = ApiState(settings=settings, registry=loaded, redis=client)
         try:
             yield
         finally:
-            await client.aclose()
+            await state.close()
 
     app = FastAPI(
         title="feature-service",
@@ -37,6 +37,8 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
         lifespan=lifespan,
     )
     app.include_router(health.router)
-    app.include_router(registry.router)
-    app.include_router(online.router)
+    keyed = [Depends(require_api_key)]  # every data endpoint; see api/deps.py
+    app.include_router(registry.router, dependencies=keyed)
+    app.include_router(online.router, dependencies=keyed)
+    app.include_router(push.router, dependencies=keyed)
     return app

@@ -1,0 +1,82 @@
+"""`POST /push`: Feast's push request; events are validated, then produced to the topic.
+
+Pushed events take the same path as every other event (topic -> worker -> Redis and the
+offline log), so they are counted exactly once and land in training sets too. The
+answer comes after the broker acknowledged every event (`acks=all`); the features
+reflect them once the worker's next flush commits (`FS_FLUSH_INTERVAL_S`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from feature_service.api.deps import State
+from feature_service.online.service import (
+    RequestError,
+    StoreUnavailable,
+    produce,
+    push_messages,
+)
+
+router = APIRouter(tags=["push"])
+
+
+class PushRequest(BaseModel):
+    """Feast's push request: a source and its rows as columns."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "push_source_name": "transactions",
+                "df": {
+                    "customer_id": ["c0001"],
+                    "merchant_id": ["m001"],
+                    "amount": [12.5],
+                    "category": ["grocery"],
+                    "ts": ["2026-11-03T12:00:00Z"],
+                },
+            }
+        },
+    )
+
+    push_source_name: str
+    df: dict[str, list[Any]] = Field(min_length=1)
+    to: Literal["online_and_offline", "online", "offline"] = Field(
+        default="online_and_offline",
+        description="Accepted for Feast compatibility; pushed events always reach both "
+        "stores, because both are written from the stream.",
+    )
+
+
+class PushResponse(BaseModel):
+    pushed: int
+
+
+@router.post(
+    "/push",
+    response_model=PushResponse,
+    responses={
+        413: {"description": "too many rows in one push"},
+        422: {"description": "unknown source, or a row that does not match its schema"},
+        503: {"description": "the broker is unreachable"},
+    },
+)
+async def push(request: PushRequest, state: State) -> PushResponse:
+    """Validate rows against the source schema, produce them; all rows or none."""
+    try:
+        source, messages = push_messages(
+            state.registry,
+            request.push_source_name,
+            request.df,
+            state.settings.max_entities_per_request,
+        )
+        await produce(await state.producer(), source.topic, messages)
+    except RequestError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+    except StoreUnavailable as exc:
+        raise HTTPException(503, str(exc)) from None
+    return PushResponse(pushed=len(messages))

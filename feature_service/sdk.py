@@ -1,0 +1,220 @@
+"""The Python SDK: `FeatureStore`, the same code paths as the lookup API, without HTTP.
+
+>>> from feature_service import FeatureStore                   # doctest: +SKIP
+>>> store = FeatureStore()               # FS_* settings, or the running `up` stack
+>>> store.get_online_features(
+...     features=["customer_txn:amount_sum_1d"], entity_rows=[{"customer_id": "c001"}]
+... ).to_dict()
+{'customer_id': ['c001'], 'amount_sum_1d': [812.4]}
+>>> store.push("transactions", df)       # validated against the schema, then produced
+>>> store.get_historical_features(entity_df, features=[...])     # a pandas DataFrame
+
+The store talks to Redis, the broker and the offline store directly with the
+service's own code (`online/service.py`), so an SDK read and an API read of the same
+entity at the same `as_of` are the same numbers. Its methods are synchronous; the
+async clients live on one private event loop thread per store, so the SDK also works
+inside Jupyter or another running event loop. Errors: `RequestError` for a bad request
+(unknown feature, wrong types, ...), `StoreUnavailable` for a dependency that is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+import pandas as pd
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from redis.asyncio import Redis
+
+from feature_service.core.config import Settings, load_settings
+from feature_service.definitions import Registry, load_definitions
+from feature_service.online.redis_client import connect
+from feature_service.online.service import (
+    OnlineColumn,
+    RequestError,
+    StoreUnavailable,
+    online_features,
+    produce,
+    push_messages,
+    query_time,
+    resolve_features,
+)
+
+__all__ = ["FeatureStore", "OnlineResponse", "RequestError", "StoreUnavailable"]
+
+T = TypeVar("T")
+EntityRows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class OnlineResponse:
+    """Online features of a request: one column per join key and feature, in order."""
+
+    columns: list[OnlineColumn]
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        """`{name: values}` as Feast's `OnlineResponse.to_dict()`."""
+        return {c.name: c.values for c in self.columns}
+
+    def to_df(self) -> pd.DataFrame:
+        return pd.DataFrame(self.to_dict())
+
+    def statuses(self) -> dict[str, list[str]]:
+        """`{name: statuses}`: PRESENT, NULL_VALUE, NOT_FOUND or OUTSIDE_MAX_AGE."""
+        return {c.name: c.statuses for c in self.columns}
+
+
+class _LoopThread:
+    """An event loop on a daemon thread; `run` waits for a coroutine on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="feature-store", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        self.loop.close()
+
+
+class FeatureStore:
+    """Online features, pushes and training sets, configured like the services."""
+
+    def __init__(self, settings: Settings | None = None, registry: Registry | None = None):
+        self.settings = settings or load_settings()
+        self.registry = registry or load_definitions(self.settings.definitions)
+        self._loop = _LoopThread()
+        self._redis: Redis | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    # -- online ---------------------------------------------------------------------------
+
+    def get_online_features(
+        self,
+        features: Sequence[str] | None = None,
+        entity_rows: EntityRows | None = None,
+        *,
+        feature_service: str | None = None,
+        full_feature_names: bool = False,
+        as_of: float | str | None = None,
+    ) -> OnlineResponse:
+        """Features of entities at `as_of` (default now), as `POST /get-online-features`.
+
+        `entity_rows` is Feast's list of `{join_key: value}` dicts, or `{join_key: [...]}`.
+        """
+        refs = resolve_features(self.registry, features, feature_service, full_feature_names)
+        entities = _entity_columns(entity_rows or [])
+        t = query_time(as_of)
+        limit = max(1, len(next(iter(entities.values()), [])))
+        columns = self._loop.run(self._online(refs, entities, t, limit))
+        return OnlineResponse(columns)
+
+    async def _online(self, *args: Any) -> list[OnlineColumn]:
+        if self._redis is None:
+            redis_url = self.settings.redis_url or "redis://127.0.0.1:6379/0"
+            self._redis = connect(redis_url, socket_connect_timeout=1.0, socket_timeout=5.0)
+        return await online_features(self._redis, *args)
+
+    # -- push -----------------------------------------------------------------------------
+
+    def push(self, source_name: str, df: pd.DataFrame | Mapping[str, Sequence[Any]]) -> int:
+        """Validate rows against the source's schema, produce them to its topic, wait for
+        the broker's acknowledgement; all rows or none. Returns the number pushed."""
+        columns = _columns(df)
+        n_rows = max((len(v) for v in columns.values()), default=0)
+        source, messages = push_messages(self.registry, source_name, columns, max(n_rows, 1))
+        self._loop.run(self._produce(source.topic, messages))
+        return len(messages)
+
+    async def _produce(self, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+        if self._producer is None:
+            if not self.settings.broker_url:
+                raise StoreUnavailable("no broker configured (FS_BROKER_URL)")
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.broker_url,
+                acks="all",
+                linger_ms=5,
+                max_batch_size=256 * 1024,
+            )
+            try:
+                await producer.start()
+            except (KafkaError, OSError) as exc:
+                await producer.stop()
+                raise StoreUnavailable(f"broker unavailable: {type(exc).__name__}") from None
+            self._producer = producer
+        await produce(self._producer, topic, messages)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the clients and stop the store's event loop thread."""
+        self._loop.run(self._aclose())
+        self._loop.stop()
+
+    async def _aclose(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _entity_columns(rows: EntityRows) -> dict[str, list[Any]]:
+    if isinstance(rows, Mapping):
+        return {key: list(values) for key, values in rows.items()}
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    for i, row in enumerate(rows):
+        missing = [k for k in keys if k not in row]
+        if missing:
+            raise RequestError(f"entity_rows[{i}] has no {missing[0]!r}")
+    return {key: [row[key] for row in rows] for key in keys}
+
+
+def _columns(df: pd.DataFrame | Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    """Rows as JSON-ready columns: datetimes become epoch seconds, NaN/NaT null."""
+    if not isinstance(df, pd.DataFrame):
+        df = pd.DataFrame({k: list(v) for k, v in df.items()})
+    out: dict[str, list[Any]] = {}
+    for name in df.columns:
+        column = df[name]
+        if pd.api.types.is_datetime64_any_dtype(column):
+            utc = column.dt.tz_localize("UTC") if column.dt.tz is None else column
+            seconds = (utc - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+            out[str(name)] = [None if pd.isna(s) else float(s) for s in seconds]
+        else:
+            out[str(name)] = [None if _is_na(v) else _plain(v) for v in column.tolist()]
+    return out
+
+
+def _is_na(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists and other containers
+        return False
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, pd.Timestamp) else value

@@ -1,0 +1,181 @@
+"""POST /push and the SDK over the real stack: push, let the real worker ingest, read back
+through HTTP and the SDK; API keys; push errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from feature_service import FeatureStore
+from feature_service.api.app import create_app
+from feature_service.core.config import Settings
+from feature_service.definitions import FeatureView, Registry
+from feature_service.embedded import EmbeddedStack
+from feature_service.embedded.processes import free_port
+from feature_service.online.service import RequestError, StoreUnavailable
+from feature_service.stream.topics import ensure_topics
+from tests.conditions import wait_for
+from tests.integration.streaming import start_worker, stats, write_definitions
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_790_000_000.0
+KEY = "s3cret-key"
+
+
+def _rows(customer: str, amounts: list[float], start: float) -> dict[str, list[Any]]:
+    n = len(amounts)
+    return {
+        "customer_id": [customer] * n,
+        "amount": amounts,
+        "category": ["grocery", "fuel"] * (n // 2) + ["grocery"] * (n % 2),
+        "online": [False] * n,
+        "ts": [start + 60.0 * i for i in range(n)],
+    }
+
+
+@pytest.fixture(scope="module")
+def pushed(
+    stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestClient, FeatureStore, FeatureView, Registry]]:
+    """A worker, the API (with API keys) and an SDK store on one stack and definitions."""
+    tmp = tmp_path_factory.mktemp("push")
+    definitions, registry = write_definitions(tmp)
+    asyncio.run(ensure_topics(stack.broker.bootstrap, registry))
+    worker = start_worker(stack, definitions, tmp / "offline")
+    settings = Settings(
+        redis_url=stack.redis.url, broker_url=stack.broker.bootstrap, api_keys=[KEY, "other"]
+    )
+    store = FeatureStore(settings, registry)
+    view = next(iter(registry.feature_views.values()))
+    try:
+        with TestClient(create_app(settings, registry)) as api:
+            yield api, store, view, registry
+    finally:
+        store.close()
+        worker.stop()
+
+
+def _events(stack: EmbeddedStack, registry: Registry) -> int:
+    return stats(redis.Redis.from_url(stack.redis.url), registry).get("events", 0)
+
+
+def test_pushed_events_are_served_identically_by_http_and_sdk(pushed, stack) -> None:  # type: ignore[no-untyped-def]
+    api, store, view, registry = pushed
+    before = _events(stack, registry)
+    body = {"push_source_name": view.source.name, "df": _rows("alice", [10.0, 20.0, 30.5], T0)}
+    response = api.post("/push", json=body, headers={"X-API-Key": KEY})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"pushed": 3}
+    frame = pd.DataFrame(_rows("bob", [5.0, 7.0], T0))
+    frame["ts"] = pd.to_datetime(frame["ts"], unit="s")  # the SDK takes datetimes too
+    assert store.push(view.source.name, frame) == 2
+    wait_for(lambda: _events(stack, registry) >= before + 5, 60, "pushed events ingested")
+
+    features = [f"{view.name}:n_1h", f"{view.name}:amount_sum_1h", f"{view.name}:last_amount"]
+    as_of = T0 + 180
+    http = api.post(
+        "/get-online-features",
+        json={
+            "features": features,
+            "entities": {"customer_id": ["alice", "bob", "carol"]},
+            "as_of": as_of,
+        },
+        headers={"Authorization": f"Bearer {KEY}"},
+    ).json()
+    sdk = store.get_online_features(
+        features,
+        [{"customer_id": "alice"}, {"customer_id": "bob"}, {"customer_id": "carol"}],
+        as_of=as_of,
+    )
+    assert sdk.to_dict() == {
+        "customer_id": ["alice", "bob", "carol"],
+        "n_1h": [3, 2, None],
+        "amount_sum_1h": [60.5, 12.0, None],
+        "last_amount": [30.5, 7.0, None],
+    }
+    http_values = {
+        name: column["values"]
+        for name, column in zip(http["metadata"]["feature_names"], http["results"], strict=True)
+    }
+    assert http_values == sdk.to_dict()
+    statuses = [c["statuses"] for c in http["results"]][1:]
+    assert statuses == [s for name, s in sdk.statuses().items() if name != "customer_id"]
+    assert statuses[0] == ["PRESENT", "PRESENT", "NOT_FOUND"]
+    # two hours later the 1h window is empty, the lifetime value stays
+    later = store.get_online_features(features, {"customer_id": ["alice"]}, as_of=T0 + 7200 + 121)
+    assert later.to_dict()["n_1h"] == [0]
+    assert later.to_dict()["last_amount"] == [30.5]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"X-API-Key": "wrong"}, 401),
+        ({"Authorization": "Bearer wrong"}, 401),
+        ({"X-API-Key": "other"}, 200),
+    ],
+)
+def test_api_keys_guard_data_endpoints(pushed, headers: dict, status: int) -> None:  # type: ignore[no-untyped-def]
+    api, _, view, _ = pushed
+    body = {"features": [f"{view.name}:n_1h"], "entities": {"customer_id": ["x"]}}
+    assert api.post("/get-online-features", json=body, headers=headers).status_code == status
+    assert api.get("/feature-views", headers=headers).status_code == status
+    assert api.get("/health").status_code == 200  # probes need no key
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "message"),
+    [
+        ({"push_source_name": "nope"}, 422, "unknown push source 'nope'"),
+        (
+            {"df": {**_rows("dave", [1.0, 2.0], T0), "amount": [1.0, "N/A"]}},
+            422,
+            "row 1: field 'amount' must be a float, got 'N/A'",
+        ),
+        ({"df": {**_rows("dave", [1.0], T0), "ts": ["yesterday"]}}, 422, "row 0: "),
+        ({"df": {"customer_id": ["x"], "amount": [1.0, 2.0]}}, 422, "same number of values"),
+        ({"df": _rows("dave", [1.0] * 1001, T0)}, 413, "at most 1000"),
+        ({"to": "elsewhere"}, 422, "to"),
+    ],
+)
+def test_bad_pushes_are_refused_whole_naming_the_problem(
+    pushed, change: dict, status: int, message: str
+) -> None:  # type: ignore[no-untyped-def]
+    api, _, view, _ = pushed
+    body = {"push_source_name": view.source.name, "df": _rows("dave", [1.0], T0), **change}
+    response = api.post("/push", json=body, headers={"X-API-Key": KEY})
+    assert response.status_code == status, response.text
+    assert message in response.text
+
+
+def test_sdk_raises_request_errors(pushed) -> None:  # type: ignore[no-untyped-def]
+    _, store, view, _ = pushed
+    with pytest.raises(RequestError, match="has no 'nope'"):
+        store.get_online_features([f"{view.name}:nope"], [{"customer_id": "x"}])
+    with pytest.raises(RequestError, match="needs entity key 'customer_id'"):
+        store.get_online_features([f"{view.name}:n_1h"], [{"merchant_id": "x"}])
+    with pytest.raises(RequestError, match=r"row 0: field 'amount'"):
+        store.push(view.source.name, {**_rows("x", [1.0], T0), "amount": ["lots"]})
+
+
+def test_push_answers_503_when_the_broker_is_down(tmp_path: Path, stack: EmbeddedStack) -> None:
+    _, registry = write_definitions(tmp_path)
+    source = next(iter(registry.sources.values()))
+    settings = Settings(redis_url=stack.redis.url, broker_url=f"127.0.0.1:{free_port()}")
+    with TestClient(create_app(settings, registry)) as api:
+        response = api.post(
+            "/push", json={"push_source_name": source.name, "df": _rows("e", [1.0], T0)}
+        )
+        assert response.status_code == 503, response.text
+        assert "broker unavailable" in response.text
+    with FeatureStore(settings, registry) as store, pytest.raises(StoreUnavailable):
+        store.push(source.name, _rows("e", [1.0], T0))
