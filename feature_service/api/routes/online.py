@@ -26,6 +26,7 @@ class OnlineFeaturesRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # `as_of: false` or an entity id `true` is a 422, not a coercion
         json_schema_extra={
             "example": {
                 "features": ["customer_txn:amount_sum_1d", "customer_txn:txn_count_1h"],
@@ -66,6 +67,7 @@ def _iso(ts: float | None) -> str:
     "/get-online-features",
     response_model=OnlineFeaturesResponse,
     responses={
+        400: {"description": "the body is not JSON"},
         413: {"description": "too many entities in one request"},
         422: {"description": "unknown feature, view or entity key; bad as_of"},
         503: {"description": "the online store is unreachable"},

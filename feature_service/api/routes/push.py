@@ -29,14 +29,18 @@ class PushRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "example": {
                 "push_source_name": "transactions",
                 "df": {
-                    "customer_id": ["c0001"],
+                    "transaction_id": ["tx0001"],
+                    "customer_id": ["c001"],
                     "merchant_id": ["m001"],
                     "amount": [12.5],
                     "category": ["grocery"],
+                    "channel": ["pos"],
+                    "is_international": [False],
                     "ts": ["2026-11-03T12:00:00Z"],
                 },
             }
@@ -60,6 +64,7 @@ class PushResponse(BaseModel):
     "/push",
     response_model=PushResponse,
     responses={
+        400: {"description": "the body is not JSON"},
         413: {"description": "too many rows in one push"},
         422: {"description": "unknown source, or a row that does not match its schema"},
         503: {"description": "the broker is unreachable"},
