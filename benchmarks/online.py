@@ -1,11 +1,25 @@
-"""Online lookup latency: POST /get-online-features against one uvicorn process.
+"""Online lookups, feature-service against Feast: same Redis, same data, same requests.
 
-    .venv/bin/python benchmarks/online.py --requests 2000
+    .venv/bin/python benchmarks/online.py                 # both, ~5 minutes
+    .venv/bin/python benchmarks/online.py --no-feast      # ours only
+    .venv/bin/python benchmarks/online.py --record        # also append to RESULTS.md
 
-Starts the embedded stack (`feature-service up` pieces: broker, Redis, worker, API),
-replays the bundled sample, then times sequential requests from one client over HTTP
-(keep-alive) for 1 entity x all features of customer_txn (22) and 100 entities x 22,
-evaluated at an `as_of` inside the sample so windows are not empty. Prints p50/p90/p99.
+What it does:
+
+1. Generates `--events` card transactions over the last 7 days for `--customers`
+   customers (definitions/generate_sample.py), and a benchmark view `cust50` of 50
+   windowed features (counts, sums, means, min/max, std/var over 1h/1d/7d, distinct
+   counts, `where` filters, first/last/recency) beside the example definitions.
+2. Starts the embedded stack (broker, Redis, one worker, one uvicorn API process) and
+   ingests the events through the worker.
+3. Times `POST /get-online-features` for 1 x 5, 1 x 50 and 100 x 50 (entities x
+   features), with one sequential client (httpx, keep-alive: p50/p90/p99 and req/s) and
+   with 16 concurrent connections (`wrk`, if installed: `apt-get install wrk`).
+   Every request evaluates each window at request time (t = now) from the tiles.
+4. Feast 0.67 (in its own venv `.venv-feast`, created on first use): the same 50 values
+   per customer, read back from our API at the same moment, written to Parquet, `feast
+   apply` + `feast materialize` into the same Redis server (db 1), `feast serve` with one
+   worker; then the same requests (Feast stores values, it does not evaluate windows).
 """
 
 from __future__ import annotations
@@ -13,27 +27,91 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import platform
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import textwrap
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pandas as pd
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "definitions"))
+
+from generate_sample import generate_events, write_events  # noqa: E402
 
 from feature_service.definitions import load_definitions  # noqa: E402
-from feature_service.embedded import EmbeddedStack  # noqa: E402
+from feature_service.embedded import EmbeddedStack, ManagedProcess  # noqa: E402
+from feature_service.embedded.processes import free_port, port_open  # noqa: E402
 from feature_service.online.redis_layout import stats_key  # noqa: E402
 from feature_service.stream.event_files import read_event_messages  # noqa: E402
 from feature_service.stream.producer import produce_messages  # noqa: E402
 from feature_service.stream.topics import ensure_topics  # noqa: E402
 
-SAMPLE = ROOT / "definitions" / "sample" / "transactions.jsonl"
-AS_OF = "2026-11-03T12:00:00Z"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from feast_env import feast_python  # noqa: E402
+
+VIEW = "cust50"
+BENCH_VIEW = f"""
+feature_views:
+  - name: {VIEW}
+    source: transactions
+    entity: customer
+    ttl: 30d
+    description: 50 features for the online benchmark.
+    features:
+      - {{column: amount, aggregations: [sum, mean, min, max, std], windows: [1h, 1d, 7d]}}
+      - {{column: amount, aggregation: var, windows: [1d, 7d]}}
+      - {{name: n_1h, aggregation: count, window: 1h}}
+      - {{name: n_1d, aggregation: count, window: 1d}}
+      - {{name: n_7d, aggregation: count, window: 7d}}
+      - {{column: category, aggregation: count_distinct, windows: [1d, 7d]}}
+      - {{column: merchant_id, aggregation: count_distinct, windows: [1h, 1d, 7d]}}
+      - {{name: first_amount, column: amount, aggregation: first}}
+      - {{name: last_amount, column: amount, aggregation: last}}
+      - {{name: secs_since_last, aggregation: time_since_last}}
+      - {{name: online_n_1d, aggregation: count, window: 1d, where: "channel == 'online'"}}
+      - {{name: online_n_7d, aggregation: count, window: 7d, where: "channel == 'online'"}}
+      - {{name: online_sum_1d, column: amount, aggregation: sum, window: 1d,
+          where: "channel == 'online'"}}
+      - {{name: online_sum_7d, column: amount, aggregation: sum, window: 7d,
+          where: "channel == 'online'"}}
+      - {{name: intl_n_1d, aggregation: count, window: 1d, where: "is_international"}}
+      - {{name: intl_n_7d, aggregation: count, window: 7d, where: "is_international"}}
+      - {{name: intl_sum_7d, column: amount, aggregation: sum, window: 7d,
+          where: "is_international"}}
+      - {{name: big_n_1d, aggregation: count, window: 1d, where: "amount > 500"}}
+      - {{name: big_n_7d, aggregation: count, window: 7d, where: "amount > 500"}}
+      - {{name: grocery_n_7d, aggregation: count, window: 7d, where: "category == 'grocery'"}}
+      - {{name: travel_n_7d, aggregation: count, window: 7d, where: "category == 'travel'"}}
+      - {{name: cash_sum_7d, column: amount, aggregation: sum, window: 7d,
+          where: "channel == 'atm'"}}
+      - {{name: atm_n_1d, aggregation: count, window: 1d, where: "channel == 'atm'"}}
+      - {{name: night_max_1d, column: amount, aggregation: max, window: 1d,
+          where: "category in ('online', 'travel')"}}
+      - {{name: first_amount_7d, column: amount, aggregation: first, window: 7d}}
+      - {{name: last_amount_1d, column: amount, aggregation: last, window: 1d}}
+      - {{name: min_amount_all, column: amount, aggregation: min}}
+      - {{name: amount_var_1h, column: amount, aggregation: var, window: 1h}}
+      - {{name: first_amount_1d, column: amount, aggregation: first, window: 1d}}
+      - {{name: restaurant_n_7d, aggregation: count, window: 7d,
+          where: "category == 'restaurant'"}}
+      - {{name: fuel_n_7d, aggregation: count, window: 7d, where: "category == 'fuel'"}}
+      - {{name: online_mean_7d, column: amount, aggregation: mean, window: 7d,
+          where: "channel == 'online'"}}
+"""
+SCENARIOS = (("1 x 5", 1, 5), ("1 x 50", 1, 50), ("100 x 50", 100, 50))
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -41,53 +119,261 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": q[49] * 1000, "p90_ms": q[89] * 1000, "p99_ms": q[98] * 1000}
 
 
+def bodies(features: list[str], entities: list[str], n: int, count: int) -> list[dict]:
+    return [
+        {
+            "features": features,
+            "entities": {"customer_id": [entities[(i * n + k) % len(entities)] for k in range(n)]},
+        }
+        for i in range(count)
+    ]
+
+
+def sequential(url: str, requests: list[dict]) -> dict[str, float]:
+    """One client, one request at a time; the first 10% are warm-up."""
+    timings = []
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for body in requests:
+            start = time.perf_counter()
+            response = http.post("/get-online-features", json=body)
+            timings.append(time.perf_counter() - start)
+            assert response.status_code == 200, response.text[:300]
+    kept = timings[len(timings) // 10 :]
+    stats = percentiles(kept)
+    stats["req_per_s"] = len(kept) / sum(kept)
+    return stats
+
+
+WRK_SCRIPT = """
+local bodies = {}
+local i = 0
+for line in io.lines("%s") do bodies[#bodies + 1] = line end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format(nil, "/get-online-features", nil, bodies[i])
+end
+"""
+
+
+def concurrent(url: str, requests: list[dict], tmp: Path, seconds: int) -> dict[str, float]:
+    """16 connections from `wrk` (one thread), latency percentiles and req/s."""
+    lines = tmp / "bodies.jsonl"
+    lines.write_text("\n".join(json.dumps(b) for b in requests) + "\n")
+    script = tmp / "post.lua"
+    script.write_text(WRK_SCRIPT % lines)
+    out = subprocess.run(
+        ["wrk", "-t1", "-c16", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    stats: dict[str, float] = {}
+    for label, key in (("50%", "p50_ms"), ("90%", "p90_ms"), ("99%", "p99_ms")):
+        match = re.search(rf"{re.escape(label)}\s+([\d.]+)(us|ms|s)\b", out)
+        if match:
+            value, unit = float(match.group(1)), match.group(2)
+            stats[key] = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    stats["req_per_s"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    assert errors is None, f"wrk saw errors: {errors.group(0)}"
+    return stats
+
+
+def run_all(url: str, features: list[str], entities: list[str], args: Any, tmp: Path) -> dict:
+    results: dict[str, dict[str, float]] = {}
+    for label, n, f in SCENARIOS:
+        count = args.requests if n == 1 else max(args.requests // 10, 50)
+        seq = sequential(url, bodies(features[:f], entities, n, count))
+        seq["entity_rows_per_s"] = seq["req_per_s"] * n
+        results[f"{label}, 1 client"] = seq
+        if shutil.which("wrk"):
+            con = concurrent(url, bodies(features[:f], entities, n, 500), tmp, args.seconds)
+            con["entity_rows_per_s"] = con["req_per_s"] * n
+            results[f"{label}, 16 clients"] = con
+    return results
+
+
+def ingest(stack: EmbeddedStack, defs: Path, events_file: Path, n_lines: int) -> None:
+    registry = load_definitions(defs)
+    source = registry.sources["transactions"]
+    asyncio.run(ensure_topics(stack.broker.bootstrap, registry))
+    stack.worker = stack.worker_process(defs).start()
+    start = time.monotonic()
+    asyncio.run(
+        produce_messages(
+            stack.broker.bootstrap, source, read_event_messages(events_file, source.key)
+        )
+    )
+    client = redis.Redis.from_url(stack.redis.url)
+    while True:
+        raw = client.hgetall(stats_key("transactions"))
+        if int(raw.get(b"events", 0)) + int(raw.get(b"dlq", 0)) >= n_lines:
+            break
+        if time.monotonic() - start > 1800:
+            raise SystemExit("ingest did not finish in 30 minutes")
+        time.sleep(0.5)
+    print(f"ingested {n_lines} events in {time.monotonic() - start:.0f} s", flush=True)
+
+
+def snapshot(url: str, features: list[str], entities: list[str]) -> pd.DataFrame:
+    """Our values now, to give Feast the same data."""
+    frames = []
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for i in range(0, len(entities), 500):
+            chunk = entities[i : i + 500]
+            body = {"features": features, "entities": {"customer_id": chunk}}
+            data = http.post("/get-online-features", json=body).json()
+            names = data["metadata"]["feature_names"]
+            frames.append(
+                pd.DataFrame({n: r["values"] for n, r in zip(names, data["results"], strict=True)})
+            )
+    frame = pd.concat(frames, ignore_index=True)
+    for column in frame.columns[1:]:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    return frame
+
+
+FEAST_REPO = '''
+from datetime import timedelta
+from feast import Entity, FeatureView, Field, FileSource
+from feast.types import Float64
+from feast.value_type import ValueType
+
+customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.STRING)
+source = FileSource(path="{path}", timestamp_field="event_timestamp")
+{view} = FeatureView(
+    name="{view}", entities=[customer], ttl=timedelta(days=30), online=True, source=source,
+    schema=[{fields}],
+)
+'''
+
+
+def start_feast(tmp: Path, values: pd.DataFrame, redis_port: int) -> tuple[ManagedProcess, str]:
+    python = feast_python(ROOT)
+    repo = tmp / "feast_repo"
+    repo.mkdir()
+    data = values.copy()
+    data["event_timestamp"] = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=5)
+    data.to_parquet(repo / "values.parquet", index=False)
+    (repo / "feature_store.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            project: bench
+            registry: {repo / "registry.db"}
+            provider: local
+            online_store:
+              type: redis
+              connection_string: "127.0.0.1:{redis_port},db=1"
+            offline_store:
+              type: file
+            entity_key_serialization_version: 3
+            """
+        )
+    )
+    fields = ", ".join(f'Field(name="{c}", dtype=Float64)' for c in values.columns[1:])
+    (repo / "repo.py").write_text(
+        FEAST_REPO.format(path=repo / "values.parquet", view=VIEW, fields=fields)
+    )
+    feast = [str(Path(python).parent / "feast"), "--chdir", str(repo)]
+    env = {**os.environ, "FEAST_USAGE": "False", "PYTHONWARNINGS": "ignore"}
+    subprocess.run([*feast, "apply"], check=True, env=env, capture_output=True)
+    end = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    begin = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    started = time.monotonic()
+    subprocess.run([*feast, "materialize", begin, end], check=True, env=env, capture_output=True)
+    print(f"feast materialize: {time.monotonic() - started:.0f} s", flush=True)
+    port = free_port()
+    serve = ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    server = ManagedProcess(
+        "feast",
+        [*feast, *serve, "--no-access-log"],
+        log_path=tmp / "feast.log",
+        env=env,
+    ).start()
+    server.wait_until(lambda: port_open("127.0.0.1", port), 120, "feast serving")
+    return server, f"http://127.0.0.1:{port}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--seconds", type=int, default=10, help="per wrk run")
+    parser.add_argument("--no-feast", action="store_true")
+    parser.add_argument("--record", action="store_true", help="append to RESULTS.md")
     args = parser.parse_args()
-    registry = load_definitions(ROOT / "definitions")
-    view = registry.feature_views["customer_txn"]
-    features = [f"customer_txn:{f.name}" for f in view.features]
-    source = registry.sources["transactions"]
-    customers = sorted(
-        {
-            json.loads(line)["customer_id"]
-            for line in SAMPLE.open()
-            if '"customer_id"' in line and line.startswith("{") and line.rstrip().endswith("}")
-        }
-    )
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedStack(Path(tmp) / "stores") as stack:
-        asyncio.run(ensure_topics(stack.broker.bootstrap, registry))
-        stack.worker = stack.worker_process(ROOT / "definitions").start()
-        stack.start_api(None, ROOT / "definitions")
-        messages = list(read_event_messages(SAMPLE, source.key))
-        asyncio.run(produce_messages(stack.broker.bootstrap, source, messages))
-        client = redis.Redis.from_url(stack.redis.url)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            raw = client.hgetall(stats_key("transactions"))
-            if int(raw.get(b"events", 0)) + int(raw.get(b"dlq", 0)) >= len(messages):
-                break
-            time.sleep(0.2)
-        results = {}
-        with httpx.Client(base_url=stack.api_url, timeout=10) as http:
-            for label, n in (("1 x 22", 1), ("100 x 22", 100)):
-                timings = []
-                for i in range(args.requests if n == 1 else args.requests // 10):
-                    entities = [customers[(i + k) % len(customers)] for k in range(n)]
-                    body = {
-                        "features": features,
-                        "entities": {"customer_id": entities},
-                        "as_of": AS_OF,
-                    }
-                    start = time.perf_counter()
-                    response = http.post("/get-online-features", json=body)
-                    timings.append(time.perf_counter() - start)
-                    assert response.status_code == 200, response.text
-                stats = percentiles(timings[len(timings) // 10 :])  # drop warm-up
-                stats["entity_rows_per_s"] = n * len(timings) / sum(timings)
-                results[label] = stats
-        print(json.dumps(results, indent=2))
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        defs = tmp / "defs"
+        defs.mkdir()
+        shutil.copy(ROOT / "definitions" / "transactions.yaml", defs)
+        (defs / "bench.yaml").write_text(BENCH_VIEW)
+        registry = load_definitions(defs)
+        features = [f"{VIEW}:{f.name}" for f in registry.feature_views[VIEW].features]
+        assert len(features) == 50, len(features)
+        start = datetime.now(UTC) - timedelta(days=7)
+        events = generate_events(
+            args.events, seed=11, start=start, days=7, customers=args.customers
+        )
+        events_file = tmp / "events.jsonl"
+        write_events(events, events_file)
+        entities = sorted(
+            {e["customer_id"] for e in events if isinstance(e, dict) and "customer_id" in e}
+        )
+        print(f"{len(events)} events, {len(entities)} customers", flush=True)
+        with EmbeddedStack(tmp / "stores") as stack:
+            ingest(stack, defs, events_file, len(events))
+            stack.start_api(None, defs)
+            assert stack.api_url is not None
+            results = {"feature-service": run_all(stack.api_url, features, entities, args, tmp)}
+            if not args.no_feast:
+                values = snapshot(stack.api_url, features, entities)
+                feast, feast_url = start_feast(tmp, values, stack.redis.port)
+                try:
+                    feast_features = [f"{VIEW}:{c}" for c in values.columns[1:]]
+                    results["feast"] = run_all(feast_url, feast_features, entities, args, tmp)
+                finally:
+                    feast.stop()
+    print(json.dumps(results, indent=2))
+    if args.record:
+        record(results, args)
+
+
+def record(results: dict[str, dict[str, dict[str, float]]], args: Any) -> None:
+    ours, feast = results["feature-service"], results.get("feast", {})
+    load = os.getloadavg()
+    lines = [
+        "",
+        f"## Online lookups vs Feast (`benchmarks/online.py`), {datetime.now(UTC):%Y-%m-%d}",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; load average before the run {load[0]:.1f}. Command: "
+        f"`.venv/bin/python benchmarks/online.py --events {args.events} "
+        f"--customers {args.customers} --record`.",
+        "",
+        "| request | clients | ours p50 / p99 | ours req/s | ours rows/s "
+        "| Feast p50 / p99 | Feast req/s | ratio (req/s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, ours_row in ours.items():
+        label, clients = key.split(", ")
+        theirs = feast.get(key)
+        their_cells = (
+            f"{theirs['p50_ms']:.2f} / {theirs['p99_ms']:.2f} ms | {theirs['req_per_s']:,.0f} | "
+            f"{ours_row['req_per_s'] / theirs['req_per_s']:.1f}x"
+            if theirs
+            else "- | - | -"
+        )
+        lines.append(
+            f"| {label} | {clients.split()[0]} | {ours_row['p50_ms']:.2f} / "
+            f"{ours_row['p99_ms']:.2f} ms | {ours_row['req_per_s']:,.0f} | "
+            f"{ours_row['entity_rows_per_s']:,.0f} | {their_cells} |"
+        )
+    with (ROOT / "benchmarks" / "RESULTS.md").open("a") as out:
+        out.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
