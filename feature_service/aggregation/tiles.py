@@ -172,6 +172,11 @@ def _cover_fields(start: int, end: int, levels: tuple[int, ...]) -> tuple[str, .
     return tuple(TileLayout.tile_field(level, s) for level, s in cover(start, end, levels))
 
 
+@lru_cache(maxsize=8192)
+def _cover_set(start: int, end: int, levels: tuple[int, ...]) -> frozenset[str]:
+    return frozenset(_cover_fields(start, end, levels))
+
+
 def encode_field(value: Any) -> str:
     """A field value as stored in Redis (compact JSON, by orjson: this is the hot path).
 
@@ -355,6 +360,7 @@ class TileLayout:
             json.dumps([description, self.levels]).encode(), usedforsecurity=False
         )
         self.fingerprint: str = digest.hexdigest()[:16]
+        self._plans: dict[int, tuple[tuple[str, ...], frozenset[str]]] = {}
 
     @property
     def slots(self) -> int:
@@ -414,29 +420,46 @@ class TileLayout:
         Enough unless a lifetime feature is asked about a time before its latest event;
         then `evaluate_fields` raises `NeedMoreFields` naming the rest.
         """
+        return list(self.planned(t)[0])
+
+    def planned(self, t: float) -> tuple[tuple[str, ...], frozenset[str]]:
+        """`plan(t)` as a tuple and a set, cached: it depends on `t` only through the
+        finest tile start (every hop is a multiple of the finest level), so all requests
+        within the same finest tile share it."""
         ft = tile_start(t, self.finest)
-        names = ["v", "w", "lo", "hi", self.raw_field(ft)]
-        if self.lifetime:
-            names.append("a")
-        seen = set(names)
-        for window_s, hop_s, _, _ in self._window_groups:
-            ws = tile_start(t, hop_s) - window_s
-            for name in _cover_fields(ws, ft, self.levels):
-                if name not in seen:
-                    seen.add(name)
-                    names.append(name)
-        return names
+        cached = self._plans.get(ft)
+        if cached is None:
+            names = ["v", "w", "lo", "hi", self.raw_field(ft)]
+            if self.lifetime:
+                names.append("a")
+            seen = set(names)
+            for window_s, hop_s, _, _ in self._window_groups:
+                ws = tile_start(ft, hop_s) - window_s
+                for name in _cover_fields(ws, ft, self.levels):
+                    if name not in seen:
+                        seen.add(name)
+                        names.append(name)
+            if len(self._plans) >= 64:
+                self._plans.clear()
+            cached = self._plans[ft] = (tuple(names), frozenset(names))
+        return cached
 
     def evaluate_fields(
-        self, fields: Mapping[str, Any], t: float, *, complete: bool = False
+        self,
+        fields: Mapping[str, Any],
+        t: float,
+        *,
+        complete: bool = False,
+        absent: frozenset[str] | None = None,
     ) -> dict[str, Any]:
         """Every feature at time `t` from (decoded) field values.
 
         A field absent from the hash must be present in `fields` with value None (as
-        HMGET returns it); with `complete`, `fields` is the whole state and missing keys
-        are absent fields. Raises `NeedMoreFields` (fields to fetch and add to the mapping
-        before calling again), `OutsideRetentionError` (t before the retained state) or
-        `LayoutMismatchError`.
+        HMGET returns it), or be named in `absent` (e.g. the set of `planned(t)`, with
+        `fields` holding only the non-null replies); with `complete`, `fields` is the
+        whole state and missing keys are absent fields. Raises `NeedMoreFields` (fields
+        to fetch and add to the mapping before calling again), `OutsideRetentionError`
+        (t before the retained state) or `LayoutMismatchError`.
         """
         t = float(t)
         if not math.isfinite(t):
@@ -446,7 +469,7 @@ class TileLayout:
         def get(name: str) -> Any:
             if name in fields:
                 return fields[name]
-            if not complete:
+            if not complete and (absent is None or name not in absent):
                 missing.append(name)
             return None
 
@@ -468,7 +491,11 @@ class TileLayout:
                     f"the {window_s} s window at t={t} starts at {ws}, before the retained "
                     f"state (cutoff {cutoff}, watermark {watermark})"
                 )
-            vectors = [get(name) for name in _cover_fields(ws, ft, self.levels)]
+            if absent is None:
+                vectors = [get(name) for name in _cover_fields(ws, ft, self.levels)]
+            else:  # `fields` holds only what the hash has: look at those, not the cover
+                cover_set = _cover_set(ws, ft, self.levels)
+                vectors = [v for name, v in fields.items() if name in cover_set]
             windowed.append((idx, slots, vectors))
 
         lifetime_totals: list[IR] | None = None

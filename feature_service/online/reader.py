@@ -15,8 +15,7 @@ an `as_of` in the past may be later than `as_of`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 
@@ -30,8 +29,7 @@ NOT_FOUND = "NOT_FOUND"
 OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"
 
 
-@dataclass(frozen=True)
-class FeatureValue:
+class FeatureValue(NamedTuple):
     value: Any
     status: str
     event_ts: float | None  # the entity's newest event time, if known
@@ -45,34 +43,42 @@ async def read_views(
     All views are read in one pipeline (one round trip). Raises
     `aggregation.tiles.OutsideRetentionError` when `t` reaches before the state.
     """
-    plans = [[*view_layout(view).plan(t), LAST_EVENT_FIELD] for view, _ in requests]
+    plans = [_plan(view, t) for view, _ in requests]
     async with redis.pipeline(transaction=False) as pipe:
-        for (view, entities), names in zip(requests, plans, strict=True):
+        for (view, entities), (names, _) in zip(requests, plans, strict=True):
             for entity in entities:
                 pipe.hmget(entity_key(view.name, entity), names)
         replies = iter(await pipe.execute())
     return [
-        await _view_values(redis, view, entities, names, [next(replies) for _ in entities], t)
-        for (view, entities), names in zip(requests, plans, strict=True)
+        await _view_values(redis, view, entities, plan, [next(replies) for _ in entities], t)
+        for (view, entities), plan in zip(requests, plans, strict=True)
     ]
+
+
+def _plan(view: FeatureView, t: float) -> tuple[list[str], frozenset[str]]:
+    names, planned = view_layout(view).planned(t)
+    return [*names, LAST_EVENT_FIELD], planned
 
 
 async def _view_values(
     redis: Redis,
     view: FeatureView,
     entities: Sequence[str],
-    names: list[str],
+    plan: tuple[list[str], frozenset[str]],
     replies: list[Any],
     t: float,
 ) -> list[dict[str, FeatureValue]]:
     out = []
+    names, planned = plan
+    not_found = {f.name: FeatureValue(None, NOT_FOUND, None) for f in view.features}
     for entity, raw in zip(entities, replies, strict=True):
-        fields = {n: decode_field(v) for n, v in zip(names, raw, strict=True)}
-        if fields["v"] is None:  # no state at all: the entity is unknown to this view
-            out.append({f.name: FeatureValue(None, NOT_FOUND, None) for f in view.features})
+        # only the fields the hash has: a planned name missing from `fields` is absent
+        fields = {n: decode_field(v) for n, v in zip(names, raw, strict=True) if v is not None}
+        if "v" not in fields:  # no state at all: the entity is unknown to this view
+            out.append(not_found)
             continue
-        values = await _evaluate(redis, view, entity, fields, t)
-        last = fields[LAST_EVENT_FIELD]
+        values = await _evaluate(redis, view, entity, fields, planned, t)
+        last = fields.get(LAST_EVENT_FIELD)
         expired = view.ttl_s is not None and last is not None and t - last > view.ttl_s
         out.append(
             {
@@ -88,12 +94,17 @@ async def _view_values(
 
 
 async def _evaluate(
-    redis: Redis, view: FeatureView, entity: str, fields: dict[str, Any], t: float
+    redis: Redis,
+    view: FeatureView,
+    entity: str,
+    fields: dict[str, Any],
+    planned: frozenset[str],
+    t: float,
 ) -> dict[str, Any]:
     layout = view_layout(view)
     for _ in range(3):
         try:
-            return layout.evaluate_fields(fields, t)
+            return layout.evaluate_fields(fields, t, absent=planned)
         except NeedMoreFields as more:  # a lifetime feature asked about the past
             raw = await redis.hmget(entity_key(view.name, entity), more.fields)
             fields.update({n: decode_field(v) for n, v in zip(more.fields, raw, strict=True)})

@@ -319,6 +319,15 @@ def test_reading_planned_fields_gives_the_same_values(data: st.DataObject) -> No
         assert 1 <= len(calls) <= 2
         assert len(calls) == 1 or (layout.lifetime and t < state.to_fields()["hi"])
         assert len(set(calls[0])) == len(calls[0])
+        # as the online reader does it: only the fields the hash has, planned names absent
+        names, planned = layout.planned(t)
+        sparse = {n: decode_field(stored[n]) for n in names if n in stored}
+        try:
+            got = layout.evaluate_fields(sparse, t, absent=planned)
+        except NeedMoreFields as more:
+            sparse.update({n: decode_field(stored.get(n)) for n in more.fields})
+            got = layout.evaluate_fields(sparse, t, absent=planned)
+        assert got == expected
 
 
 # ----------------------------------------------------------------------- behaviours
