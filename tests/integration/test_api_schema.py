@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.integration
 HOST = "127.0.0.1"
 
 
-def test_no_input_gives_a_5xx_or_breaks_the_schema(stack: EmbeddedStack) -> None:
+def test_no_input_gives_a_5xx_or_breaks_the_schema(stack: EmbeddedStack, tmp_path: Path) -> None:
     definitions = ROOT / "definitions"
     asyncio.run(ensure_topics(stack.broker.bootstrap, load_definitions(definitions)))
     port = free_port(HOST)
@@ -59,6 +60,7 @@ def test_no_input_gives_a_5xx_or_breaks_the_schema(stack: EmbeddedStack) -> None
             capture_output=True,
             text=True,
             timeout=600,
+            cwd=tmp_path,  # schemathesis writes its cache and reports there
         )
     finally:
         api.stop()
