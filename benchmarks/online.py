@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import platform
@@ -130,14 +131,21 @@ def bodies(features: list[str], entities: list[str], n: int, count: int) -> list
 
 
 def sequential(url: str, requests: list[dict]) -> dict[str, float]:
-    """One client, one request at a time; the first 10% are warm-up."""
+    """One client, one request at a time over one keep-alive connection; the first 10%
+    are warm-up. `http.client` keeps the client's own cost (~0.1 ms) out of the way."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    headers = {"Content-Type": "application/json"}
+    payloads = [json.dumps(body).encode() for body in requests]
     timings = []
-    with httpx.Client(base_url=url, timeout=30) as http:
-        for body in requests:
-            start = time.perf_counter()
-            response = http.post("/get-online-features", json=body)
-            timings.append(time.perf_counter() - start)
-            assert response.status_code == 200, response.text[:300]
+    for payload in payloads:
+        start = time.perf_counter()
+        connection.request("POST", "/get-online-features", payload, headers)
+        response = connection.getresponse()
+        data = response.read()
+        timings.append(time.perf_counter() - start)
+        assert response.status == 200, data[:300]
+    connection.close()
     kept = timings[len(timings) // 10 :]
     stats = percentiles(kept)
     stats["req_per_s"] = len(kept) / sum(kept)
