@@ -92,11 +92,13 @@ def serve(
     import uvicorn
 
     from feature_service.api.app import create_app
+    from feature_service.observability.logs import configure_logging
 
     overrides = {"definitions": definitions} if definitions else {}
     settings = load_settings(**overrides)
+    configure_logging(settings.log_level)  # JSON lines with request ids; uvicorn's too
     api = create_app(settings)
-    uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(api, host=host, port=port, log_config=None, access_log=False)
 
 
 @app.command()

@@ -60,6 +60,15 @@ class Settings(BaseSettings):
         ge=0,
         description="Entity states per view the worker keeps in memory (others re-read).",
     )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="If set, the worker serves Prometheus metrics on this port.",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1", description="Address of the worker's metrics port (0.0.0.0 in k8s)."
+    )
     flush_interval_s: float = Field(
         default=0.5, gt=0, description="Longest time an event waits before it is committed."
     )

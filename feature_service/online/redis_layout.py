@@ -10,6 +10,9 @@ Keys (all prefixed `fs:`):
 - `fs:stats:<source>` (hash): counters `events`, `dlq`, `late:<view>`, `flushes`
   (written with the state they count), and gauges `last_flush_ms`,
   `newest_event_ts:<partition>`.
+- `fs:workers` (hash): worker id (`host:pid`) -> JSON heartbeat of a running worker
+  (`observability.worker_monitor`): when it was last seen, per source its events and
+  events/s; entries of workers gone for long are pruned by the others.
 
 An entity key expires (wall clock, from its last write) after the view's ttl plus its
 longest window, so idle entities do not pile up; a view without ttl keeps its keys.
@@ -39,6 +42,9 @@ def offset_key(topic: str, partition: int) -> str:
 
 def stats_key(source: str) -> str:
     return f"{PREFIX}stats:{source}"
+
+
+WORKERS_KEY = f"{PREFIX}workers"
 
 
 def expiry_seconds(view: FeatureView) -> int | None:

@@ -6,20 +6,28 @@ batch goes to the `SourceProcessor` of its topic, which parses, dead-letters, lo
 Parquet and folds into Redis with exactly-once effect (`stream.source_processor`).
 A handler that fails (Redis or the broker away) is retried until it succeeds: the worker
 waits, it does not drop events.
+
+Each worker counts what it does and leaves a heartbeat in Redis
+(`observability.worker_monitor`); with `FS_WORKER_METRICS_PORT` set it also serves
+those counters for Prometheus. Logs are JSON lines (`observability.logs`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
 from faust.types import TP
+from redis.exceptions import RedisError
 
 from feature_service.core.config import Settings
 from feature_service.definitions import Registry
+from feature_service.observability.logs import logging_config
+from feature_service.observability.worker_monitor import WorkerMonitor
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_client import connect
 from feature_service.stream.faust_batches import BatchApp
@@ -36,6 +44,10 @@ class WorkerRuntime:
         self.settings = settings
         self.registry = registry
         self.processors: dict[str, SourceProcessor] = {}
+        self.monitor = WorkerMonitor(
+            s.name for s in registry.sources.values() if registry.views_of_source(s.name)
+        )
+        self.redis: Any = None
         self._started = False
         self._closers: list[Callable[[], Awaitable[Any]]] = []
 
@@ -46,7 +58,8 @@ class WorkerRuntime:
         redis = connect(self.settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
         producer = AIOKafkaProducer(bootstrap_servers=self.settings.broker_url, acks="all")
         await producer.start()
-        self._closers = [producer.stop, redis.aclose]
+        self.redis = redis
+        self._closers = [producer.stop, lambda: self.monitor.leave(redis), redis.aclose]
         event_log = EventLog(self.settings.offline_uri)
         for source in self.registry.sources.values():
             if self.registry.views_of_source(source.name):
@@ -71,18 +84,36 @@ class WorkerRuntime:
     def handler_for(self, topic: str) -> Any:
         async def handle(tp: TP, records: Sequence[Any]) -> None:
             await self.start()
-            await self.processors[topic].handle(tp.partition, records)
+            try:
+                await self.processors[topic].handle(tp.partition, records)
+            except (RedisError, OSError):
+                self.monitor.redis_error()
+                raise
 
         return handle
 
     async def flush(self, force: bool) -> dict[TP, int]:
         """Flush processors that are due (all with `force`); the offsets now durable."""
+        await self.start()
         durable: dict[TP, int] = {}
         for topic, processor in self.processors.items():
             if force or processor.flush_due():
-                result = await processor.flush()
+                started = time.perf_counter()
+                try:
+                    result = await processor.flush()
+                except (RedisError, OSError):
+                    self.monitor.redis_error()
+                    raise
+                self.monitor.flushed(
+                    processor.source.name,
+                    result.accepted,
+                    result.rejected,
+                    result.late,
+                    time.perf_counter() - started,
+                )
                 for partition, offset in result.durable.items():
                     durable[TP(topic, partition)] = offset
+        await self.monitor.beat(self.redis)
         return durable
 
 
@@ -108,6 +139,7 @@ def build_app(settings: Settings, registry: Registry) -> tuple[BatchApp, WorkerR
         producer_acks=-1,
     )
     runtime = WorkerRuntime(settings, registry)
+    runtime.monitor.assignment = lambda: app.consumer.assignment()
     for source in registry.sources.values():
         if registry.views_of_source(source.name):
             app.batch_handler(source.topic, runtime.handler_for(source.topic))
@@ -119,7 +151,16 @@ def build_app(settings: Settings, registry: Registry) -> tuple[BatchApp, WorkerR
 def run_worker(settings: Settings, registry: Registry) -> None:
     """Run the worker in the foreground until SIGTERM/SIGINT."""
     app, _ = build_app(settings, registry)
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    if settings.worker_metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level.upper(),
+        quiet=True,
+        logging_config=logging_config(settings.log_level),
+    )
     # Faust leaves the root logger at DEBUG; per-send debug logging costs throughput.
     logging.getLogger().setLevel(settings.log_level.upper())
     worker.execute_from_commandline()

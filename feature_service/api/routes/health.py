@@ -1,21 +1,31 @@
-"""`GET /health`: each dependency's state; 503 when one the API needs is down."""
+"""`GET /health`: each dependency's state; 503 when one the API needs is down.
+
+Dependencies: `redis` (ping), `broker` (TCP connect), and `worker`: the stream workers'
+heartbeats and lag (`observability.pipeline`). A missing worker makes the status
+`degraded` but not a 503: lookups still answer from the stored state, and a readiness
+probe should not take the API out of service because the worker is restarting.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from feature_service.api.deps import ApiState, State
+from feature_service.api.observability import pipeline_status
+from feature_service.observability.prometheus import REDIS_ERRORS
 
 router = APIRouter(tags=["operations"])
 
 
 class DependencyHealth(BaseModel):
-    status: Literal["ok", "down", "not configured"]
+    status: Literal["ok", "down", "not configured", "unknown"]
     detail: str = ""
+    lag: int | None = None  # worker: events in the topics not yet in the online state
+    freshness_s: float | None = None  # worker: age of the newest event in the state
 
 
 class Health(BaseModel):
@@ -28,6 +38,7 @@ async def _redis(state: ApiState) -> DependencyHealth:
         await asyncio.wait_for(state.redis.ping(), timeout=1.0)
         return DependencyHealth(status="ok")
     except Exception as exc:  # any failure to answer is "down", with the reason
+        REDIS_ERRORS.inc()
         return DependencyHealth(status="down", detail=f"{type(exc).__name__}: {exc}")
 
 
@@ -45,12 +56,42 @@ async def _broker(state: ApiState) -> DependencyHealth:
         return DependencyHealth(status="down", detail=f"{type(exc).__name__}: {exc}")
 
 
+async def _worker(request: Request, state: ApiState) -> DependencyHealth:
+    try:
+        current = await pipeline_status(request, state)
+    except Exception as exc:
+        return DependencyHealth(status="unknown", detail=f"cannot read Redis: {type(exc).__name__}")
+    if not current.sources:
+        return DependencyHealth(status="not configured", detail="no source has feature views")
+    idle = [s.source for s in current.sources if s.workers == 0]
+    lags = [s.lag for s in current.sources]
+    lag = None if any(x is None for x in lags) else sum(x for x in lags if x is not None)
+    fresh = [s.freshness_s for s in current.sources if s.freshness_s is not None]
+    freshness = max(fresh) if fresh else None
+    lag_text = "unknown" if lag is None else str(lag)
+    if idle:
+        return DependencyHealth(
+            status="down",
+            detail=f"no live worker consumes {', '.join(idle)}; lag {lag_text}",
+            lag=lag,
+            freshness_s=freshness,
+        )
+    return DependencyHealth(
+        status="ok",
+        detail=f"{len(current.workers)} live worker(s); lag {lag_text} events",
+        lag=lag,
+        freshness_s=freshness,
+    )
+
+
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
-async def health(response: Response, state: State) -> Health:
-    """Broker and Redis reachability; 503 when either is down."""
-    redis_health, broker_health = await asyncio.gather(_redis(state), _broker(state))
-    deps = {"redis": redis_health, "broker": broker_health}
-    down = any(d.status == "down" for d in deps.values())
-    if down:
+async def health(request: Request, response: Response, state: State) -> Health:
+    """Redis, broker and worker state; 503 when Redis or the broker is down."""
+    redis_health, broker_health, worker_health = await asyncio.gather(
+        _redis(state), _broker(state), _worker(request, state)
+    )
+    deps = {"redis": redis_health, "broker": broker_health, "worker": worker_health}
+    if redis_health.status == "down" or broker_health.status == "down":
         response.status_code = 503
-    return Health(status="degraded" if down else "ok", dependencies=deps)
+    healthy = all(d.status in ("ok", "not configured") for d in deps.values())
+    return Health(status="ok" if healthy else "degraded", dependencies=deps)

@@ -1,0 +1,60 @@
+"""`GET /feature-views/{name}/entities`: a sample of the entity ids a view has state for."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel
+from redis.exceptions import RedisError
+
+from feature_service.api.deps import State
+from feature_service.observability.prometheus import REDIS_ERRORS
+from feature_service.online.redis_layout import entity_key
+
+router = APIRouter(tags=["registry"])
+
+# SCAN steps at most: a bounded look at the keyspace, whatever its size.
+_MAX_SCAN_STEPS = 50
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+
+def _text(key: bytes | str) -> str:
+    return key.decode() if isinstance(key, bytes) else key
+
+
+class EntitySample(BaseModel):
+    view: str
+    join_key: str
+    entities: list[str]
+
+
+@router.get(
+    "/feature-views/{name}/entities",
+    response_model=EntitySample,
+    responses={404: {"description": "no such view"}, 503: {"description": "Redis is down"}},
+)
+async def sample_entities(
+    name: str, state: State, limit: int = Query(default=100, ge=1, le=1000)
+) -> EntitySample:
+    """Up to `limit` entity ids with online state in the view, sorted: the population the
+    UI's distribution plots are drawn over. A sample, found by a bounded SCAN."""
+    view = state.registry.feature_views.get(name)
+    if view is None:
+        raise HTTPException(404, f"unknown feature view {name!r}")
+    prefix = entity_key(view.name, "")
+    pattern = _GLOB_SPECIAL.sub(r"\\\1", prefix) + "*"
+    found: set[str] = set()
+    cursor = 0
+    try:
+        for _ in range(_MAX_SCAN_STEPS):
+            cursor, keys = await state.redis.scan(cursor, match=pattern, count=1000)
+            found.update(_text(k)[len(prefix) :] for k in keys)
+            if cursor == 0 or len(found) >= limit:
+                break
+    except (RedisError, OSError) as exc:
+        REDIS_ERRORS.inc()
+        raise HTTPException(503, f"online store unavailable: {type(exc).__name__}") from None
+    return EntitySample(
+        view=view.name, join_key=view.entity.join_key, entities=sorted(found)[:limit]
+    )

@@ -1,0 +1,70 @@
+"""`GET /status`: what the stream pipeline is doing, per source and view (the UI's numbers)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel
+
+from feature_service.api.deps import State
+from feature_service.api.observability import pipeline_status
+
+router = APIRouter(tags=["operations"])
+
+
+class PartitionOut(BaseModel):
+    partition: int
+    committed: int | None
+    end_offset: int | None
+    lag: int | None
+    newest_event_ts: float | None
+
+
+class SourceOut(BaseModel):
+    source: str
+    topic: str
+    views: list[str]
+    events: int
+    dlq: int
+    late: dict[str, int]
+    flushes: int
+    last_flush_ms: float | None
+    newest_event_ts: float | None
+    freshness_s: float | None
+    lag: int | None
+    events_per_s: float | None
+    workers: int
+    partitions: list[PartitionOut]
+
+
+class WorkerOut(BaseModel):
+    id: str
+    host: str
+    pid: int
+    seen_s_ago: float
+    started: float
+    partitions: list[str]
+    sources: dict[str, dict[str, float]]
+
+
+class StatusOut(BaseModel):
+    at: float
+    broker_error: str | None
+    sources: list[SourceOut]
+    workers: list[WorkerOut]
+
+
+@router.get(
+    "/status",
+    response_model=StatusOut,
+    responses={503: {"description": "Redis is unreachable"}},
+)
+async def status(request: Request, state: State) -> StatusOut:
+    """Per source: events, dead-lettered and late counts, freshness (age of the newest
+    event), events/s, consumer lag per partition, and the live workers."""
+    try:
+        current = await pipeline_status(request, state)
+    except Exception as exc:
+        raise HTTPException(503, f"online store unavailable: {type(exc).__name__}") from None
+    return StatusOut.model_validate(asdict(current))

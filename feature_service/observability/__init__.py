@@ -1,0 +1,1 @@
+"""Observability: JSON logs with request ids, the pipeline's numbers, Prometheus metrics."""
