@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run test lint typecheck unit integration clean
+.PHONY: install run test lint typecheck unit integration clean chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,12 +20,20 @@ run: install
 	$(BIN)/feature-service up
 
 lint: install
-	$(BIN)/ruff check feature_service tests definitions benchmarks
+	$(BIN)/ruff check feature_service tests definitions benchmarks docs
 
 typecheck: install
 	$(BIN)/mypy feature_service
 
-test: lint typecheck
+# The UI test drives Debian's chromium (tests/integration/test_ui_browser.py): installed
+# here when missing, as root with apt-get; elsewhere that test skips (and fails if CI=true).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+	  [ "$$(id -u)" != 0 ] || { echo "installing Debian's chromium for the browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	  >/dev/null) || echo "warning: could not install chromium"; }
+
+test: lint typecheck chromium
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 unit: install

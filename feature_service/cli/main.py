@@ -235,6 +235,35 @@ def produce(
     console.print(f"sent {sent} events to {src.topic}", highlight=False)
 
 
+@app.command()
+@user_errors
+def status(
+    definitions: DefinitionsOption = None,
+    watch: Annotated[
+        float | None, typer.Option(help="Refresh every this many seconds until Ctrl-C.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show the pipeline per feature view: freshness, events/s, events, DLQ, late, lag, workers.
+
+    The same numbers as the UI and `GET /status`, read from Redis and the broker.
+
+    Example: feature-service status --watch 2
+    """
+    from feature_service.cli.status import read_status, show_status
+
+    settings = load_settings()
+    registry = load_definitions(definitions or settings.definitions)
+    if as_json:
+        import dataclasses
+        import json
+
+        current = asyncio.run(read_status(settings, registry))
+        print(json.dumps(dataclasses.asdict(current), indent=2))
+        return
+    show_status(settings, registry, watch)
+
+
 def _replay(bootstrap: str, registry: Any, files: list[tuple[str, Path]]) -> None:
     from feature_service.stream.event_files import read_event_messages
     from feature_service.stream.producer import produce_messages

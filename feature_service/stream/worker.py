@@ -139,7 +139,10 @@ def build_app(settings: Settings, registry: Registry) -> tuple[BatchApp, WorkerR
         producer_acks=-1,
     )
     runtime = WorkerRuntime(settings, registry)
-    runtime.monitor.assignment = lambda: app.consumer.assignment()
+    topics = {s.topic for s in registry.sources.values()}
+    runtime.monitor.assignment = lambda: [
+        tp for tp in app.consumer.assignment() if tp.topic in topics
+    ]
     for source in registry.sources.values():
         if registry.views_of_source(source.name):
             app.batch_handler(source.topic, runtime.handler_for(source.topic))
