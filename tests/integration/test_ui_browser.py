@@ -25,6 +25,8 @@ from tests.integration.streaming import make_events, produce, start_worker, stat
 
 pytestmark = pytest.mark.integration
 N_EVENTS = 900
+API_KEY = "ui-test-key"
+KEYED = {"X-API-Key": API_KEY}
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -61,6 +63,7 @@ def test_ui_shows_the_apis_values_for_an_entity_and_the_pipeline_counters(
     api_process = stack.api_process(None, definitions)
     assert api_process.env is not None
     api_process.env["FS_OFFLINE_URI"] = str(offline)  # the worker's log, for history plots
+    api_process.env["FS_API_KEYS"] = json.dumps([API_KEY])
     url = stack.api_url
     assert url is not None
     api_process.start()
@@ -82,7 +85,12 @@ def test_ui_shows_the_apis_values_for_an_entity_and_the_pipeline_counters(
                 page = browser.new_page(viewport={"width": 1360, "height": 900})
                 page.set_default_timeout(60_000)
                 page.goto(url)
+                # The API wants a key: the page says so, and works once it is typed in.
+                page.wait_for_selector("#banner:has-text('needs a key')")
+                page.fill("#api-key", API_KEY)
+                page.press("#api-key", "Enter")
                 page.wait_for_selector("body[data-ready=true]")
+                assert page.is_hidden("#banner")
 
                 # Pipeline counters: what the worker wrote to Redis.
                 row = f'#pipeline tr[data-view="{view.name}"]'
@@ -133,7 +141,9 @@ def test_ui_shows_the_apis_values_for_an_entity_and_the_pipeline_counters(
                 page.wait_for_selector("#distribution-chart svg rect.bar")
                 bars = page.query_selector_all("#distribution-chart rect.bar")
                 counted = sum(int(b.get_attribute("data-count") or 0) for b in bars)
-                sample = httpx.get(f"{url}/feature-views/{view.name}/entities?limit=500").json()
+                sample = httpx.get(
+                    f"{url}/feature-views/{view.name}/entities?limit=500", headers=KEYED
+                ).json()
                 values = online(url, view, sample["entities"], as_of, [feature])
                 assert counted == sum(v is not None for v in values[feature])
                 assert page.get_attribute("#distribution-chart", "data-entities") == str(
@@ -163,6 +173,7 @@ def online(
             "as_of": as_of,
             "full_feature_names": True,
         },
+        headers=KEYED,
         timeout=30,
     )
     assert response.status_code == 200, response.text

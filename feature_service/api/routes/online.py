@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from feature_service.api.deps import State
+from feature_service.observability.prometheus import REDIS_ERRORS
 from feature_service.online.service import (
     RequestError,
     StoreUnavailable,
@@ -92,6 +93,7 @@ async def get_online_features(
     except RequestError as exc:
         raise HTTPException(exc.status, str(exc)) from None
     except StoreUnavailable as exc:
+        REDIS_ERRORS.inc()
         raise HTTPException(503, str(exc)) from None
     # Serialised here with orjson rather than validated again through `response_model`
     # (which still documents the shape): a 100 x 50 answer has 15,000 cells.

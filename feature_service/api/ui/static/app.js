@@ -454,7 +454,7 @@ async function init() {
     await refreshStatus();
     document.body.dataset.ready = "true";
   } catch (e) {
-    showBanner(String(e.message || e));
+    if (e.status !== 401) showBanner(String(e.message || e));  // 401 already asked for a key
   }
 }
 
