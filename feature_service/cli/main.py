@@ -192,6 +192,7 @@ def up(
         console.print(
             f"[bold green]API ready[/bold green] {stack.api_url}  (docs: {stack.api_url}/docs)"
         )
+        console.print(f"UI        {stack.api_url}/", highlight=False)
         console.print("Ctrl-C to stop.")
         _supervise(stack)
     except KeyboardInterrupt:

@@ -134,6 +134,19 @@ def test_ui_shows_the_apis_values_for_an_entity_and_the_pipeline_counters(
                         assert text == str(value), ref
                 assert any(v for v, _ in ui_values.values())  # not an empty entity
 
+                # History of a feature from the offline log: the plotted points are the
+                # API's point-in-time values at the plotted times. (Until POST
+                # /get-historical-features is on this server, the page says it is missing.)
+                feature = f"{view.name}:amount_sum_1d"
+                page.select_option("#history-feature", feature)
+                page.click("#history-form button")
+                paths = httpx.get(f"{url}/openapi.json").json()["paths"]
+                if "/get-historical-features" not in paths:
+                    page.wait_for_selector("#history-note:has-text('no POST')")
+                else:
+                    page.wait_for_selector("#history-chart circle.point", state="attached")
+                    assert_history_is_the_apis(page, url, entity, feature)
+
                 # Distribution across entities: the bars count the API's non-null values.
                 feature = f"{view.name}:amount_sum_1d"
                 page.select_option("#distribution-feature", feature)
@@ -184,3 +197,29 @@ def online(
         for ref, name, column in zip(refs, names, body["results"][1:], strict=True)
         if name == ref.replace(":", "__")
     }
+
+
+def assert_history_is_the_apis(page: Any, url: str, entity: str, feature: str) -> None:
+    points = [
+        (
+            float(c.get_attribute("data-ts") or "nan"),
+            json.loads(c.get_attribute("data-value") or ""),
+        )
+        for c in page.query_selector_all("#history-chart circle.point")
+    ]
+    assert len(points) == 48
+    history = httpx.post(
+        f"{url}/get-historical-features",
+        json={
+            "features": [feature],
+            "entities": {
+                "customer_id": [entity] * len(points),
+                "event_timestamp": [t for t, _ in points],
+            },
+        },
+        headers=KEYED,
+        timeout=30,
+    )
+    assert history.status_code == 200, history.text
+    assert history.json()["columns"][feature.split(":")[1]] == [v for _, v in points]
+    assert any(v is not None for _, v in points)
