@@ -4,8 +4,9 @@
 `BaseHTTPMiddleware`, a few microseconds a request). For each HTTP request it:
 
 - takes the `X-Request-ID` header (letters, digits, `._:-`, at most 128 characters) or
-  makes a new id, exposes it to the logs (`observability.logs.REQUEST_ID`) and sends it
-  back as `X-Request-ID`;
+  makes a new id (a random per-process prefix and a counter: unique, and ~20 times
+  cheaper than a uuid4), exposes it to the logs (`observability.logs.REQUEST_ID`) and
+  sends it back as `X-Request-ID`;
 - observes the latency and status under the route's path template
   (`observability.prometheus`);
 - logs one access line at INFO (WARNING for 5xx): method, path, status, duration_ms.
@@ -16,13 +17,14 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
+from typing import Any
 
 from fastapi import Request
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from feature_service.api.deps import ApiState
@@ -36,6 +38,15 @@ from feature_service.observability.prometheus import LATENCY, REDIS_ERRORS, REQU
 
 log = logging.getLogger("feature_service.api.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_ID_PREFIX = os.urandom(6).hex()
+_ids = itertools.count(1)
+# Metric children by label values: `labels()` costs a lock and a tuple each time.
+_latency: dict[tuple[str, str], Any] = {}
+_requests: dict[tuple[str, str, int], Any] = {}
+
+
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}-{next(_ids)}"
 
 
 class RequestObservability:
@@ -53,7 +64,8 @@ class RequestObservability:
             if name == b"x-request-id":
                 given = value.decode("latin-1")
                 break
-        request_id = given if given and _VALID_ID.match(given) else uuid.uuid4().hex
+        request_id = given if given and _VALID_ID.match(given) else _new_request_id()
+        id_header = (b"x-request-id", request_id.encode())
         token = REQUEST_ID.set(request_id)
         status = 500
         started = time.perf_counter()
@@ -62,7 +74,7 @@ class RequestObservability:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         try:
@@ -72,8 +84,15 @@ class RequestObservability:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
-            LATENCY.labels(endpoint, method).observe(elapsed)
-            REQUESTS.labels(endpoint, method, str(status)).inc()
+            latency = _latency.get((endpoint, method))
+            if latency is None:
+                latency = _latency[(endpoint, method)] = LATENCY.labels(endpoint, method)
+            latency.observe(elapsed)
+            count = _requests.get((endpoint, method, status))
+            if count is None:
+                count = REQUESTS.labels(endpoint, method, str(status))
+                _requests[(endpoint, method, status)] = count
+            count.inc()
             level = logging.WARNING if status >= 500 else logging.INFO
             if log.isEnabledFor(level):
                 log.log(
