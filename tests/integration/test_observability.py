@@ -184,8 +184,9 @@ def test_requests_carry_an_id_in_and_out_and_are_logged_as_json(
         access.removeHandler(handler)
         access.setLevel(logging.NOTSET)
     assert given.headers["x-request-id"] == "req-42.a"
-    assert re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
-    assert re.fullmatch(r"[0-9a-f]{32}", refused.headers["x-request-id"])
+    made_id, replaced_id = made.headers["x-request-id"], refused.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{12}-[0-9]+", made_id) and made_id != replaced_id
+    assert re.fullmatch(r"[0-9a-f]{12}-[0-9]+", replaced_id)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [(x["request_id"], x["status"], x["endpoint"]) for x in lines] == [
         ("req-42.a", 200, "/feature-views"),
