@@ -201,7 +201,9 @@ async def read_pipeline_status(
             broker_error = str(exc)
     else:
         broker_error = "not asked"
-    workers = _live_workers(replies[0], now)
+    names = {s.name for s in sources}
+    # Only workers of these sources: several deployments (or tests) may share one Redis.
+    workers = [w for w in _live_workers(replies[0], now) if names & set(w.sources)]
     out = []
     for i, source in enumerate(sources):
         stats = {k.decode(): v for k, v in replies[1 + 2 * i].items()}

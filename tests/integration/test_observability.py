@@ -12,20 +12,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from fastapi.testclient import TestClient
 
 from feature_service.api.app import create_app
 from feature_service.core.config import Settings
-from feature_service.embedded import EmbeddedStack
+from feature_service.embedded import EmbeddedStack, ManagedProcess
+from feature_service.embedded.processes import free_port
 from feature_service.observability.logs import JsonFormatter
 from tests.conditions import wait_for
 from tests.integration.streaming import (
     make_events,
     offline_events,
     produce,
-    start_worker,
     stats,
     write_definitions,
 )
@@ -58,7 +59,8 @@ def test_status_metrics_health_and_cli_report_what_the_worker_did(
     client = redis.Redis.from_url(stack.redis.url)
     offline = tmp_path / "offline"
     settings = Settings(redis_url=stack.redis.url, broker_url=stack.broker.bootstrap)
-    worker = start_worker(stack, definitions, offline)
+    metrics_port = free_port()
+    worker = start_worker_with_metrics(stack, definitions, offline, metrics_port)
     try:
         produce(stack, registry, events)
 
@@ -126,6 +128,16 @@ def test_status_metrics_health_and_cli_report_what_the_worker_did(
                 got["dlq"],
                 0,
             )
+            # The worker's own Prometheus endpoint counts the same events.
+            scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+            assert (
+                metric(scraped, "fs_worker_events_total", source=source.name) == counters["events"]
+            )
+            assert (
+                metric(scraped, "fs_worker_dlq_events_total", source=source.name) == counters["dlq"]
+            )
+            assert (metric(scraped, "fs_worker_heartbeats_total") or 0) >= 1
+
             table = run_status_cli(stack, definitions, "--no-json")
             assert table.returncode == 0, table.stderr
             assert view.name in table.stdout and str(got["events"]) in table.stdout
@@ -140,6 +152,23 @@ def test_status_metrics_health_and_cli_report_what_the_worker_did(
     finally:
         worker.stop()
         client.close()
+
+
+def start_worker_with_metrics(
+    stack: EmbeddedStack, definitions: Path, offline: Path, port: int
+) -> ManagedProcess:
+    env = stack.env()
+    env.update(
+        FS_DEFINITIONS=str(definitions),
+        FS_OFFLINE_URI=str(offline),
+        FS_WORKER_METRICS_PORT=str(port),
+    )
+    return ManagedProcess(
+        "worker",
+        [sys.executable, "-m", "feature_service.cli.main", "worker"],
+        log_path=offline.parent / "worker.log",
+        env=env,
+    ).start()
 
 
 def run_status_cli(
