@@ -144,14 +144,16 @@ def test_ui_shows_the_apis_values_for_an_entity_and_the_pipeline_counters(
                 if "/get-historical-features" not in paths:
                     page.wait_for_selector("#history-note:has-text('no POST')")
                 else:
-                    page.wait_for_selector("#history-chart circle.point", state="attached")
+                    page.wait_for_selector(
+                        f'#history-chart[data-feature="{feature}"] circle.point', state="attached"
+                    )
                     assert_history_is_the_apis(page, url, entity, feature)
 
                 # Distribution across entities: the bars count the API's non-null values.
                 feature = f"{view.name}:amount_sum_1d"
                 page.select_option("#distribution-feature", feature)
                 page.click("#distribution-form button")
-                page.wait_for_selector("#distribution-chart svg rect.bar")
+                page.wait_for_selector(f'#distribution-chart[data-feature="{feature}"] rect.bar')
                 bars = page.query_selector_all("#distribution-chart rect.bar")
                 counted = sum(int(b.get_attribute("data-count") or 0) for b in bars)
                 sample = httpx.get(

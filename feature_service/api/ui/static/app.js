@@ -107,6 +107,7 @@ async function loadViews() {
   ui.views = await api("/feature-views");
   const keys = [...new Set(ui.views.map((v) => v.join_key))];
   setOptions($("lookup-key"), keys.map((k) => [k, k]));
+  suggestEntities();
   const all = ui.views.flatMap((v) => v.features.map((f) => [`${v.name}:${f.name}`, `${v.name}:${f.name}`]));
   setOptions($("distribution-feature"), all);
   renderViews();
@@ -130,6 +131,16 @@ function renderViews() {
     );
   });
   $("views").replaceChildren(...blocks);
+}
+
+// Entity ids to pick from: a sample of those with state in a view of the chosen key.
+async function suggestEntities() {
+  const view = viewsWithKey($("lookup-key").value)[0];
+  if (!view) return;
+  try {
+    const sample = await api(`/feature-views/${encodeURIComponent(view.name)}/entities?limit=200`);
+    $("lookup-suggestions").replaceChildren(...sample.entities.map((id) => el("option", { value: id })));
+  } catch { /* suggestions are a convenience: the lookup works without them */ }
 }
 
 // ---------------------------------------------------------------- pipeline status
@@ -242,13 +253,15 @@ function renderLookup(key, id, views, response, t) {
   });
   const when = t === null ? "now" : isoUtc(t);
   const first = response.results[response.metadata.feature_names.length > 1 ? 1 : 0];
-  const newest = first && first.event_timestamps[0] !== "1970-01-01T00:00:00Z" ? `; newest event ${first.event_timestamps[0]}` : "";
+  const stamp = first ? first.event_timestamps[0] : null;
+  const newest = stamp && stamp !== "1970-01-01T00:00:00Z" ? `; newest event ${stamp}` : "";
   $("lookup-result").replaceChildren(
     el("p", { class: "note", id: "lookup-summary", text: `${key} = ${id}, as of ${when}${newest}` }),
     el("div", { class: "lookup-views" }, ...blocks));
   const features = views.flatMap((v) => v.features.map((f) => [`${v.name}:${f.name}`, `${v.name}:${f.name}`]));
   setOptions($("history-feature"), features);
   $("history-note").textContent = `History of ${key} = ${id}: pick a feature (or click a row).`;
+  plotHistory();
 }
 
 // ---------------------------------------------------------------- charts
@@ -336,8 +349,11 @@ function barChart(bins, label) {
 
 // ---------------------------------------------------------------- history (offline)
 
+let historySeq = 0;  // only the newest request draws: an older answer may come back later
+
 async function plotHistory(event) {
   if (event) event.preventDefault();
+  const seq = ++historySeq;
   const note = $("history-note");
   const chart = $("history-chart");
   if (!ui.lookup) { note.textContent = "Look up an entity first."; return; }
@@ -353,6 +369,7 @@ async function plotHistory(event) {
       full_feature_names: false,
     };
     const response = await api("/get-historical-features", body);
+    if (seq !== historySeq) return;
     const name = response.metadata.feature_names[response.metadata.feature_names.length - 1];
     const values = response.columns[name];
     const stamps = response.columns.event_timestamp;
@@ -362,6 +379,7 @@ async function plotHistory(event) {
     chart.dataset.entity = ui.lookup.id;
     note.textContent = `${ref} of ${ui.lookup.key} = ${ui.lookup.id}, ${n} points up to ${isoUtc(end)}`;
   } catch (e) {
+    if (seq !== historySeq) return;
     chart.replaceChildren();
     note.textContent = e.status === 404 || e.status === 405
       ? "This server has no POST /get-historical-features."
@@ -386,8 +404,11 @@ function histogram(values) {
   return bins;
 }
 
+let distributionSeq = 0;
+
 async function plotDistribution(event) {
   if (event) event.preventDefault();
+  const seq = ++distributionSeq;
   const ref = $("distribution-feature").value;
   const [viewName] = ref.split(":");
   const view = ui.views.find((v) => v.name === viewName);
@@ -400,6 +421,7 @@ async function plotDistribution(event) {
     const t = asOf();
     if (t !== null) body.as_of = t;
     const response = await api("/get-online-features", body);
+    if (seq !== distributionSeq) return;
     const values = response.results[1].values;
     const numbers = values.filter((v) => typeof v === "number");
     const nulls = values.filter((v) => v === null).length;
@@ -442,6 +464,7 @@ function start() {
   });
   $("as-of-now").addEventListener("click", () => { $("as-of").value = ""; });
   $("lookup-form").addEventListener("submit", lookup);
+  $("lookup-key").addEventListener("change", suggestEntities);
   $("history-form").addEventListener("submit", plotHistory);
   $("distribution-form").addEventListener("submit", plotDistribution);
   init();
