@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,12 +17,20 @@ from feature_service.api.observability import RequestObservability
 from feature_service.api.routes import entities, health, metrics, online, push, registry, status
 from feature_service.core.config import Settings, load_settings
 from feature_service.definitions import Registry, load_definitions
+from feature_service.definitions.watch import DefinitionsWatcher
 from feature_service.online.redis_client import connect
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, registry_: Registry | None = None) -> FastAPI:
-    """The lookup API; definitions are loaded (and checked) before it serves anything."""
+    """The lookup API; definitions are loaded (and checked) before it serves anything.
+
+    Unless a registry is given, the definitions are watched (every
+    `FS_DEFINITIONS_POLL_S`) and swapped in when they change and load cleanly.
+    """
     settings = settings or load_settings()
+    watcher = DefinitionsWatcher(settings.definitions) if registry_ is None else None
     loaded = registry_ or load_definitions(settings.definitions)
     redis_url = settings.redis_url or "redis://127.0.0.1:6379/0"
 
@@ -27,9 +38,16 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = connect(redis_url, socket_connect_timeout=0.5, socket_timeout=1.0)
         app.state.api = state = ApiState(settings=settings, registry=loaded, redis=client)
+        reload = None
+        if watcher is not None and settings.definitions_poll_s > 0:
+            reload = asyncio.create_task(_reload(state, watcher, settings.definitions_poll_s))
         try:
             yield
         finally:
+            if reload is not None:
+                reload.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reload
             await state.close()
 
     app = FastAPI(
@@ -51,3 +69,16 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
     app.mount("/ui", ui.static_files(), name="ui")
     app.add_middleware(RequestObservability)
     return app
+
+
+async def _reload(state: ApiState, watcher: DefinitionsWatcher, every_s: float) -> None:
+    """Swap in new definitions when they change; requests in flight keep the old ones."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            registry = await asyncio.to_thread(watcher.poll)
+        except Exception:  # never let a reload problem stop serving
+            log.exception("checking the definitions failed")
+            continue
+        if registry is not None:
+            state.registry = registry

@@ -106,20 +106,25 @@ def serve(
 def worker(definitions: DefinitionsOption = None) -> None:
     """Run the stream worker: consume source topics, write online and offline stores.
 
-    Start several with the same settings to share the partitions of a topic.
+    Start several with the same settings to share the partitions of a topic. When the
+    definitions change (and load), the worker stops with code 0 for its supervisor to
+    restart it with them (`feature-service up` does).
 
     Example: FS_BROKER_URL=127.0.0.1:9092 FS_REDIS_URL=redis://127.0.0.1:6379/0 \\
              feature-service worker
     """
+    from feature_service.definitions.watch import DefinitionsWatcher
     from feature_service.stream.topics import ensure_topics
     from feature_service.stream.worker import run_worker
 
     settings = load_settings()
-    registry = load_definitions(definitions or settings.definitions)
+    path = definitions or settings.definitions
+    watcher = DefinitionsWatcher(path)  # before loading: a change meanwhile is not missed
+    registry = load_definitions(path)
     if not settings.broker_url:
         raise ValueError("no broker: set FS_BROKER_URL or start `feature-service up`")
     asyncio.run(ensure_topics(settings.broker_url, registry))
-    run_worker(settings, registry)
+    run_worker(settings, registry, watcher)
 
 
 def _replay_files(definitions: Path, replay: Path | None, registry: Any) -> list[tuple[str, Path]]:
@@ -295,6 +300,13 @@ def _supervise(stack: Any) -> None:
                 if child is stack.api:
                     stack.wait_api()
         time.sleep(0.5)  # a supervision tick, not synchronisation
+
+
+from feature_service.cli.apply import apply_command  # noqa: E402 (registered here)
+from feature_service.cli.generate import generate_command  # noqa: E402
+
+app.command(name="generate")(user_errors(generate_command))
+app.command(name="apply")(user_errors(apply_command))
 
 
 if __name__ == "__main__":

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     flush_interval_s: float = Field(
         default=0.5, gt=0, description="Longest time an event waits before it is committed."
     )
+    definitions_poll_s: float = Field(
+        default=3.0,
+        ge=0,
+        description="How often the worker and API look for changed definitions (0: never).",
+    )
 
     @property
     def stack_file(self) -> Path:

@@ -10,11 +10,19 @@ waits, it does not drop events.
 Each worker counts what it does and leaves a heartbeat in Redis
 (`observability.worker_monitor`); with `FS_WORKER_METRICS_PORT` set it also serves
 those counters for Prometheus. Logs are JSON lines (`observability.logs`).
+
+New definitions: given a `DefinitionsWatcher`, the worker polls it every
+`FS_DEFINITIONS_POLL_S` and, when the definitions changed and load cleanly, stops itself
+as on SIGTERM (exit code 0), so that its supervisor (`feature-service up`, Kubernetes)
+starts it again with the new registry. Stopping is the ordinary path: pending work is
+replayed by the next owner, exactly once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -26,6 +34,7 @@ from redis.exceptions import RedisError
 
 from feature_service.core.config import Settings
 from feature_service.definitions import Registry
+from feature_service.definitions.watch import DefinitionsWatcher
 from feature_service.observability.logs import logging_config
 from feature_service.observability.worker_monitor import WorkerMonitor
 from feature_service.offline.event_log import EventLog
@@ -117,7 +126,9 @@ class WorkerRuntime:
         return durable
 
 
-def build_app(settings: Settings, registry: Registry) -> tuple[BatchApp, WorkerRuntime]:
+def build_app(
+    settings: Settings, registry: Registry, watcher: DefinitionsWatcher | None = None
+) -> tuple[BatchApp, WorkerRuntime]:
     """The Faust app and its runtime for the sources that have feature views."""
     if not settings.broker_url or not settings.redis_url:
         raise ValueError(
@@ -148,12 +159,22 @@ def build_app(settings: Settings, registry: Registry) -> tuple[BatchApp, WorkerR
             app.batch_handler(source.topic, runtime.handler_for(source.topic))
     app.batch_flusher = runtime.flush
     app.batch_closer = runtime.close
+    if watcher is not None and settings.definitions_poll_s > 0:
+
+        @app.timer(interval=settings.definitions_poll_s)
+        async def stop_on_new_definitions() -> None:
+            if watcher.poll() is not None:
+                log.warning("stopping so that the restarted worker runs the new definitions")
+                os.kill(os.getpid(), signal.SIGTERM)
+
     return app, runtime
 
 
-def run_worker(settings: Settings, registry: Registry) -> None:
-    """Run the worker in the foreground until SIGTERM/SIGINT."""
-    app, _ = build_app(settings, registry)
+def run_worker(
+    settings: Settings, registry: Registry, watcher: DefinitionsWatcher | None = None
+) -> None:
+    """Run the worker in the foreground until SIGTERM/SIGINT (or new definitions)."""
+    app, _ = build_app(settings, registry, watcher)
     if settings.worker_metrics_port is not None:
         from prometheus_client import start_http_server
 

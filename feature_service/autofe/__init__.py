@@ -1,0 +1,8 @@
+"""Automatic feature engineering: propose feature definitions from a sample of events.
+
+`sampling` reads the sample (a file or a topic), `types` decides what each column is,
+`dfs` asks featuretools' Deep Feature Synthesis for candidates and maps them onto our
+aggregations and windows, `pruning` drops what the sample shows to be useless, and
+`render` writes a commented definitions file. `feature-service generate` strings them
+together (`feature_service/cli/generate.py`).
+"""

@@ -1,0 +1,228 @@
+"""Generated definitions, run through the real broker and worker, equal featuretools.
+
+featuretools' mock customer data (a few thousand transactions, a flag added) is written
+to a Parquet sample; `generate` proposes features for customers and products; the sample
+is produced to the embedded broker and the real worker runs the generated definitions;
+the values read back through the online reader at hourly cutoffs (on every hop
+boundary, so hop rounding cannot matter) equal `calculate_feature_matrix` of the same
+features' featuretools twins with `use_previous` windows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import uuid
+from pathlib import Path
+
+import featuretools as ft
+import numpy as np
+import pandas as pd
+import pytest
+import redis
+from redis.asyncio import Redis
+from typer.testing import CliRunner
+
+from feature_service.aggregation.reference import matches
+from feature_service.autofe.dfs import Candidate, feature_matrix
+from feature_service.autofe.plan import GenerateOptions, generate
+from feature_service.autofe.render import render_definitions
+from feature_service.autofe.sampling import read_sample
+from feature_service.cli.apply import apply_file
+from feature_service.cli.main import app
+from feature_service.core.config import Settings
+from feature_service.definitions import FeatureView, load_definitions
+from feature_service.embedded import EmbeddedStack, ManagedProcess
+from feature_service.online.reader import read_views
+from feature_service.stream.event_files import read_event_messages
+from feature_service.stream.producer import produce_messages
+from feature_service.stream.topics import ensure_topics
+from tests.conditions import wait_for
+from tests.integration.streaming import stats, write_definitions
+
+pytestmark = pytest.mark.integration
+
+WINDOWS = [3600, 6 * 3600, 86400]
+
+
+def mock_customer_sample(path: Path) -> pd.DataFrame:
+    """featuretools' own demo data as one table of events, plus a true/false column."""
+    frame = ft.demo.load_mock_customer(
+        n_customers=12,
+        n_products=6,
+        n_sessions=150,
+        n_transactions=2500,
+        random_seed=3,
+        return_single_table=True,
+    )
+    rng = np.random.default_rng(3)
+    frame["returned"] = rng.random(len(frame)) < 0.15
+    frame.to_parquet(path)
+    return frame
+
+
+def featuretools_value(candidate: Candidate, value: object) -> object:
+    """featuretools' value in our conventions (DESIGN.md: only counts are 0 when empty)."""
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    if candidate.aggregation == "count_distinct":
+        return 0 if missing else int(value)  # type: ignore[call-overload]
+    if candidate.aggregation == "count":
+        return int(value)  # type: ignore[call-overload]
+    return None if missing else float(value)  # type: ignore[arg-type]
+
+
+def test_generated_features_through_the_stream_equal_featuretools(
+    stack: EmbeddedStack, tmp_path: Path
+) -> None:
+    sample_path = tmp_path / "mock_customers.parquet"
+    frame = mock_customer_sample(sample_path)
+    tag = uuid.uuid4().hex[:8]
+    options = GenerateOptions(
+        entities=["customer_id", "product_id"],
+        timestamp="transaction_time",
+        windows=WINDOWS,
+        source=f"mock_{tag}",
+        threshold=1.0,  # keep near-duplicates: more features to compare
+    )
+    generated = generate(read_sample(sample_path), options)
+    definitions = tmp_path / "defs"
+    definitions.mkdir()
+    (definitions / "generated.yaml").write_text(render_definitions(generated, "test"))
+    registry = load_definitions(definitions)
+    source = registry.sources[f"mock_{tag}"]
+    aggregations = {c.aggregation for c in generated.kept}
+    assert aggregations >= {"time_since_last", "count", "sum", "mean", "max", "count_distinct"}
+    assert any(c.where and c.where.startswith("device ==") for c in generated.kept)
+    assert any(c.where == "returned == True" for c in generated.kept)
+
+    asyncio.run(ensure_topics(stack.broker.bootstrap, registry))
+    messages = list(read_event_messages(sample_path, source.key))
+    asyncio.run(produce_messages(stack.broker.bootstrap, source, messages))
+    client = redis.Redis.from_url(stack.redis.url)
+    worker = _worker(stack, definitions, tmp_path)
+    try:
+        wait_for(
+            lambda: stats(client, registry).get("events", 0) >= len(frame), 120, "events", worker
+        )
+    finally:
+        worker.stop()
+    assert stats(client, registry).get("late", 0) == 0
+
+    newest = frame["transaction_time"].max()
+    cutoffs = pd.date_range(newest.floor("h") - pd.Timedelta(hours=20), newest.ceil("h"), freq="h")
+    checked = 0
+    for entity in options.entities:
+        view = registry.feature_views[generated.naming.view_names[entity]]
+        kept = generated.kept_of(entity)
+        assert [f.name for f in view.features] == [c.name for c in kept]
+        ids = sorted(frame[entity].astype(int).unique())
+        rows = pd.DataFrame([(i, t) for t in cutoffs for i in ids], columns=[entity, "time"])
+        want = feature_matrix(generated.entityset, kept, rows)
+        got = asyncio.run(_online(stack, view, [str(i) for i in ids], list(cutoffs)))
+        for r, (i, t) in enumerate(rows.itertuples(index=False)):
+            online = got[(str(i), t)]
+            for candidate in kept:
+                expected = featuretools_value(candidate, want.at[r, candidate.name])
+                actual = online[candidate.name]
+                if candidate.aggregation == "sum" and actual is None:
+                    actual = 0.0  # featuretools sums an empty window to 0
+                assert matches(candidate.aggregation, actual, expected), (
+                    f"{view.name} {entity}={i} {candidate.name} at {t}: "
+                    f"online {actual!r} != featuretools {expected!r}"
+                )
+                checked += 1
+    assert checked > 5000
+
+    # The same topic, sampled by the CLI, gives the same columns
+    result = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            "--topic",
+            source.topic,
+            "--entity",
+            "customer_id",
+            "--timestamp",
+            "transaction_time",
+            "-o",
+            str(tmp_path / "from_topic.yaml"),
+            "-d",
+            str(tmp_path / "none"),
+        ],
+        env={"FS_BROKER_URL": stack.broker.bootstrap, "FS_STORES_DIR": str(tmp_path)},
+    )
+    assert result.exit_code == 0, result.output
+    topic_registry = load_definitions(tmp_path / "from_topic.yaml")
+    topic_source = next(iter(topic_registry.sources.values()))
+    assert topic_source.timestamp_field == "transaction_time"
+    assert topic_source.schema["customer_id"] == "int"
+    assert topic_source.schema["returned"] == "bool"
+
+
+async def _online(
+    stack: EmbeddedStack, view: FeatureView, entities: list[str], times: list[pd.Timestamp]
+) -> dict[tuple[str, pd.Timestamp], dict[str, object]]:
+    out = {}
+    client = Redis.from_url(stack.redis.url)
+    try:
+        for t in times:
+            epoch = t.tz_localize("UTC").timestamp()
+            [values] = await read_views(client, [(view, entities)], epoch)
+            for entity, features in zip(entities, values, strict=True):
+                out[entity, t] = {name: v.value for name, v in features.items()}
+    finally:
+        await client.aclose()
+    return out
+
+
+def _worker(stack: EmbeddedStack, definitions: Path, tmp_path: Path, **env: str) -> ManagedProcess:
+    environment = stack.env()
+    environment.update(
+        FS_DEFINITIONS=str(definitions), FS_OFFLINE_URI=str(tmp_path / "offline"), **env
+    )
+    return ManagedProcess(
+        "worker",
+        [sys.executable, "-m", "feature_service.cli.main", "worker"],
+        log_path=tmp_path / "worker.log",
+        env=environment,
+    ).start()
+
+
+def test_worker_and_api_pick_up_applied_definitions(stack: EmbeddedStack, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from feature_service.api.app import create_app
+
+    definitions, registry = write_definitions(tmp_path)
+    worker = _worker(stack, definitions, tmp_path, FS_DEFINITIONS_POLL_S="0.5", FS_LOG_LEVEL="info")
+    source = next(iter(registry.sources.values()))
+    settings = Settings(
+        redis_url=stack.redis.url,
+        broker_url=stack.broker.bootstrap,
+        definitions=definitions,
+        definitions_poll_s=0.2,
+    )
+    new_view = f"extra_{uuid.uuid4().hex[:8]}"
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(
+        f"feature_views:\n  - name: {new_view}\n    source: {source.name}\n"
+        "    entity: customer\n    features:\n"
+        "      - {name: n_1d, aggregation: count, window: 1d}\n"
+    )
+    try:
+        with TestClient(create_app(settings)) as api:
+            assert api.get(f"/feature-views/{new_view}").status_code == 404
+            wait_for(lambda: "Worker]: Ready" in worker.log_tail(400), 90, "worker ready", worker)
+            applied = apply_file(extra, settings)
+            assert applied.target == definitions / "extra.yaml"
+            assert applied.views == [new_view]
+            wait_for(lambda: not worker.alive(), 60, "the worker to stop for new definitions")
+            assert worker.returncode() == 0, worker.log_tail(40)
+            wait_for(
+                lambda: api.get(f"/feature-views/{new_view}").status_code == 200,
+                30,
+                "the API to serve the new view",
+            )
+    finally:
+        worker.stop()
