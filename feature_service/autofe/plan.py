@@ -40,7 +40,7 @@ from feature_service.definitions import Registry
 # Rows (entity, cutoff time) per entity on which candidates are measured, and in how many
 # distinct cutoff times they fall (featuretools computes once per distinct time).
 CUTOFF_ROWS = 1000
-CUTOFF_TIMES = 16
+CUTOFF_TIMES = 10
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ _EPOCH_SECONDS_LIMIT = 1e11
 _ID_NAME = re.compile(r"(^|_)(id|key|uuid|guid)$|[a-z](Id|ID)$", re.IGNORECASE)
 _TEXT_TYPES = {"NaturalLanguage"}
 _DATETIME_TYPES = {"Datetime"}
+_INFER_ROWS = 500
 
 
 @dataclass(frozen=True)
@@ -244,15 +245,15 @@ def _profile(
     if wire in ("int", "float") and not looks_like_id:
         note = f" ({stray} other values: those events are refused)" if stray else ""
         return ColumnProfile(name, "numeric", wire, distinct, null_share, "numbers" + note)
-    if distinct == len(values) and len(values) > max_categories:
-        return ColumnProfile(
-            name, "skip", wire, distinct, null_share, "a different value on every event"
-        )
     logical = _logical_type(values) if wire == "string" else "Categorical"
     if logical in _TEXT_TYPES:
         return ColumnProfile(name, "skip", wire, distinct, null_share, "free text")
     if logical in _DATETIME_TYPES:
         return ColumnProfile(name, "skip", wire, distinct, null_share, "another datetime")
+    if distinct == len(values) and len(values) > max_categories:
+        return ColumnProfile(
+            name, "skip", wire, distinct, null_share, "a different value on every event"
+        )
     if distinct <= max_categories:
         counts = values.value_counts()
         top = tuple(_plain(v) for v in counts.index[:max_values])
@@ -351,6 +352,9 @@ def accepted_events(frame: pd.DataFrame, profile: SampleProfile) -> npt.NDArray[
 def _logical_type(values: pd.Series) -> str:
     import woodwork as ww
 
+    # woodwork tries every type it knows (and dateutil): a sample of the values is enough
+    if len(values) > _INFER_ROWS:
+        values = values.sample(n=_INFER_ROWS, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return type(ww.type_system.infer_logical_type(values.reset_index(drop=True))).__name__

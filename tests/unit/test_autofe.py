@@ -1,0 +1,268 @@
+"""feature-service generate on data it has never seen: types, DFS candidates, pruning, files.
+
+Samples: the bundled card transactions, a clickstream made up here, and featuretools'
+own mock customer data. What is checked: the columns are read as what they are, the
+file validates (alone or with the deployed definitions), pruning says why it dropped
+what it dropped, and bad input is one clear error line.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import featuretools as ft
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from feature_service.autofe.dfs import Candidate
+from feature_service.autofe.plan import GenerateOptions, generate
+from feature_service.autofe.pruning import prune
+from feature_service.autofe.render import render_definitions
+from feature_service.autofe.sampling import read_sample
+from feature_service.autofe.types import profile_columns
+from feature_service.cli.apply import existing_files, registry_with
+from feature_service.cli.main import app
+from feature_service.definitions import load_definitions
+
+ROOT = Path(__file__).resolve().parents[2]
+TRANSACTIONS = ROOT / "definitions" / "sample" / "transactions.jsonl"
+PAGES = ["home", "search", "product", "cart", "checkout", "help"]
+WORDS = ["red", "running", "shoes", "size", "blue", "jacket", "cheap", "gift", "for", "kids"]
+
+
+def clickstream(path: Path, n: int = 2000, seed: int = 5) -> None:
+    """Page views: users in sessions, pages, devices, dwell times, searches, referrers."""
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2026-03-02T08:00:00Z")
+    seconds = np.sort(rng.uniform(0, 2 * 86400, n))
+    with path.open("w") as out:
+        for i, s in enumerate(seconds):
+            user = int(rng.zipf(1.6)) % 60
+            event = {
+                "event_id": f"e{i:06d}-{rng.integers(1 << 30):x}",
+                "user_id": f"u{user:03d}",
+                "session_id": f"s{user:03d}-{int(s // 1800)}",
+                "page": PAGES[int(rng.integers(len(PAGES)))],
+                "device": ["mobile", "desktop", "tablet"][user % 3],
+                "dwell_s": None if rng.random() < 0.05 else round(float(rng.exponential(30)), 2),
+                "logged_in": bool(rng.random() < 0.6),
+                "search_query": " ".join(rng.choice(WORDS, int(rng.integers(3, 7)))) + f" {i}",
+                "ts": (start + pd.Timedelta(seconds=float(s))).isoformat().replace("+00:00", "Z"),
+            }
+            out.write(json.dumps(event) + "\n")
+
+
+def test_clickstream_columns_are_read_as_what_they_are(tmp_path: Path) -> None:
+    clickstream(tmp_path / "clicks.jsonl")
+    sample = read_sample(tmp_path / "clicks.jsonl")
+    profile = profile_columns(sample.frame, ["user_id"], timestamp=None)  # ts found alone
+    kinds = {c.name: (c.kind, c.wire_type) for c in profile.columns}
+    assert profile.timestamp == "ts"
+    assert kinds == {
+        "event_id": ("skip", "string"),
+        "user_id": ("entity", "string"),
+        "session_id": ("id", "string"),
+        "page": ("categorical", "string"),
+        "device": ("categorical", "string"),
+        "dwell_s": ("numeric", "float"),
+        "logged_in": ("boolean", "bool"),
+        "search_query": ("skip", "string"),
+        "ts": ("timestamp", "timestamp"),
+    }
+    assert profile.column("search_query").reason == "free text"
+    assert set(profile.column("page").interesting_values) <= set(PAGES)
+    assert len(profile.column("page").interesting_values) == 5
+    assert "search_query" not in profile.schema and "event_id" not in profile.schema
+
+
+def test_clickstream_definitions_validate_alone_and_describe_every_feature(
+    tmp_path: Path,
+) -> None:
+    clickstream(tmp_path / "clicks.jsonl")
+    options = GenerateOptions(entities=["user_id"], timestamp="ts", windows=[3600, 86400])
+    generated = generate(read_sample(tmp_path / "clicks.jsonl"), options)
+    text = render_definitions(generated, "feature-service generate ...")
+    (tmp_path / "defs").mkdir()
+    (tmp_path / "defs" / "clicks.yaml").write_text(text)
+    registry = load_definitions(tmp_path / "defs")
+    assert list(registry.entities) == ["user"]
+    source = registry.sources["clicks"]
+    assert (source.topic, source.key, source.timestamp_field) == ("clicks", "user_id", "ts")
+    view = registry.feature_views["user_clicks"]
+    names = [f.name for f in view.features]
+    assert len(names) == len(set(names)) == len(generated.kept)
+    assert all(f.description.endswith(".") for f in view.features)
+    by_name = {f.name: f for f in view.features}
+    assert by_name["secs_since_last_event"].aggregation == "time_since_last"
+    assert by_name["count_1h"].window_s == 3600
+    assert by_name["dwell_s_sum_1h"].column == "dwell_s"
+    assert by_name["session_id_count_distinct_1d"].aggregation == "count_distinct"
+    per_value = [f for f in view.features if f.where is not None and "page ==" in f.where.text]
+    assert per_value and all(f.aggregation == "count" for f in per_value)
+    assert by_name["logged_in_true_count_1h"].where is not None
+    # a user always uses one device here: distinct devices is constant, and said so
+    reasons = {d.candidate.name: d.reason for d in generated.decisions}
+    assert reasons["device_count_distinct_1d"] == "constant (1) on the sample"
+    assert "# Columns as read from the sample:" in text
+    assert "#   search_query: not used: free text" in text
+
+
+def test_transactions_fit_in_with_the_deployed_definitions(tmp_path: Path) -> None:
+    deployed = existing_files(ROOT / "definitions")
+    existing = load_definitions(ROOT / "definitions")
+    options = GenerateOptions(
+        entities=["customer_id", "merchant_id"], timestamp="ts", windows=[3600, 86400]
+    )
+    generated = generate(read_sample(TRANSACTIONS), options, existing)
+    assert generated.sample.skipped == 5  # the lines that are not JSON
+    # the 5 amounts 'N/A' and 5 events without customer_id are refused, as by the worker
+    assert len(generated.events) == 4985
+    naming = generated.naming
+    assert (naming.source, naming.new_source, naming.new_entities) == ("transactions", False, ())
+    assert naming.entity_names == {"customer_id": "customer", "merchant_id": "merchant"}
+    text = render_definitions(generated, "feature-service generate ...")
+    assert "\nsources:" not in text and "\nentities:" not in text
+    registry = registry_with(text, str(tmp_path / "generated.yaml"), deployed)
+    assert {"customer_txn", "customer_transactions", "merchant_transactions"} <= set(
+        registry.feature_views
+    )
+    view = registry.feature_views["customer_transactions"]
+    wheres = {f.where.text for f in view.features if f.where is not None}
+    assert "is_international == True" in wheres
+    assert any(w.startswith("category == ") for w in wheres)
+
+
+def test_featuretools_mock_customers_with_max_features(tmp_path: Path) -> None:
+    ft.demo.load_mock_customer(return_single_table=True).to_parquet(tmp_path / "mock.parquet")
+    options = GenerateOptions(
+        entities=["customer_id"], timestamp="transaction_time", windows=[3600], max_features=8
+    )
+    generated = generate(read_sample(tmp_path / "mock.parquet"), options)
+    kinds = {c.name: c.kind for c in generated.profile.columns}
+    assert kinds["session_start"] == kinds["join_date"] == "skip"  # other datetimes
+    assert kinds["product_id"] == "categorical" and kinds["session_id"] == "id"
+    assert generated.profile.schema["customer_id"] == "int"
+    assert generated.profile.schema["product_id"] == "int"
+    assert len(generated.kept) == 8
+    reasons = {d.candidate.name: d.reason for d in generated.decisions}
+    assert reasons["zip_code_count_distinct_1h"] == "constant (1) on the sample"
+    assert "over --max-features 8" in reasons.values()
+    assert [c.name for c in generated.kept][:2] == ["secs_since_last_event", "count_1h"]
+    text = render_definitions(generated, "feature-service generate ...")
+    (tmp_path / "defs").mkdir()
+    (tmp_path / "defs" / "mock.yaml").write_text(text)
+    view = load_definitions(tmp_path / "defs").feature_views["customer_mock"]
+    assert len(view.features) == 8
+
+
+def test_pruning_keeps_the_first_of_duplicates_and_cuts_round_robin() -> None:
+    def cand(name: str, entity: str) -> Candidate:
+        return Candidate(name, entity, "count", None, 3600, None, "frequency", "", None)
+
+    candidates = [cand(n, "a") for n in ("a1", "a2", "a3", "a4")] + [
+        cand(n, "b") for n in ("b1", "b2")
+    ]
+    rows = np.arange(10.0)
+    matrices = {
+        "a": pd.DataFrame({"a1": rows, "a2": -3 * rows + 1, "a3": [np.nan] * 10, "a4": rows**2}),
+        "b": pd.DataFrame({"b1": rows % 3, "b2": np.sin(rows)}),
+    }
+    decisions = {d.candidate.name: (d.kept, d.reason) for d in prune(candidates, matrices, 3)}
+    assert decisions == {
+        "a1": (True, "kept"),
+        "a2": (False, "near-duplicate of a1 (|corr| 1.000)"),
+        "a3": (False, "always null on the sample"),
+        "a4": (True, "kept"),
+        "b1": (True, "kept"),
+        "b2": (False, "over --max-features 3"),
+    }
+
+
+def run(*args: str, tmp_path: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(
+        app, list(args), env={"FS_STORES_DIR": str(tmp_path / "stores"), "COLUMNS": "200"}
+    )
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "args", "message"),
+    [
+        (
+            "no_time.csv",
+            "user_id,amount\nu1,2.5\nu2,3\n",
+            ["--entity", "user_id"],
+            "error: no timestamp column found in the sample; name it with --timestamp COL",
+        ),
+        (
+            "broken.parquet",
+            "this is not parquet",
+            ["--entity", "user_id", "--timestamp", "ts"],
+            "error: {path}: not a readable Parquet file (",
+        ),
+        (
+            "events.jsonl",
+            '{"user": "u1", "ts": 1.5}\n',
+            ["--entity", "user_id", "--timestamp", "ts"],
+            "error: entity column 'user_id' is not in the sample (columns: user, ts)",
+        ),
+        (
+            "empty.jsonl",
+            "",
+            ["--entity", "user_id", "--timestamp", "ts"],
+            "error: {path}: the sample is empty (no events)",
+        ),
+        (
+            "times.jsonl",
+            '{"user_id": "u1", "ts": "yesterday"}\n',
+            ["--entity", "user_id", "--timestamp", "ts"],
+            "error: timestamp column 'ts' is not epoch seconds or ISO-8601 (e.g. 'yesterday')",
+        ),
+    ],
+)
+def test_bad_input_is_one_clear_error_line(
+    tmp_path: Path, name: str, content: str, args: list[str], message: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    code, output = run(
+        "generate", "--events", str(path), *args, "-o", str(tmp_path / "out.yaml"),
+        "-d", str(tmp_path / "none"), tmp_path=tmp_path,
+    )  # fmt: skip
+    assert code == 1
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, output
+    assert lines[0].startswith(message.format(path=path)), output
+    assert not (tmp_path / "out.yaml").exists()
+
+
+def test_generate_apply_installs_the_file_in_the_definitions_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "definitions"
+    folder.mkdir()
+    shutil.copy(ROOT / "definitions" / "transactions.yaml", folder)
+    output = tmp_path / "out" / "generated.yaml"
+    code, text = run(
+        "generate", "--events", str(TRANSACTIONS), "--entity", "customer_id",
+        "--timestamp", "ts", "--windows", "1h", "--max-features", "6",
+        "-o", str(output), "-d", str(folder), "--apply", tmp_path=tmp_path,
+    )  # fmt: skip
+    assert code == 0, text
+    assert "kept 6 of" in text
+    assert f"applied {folder / 'generated.yaml'}: customer_transactions" in text
+    assert "feature-service backfill --view customer_transactions" in text
+    assert (folder / "generated.yaml").read_text() == output.read_text()
+    registry = load_definitions(folder)
+    assert len(registry.feature_views["customer_transactions"].features) == 6
+    assert "customer_txn" in registry.feature_views
+    # generating again to the deployed file replaces it rather than clashing with it
+    code, text = run(
+        "generate", "--events", str(TRANSACTIONS), "--entity", "customer_id",
+        "--timestamp", "ts", "--windows", "1h", "--max-features", "4",
+        "-o", str(folder / "generated.yaml"), "-d", str(folder), tmp_path=tmp_path,
+    )  # fmt: skip
+    assert code == 0, text
+    assert len(load_definitions(folder).feature_views["customer_transactions"].features) == 4
