@@ -87,18 +87,24 @@ def apply_and_report(file: Path, definitions: Path | None, console: Console) -> 
     settings = load_settings()
     applied = apply_file(file, settings, definitions)
     views = ", ".join(applied.views) or "no feature views"
-    console.print(f"[green]applied[/green] {applied.target}: {views}", highlight=False)
+    console.print(
+        f"[green]applied[/green] {applied.target}: {views}", highlight=False, soft_wrap=True
+    )
     if applied.topics_created:
-        console.print(f"topics  {', '.join(applied.topics_created)}", highlight=False)
+        console.print(
+            f"topics  {', '.join(applied.topics_created)}", highlight=False, soft_wrap=True
+        )
     console.print(
         "a running worker and API load it within "
         f"{settings.definitions_poll_s:g} s (the worker restarts to do so)",
         highlight=False,
+        soft_wrap=True,
     )
     for view in applied.views:
         console.print(
             f"to fill {view} from the offline log: feature-service backfill --view {view}",
             highlight=False,
+            soft_wrap=True,
         )
     return applied
 

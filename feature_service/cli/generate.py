@@ -134,13 +134,14 @@ def generate_command(
         f"[green]wrote[/green] {output}: {len(generated.kept)} features in "
         f"{', '.join(views)}{against}",
         highlight=False,
+        soft_wrap=True,
     )
     if apply:
         from feature_service.cli.apply import apply_and_report
 
         apply_and_report(output, folder, console)
     else:
-        console.print(f"next: feature-service apply {output}", highlight=False)
+        console.print(f"next: feature-service apply {output}", highlight=False, soft_wrap=True)
 
 
 def _read(events: Path | None, topic: str | None, limit: int | None, broker: str | None) -> Sample:
@@ -202,6 +203,7 @@ def _summary(g: Generated) -> None:
         f"kept {len(g.kept)} of {len(g.decisions)} candidates"
         + (f"; dropped {dropped}" if dropped else ""),
         highlight=False,
+        soft_wrap=True,
     )
     longest = max(g.options.windows)
     if g.span_s < longest:
@@ -209,4 +211,5 @@ def _summary(g: Generated) -> None:
             f"[yellow]note[/yellow]: the sample spans {g.span_s / 3600:.1f} h; windows longer "
             "than that cannot be told apart on it",
             highlight=False,
+            soft_wrap=True,
         )
