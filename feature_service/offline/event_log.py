@@ -34,6 +34,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from feature_service.definitions import Source
@@ -126,3 +127,13 @@ class EventLog:
             pq.read_table(p, filesystem=self.fs, columns=columns, schema=schema) for p in paths
         ]
         return pa.concat_tables(tables).to_pandas()
+
+    def scan(self, source: Source, columns: Sequence[str]) -> pa.Table:
+        """Only `columns` of the whole log of a source, read by pyarrow's dataset scanner
+        (column projection, multi-threaded); an empty table with those columns if none."""
+        schema = arrow_schema(source)
+        paths = self.files(source.name)
+        if not paths:
+            return schema.empty_table().select(list(columns))
+        dataset = pads.dataset(paths, schema=schema, format="parquet", filesystem=self.fs)
+        return dataset.to_table(columns=list(columns))
