@@ -157,6 +157,35 @@ class FeatureStore:
             self._producer = producer
         await produce(self._producer, topic, messages)
 
+    # -- offline ----------------------------------------------------------------------------
+
+    def get_historical_features(
+        self,
+        entity_df: pd.DataFrame,
+        features: Sequence[str] | None = None,
+        *,
+        feature_service: str | None = None,
+        full_feature_names: bool = False,
+    ) -> pd.DataFrame:
+        """A point-in-time training set: `entity_df` (join keys, `event_timestamp`, any
+        labels; rows in order) plus each feature as served online at each row's time.
+
+        Reads the offline store (`FS_OFFLINE_URI`) directly; see `offline.historical`.
+        """
+        from feature_service.offline.historical import get_historical_features
+
+        try:
+            return get_historical_features(
+                self.registry,
+                self.settings.offline_uri,
+                entity_df,
+                features,
+                feature_service,
+                full_feature_names,
+            )
+        except OSError as exc:
+            raise StoreUnavailable(f"offline store unavailable: {exc}") from None
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:

@@ -14,7 +14,16 @@ from feature_service import __version__
 from feature_service.api import ui
 from feature_service.api.deps import ApiState, require_api_key
 from feature_service.api.observability import RequestObservability
-from feature_service.api.routes import entities, health, metrics, online, push, registry, status
+from feature_service.api.routes import (
+    entities,
+    health,
+    historical,
+    metrics,
+    online,
+    push,
+    registry,
+    status,
+)
 from feature_service.core.config import Settings, load_settings
 from feature_service.definitions import Registry, load_definitions
 from feature_service.definitions.watch import DefinitionsWatcher
@@ -61,6 +70,7 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
     app.include_router(registry.router, dependencies=keyed)
     app.include_router(online.router, dependencies=keyed)
     app.include_router(push.router, dependencies=keyed)
+    app.include_router(historical.router, dependencies=keyed)
     app.include_router(entities.router, dependencies=keyed)
     # Open like /health: operational numbers for probes, scrapers and the UI, no data.
     app.include_router(metrics.router)

@@ -63,7 +63,7 @@ from feature_service.aggregation.algebra import as_float_array, non_null_mask
 from feature_service.aggregation.windows import tile_starts
 from feature_service.definitions import Feature, FeatureView, Registry
 from feature_service.offline.event_log import EventLog
-from feature_service.online.service import resolve_features
+from feature_service.online.service import RequestError, resolve_features
 
 TIMESTAMP_COLUMN = "event_timestamp"
 GATHER_BUDGET = 1 << 21
@@ -94,23 +94,23 @@ def get_historical_features(
     (source name -> partition -> offset) restricts the log to events below those
     offsets, e.g. to what online state has committed (`offline.parity`); a partition
     missing from the mapping then contributes nothing.
-    Raises `online.service.RequestError` (a ValueError) for unknown features and ValueError for a
-    malformed `entity_df`.
+    Raises `online.service.RequestError` (a ValueError) for unknown features or a
+    malformed `entity_df`, OSError when the offline store cannot be read.
     """
     log = offline if isinstance(offline, EventLog) else EventLog(offline)
     refs = resolve_features(registry, features, feature_service, full_feature_names)
     if TIMESTAMP_COLUMN not in entity_df.columns:
-        raise ValueError(f"entity_df has no {TIMESTAMP_COLUMN!r} column")
+        raise RequestError(f"entity_df has no {TIMESTAMP_COLUMN!r} column")
     for ref in refs:
         if ref.view.entity.join_key not in entity_df.columns:
-            raise ValueError(
+            raise RequestError(
                 f"feature view {ref.view.name!r} needs entity key "
                 f"{ref.view.entity.join_key!r} in entity_df"
             )
     names = [ref.output_name for ref in refs]
     clashes = sorted(set(names) & set(entity_df.columns))
     if clashes:
-        raise ValueError(f"entity_df already has column(s) {', '.join(clashes)}")
+        raise RequestError(f"entity_df already has column(s) {', '.join(clashes)}")
     t = epoch_seconds(entity_df[TIMESTAMP_COLUMN])
 
     by_view: dict[str, tuple[FeatureView, list[str]]] = {}
@@ -143,9 +143,9 @@ def epoch_seconds(column: pd.Series) -> Float:
     [1793491200.0, 1793491201.0]
     """
     if column.isna().any():
-        raise ValueError(f"{TIMESTAMP_COLUMN} has {int(column.isna().sum())} missing values")
+        raise RequestError(f"{TIMESTAMP_COLUMN} has {int(column.isna().sum())} missing values")
     if pd.api.types.is_bool_dtype(column):
-        raise ValueError(f"{TIMESTAMP_COLUMN} must be datetimes, epoch seconds or ISO-8601")
+        raise RequestError(f"{TIMESTAMP_COLUMN} must be datetimes, epoch seconds or ISO-8601")
     if pd.api.types.is_numeric_dtype(column):
         out = column.to_numpy(dtype=np.float64)
     elif isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column):
@@ -155,12 +155,12 @@ def epoch_seconds(column: pd.Series) -> Float:
         try:
             stamps = pd.to_datetime(column, utc=True, format="ISO8601")
         except (ValueError, TypeError) as exc:
-            raise ValueError(
+            raise RequestError(
                 f"{TIMESTAMP_COLUMN} must be datetimes, epoch seconds or ISO-8601: {exc}"
             ) from None
         out = stamps.dt.tz_localize(None).to_numpy("datetime64[ns]").astype(np.int64) / 1e9
     if not np.all(np.isfinite(out)):
-        raise ValueError(f"{TIMESTAMP_COLUMN} has values that are not finite")
+        raise RequestError(f"{TIMESTAMP_COLUMN} has values that are not finite")
     return np.asarray(out, dtype=np.float64)
 
 
