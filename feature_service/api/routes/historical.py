@@ -34,6 +34,7 @@ class HistoricalFeaturesRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # `full_feature_names: 0` or an id `true` is a 422, not a coercion
         json_schema_extra={
             "example": {
                 "features": ["customer_txn:amount_sum_1d", "customer_txn:txn_count_1h"],
