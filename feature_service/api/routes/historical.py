@@ -65,6 +65,7 @@ class HistoricalFeaturesResponse(BaseModel):
     "/get-historical-features",
     response_model=HistoricalFeaturesResponse,
     responses={
+        400: {"description": "the body is not JSON"},
         413: {"description": "too many rows in one request"},
         422: {"description": "unknown feature, view or entity key; bad event_timestamp"},
         503: {"description": "the offline store is unreachable"},
