@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from feature_service.core.config import load_settings
-from feature_service.definitions.durations import parse_duration
+from feature_service.definitions.durations import format_duration, parse_duration
 from feature_service.definitions.loader import parse_definitions_text
 from feature_service.definitions.registry import build_registry
 
@@ -159,7 +159,17 @@ def _windows(text: str) -> list[int]:
     parts = [p.strip() for p in text.split(",") if p.strip()]
     if not parts:
         raise ValueError("--windows: give at least one window, e.g. 1h,1d,7d")
-    return [_duration("--windows", p) for p in parts]
+    from feature_service.aggregation.windows import default_hop
+
+    windows = [_duration("--windows", p) for p in parts]
+    for text, window in zip(parts, windows, strict=True):
+        hop = default_hop(window)
+        if window % hop:
+            raise ValueError(
+                f"--windows: {text} is not a multiple of its hop {format_duration(hop)}; "
+                "use a window that is"
+            )
+    return windows
 
 
 def _duration(option: str, text: str) -> int:

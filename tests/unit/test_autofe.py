@@ -222,6 +222,12 @@ def run(*args: str, tmp_path: Path) -> tuple[int, str]:
             ["--entity", "user_id", "--timestamp", "ts"],
             "error: timestamp column 'ts' is not epoch seconds or ISO-8601 (e.g. 'yesterday')",
         ),
+        (
+            "windows.jsonl",
+            '{"user_id": "u1", "ts": 1.5}\n',
+            ["--entity", "user_id", "--windows", "1h,90s"],
+            "error: --windows: 90s is not a multiple of its hop 1m; use a window that is",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_error_line(
