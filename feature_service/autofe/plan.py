@@ -108,7 +108,9 @@ def generate(
     if len(set(options.entities)) != len(options.entities):
         raise ValueError("an --entity column is given twice")
     registry = existing or Registry()
-    profile = profile_columns(sample.frame, options.entities, options.timestamp)
+    profile = profile_columns(
+        sample.frame, options.entities, options.timestamp, absent=sample.absent
+    )
     source_name, topic, reused = _choose_source(sample, options, profile, registry)
     if reused is not None:
         profile = _restrict(profile, reused)

@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -32,11 +34,16 @@ DEFAULT_TOPIC_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True)
 class Sample:
-    """The sampled events, where they came from, and how many records were unusable."""
+    """The sampled events, where they came from, and how many records were unusable.
+
+    `absent` marks, per column, the JSON records that do not have that field at all
+    (rather than a null): the worker refuses an event that misses a schema field.
+    """
 
     frame: pd.DataFrame
     origin: str
     skipped: int = 0
+    absent: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
 
 
 def read_sample(path: Path, limit: int | None = None) -> Sample:
@@ -81,7 +88,13 @@ def records_sample(values: Iterable[bytes | None], origin: str, limit: int | Non
             documents.append(document)
         else:
             skipped += 1
-    return Sample(pd.DataFrame.from_records(documents), origin, skipped)
+    frame = pd.DataFrame.from_records(documents)
+    absent = {}
+    for column in frame.columns:
+        mask = np.fromiter((column not in d for d in documents), dtype=bool, count=len(documents))
+        if mask.any():
+            absent[str(column)] = mask
+    return Sample(frame, origin, skipped, absent)
 
 
 def _read_table(path: Path, suffix: str, limit: int | None) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,8 @@ import pandas as pd
 MAX_CATEGORIES = 25
 # Per-value counts are made for the most frequent values of a categorical, at most this many.
 MAX_INTERESTING_VALUES = 5
+# A field missing from more events than this stays out of the schema (else they are refused).
+MAX_ABSENT_SHARE = 0.01
 # A column whose values are mostly of one type has that type; the rest are bad events.
 DOMINANT_SHARE = 0.9
 # Numbers this large are epoch milliseconds (or finer), not the seconds the worker reads.
@@ -72,6 +74,7 @@ class SampleProfile:
     event_ts: npt.NDArray[np.float64] = field(repr=False)
     timestamp: str = ""
     entities: tuple[str, ...] = ()
+    absent: Mapping[str, npt.NDArray[np.bool_]] = field(default_factory=dict, repr=False)
 
     def column(self, name: str) -> ColumnProfile:
         return next(c for c in self.columns if c.name == name)
@@ -95,11 +98,16 @@ def profile_columns(
     timestamp: str | None,
     max_categories: int = MAX_CATEGORIES,
     max_values: int = MAX_INTERESTING_VALUES,
+    absent: Mapping[str, npt.NDArray[np.bool_]] | None = None,
 ) -> SampleProfile:
     """Profile every column of `frame`; ValueError for a missing or unusable key column.
 
     `timestamp` None picks the one datetime-like column if there is exactly one.
+    `absent` marks the records without a field (`Sample.absent`): a column missing from
+    more than `MAX_ABSENT_SHARE` of them stays out of the schema, since the worker
+    refuses an event that lacks a schema field.
     """
+    absent = absent or {}
     if frame.empty:
         raise ValueError("the sample is empty")
     columns = [str(c) for c in frame.columns]
@@ -128,9 +136,22 @@ def profile_columns(
             )
         elif name in entities:
             profiles.append(_entity_profile(name, series))
+        elif name in absent and absent[name].mean() > MAX_ABSENT_SHARE:
+            share = float(absent[name].mean())
+            profiles.append(
+                ColumnProfile(
+                    name,
+                    "skip",
+                    None,
+                    int(series.nunique()),
+                    float(series.isna().mean()),
+                    f"missing from {share:.0%} of the events (the worker refuses an event "
+                    "without a schema field)",
+                )
+            )
         else:
             profiles.append(_profile(name, series, len(frame), max_categories, max_values))
-    return SampleProfile(profiles, event_ts, timestamp, tuple(entities))
+    return SampleProfile(profiles, event_ts, timestamp, tuple(entities), absent)
 
 
 def event_times(series: pd.Series, name: str = "timestamp") -> npt.NDArray[np.float64]:
@@ -325,7 +346,8 @@ def accepts(value: Any, wire_type: str) -> bool:
 
 
 def accepted_events(frame: pd.DataFrame, profile: SampleProfile) -> npt.NDArray[np.bool_]:
-    """Which rows the worker would accept: typed values, no null entity or time.
+    """Which rows the worker would accept: every schema field present and typed, no null
+    entity or time.
 
     The others would be dead-lettered, so they are left out of what the sample measures.
     (Every entity must be present here, not only the topic's key: a view skips nothing,
@@ -333,7 +355,11 @@ def accepted_events(frame: pd.DataFrame, profile: SampleProfile) -> npt.NDArray[
     """
     ok = np.ones(len(frame), dtype=bool)
     for column in profile.columns:
-        if column.wire_type is None or column.kind in ("timestamp", "skip"):
+        if column.wire_type is None or column.kind == "skip":
+            continue
+        if column.name in profile.absent:
+            ok &= ~profile.absent[column.name]
+        if column.kind == "timestamp":
             continue
         series = frame[column.name]
         nulls = series.isna().to_numpy()

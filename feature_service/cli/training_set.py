@@ -32,8 +32,9 @@ def training_set(
     entities: Annotated[
         Path,
         typer.Option(
-            "--entities", "-e", help="Rows: join key(s), event_timestamp, any labels "
-            "(Parquet, CSV or JSONL)."
+            "--entities",
+            "-e",
+            help="Rows: join key(s), event_timestamp, any labels (Parquet, CSV or JSONL).",
         ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write (Parquet).")],
@@ -92,6 +93,4 @@ def training_set(
     output.parent.mkdir(parents=True, exist_ok=True)
     out.to_parquet(output, index=False)
     n_features = len(out.columns) - len(entity_df.columns)
-    console.print(
-        f"wrote {len(out)} rows x {n_features} features to {output}", highlight=False
-    )
+    console.print(f"wrote {len(out)} rows x {n_features} features to {output}", highlight=False)

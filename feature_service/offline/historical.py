@@ -273,9 +273,7 @@ def _load_events(
         if again.any():
             order, code, ts, seq = order[~again], code[~again], ts[~again], seq[~again]
     taken = pa.array(kept[order])
-    columns = {
-        c: _arrow_column(table[c].take(taken), source.schema[c]) for c in sorted(needed)
-    }
+    columns = {c: _arrow_column(table[c].take(taken), source.schema[c]) for c in sorted(needed)}
     times, rank = np.unique(ts, return_inverse=True)
     key = code * (times.size + 1) + rank.reshape(-1).astype(np.int64) + 1
     return _Events(code, ts, seq, columns, key, times, pd.Index(uniques))

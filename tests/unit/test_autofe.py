@@ -53,13 +53,17 @@ def clickstream(path: Path, n: int = 2000, seed: int = 5) -> None:
                 "search_query": " ".join(rng.choice(WORDS, int(rng.integers(3, 7)))) + f" {i}",
                 "ts": (start + pd.Timedelta(seconds=float(s))).isoformat().replace("+00:00", "Z"),
             }
+            if event["page"] == "checkout":
+                event["coupon"] = ["SPRING", "WELCOME", "VIP"][int(rng.integers(3))]
+            if i % 250 == 7:
+                del event["logged_in"]  # an old client without the field: refused
             out.write(json.dumps(event) + "\n")
 
 
 def test_clickstream_columns_are_read_as_what_they_are(tmp_path: Path) -> None:
     clickstream(tmp_path / "clicks.jsonl")
     sample = read_sample(tmp_path / "clicks.jsonl")
-    profile = profile_columns(sample.frame, ["user_id"], timestamp=None)  # ts found alone
+    profile = profile_columns(sample.frame, ["user_id"], None, absent=sample.absent)
     kinds = {c.name: (c.kind, c.wire_type) for c in profile.columns}
     assert profile.timestamp == "ts"
     assert kinds == {
@@ -72,8 +76,10 @@ def test_clickstream_columns_are_read_as_what_they_are(tmp_path: Path) -> None:
         "logged_in": ("boolean", "bool"),
         "search_query": ("skip", "string"),
         "ts": ("timestamp", "timestamp"),
+        "coupon": ("skip", None),
     }
     assert profile.column("search_query").reason == "free text"
+    assert profile.column("coupon").reason.startswith("missing from 8")
     assert set(profile.column("page").interesting_values) <= set(PAGES)
     assert len(profile.column("page").interesting_values) == 5
     assert "search_query" not in profile.schema and "event_id" not in profile.schema
@@ -83,8 +89,10 @@ def test_clickstream_definitions_validate_alone_and_describe_every_feature(
     tmp_path: Path,
 ) -> None:
     clickstream(tmp_path / "clicks.jsonl")
-    options = GenerateOptions(entities=["user_id"], timestamp="ts", windows=[3600, 86400])
+    options = GenerateOptions(entities=["user_id"], timestamp=None, windows=[3600, 86400])
     generated = generate(read_sample(tmp_path / "clicks.jsonl"), options)
+    assert len(generated.events) == 2000 - 8  # without logged_in: the worker refuses them
+    assert generated.profile.timestamp == "ts"
     text = render_definitions(generated, "feature-service generate ...")
     (tmp_path / "defs").mkdir()
     (tmp_path / "defs" / "clicks.yaml").write_text(text)

@@ -75,9 +75,7 @@ def _iso(ts: float | None) -> str:
         503: {"description": "the online store is unreachable"},
     },
 )
-async def get_online_features(
-    request: OnlineFeaturesRequest, state: State
-) -> Response:
+async def get_online_features(request: OnlineFeaturesRequest, state: State) -> Response:
     """Features of entities at `as_of` (default now); windows decay with time."""
     try:
         refs = resolve_features(
