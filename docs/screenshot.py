@@ -48,10 +48,12 @@ def main() -> None:
         page.wait_for_selector("#lookup-result td.value")
         page.select_option("#history-feature", args.feature)
         page.click("#history-form button")
-        page.wait_for_selector("#history-chart svg, #history-note:has-text('no POST')")
+        page.wait_for_selector(
+            f'#history-chart[data-feature="{args.feature}"] svg, #history-note:has-text("no POST")'
+        )
         page.select_option("#distribution-feature", args.feature)
         page.click("#distribution-form button")
-        page.wait_for_selector("#distribution-chart svg")
+        page.wait_for_selector(f'#distribution-chart[data-feature="{args.feature}"] svg')
         page.wait_for_timeout(2500)  # one more status refresh, so events/s is filled in
         page.screenshot(path=str(args.output), full_page=True)
         browser.close()
