@@ -86,7 +86,8 @@ function asOf() {
   const raw = $("as-of").value.trim();
   if (!raw) return null;
   if (/^-?\d+(\.\d+)?$/.test(raw)) return Number(raw);
-  const ms = Date.parse(/[zZ]|[+-]\d\d:?\d\d$/.test(raw) ? raw : raw + "Z");
+  const text = /^\d{4}-\d\d-\d\d$/.test(raw) ? raw + "T00:00:00" : raw;
+  const ms = Date.parse(/[zZ]|[+-]\d\d:?\d\d$/.test(text) ? text : text + "Z");  // UTC
   if (Number.isNaN(ms)) throw new Error(`as of: ${JSON.stringify(raw)} is not a time`);
   return ms / 1000;
 }
