@@ -135,19 +135,14 @@ def test_ui_shows_the_apis_values_for_an_entity_and_the_pipeline_counters(
                 assert any(v for v, _ in ui_values.values())  # not an empty entity
 
                 # History of a feature from the offline log: the plotted points are the
-                # API's point-in-time values at the plotted times. (Until POST
-                # /get-historical-features is on this server, the page says it is missing.)
+                # API's point-in-time values (POST /get-historical-features) at those times.
                 feature = f"{view.name}:amount_sum_1d"
                 page.select_option("#history-feature", feature)
                 page.click("#history-form button")
-                paths = httpx.get(f"{url}/openapi.json").json()["paths"]
-                if "/get-historical-features" not in paths:
-                    page.wait_for_selector("#history-note:has-text('no POST')")
-                else:
-                    page.wait_for_selector(
-                        f'#history-chart[data-feature="{feature}"] circle.point', state="attached"
-                    )
-                    assert_history_is_the_apis(page, url, entity, feature)
+                page.wait_for_selector(
+                    f'#history-chart[data-feature="{feature}"] circle.point', state="attached"
+                )
+                assert_history_is_the_apis(page, url, entity, feature)
 
                 # Distribution across entities: the bars count the API's non-null values.
                 feature = f"{view.name}:amount_sum_1d"
