@@ -4,8 +4,9 @@ featuretools' mock customer data (a few thousand transactions, a flag added) is 
 to a Parquet sample; `generate` proposes features for customers and products; the sample
 is produced to the embedded broker and the real worker runs the generated definitions;
 the values read back through the online reader at hourly cutoffs (on every hop
-boundary, so hop rounding cannot matter) equal `calculate_feature_matrix` of the same
-features' featuretools twins with `use_previous` windows.
+boundary, so hop rounding cannot matter), and the training set of the same rows from
+the worker's offline log, equal `calculate_feature_matrix` of the same features'
+featuretools twins with `use_previous` windows.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from feature_service.cli.main import app
 from feature_service.core.config import Settings
 from feature_service.definitions import FeatureView, load_definitions
 from feature_service.embedded import EmbeddedStack, ManagedProcess
+from feature_service.offline.historical import get_historical_features
 from feature_service.online.reader import read_views
 from feature_service.stream.event_files import read_event_messages
 from feature_service.stream.producer import produce_messages
@@ -122,19 +124,28 @@ def test_generated_features_through_the_stream_equal_featuretools(
         rows = pd.DataFrame([(i, t) for t in cutoffs for i in ids], columns=[entity, "time"])
         want = feature_matrix(generated.entityset, kept, rows)
         got = asyncio.run(_online(stack, view, [str(i) for i in ids], list(cutoffs)))
+        training = get_historical_features(
+            registry,
+            str(tmp_path / "offline"),
+            rows.rename(columns={"time": "event_timestamp"}),
+            features=[f"{view.name}:{c.name}" for c in kept],
+        )
         for r, (i, t) in enumerate(rows.itertuples(index=False)):
             online = got[(str(i), t)]
             for candidate in kept:
                 expected = featuretools_value(candidate, want.at[r, candidate.name])
-                actual = online[candidate.name]
-                if candidate.aggregation == "sum" and actual is None:
-                    actual = 0.0  # featuretools sums an empty window to 0
-                assert matches(candidate.aggregation, actual, expected), (
-                    f"{view.name} {entity}={i} {candidate.name} at {t}: "
-                    f"online {actual!r} != featuretools {expected!r}"
-                )
-                checked += 1
-    assert checked > 5000
+                for path, actual in (
+                    ("online", online[candidate.name]),
+                    ("training set", _plain(training.at[r, candidate.name])),
+                ):
+                    if candidate.aggregation == "sum" and actual is None:
+                        actual = 0.0  # featuretools sums an empty window to 0
+                    assert matches(candidate.aggregation, actual, expected), (
+                        f"{view.name} {entity}={i} {candidate.name} at {t}: "
+                        f"{path} {actual!r} != featuretools {expected!r}"
+                    )
+                    checked += 1
+    assert checked > 10_000
 
     # The same topic, sampled by the CLI, gives the same columns
     result = CliRunner().invoke(
@@ -164,6 +175,12 @@ def test_generated_features_through_the_stream_equal_featuretools(
     assert topic_source.timestamp_field == "transaction_time"
     assert topic_source.schema["customer_id"] == "int"
     assert topic_source.schema["returned"] == "bool"
+
+
+def _plain(value: object) -> object:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
 
 
 async def _online(
