@@ -1,0 +1,239 @@
+"""Online/offline parity check: the same (entity, t) read from Redis and from the log.
+
+`check_parity(registry, redis, log, sample=N)` picks N points (view, entity, t), reads
+each online as the API does (`online.reader.read_views` at ``as_of = t``) and offline
+(`offline.historical.view_features`), and reports every feature that differs by more
+than a relative 1e-9. It is DESIGN.md's central promise as a command
+(`feature-service parity`), usable against production as well as in tests.
+
+Choices:
+
+- Snapshot: the offline side only reads events below the offsets online state has
+  committed (`fs:o:<topic>:<p>`), read before the online reads; if an offset moved
+  while reading (the stream is live), the whole sample is read again (up to
+  `attempts` times) and the report says whether it ever got a still snapshot.
+- Points: a random committed event of the view gives the entity; ``t`` is that event's
+  time, or a random time up to one longest window (at least an hour) after it, capped
+  at the source's watermark. Online state only answers within its retention (one
+  longest window behind the watermark, `tiles.OutsideRetentionError`): such points are
+  reported as skipped, not as mismatches.
+- An entity online state does not know (`NOT_FOUND`) reads as counts 0 and nulls,
+  which is what the offline side returns for an entity without events; so a view
+  whose online state was never built (e.g. added without a backfill) shows as
+  mismatches wherever it has events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from redis.asyncio import Redis
+
+from feature_service.aggregation.tiles import OutsideRetentionError
+from feature_service.definitions import FeatureView, Registry, Source
+from feature_service.offline.event_log import EventLog
+from feature_service.offline.historical import view_features
+from feature_service.online.reader import NOT_FOUND, read_views
+from feature_service.online.redis_layout import offset_key
+
+REL_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    view: str
+    entity: str
+    t: float
+    feature: str
+    online: Any
+    offline: Any
+
+    def __str__(self) -> str:
+        return (
+            f"{self.view}:{self.feature} entity {self.entity!r} at t={self.t!r}: "
+            f"online {self.online!r}, offline {self.offline!r}"
+        )
+
+
+@dataclass
+class ParityReport:
+    """What a check found. `still` is False when the stream moved during every attempt."""
+
+    points: int = 0
+    checked_points: int = 0
+    checked_values: int = 0
+    skipped: int = 0  # outside online retention
+    mismatches: list[Mismatch] = field(default_factory=list)
+    still: bool = True
+    attempts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+async def committed_offsets(redis: Redis, source: Source) -> tuple[dict[int, int], float | None]:
+    """Per partition, the next offset online state has committed; the newest watermark."""
+    keys = [offset_key(source.topic, p) for p in range(source.partitions)]
+    raw = await redis.mget(keys)
+    offsets: dict[int, int] = {}
+    watermark: float | None = None
+    for p, value in enumerate(raw):
+        if value is None:
+            continue
+        next_offset, wm = orjson.loads(value)
+        offsets[p] = int(next_offset)
+        if wm is not None:
+            watermark = wm if watermark is None else max(watermark, wm)
+    return offsets, watermark
+
+
+def same_value(aggregation: str, online: Any, offline: Any) -> bool:
+    """Equal, or for floating point aggregations within a relative 1e-9."""
+    online, offline = _plain(online), _plain(offline)
+    if online is None or offline is None:
+        return online is None and offline is None
+    if aggregation in ("sum", "mean", "var", "std"):
+        return math.isclose(online, offline, rel_tol=REL_TOL, abs_tol=1e-12)
+    return bool(online == offline)
+
+
+def _plain(value: Any) -> Any:
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def pick_points(
+    view: FeatureView,
+    log: EventLog,
+    offsets: dict[int, int],
+    watermark: float | None,
+    n: int,
+    rng: np.random.Generator,
+) -> list[tuple[str, float]]:
+    """`n` (entity, t) points from the committed events of `view` (fewer if none)."""
+    table = log.scan(view.source, [view.entity.join_key, "event_ts", "_partition", "_offset"])
+    if table.num_rows == 0 or n <= 0:
+        return []
+    part = table["_partition"].to_numpy().astype(np.int64)
+    off = table["_offset"].to_numpy()
+    limit = np.array([offsets.get(p, 0) for p in range(int(part.max()) + 1)], dtype=np.int64)
+    committed = np.flatnonzero(off < limit[part])
+    if committed.size == 0:
+        return []
+    chosen = rng.choice(committed, size=n, replace=committed.size < n)
+    keys = table[view.entity.join_key].to_numpy(zero_copy_only=False)
+    ts = table["event_ts"].to_numpy()
+    reach = max(view.longest_window_s or 0, 3600)
+    after = np.where(rng.random(n) < 0.3, 0.0, rng.uniform(0, reach, n))
+    times = ts[chosen] + after
+    if watermark is not None:
+        times = np.minimum(times, watermark)
+    return [(str(k), float(t)) for k, t in zip(keys[chosen], times, strict=True)]
+
+
+async def _online(
+    redis: Redis, view: FeatureView, points: Sequence[tuple[str, float]]
+) -> list[dict[str, Any] | None]:
+    """Online values per point (None: outside retention); NOT_FOUND reads as empty."""
+    out: list[dict[str, Any] | None] = []
+    for entity, t in points:
+        try:
+            (row,) = (await read_views(redis, [(view, [entity])], t))[0]
+        except OutsideRetentionError:
+            out.append(None)
+            continue
+        values = {}
+        for f in view.features:
+            cell = row[f.name]
+            if cell.status == NOT_FOUND:
+                values[f.name] = 0 if f.aggregation in ("count", "count_distinct") else None
+            else:
+                values[f.name] = cell.value
+        out.append(values)
+    return out
+
+
+async def check_parity(
+    registry: Registry,
+    redis: Redis,
+    log: EventLog,
+    sample: int,
+    views: Sequence[str] | None = None,
+    seed: int | None = None,
+    attempts: int = 3,
+) -> ParityReport:
+    """Read `sample` points online and offline and compare every feature (module doc)."""
+    chosen = [registry.feature_views[v] for v in views] if views else list(
+        registry.feature_views.values()
+    )
+    rng = np.random.default_rng(seed)
+    shares = np.bincount(rng.integers(0, len(chosen), sample), minlength=len(chosen))
+    report = ParityReport()
+    for attempt in range(1, attempts + 1):
+        report = ParityReport(attempts=attempt)
+        snapshots = {}
+        for source in {v.source.name: v.source for v in chosen}.values():
+            snapshots[source.name] = await committed_offsets(redis, source)
+        reads = []
+        for view, share in zip(chosen, shares.tolist(), strict=True):
+            offsets, watermark = snapshots[view.source.name]
+            points = await asyncio.to_thread(
+                pick_points, view, log, offsets, watermark, share, rng
+            )
+            reads.append((view, points, await _online(redis, view, points)))
+        moved = False
+        for name, (offsets, _) in snapshots.items():
+            again, _ = await committed_offsets(redis, registry.sources[name])
+            moved |= again != offsets
+        for view, points, online in reads:
+            offsets, _ = snapshots[view.source.name]
+            _compare(report, view, log, points, online, offsets)
+        report.still = not moved
+        if not moved:
+            break
+    return report
+
+
+def _compare(
+    report: ParityReport,
+    view: FeatureView,
+    log: EventLog,
+    points: Sequence[tuple[str, float]],
+    online: Sequence[dict[str, Any] | None],
+    offsets: dict[int, int],
+) -> None:
+    report.points += len(points)
+    kept = [i for i, values in enumerate(online) if values is not None]
+    report.skipped += len(points) - len(kept)
+    if not kept:
+        return
+    keys = np.array([points[i][0] for i in kept], dtype=object)
+    times = np.array([points[i][1] for i in kept], dtype=np.float64)
+    names = [f.name for f in view.features]
+    offline = view_features(view, names, log, keys, times, offsets)
+    report.checked_points += len(kept)
+    for f in view.features:
+        column = offline[f.name]
+        for j, i in enumerate(kept):
+            on = online[i]
+            assert on is not None
+            off = column[j]
+            report.checked_values += 1
+            if not same_value(f.aggregation, on[f.name], off):
+                entity, t = points[i]
+                report.mismatches.append(
+                    Mismatch(view.name, entity, t, f.name, _plain(on[f.name]), _plain(off))
+                )
