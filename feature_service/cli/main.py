@@ -303,6 +303,7 @@ def _supervise(stack: Any) -> None:
 
 
 from feature_service.cli.apply import apply_command  # noqa: E402 (registered here)
+from feature_service.cli.backfill import backfill  # noqa: E402
 from feature_service.cli.generate import generate_command  # noqa: E402
 from feature_service.cli.parity import parity  # noqa: E402
 from feature_service.cli.training_set import training_set  # noqa: E402
@@ -311,6 +312,7 @@ app.command(name="generate")(user_errors(generate_command))
 app.command(name="apply")(user_errors(apply_command))
 app.command(name="training-set")(user_errors(training_set))
 app.command(name="parity")(user_errors(parity))
+app.command(name="backfill")(user_errors(backfill))
 
 
 if __name__ == "__main__":

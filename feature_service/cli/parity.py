@@ -71,6 +71,7 @@ def parity(
         f"values at {report.checked_points} points; {report.skipped} points outside online "
         f"retention skipped{still}",
         highlight=False,
+        soft_wrap=True,
     )
     if not report.ok:
         raise typer.Exit(1)

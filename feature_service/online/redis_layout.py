@@ -10,6 +10,9 @@ Keys (all prefixed `fs:`):
 - `fs:stats:<source>` (hash): counters `events`, `dlq`, `late:<view>`, `flushes`
   (written with the state they count), and gauges `last_flush_ms`,
   `newest_event_ts:<partition>`.
+- `fs:vstart:<view>:<topic>` (hash): partition -> first offset the stream folded into
+  the view; `fs:gen:<source>` (counter): bumped by each backfill write
+  (`offline.backfill`). An entity hash a backfill wrote also has the field `bf`.
 - `fs:workers` (hash): worker id (`host:pid`) -> JSON heartbeat of a running worker
   (`observability.worker_monitor`): when it was last seen, per source its events and
   events/s; entries of workers gone for long are pruned by the others.
@@ -38,6 +41,21 @@ def entity_key(view: str, entity_id: str) -> str:
 
 def offset_key(topic: str, partition: int) -> str:
     return f"{PREFIX}o:{topic}:{partition}"
+
+
+def view_start_key(view: str, topic: str) -> str:
+    """Hash: partition -> the first offset whose events the stream folded into `view`.
+
+    Set (HSETNX) by the worker with every commit, so it keeps the first one; events
+    below it reach the view's online state only through `offline.backfill`.
+    """
+    return f"{PREFIX}vstart:{view}:{topic}"
+
+
+def state_generation_key(source: str) -> str:
+    """Counter bumped by every backfill write of a view of `source`: workers holding
+    entity states in memory fence on it (their next commit fails and replays)."""
+    return f"{PREFIX}gen:{source}"
 
 
 def stats_key(source: str) -> str:

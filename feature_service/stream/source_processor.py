@@ -66,8 +66,10 @@ from feature_service.online.redis_layout import (
     entity_key,
     expiry_seconds,
     offset_key,
+    state_generation_key,
     stats_key,
     view_layout,
+    view_start_key,
 )
 from feature_service.stream.faust_batches import Rewind
 from feature_service.stream.parsing import ParsedBatch, parse_records
@@ -163,6 +165,7 @@ class SourceProcessor:
         }
         self._pending_events = 0
         self._pending_since: float | None = None
+        self._generation: bytes | None = None  # of the cached states (offline/backfill.py)
 
     # ------------------------------------------------------------------ per fetched batch
 
@@ -212,6 +215,9 @@ class SourceProcessor:
             state.position_watermark = float("-inf") if watermark is None else float(watermark)
         for cache in self.cache.values():
             cache.clear()
+        self._generation = cast(
+            bytes | None, await self.redis.get(state_generation_key(self.source.name))
+        )
         removed = await asyncio.to_thread(
             self.event_log.remove_uncommitted, self.source.name, partition, state.next_offset
         )
@@ -441,11 +447,14 @@ class SourceProcessor:
         }
         expiries = {v.name: expiry_seconds(v) for v in self.views}
         async with self.redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(*keys.values())
-            current = await pipe.mget(list(keys.values()))
+            generation = state_generation_key(self.source.name)
+            await pipe.watch(*keys.values(), generation)
+            *current, current_generation = await pipe.mget([*keys.values(), generation])
             for (p, key), raw in zip(keys.items(), current, strict=True):
                 if raw != parts[p].raw:
                     raise FencedError(f"{key} moved: another worker committed this partition")
+            if current_generation != self._generation:  # a backfill rewrote cached states
+                raise FencedError(f"{generation} moved: cached entity states are stale")
             pipe.multi()
             for key, (changed, deleted) in writes.items():
                 if deleted:
@@ -457,6 +466,9 @@ class SourceProcessor:
                     pipe.expire(key, expiry)
             for p, key in keys.items():
                 pipe.set(key, new_raw[p])
+                for view in self.views:  # where the stream took over this view (backfill)
+                    start = view_start_key(view.name, self.source.topic)
+                    pipe.hsetnx(start, str(p), parts[p].next_offset)
             skey = stats_key(self.source.name)
             pipe.hincrby(skey, "events", result.accepted)
             pipe.hincrby(skey, "dlq", result.rejected)

@@ -1,0 +1,319 @@
+"""Backfill: build a view's online state from the offline log, beside the running stream.
+
+A view added to the definitions is computed by the stream from the moment a worker
+runs it; events that arrived before are only in the offline log. `backfill_view`
+folds exactly those into the view's online state, so the view answers for entities
+whose events came last week, without replaying Kafka.
+
+The boundary (no gap, no double count). Per partition ``p`` of the view's topic:
+
+- The worker, with every commit of ``p``, does ``HSETNX fs:vstart:<view>:<topic> p
+  <offset>`` for each of its views, in the same MULTI/EXEC as the state: ``offset`` is
+  the first offset that commit covers. The first commit that folded the view into
+  state therefore leaves the offset from which the stream owns the view, ``start[p]``.
+- Backfill folds the log's events of ``p`` with ``_offset < start[p]`` (late ones left
+  out, as always); the stream folded every event at or above it. Each event is in
+  exactly one of the two.
+- A partition without ``start[p]`` (no commit since the view was deployed, e.g. an
+  idle partition) gets one from backfill: under WATCH of the partition's offset key,
+  ``HSETNX start[p] = committed offset``. Precondition: every running worker already
+  runs the definitions with the view (`feature-service apply` restarts them), so
+  the next commit of ``p`` starts there and folds the view.
+
+Concurrency with the worker. The worker keeps entity states in memory between
+commits; a backfill write would be overwritten by a commit computed from a stale copy.
+So every backfill transaction also increments ``fs:gen:<source>``, which the worker
+WATCHes and compares at commit: a worker whose cached states predate a backfill write
+fails its commit and replays from its committed offsets with fresh states (the ordinary
+fenced path, exactly once). Backfill itself WATCHes the entity keys it rewrites and
+retries a chunk that a commit touched meanwhile.
+
+Idempotence: each entity hash written gets the field ``bf`` (in the same transaction);
+entities that have it are skipped, so a backfill interrupted halfway can be run again.
+A view whose definition changed under the same name has state written by the old
+layout: backfill refuses it (`LayoutMismatchError`); give the view a new name.
+
+Each entity's merged state is compacted at the committed watermark of its partitions,
+as the worker would; then the view reads exactly as if the stream had seen every event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pyarrow as pa
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from feature_service.aggregation.tiles import LayoutMismatchError, decode_field, encode_field
+from feature_service.definitions import FeatureView, Registry
+from feature_service.offline.event_log import EventLog
+from feature_service.offline.historical import SEQ_PARTITION_SLOTS, _arrow_column
+from feature_service.online.redis_layout import (
+    LAST_EVENT_FIELD,
+    entity_key,
+    expiry_seconds,
+    offset_key,
+    state_generation_key,
+    view_layout,
+    view_start_key,
+)
+
+BACKFILLED_FIELD = "bf"
+CHUNK_ENTITIES = 200
+"""Entities per transaction."""
+
+
+@dataclass
+class BackfillReport:
+    view: str
+    starts: dict[int, int] = field(default_factory=dict)  # partition -> stream start offset
+    events: int = 0  # folded from the log
+    late: int = 0
+    entities: int = 0  # written
+    skipped_entities: int = 0  # already backfilled
+    retries: int = 0
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+async def stream_starts(redis: Redis, view: FeatureView) -> dict[int, int]:
+    """Per partition, the offset from which the stream folds `view` (set if missing)."""
+    source = view.source
+    key = view_start_key(view.name, source.topic)
+    starts: dict[int, int] = {}
+    for p in range(source.partitions):
+        while True:
+            async with redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(offset_key(source.topic, p), key)
+                    value = await pipe.hget(key, str(p))
+                    if value is not None:
+                        starts[p] = int(value)
+                        break
+                    raw = await pipe.get(offset_key(source.topic, p))
+                    committed = 0 if raw is None else int(orjson.loads(raw)[0])
+                    pipe.multi()
+                    pipe.hsetnx(key, str(p), committed)
+                    await pipe.execute()
+                    starts[p] = committed
+                    break
+                except WatchError:
+                    continue
+    return starts
+
+
+async def partition_watermarks(redis: Redis, view: FeatureView) -> dict[int, float]:
+    source = view.source
+    raw = await redis.mget([offset_key(source.topic, p) for p in range(source.partitions)])
+    out = {}
+    for p, value in enumerate(raw):
+        if value is not None:
+            watermark = orjson.loads(value)[1]
+            if watermark is not None:
+                out[p] = float(watermark)
+    return out
+
+
+def log_events(
+    view: FeatureView, log: EventLog, starts: dict[int, int]
+) -> tuple[dict[str, Any], int]:
+    """The view's events below the stream's start offsets, late ones left out (columns:
+    ts, seq, partition, entity, the layout's columns, passes); and how many were late."""
+    layout = view_layout(view)
+    needed = {view.entity.join_key, *layout.columns}
+    for f in view.features:
+        if f.where is not None:
+            needed.update(f.where.columns)
+    meta = ["event_ts", "_partition", "_offset", "_watermark"]
+    table = log.scan(view.source, [*sorted(needed), *meta])
+    ts = np.asarray(table["event_ts"].to_numpy(), dtype=np.float64)
+    part = np.asarray(table["_partition"].to_numpy(), dtype=np.int64)
+    off = np.asarray(table["_offset"].to_numpy(), dtype=np.int64)
+    wm = np.asarray(table["_watermark"].to_numpy(), dtype=np.float64)
+    limit = np.zeros(int(part.max(initial=-1)) + 1, dtype=np.int64)
+    for p, o in starts.items():
+        if p < limit.size:
+            limit[p] = o
+    before = off < limit[part]
+    with np.errstate(invalid="ignore"):
+        late = ts < wm - view.allowed_lateness_s
+    keep = np.flatnonzero(before & ~late)
+    n_late = int((before & late).sum())
+    taken = pa.array(keep)
+    columns = {c: _arrow_column(table[c].take(taken), view.source.schema[c]) for c in needed}
+    n = keep.size
+    passes = np.ones((n, len(view.features)), dtype=np.bool_)
+    for i, f in enumerate(view.features):
+        if f.where is not None:
+            passes[:, i] = f.where.evaluate_columns({c: columns[c] for c in f.where.columns}, n)
+    # the same dedupe as the training sets: one row per (partition, offset)
+    seq = off[keep] * SEQ_PARTITION_SLOTS + part[keep]
+    _, first = np.unique(seq, return_index=True)
+    if first.size != n:
+        first.sort()
+        columns = {c: v[first] for c, v in columns.items()}
+        passes, seq, keep = passes[first], seq[first], keep[first]
+    events = {
+        "ts": ts[keep],
+        "seq": seq,
+        "partition": part[keep],
+        "entity": np.asarray([str(e) for e in columns[view.entity.join_key]], dtype=object),
+        "columns": {c: columns[c] for c in layout.columns},
+        "passes": passes,
+    }
+    return events, n_late
+
+
+async def backfill_view(
+    registry: Registry,
+    view_name: str,
+    redis: Redis,
+    log: EventLog,
+    progress: ProgressFn | None = None,
+    chunk: int = CHUNK_ENTITIES,
+) -> BackfillReport:
+    """Fold the log's events below the stream's start into `view_name`'s online state."""
+    view = registry.feature_views.get(view_name)
+    if view is None:
+        known = ", ".join(sorted(registry.feature_views))
+        raise ValueError(f"unknown feature view {view_name!r} (known: {known})")
+    report = BackfillReport(view.name)
+    report.starts = await stream_starts(redis, view)
+    watermarks = await partition_watermarks(redis, view)
+    events, report.late = await asyncio.to_thread(log_events, view, log, report.starts)
+    report.events = int(events["ts"].size)
+    entities = np.unique(events["entity"]).tolist() if report.events else []
+    layout = view_layout(view)
+    order = np.argsort(events["entity"], kind="stable")
+    sorted_entities = events["entity"][order]
+    total = len(entities)
+    for begin in range(0, total, chunk):
+        names = entities[begin : begin + chunk]
+        lo = int(np.searchsorted(sorted_entities, names[0], "left"))
+        hi = int(np.searchsorted(sorted_entities, names[-1], "right"))
+        idx = order[lo:hi]
+        deltas = layout.batch_fields(
+            events["ts"][idx],
+            events["seq"][idx],
+            {c: v[idx] for c, v in events["columns"].items()},
+            events["passes"][idx],
+            entities=events["entity"][idx],
+        )
+        compact_at = _entity_watermarks(events["entity"][idx], events["partition"][idx], watermarks)
+        last = _entity_last(events["entity"][idx], events["ts"][idx])
+        await _write_chunk(redis, view, deltas, compact_at, last, report)
+        if progress is not None:
+            progress(min(begin + chunk, total), total)
+    return report
+
+
+def _entity_watermarks(
+    entities: npt.NDArray[Any], partitions: npt.NDArray[np.int64], watermarks: dict[int, float]
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for e, p in zip(entities.tolist(), partitions.tolist(), strict=True):
+        wm = watermarks.get(p, -math.inf)
+        if wm > out.get(e, -math.inf):
+            out[e] = wm
+    return out
+
+
+def _entity_last(entities: npt.NDArray[Any], ts: npt.NDArray[np.float64]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for e, t in zip(entities.tolist(), ts.tolist(), strict=True):
+        if t > out.get(e, -math.inf):
+            out[e] = t
+    return out
+
+
+async def _write_chunk(
+    redis: Redis,
+    view: FeatureView,
+    deltas: dict[Any, dict[str, Any]],
+    compact_at: dict[str, float],
+    last: dict[str, float],
+    report: BackfillReport,
+) -> None:
+    layout = view_layout(view)
+    keys = {str(e): entity_key(view.name, str(e)) for e in deltas}
+    expiry = expiry_seconds(view)
+    generation = state_generation_key(view.source.name)
+    while True:
+        async with redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(*keys.values())
+                stored: dict[str, dict[str, Any]] = {}
+                for entity, key in keys.items():
+                    raw = await pipe.hgetall(key)
+                    stored[entity] = {_text(k): v for k, v in raw.items()}
+                writes: dict[str, tuple[dict[str, str], list[str]]] = {}
+                skipped = 0
+                for entity, delta in deltas.items():
+                    name = str(entity)
+                    encoded = stored[name]
+                    if BACKFILLED_FIELD in encoded:
+                        skipped += 1
+                        continue
+                    writes[keys[name]] = _merged(layout, encoded, delta, compact_at, last, name)
+                pipe.multi()
+                pipe.incr(generation)
+                for key, (changed, deleted) in writes.items():
+                    if deleted:
+                        pipe.hdel(key, *deleted)
+                    pipe.hset(key, mapping=changed)  # type: ignore[arg-type]
+                    if expiry is not None:
+                        pipe.expire(key, expiry)
+                await pipe.execute()
+            except WatchError:
+                report.retries += 1
+                continue
+        report.entities += len(writes)
+        report.skipped_entities += skipped
+        return
+
+
+def _merged(
+    layout: Any,
+    encoded: dict[str, Any],
+    delta: dict[str, Any],
+    compact_at: dict[str, float],
+    last: dict[str, float],
+    entity: str,
+) -> tuple[dict[str, str], list[str]]:
+    """Fields to set and delete: `delta` merged into the stored state, then compacted."""
+    current = {k: decode_field(encoded[k]) for k in delta if k in encoded}
+    try:
+        changed = layout.merge_fields(current, delta)
+    except LayoutMismatchError:
+        raise LayoutMismatchError(
+            f"the online state of entity {entity!r} was written by another definition of "
+            "this view; give the changed view a new name and backfill that"
+        ) from None
+    stored_last = decode_field(encoded.get(LAST_EVENT_FIELD))
+    changed[LAST_EVENT_FIELD] = last[entity] if stored_last is None else max(
+        stored_last, last[entity]
+    )
+    watermark = compact_at.get(entity, -math.inf)
+    deleted: list[str] = []
+    if math.isfinite(watermark):
+        plan = layout.plan_compaction(encoded.keys() | changed.keys(), watermark)
+        read = {k: changed[k] if k in changed else decode_field(encoded.get(k)) for k in plan.read}
+        changed.update(layout.apply_compaction(plan, read))
+        for name in plan.delete:
+            changed.pop(name, None)
+        deleted = [name for name in plan.delete if name in encoded]
+    changed[BACKFILLED_FIELD] = 1
+    return {k: encode_field(v) for k, v in changed.items()}, deleted
+
+
+def _text(name: bytes | str) -> str:
+    return name.decode() if isinstance(name, bytes) else name
