@@ -94,7 +94,7 @@ class Generated:
     @property
     def span_s(self) -> float:
         ts = self.profile.event_ts
-        return float(ts.max() - ts.min()) if len(ts) else 0.0
+        return float(np.nanmax(ts) - np.nanmin(ts)) if len(ts) else 0.0
 
 
 def generate(

@@ -157,48 +157,53 @@ def profile_columns(
 def event_times(series: pd.Series, name: str = "timestamp") -> npt.NDArray[np.float64]:
     """Epoch seconds of a timestamp column (numbers, ISO-8601 strings or datetimes).
 
-    Naive datetimes are UTC, as the worker reads them. ValueError names the column when
-    a value is missing or cannot be read as a time.
+    Naive datetimes are UTC, as the worker reads them. A value that is empty or not a
+    time is NaN (the worker refuses that event); ValueError names the column when most
+    values are, or when numbers look like milliseconds.
     """
-    if series.isna().any():
-        raise ValueError(
-            f"timestamp column {name!r} has {int(series.isna().sum())} empty values; "
-            "every event needs a time"
-        )
     if pd.api.types.is_bool_dtype(series):
         raise ValueError(f"timestamp column {name!r} holds booleans, not times")
+    present = series.notna().to_numpy()
     if pd.api.types.is_numeric_dtype(series):
-        seconds = series.to_numpy(dtype=np.float64)
-        if not np.isfinite(seconds).all():
-            raise ValueError(f"timestamp column {name!r} has values that are not finite")
-        if np.nanmedian(np.abs(seconds)) > _EPOCH_SECONDS_LIMIT:
+        seconds = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        seconds[~np.isfinite(seconds)] = np.nan
+        if present.any() and np.nanmedian(np.abs(seconds)) > _EPOCH_SECONDS_LIMIT:
             raise ValueError(
                 f"timestamp column {name!r} looks like epoch milliseconds; "
                 "the service reads epoch seconds (divide by 1000)"
             )
-        return seconds
-    if pd.api.types.is_datetime64_any_dtype(series):
-        stamps = series
+    elif pd.api.types.is_datetime64_any_dtype(series):
+        seconds = _datetime_seconds(series)
     else:
-        if not all(isinstance(v, str) for v in series):
-            raise ValueError(
-                f"timestamp column {name!r} is not epoch seconds or ISO-8601 "
-                f"(e.g. {_example_bad(series)!r})"
-            )
-        stamps = pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce")
-        if stamps.isna().any():
-            bad = series[stamps.isna()].iloc[0]
-            raise ValueError(
-                f"timestamp column {name!r} is not epoch seconds or ISO-8601 (e.g. {bad!r})"
-            )
+        seconds = np.full(len(series), np.nan)
+        text = np.fromiter((isinstance(v, str) for v in series), dtype=bool, count=len(series))
+        if text.any():
+            stamps = pd.to_datetime(series[text], utc=True, format="ISO8601", errors="coerce")
+            seconds[text] = _datetime_seconds(stamps)
+        numbers = np.fromiter(
+            (isinstance(v, (int, float)) and not isinstance(v, bool) for v in series),
+            dtype=bool,
+            count=len(series),
+        )
+        seconds[numbers] = series[numbers].astype(float).to_numpy()
+    usable = np.isfinite(seconds)
+    if usable.sum() < DOMINANT_SHARE * len(series) or not usable.any():
+        bad = series[~usable & present]
+        if bad.empty:
+            raise ValueError(f"timestamp column {name!r} is empty on most events")
+        raise ValueError(
+            f"timestamp column {name!r} is not epoch seconds or ISO-8601 (e.g. {bad.iloc[0]!r})"
+        )
+    return seconds
+
+
+def _datetime_seconds(stamps: pd.Series) -> npt.NDArray[np.float64]:
     if getattr(stamps.dt, "tz", None) is None:
         stamps = stamps.dt.tz_localize("UTC")
-    nanos = stamps.dt.tz_convert("UTC").astype("int64").to_numpy()
-    return nanos.astype(np.float64) / 1e9
-
-
-def _example_bad(series: pd.Series) -> Any:
-    return next((v for v in series if not isinstance(v, str)), series.iloc[0])
+    utc = stamps.dt.tz_convert("UTC")
+    nanos = utc.astype("int64").to_numpy().astype(np.float64)
+    nanos[utc.isna().to_numpy()] = np.nan
+    return nanos / 1e9
 
 
 def _guess_timestamp(frame: pd.DataFrame, entities: set[str]) -> str:
@@ -353,7 +358,7 @@ def accepted_events(frame: pd.DataFrame, profile: SampleProfile) -> npt.NDArray[
     (Every entity must be present here, not only the topic's key: a view skips nothing,
     so an event without one of its entities would not count for that entity anyway.)
     """
-    ok = np.ones(len(frame), dtype=bool)
+    ok = np.isfinite(profile.event_ts)
     for column in profile.columns:
         if column.wire_type is None or column.kind == "skip":
             continue

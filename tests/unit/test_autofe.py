@@ -23,7 +23,7 @@ from feature_service.autofe.plan import GenerateOptions, generate
 from feature_service.autofe.pruning import prune
 from feature_service.autofe.render import render_definitions
 from feature_service.autofe.sampling import read_sample
-from feature_service.autofe.types import profile_columns
+from feature_service.autofe.types import accepted_events, profile_columns
 from feature_service.cli.apply import existing_files, registry_with
 from feature_service.cli.main import app
 from feature_service.definitions import load_definitions
@@ -280,3 +280,14 @@ def test_generate_apply_installs_the_file_in_the_definitions_folder(tmp_path: Pa
     )  # fmt: skip
     assert code == 0, text
     assert len(load_definitions(folder).feature_views["customer_transactions"].features) == 4
+
+
+def test_a_few_events_without_a_usable_time_are_refused_like_the_worker_does() -> None:
+    times: list[object] = [1_790_000_000.0 + i for i in range(18)]
+    times += [None, "2026-11-01T00:00:00+01:00", "soon", 1_790_000_100]
+    frame = pd.DataFrame({"user_id": [f"u{i % 3}" for i in range(22)], "ts": times})
+    profile = profile_columns(frame, ["user_id"], "ts")
+    assert profile.event_ts[19] == 1_793_487_600.0  # the offset is honoured
+    assert accepted_events(frame, profile).tolist() == [True] * 18 + [False, True, False, True]
+    with pytest.raises(ValueError, match=r"'ts' is not epoch seconds or ISO-8601 \(e.g. 'soon'\)"):
+        profile_columns(frame.assign(ts=["soon"] * 11 + times[:11]), ["user_id"], "ts")
