@@ -4,17 +4,27 @@ The file is checked together with the definitions already deployed (the folder
 `FS_DEFINITIONS`), copied into that folder, the topics of new sources are created when a
 broker is known, and the running worker and API notice the change on their next poll
 (`FS_DEFINITIONS_POLL_S`): the worker restarts with the new views, the API serves them.
-A new view over an existing source starts empty from the events that arrive next;
-`feature-service backfill --view NAME` fills it from the offline log.
+
+A view of the file over a source declared elsewhere (whose events are already in the
+offline log) starts empty from the events that arrive next. `apply` then backfills it
+(`offline/backfill.py`), once the workers run the new definitions, which backfill
+requires: it waits (`--wait`, 120 s) until every live worker holding a partition of the
+view's topic (heartbeats in Redis, `observability.worker_monitor`) started after the
+file was written, and together they hold every partition. If that does not happen in
+time, or with `--no-backfill`, it prints the `feature-service backfill --view NAME`
+command to run instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -32,6 +42,8 @@ class Applied:
     registry: Registry
     views: list[str]  # the views the applied file defines
     topics_created: list[str]
+    written_at: float  # the file's modification time: workers started after it run it
+    backfill_views: list[str]  # views over sources declared elsewhere (in the offline log)
 
 
 def existing_files(definitions: Path, exclude: Path | None = None) -> list[Path]:
@@ -77,35 +89,114 @@ def apply_file(file: Path, settings: Settings, definitions: Path | None = None) 
         from feature_service.stream.topics import ensure_topics
 
         created = asyncio.run(ensure_topics(settings.broker_url, registry))
-    return Applied(target, registry, [v.name for v in parsed.feature_views], created)
+    own_sources = {s.name for s in parsed.sources}
+    views = [v.name for v in parsed.feature_views]
+    return Applied(
+        target,
+        registry,
+        views,
+        created,
+        target.stat().st_mtime,
+        [v.name for v in parsed.feature_views if v.source not in own_sources],
+    )
 
 
-def apply_and_report(file: Path, definitions: Path | None, console: Console) -> Applied:
-    """`apply_file`, then say what happens next (reload, backfill) on `console`."""
+async def workers_run_since(
+    redis: Any, topics: dict[str, int], since: float, now: float | None = None
+) -> bool:
+    """Whether every live worker holding a partition of `topics` (topic -> partitions)
+    started after `since`, and together they hold every partition."""
+    import orjson
+
+    from feature_service.observability.pipeline import STALE_AFTER_S
+    from feature_service.online.redis_layout import WORKERS_KEY
+
+    now = time.time() if now is None else now
+    held: set[str] = set()
+    for raw in (await redis.hgetall(WORKERS_KEY)).values():
+        try:
+            beat = orjson.loads(raw)
+            seen, started = float(beat["seen"]), float(beat["started"])
+            partitions = [str(p) for p in beat.get("partitions", [])]
+        except (ValueError, KeyError, TypeError):
+            continue
+        mine = [p for p in partitions if p.rsplit(":", 1)[0] in topics]
+        if now - seen > STALE_AFTER_S or not mine:
+            continue
+        if started < since:
+            return False
+        held.update(mine)
+    wanted = {f"{topic}:{p}" for topic, n in topics.items() for p in range(n)}
+    return wanted <= held
+
+
+def backfill_applied(
+    applied: Applied, settings: Settings, wait_s: float, views: Sequence[str] | None = None
+) -> list[Any] | None:
+    """Backfill `views` (default: the applied file's views over existing sources) once
+    the workers run the new definitions; None if they did not within `wait_s`."""
+    from feature_service.offline.backfill import backfill_view
+    from feature_service.offline.event_log import EventLog
+    from feature_service.online.redis_client import connect
+
+    names = list(applied.backfill_views if views is None else views)
+    sources = [applied.registry.feature_views[v].source for v in names]
+    topics = {source.topic: source.partitions for source in sources}
+    assert settings.redis_url
+
+    async def run() -> list[Any] | None:
+        redis = connect(settings.redis_url or "", socket_connect_timeout=2.0, socket_timeout=30.0)
+        try:
+            deadline = time.monotonic() + wait_s
+            while not await workers_run_since(redis, topics, applied.written_at):
+                if time.monotonic() > deadline:
+                    return None
+                await asyncio.sleep(0.5)  # polling the heartbeats the workers write
+            log = EventLog(settings.offline_uri)
+            return [await backfill_view(applied.registry, v, redis, log) for v in names]
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(run())
+
+
+def apply_and_report(
+    file: Path,
+    definitions: Path | None,
+    console: Console,
+    backfill: bool = True,
+    wait_s: float = 120.0,
+) -> Applied:
+    """`apply_file`, then backfill what needs it, saying what happens on `console`."""
     from feature_service.core.config import load_settings
 
     settings = load_settings()
     applied = apply_file(file, settings, definitions)
     views = ", ".join(applied.views) or "no feature views"
-    console.print(
-        f"[green]applied[/green] {applied.target}: {views}", highlight=False, soft_wrap=True
-    )
+    say = functools.partial(console.print, highlight=False, soft_wrap=True)
+    say(f"[green]applied[/green] {applied.target}: {views}")
     if applied.topics_created:
-        console.print(
-            f"topics  {', '.join(applied.topics_created)}", highlight=False, soft_wrap=True
-        )
-    console.print(
+        say(f"topics  {', '.join(applied.topics_created)}")
+    say(
         "a running worker and API load it within "
-        f"{settings.definitions_poll_s:g} s (the worker restarts to do so)",
-        highlight=False,
-        soft_wrap=True,
+        f"{settings.definitions_poll_s:g} s (the worker restarts to do so)"
     )
-    for view in applied.views:
-        console.print(
-            f"to fill {view} from the offline log: feature-service backfill --view {view}",
-            highlight=False,
-            soft_wrap=True,
+    if not applied.backfill_views:
+        return applied
+    reports = None
+    if backfill and settings.redis_url:
+        with console.status("waiting for the workers to run the new definitions, to backfill"):
+            reports = backfill_applied(applied, settings, wait_s)
+        if reports is None:
+            say(f"[yellow]no worker ran the new definitions within {wait_s:g} s[/yellow]")
+    for report in reports or []:
+        say(
+            f"backfilled {report.view}: {report.events} events from the offline log into "
+            f"{report.entities} entities ({report.late} late left out)"
         )
+    if reports is None:
+        for view in applied.backfill_views:
+            say(f"to fill {view} from the offline log: feature-service backfill --view {view}")
     return applied
 
 
@@ -117,12 +208,20 @@ def apply_command(
             "--definitions", "-d", help="The deployed definitions folder (default: FS_DEFINITIONS)."
         ),
     ] = None,
+    backfill: Annotated[
+        bool,
+        typer.Option(help="Backfill new views over existing sources from the offline log."),
+    ] = True,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the workers to run the new definitions.")
+    ] = 120.0,
 ) -> None:
     """Register a definitions file: check it with the deployed ones, then install it.
 
     The file is copied into the definitions folder; topics of new sources are created;
-    a running worker and API pick it up within FS_DEFINITIONS_POLL_S seconds.
+    a running worker and API pick it up within FS_DEFINITIONS_POLL_S seconds. New views
+    over sources already flowing are then backfilled from the offline log.
 
     Example: feature-service apply /tmp/generated.yaml
     """
-    apply_and_report(file, definitions, Console())
+    apply_and_report(file, definitions, Console(), backfill, wait)

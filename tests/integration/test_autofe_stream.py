@@ -30,7 +30,7 @@ from feature_service.autofe.dfs import Candidate, feature_matrix
 from feature_service.autofe.plan import GenerateOptions, generate
 from feature_service.autofe.render import render_definitions
 from feature_service.autofe.sampling import read_sample
-from feature_service.cli.apply import apply_file
+from feature_service.cli.apply import apply_file, backfill_applied
 from feature_service.cli.main import app
 from feature_service.core.config import Settings
 from feature_service.definitions import FeatureView, load_definitions
@@ -41,7 +41,15 @@ from feature_service.stream.event_files import read_event_messages
 from feature_service.stream.producer import produce_messages
 from feature_service.stream.topics import ensure_topics
 from tests.conditions import wait_for
-from tests.integration.streaming import stats, write_definitions
+from tests.integration.streaming import (
+    assert_online_equals_brute_force,
+    expected_events,
+    make_events,
+    offline_events,
+    produce,
+    stats,
+    write_definitions,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -212,18 +220,25 @@ def _worker(stack: EmbeddedStack, definitions: Path, tmp_path: Path, **env: str)
     ).start()
 
 
-def test_worker_and_api_pick_up_applied_definitions(stack: EmbeddedStack, tmp_path: Path) -> None:
+def test_applied_view_is_served_and_backfilled_after_the_worker_restarts(
+    stack: EmbeddedStack, tmp_path: Path
+) -> None:
     from fastapi.testclient import TestClient
 
     from feature_service.api.app import create_app
 
     definitions, registry = write_definitions(tmp_path)
-    worker = _worker(stack, definitions, tmp_path, FS_DEFINITIONS_POLL_S="0.5", FS_LOG_LEVEL="info")
+    env = {"FS_DEFINITIONS_POLL_S": "0.5", "FS_LOG_LEVEL": "info"}
+    worker = _worker(stack, definitions, tmp_path, **env)
+    client = redis.Redis.from_url(stack.redis.url)
+    produce(stack, registry, make_events(1500, seed=21, customers=30))
+    wait_for(lambda: stats(client, registry).get("events", 0) >= 1500, 120, "events", worker)
     source = next(iter(registry.sources.values()))
     settings = Settings(
         redis_url=stack.redis.url,
         broker_url=stack.broker.bootstrap,
         definitions=definitions,
+        offline_uri=str(tmp_path / "offline"),
         definitions_poll_s=0.2,
     )
     new_view = f"extra_{uuid.uuid4().hex[:8]}"
@@ -232,14 +247,14 @@ def test_worker_and_api_pick_up_applied_definitions(stack: EmbeddedStack, tmp_pa
         f"feature_views:\n  - name: {new_view}\n    source: {source.name}\n"
         "    entity: customer\n    features:\n"
         "      - {name: n_1d, aggregation: count, window: 1d}\n"
+        "      - {column: amount, aggregations: [sum, max], windows: [1h, 1d]}\n"
     )
     try:
         with TestClient(create_app(settings)) as api:
             assert api.get(f"/feature-views/{new_view}").status_code == 404
-            wait_for(lambda: "Worker]: Ready" in worker.log_tail(400), 90, "worker ready", worker)
             applied = apply_file(extra, settings)
             assert applied.target == definitions / "extra.yaml"
-            assert applied.views == [new_view]
+            assert applied.views == applied.backfill_views == [new_view]
             wait_for(lambda: not worker.alive(), 60, "the worker to stop for new definitions")
             assert worker.returncode() == 0, worker.log_tail(40)
             wait_for(
@@ -247,5 +262,13 @@ def test_worker_and_api_pick_up_applied_definitions(stack: EmbeddedStack, tmp_pa
                 30,
                 "the API to serve the new view",
             )
+            worker = _worker(stack, definitions, tmp_path, **env)  # what `up` does
+            [report] = backfill_applied(applied, settings, wait_s=90) or []
+            assert (report.view, report.events) == (new_view, 1500)
     finally:
         worker.stop()
+    view = applied.registry.feature_views[new_view]
+    expected = expected_events(view, offline_events(applied.registry, tmp_path / "offline"))
+    newest = max(e.ts for events in expected.values() for e in events)
+    checked = assert_online_equals_brute_force(client, view, expected, [newest, newest - 1800.5])
+    assert checked == len(expected) * 2 * len(view.features)
