@@ -291,10 +291,13 @@ def _supervise(stack: Any) -> None:
                 )
         for child in (stack.worker, stack.api):
             if not child.alive():
-                err_console.print(
-                    f"[yellow]{child.name} exited with code {child.returncode()}; "
-                    "restarting[/yellow]"
-                )
+                if child is stack.worker and child.returncode() == 0:  # new definitions
+                    console.print("worker stopped to run new definitions; restarting")
+                else:
+                    err_console.print(
+                        f"[yellow]{child.name} exited with code {child.returncode()}; "
+                        "restarting[/yellow]"
+                    )
                 child.stop()
                 child.start()
                 if child is stack.api:

@@ -291,3 +291,21 @@ def test_a_few_events_without_a_usable_time_are_refused_like_the_worker_does() -
     assert accepted_events(frame, profile).tolist() == [True] * 18 + [False, True, False, True]
     with pytest.raises(ValueError, match=r"'ts' is not epoch seconds or ISO-8601 \(e.g. 'soon'\)"):
         profile_columns(frame.assign(ts=["soon"] * 11 + times[:11]), ["user_id"], "ts")
+
+
+def test_apply_refuses_a_file_that_clashes_with_the_deployed_definitions(tmp_path: Path) -> None:
+    folder = tmp_path / "definitions"
+    folder.mkdir()
+    shutil.copy(ROOT / "definitions" / "transactions.yaml", folder)
+    clash = tmp_path / "clash.yaml"
+    clash.write_text(
+        "feature_views:\n  - name: customer_txn\n    source: transactions\n"
+        "    entity: customer\n    features:\n      - {name: n, aggregation: count}\n"
+    )
+    code, output = run("apply", str(clash), "-d", str(folder), tmp_path=tmp_path)
+    assert code == 1
+    assert output.strip() == (
+        f"error: {folder / 'clash.yaml'}: feature_views[0].name: duplicate feature view "
+        f"'customer_txn' (first defined in {folder / 'transactions.yaml'})"
+    )
+    assert not (folder / "clash.yaml").exists()
