@@ -307,6 +307,7 @@ def _supervise(stack: Any) -> None:
 
 from feature_service.cli.apply import apply_command  # noqa: E402 (registered here)
 from feature_service.cli.backfill import backfill  # noqa: E402
+from feature_service.cli.feature_log import feature_log_command  # noqa: E402
 from feature_service.cli.generate import generate_command  # noqa: E402
 from feature_service.cli.parity import parity  # noqa: E402
 from feature_service.cli.training_set import training_set  # noqa: E402
@@ -316,6 +317,7 @@ app.command(name="apply")(user_errors(apply_command))
 app.command(name="training-set")(user_errors(training_set))
 app.command(name="parity")(user_errors(parity))
 app.command(name="backfill")(user_errors(backfill))
+app.command(name="feature-log")(user_errors(feature_log_command))
 
 
 if __name__ == "__main__":

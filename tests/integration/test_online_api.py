@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -29,8 +34,13 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def served(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    tmp = tmp_path_factory.mktemp("online")
+def online_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("online")
+
+
+@pytest.fixture(scope="module")
+def served(stack: EmbeddedStack, online_tmp: Path):  # type: ignore[no-untyped-def]
+    tmp = online_tmp
     definitions, registry = write_definitions(tmp)
     events = make_events(3_000, seed=9, customers=40)
     offline = tmp / "offline"
@@ -188,3 +198,71 @@ def test_redis_down_is_a_503(stack: EmbeddedStack, tmp_path: Path) -> None:
         assert response.status_code == 503
         assert "online store unavailable" in response.text
         assert api.get("/health").status_code == 503
+
+
+def test_feature_log_holds_each_events_values_as_the_api_serves_them(
+    served, online_tmp: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """`feature-service feature-log` over the worker's offline log: each event's values
+    equal the brute force at its time and the API's answer with as_of = its time."""
+    api, view, expected = served
+    env = {**os.environ, "FS_OFFLINE_URI": str(online_tmp / "offline")}
+    env.pop("FS_REDIS_URL", None)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "feature_service.cli.main",
+            "feature-log",
+            "--view",
+            view.name,
+            "--definitions",
+            str(online_tmp / "defs"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    path = online_tmp / "offline" / "features" / f"view={view.name}" / "features.parquet"
+    log = pd.read_parquet(path)
+    assert len(log) == 3_000  # every event of the source, late ones marked
+    assert int(log["_late"].sum()) == 3_000 - sum(len(e) for e in expected.values())
+    kept = log[~log["_late"]]
+    for row in kept.sample(25, random_state=1).to_dict(orient="records"):
+        entity, t = row["customer_id"], row["event_timestamp"]
+        for i, feature in enumerate(view.features):
+            want = brute_force(expected[entity], t, feature, i)
+            got = _none_if_nan(row[feature.name])
+            assert matches(feature.aggregation, got, want), f"{entity} {feature.name} at {t}"
+    # online state answers as_of within one longest window (1d) behind the watermark
+    recent = kept[kept["event_timestamp"] >= kept["event_timestamp"].max() - 86_400 + 3600]
+    for row in recent.sample(15, random_state=2).to_dict(orient="records"):
+        entity, t = row["customer_id"], row["event_timestamp"]
+        served_now = ask(api, view, [entity], as_of=t)
+        for i, feature in enumerate(view.features):
+            online = served_now["results"][i + 1]["values"][0]
+            got = _none_if_nan(row[feature.name])
+            assert matches(feature.aggregation, online, got), f"{entity} {feature.name} at {t}"
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "feature_service.cli.main",
+            "feature-log",
+            "--view",
+            "nope",
+            "--definitions",
+            str(online_tmp / "defs"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert bad.returncode == 1 and "unknown feature view 'nope'" in bad.stderr
+
+
+def _none_if_nan(value: object) -> object:
+    return None if isinstance(value, float) and math.isnan(value) else value
