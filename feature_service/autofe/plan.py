@@ -124,14 +124,16 @@ def generate(
     es = build_entityset(events, profile)
     words = {col: name.replace("_", " ") for col, name in naming.entity_names.items()}
     candidates = synthesize(es, profile, sorted(set(options.windows)), words)
-    matrices = {
-        entity: feature_matrix(
-            es,
-            [c for c in candidates if c.entity_column == entity],
-            sample_cutoffs(events, entity, profile.timestamp, options.cutoff_rows),
-        )
-        for entity in profile.entities
-    }
+    matrices = None
+    if options.cutoff_rows > 0:  # 0: keep every candidate unmeasured (tests, quick looks)
+        matrices = {
+            entity: feature_matrix(
+                es,
+                [c for c in candidates if c.entity_column == entity],
+                sample_cutoffs(events, entity, profile.timestamp, options.cutoff_rows),
+            )
+            for entity in profile.entities
+        }
     decisions = prune(candidates, matrices, options.max_features, options.threshold)
     return Generated(sample, options, profile, naming, events, es, decisions)
 

@@ -50,18 +50,22 @@ class Decision:
 
 def prune(
     candidates: Sequence[Candidate],
-    matrices: Mapping[str, pd.DataFrame],
+    matrices: Mapping[str, pd.DataFrame] | None,
     max_features: int | None = None,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> list[Decision]:
     """One decision per candidate, in the order of `candidates`.
 
-    `matrices` maps an entity column to the candidates' values (one column per name).
+    `matrices` maps an entity column to the candidates' values (one column per name);
+    None skips the measured rules (only `max_features` applies).
     """
     verdicts: dict[int, str] = {}
     survivors: dict[str, list[int]] = {}
     for entity in dict.fromkeys(c.entity_column for c in candidates):
         indices = [i for i, c in enumerate(candidates) if c.entity_column == entity]
+        if matrices is None:
+            survivors[entity] = indices
+            continue
         matrix = matrices[entity]
         values = {
             i: pd.to_numeric(

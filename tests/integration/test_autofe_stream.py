@@ -93,7 +93,7 @@ def test_generated_features_through_the_stream_equal_featuretools(
         timestamp="transaction_time",
         windows=WINDOWS,
         source=f"mock_{tag}",
-        threshold=1.0,  # keep near-duplicates: more features to compare
+        cutoff_rows=0,  # no pruning: every candidate DFS proposes is compared
     )
     generated = generate(read_sample(sample_path), options)
     definitions = tmp_path / "defs"
@@ -122,7 +122,8 @@ def test_generated_features_through_the_stream_equal_featuretools(
     assert stats(client, registry).get("late", 0) == 0
 
     newest = frame["transaction_time"].max()
-    cutoffs = pd.date_range(newest.floor("h") - pd.Timedelta(hours=20), newest.ceil("h"), freq="h")
+    # every 2 h over the last day: on every hop boundary (1 min, 5 min, 1 h)
+    cutoffs = pd.date_range(newest.ceil("h") - pd.Timedelta(hours=22), newest.ceil("h"), freq="2h")
     checked = 0
     for entity in options.entities:
         view = registry.feature_views[generated.naming.view_names[entity]]
