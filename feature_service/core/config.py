@@ -77,6 +77,15 @@ class Settings(BaseSettings):
         ge=0,
         description="How often the worker and API look for changed definitions (0: never).",
     )
+    redis_cluster: bool = Field(
+        default=False, description="`FS_REDIS_URL` names a node of a Redis Cluster."
+    )
+    health_host: str = Field(
+        default="127.0.0.1", description="Address the worker's /health and /metrics bind to."
+    )
+    health_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Port of the worker's /health and /metrics."
+    )
 
     @property
     def stack_file(self) -> Path:

@@ -40,10 +40,12 @@ from feature_service.observability.worker_monitor import WorkerMonitor
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_client import connect
 from feature_service.stream.faust_batches import BatchApp
+from feature_service.stream.health_server import start_health_server
 from feature_service.stream.source_processor import SourceProcessor
 
 log = logging.getLogger(__name__)
 APP_ID = "feature-service"
+
 
 
 class WorkerRuntime:
@@ -166,6 +168,21 @@ def build_app(
             if watcher.poll() is not None:
                 log.warning("stopping so that the restarted worker runs the new definitions")
                 os.kill(os.getpid(), signal.SIGTERM)
+    if settings.health_port is not None:
+        port = settings.health_port
+
+        def status() -> dict[str, Any]:
+            assert runtime.monitor.assignment is not None
+            assigned = list(runtime.monitor.assignment()) if app.started else []
+            return {
+                "ready": bool(app.started),
+                "partitions": len(assigned),
+                "events": sum(runtime.monitor.totals.values()),
+            }
+
+        @app.task
+        async def serve_health() -> None:
+            await start_health_server(settings.health_host, port, status)
 
     return app, runtime
 

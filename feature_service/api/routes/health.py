@@ -95,3 +95,14 @@ async def health(request: Request, response: Response, state: State) -> Health:
         response.status_code = 503
     healthy = all(d.status in ("ok", "not configured") for d in deps.values())
     return Health(status="ok" if healthy else "degraded", dependencies=deps)
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"]
+
+
+@router.get("/health/live", response_model=Liveness)
+async def live() -> Liveness:
+    """The process serves HTTP (a liveness probe): dependencies are not asked, so an
+    outage of Redis or the broker makes replicas unready (`/health`), not restarted."""
+    return Liveness(status="ok")
