@@ -31,7 +31,7 @@ sources:
   - name: {source}
     topic: {topic}
     timestamp_field: ts
-    partitions: 3
+    partitions: {partitions}
     schema: {{customer_id: string, amount: float, category: string, online: bool}}
 feature_views:
   - name: {view}
@@ -53,12 +53,15 @@ feature_views:
 CATEGORIES = ["grocery", "fuel", "travel", "online", "restaurant"]
 
 
-def write_definitions(tmp_path: Path) -> tuple[Path, Registry]:
+def write_definitions(tmp_path: Path, partitions: int = 3) -> tuple[Path, Registry]:
     """Definitions with names unique to this test, so tests can share one stack."""
     tag = uuid.uuid4().hex[:8]
     path = tmp_path / "defs" / "defs.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(DEFINITIONS.format(source=f"tx_{tag}", topic=f"tx-{tag}", view=f"cust_{tag}"))
+    text = DEFINITIONS.format(
+        source=f"tx_{tag}", topic=f"tx-{tag}", view=f"cust_{tag}", partitions=partitions
+    )
+    path.write_text(text)
     return path.parent, load_definitions(path.parent)
 
 
@@ -119,14 +122,21 @@ def produce(stack: EmbeddedStack, registry: Registry, events: list[bytes | dict]
     asyncio.run(produce_messages(stack.broker.bootstrap, source, messages(events)))
 
 
-def start_worker(stack: EmbeddedStack, definitions: Path, offline: Path) -> ManagedProcess:
+def start_worker(
+    stack: EmbeddedStack,
+    definitions: Path,
+    offline: Path,
+    name: str = "worker",
+    extra_env: dict[str, str] | None = None,
+) -> ManagedProcess:
+    """A real `feature-service worker` process (several share one consumer group)."""
     env = stack.env()
-    env.update(FS_DEFINITIONS=str(definitions), FS_OFFLINE_URI=str(offline))
+    env.update(FS_DEFINITIONS=str(definitions), FS_OFFLINE_URI=str(offline), **(extra_env or {}))
     env.pop("FS_LOG_LEVEL", None)
     return ManagedProcess(
-        "worker",
+        name,
         [sys.executable, "-m", "feature_service.cli.main", "worker"],
-        log_path=offline.parent / f"worker-{os.getpid()}.log",
+        log_path=offline.parent / f"{name}-{os.getpid()}.log",
         env=env,
     ).start()
 
