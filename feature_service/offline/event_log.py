@@ -105,6 +105,8 @@ class EventLog:
 
     def files(self, source: str, partition: int | None = None) -> list[str]:
         pattern = f"p{partition}-o*.parquet" if partition is not None else "p*-o*.parquet"
+        # Object stores (s3fs) cache listings; another worker may have written since.
+        self.fs.invalidate_cache(self.source_dir(source))
         return sorted(self.fs.glob(f"{self.source_dir(source)}/date=*/{pattern}"))
 
     def remove_uncommitted(self, source: str, partition: int, committed_offset: int) -> int:

@@ -131,7 +131,8 @@ def start_worker(
 ) -> ManagedProcess:
     """A real `feature-service worker` process (several share one consumer group)."""
     env = stack.env()
-    env.update(FS_DEFINITIONS=str(definitions), FS_OFFLINE_URI=str(offline), **(extra_env or {}))
+    env.update(FS_DEFINITIONS=str(definitions), FS_OFFLINE_URI=str(offline))
+    env.update(extra_env or {})
     env.pop("FS_LOG_LEVEL", None)
     return ManagedProcess(
         name,

@@ -73,9 +73,7 @@ def test_three_workers_with_a_kill_and_restart_count_every_event_once(
         produce(stack, registry, chunks[0])
         start("a")
         start("b")  # two workers, one group: 3 partitions each
-        wait_for(
-            lambda: sorted(owners().values()) == [3, 3], 120, "a and b share 6 partitions"
-        )
+        wait_for(lambda: sorted(owners().values()) == [3, 3], 120, "a and b share 6 partitions")
         wait_for(lambda: processed() >= 5_000, 120, "progress with 2 workers", workers["a"])
         start("c")  # rebalance to three workers, mid-stream
         wait_for(lambda: sorted(owners().values()) == [2, 2, 2], 120, "three workers, 2 each")
