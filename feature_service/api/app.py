@@ -45,7 +45,12 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = connect(redis_url, socket_connect_timeout=0.5, socket_timeout=1.0)
+        client = connect(
+            redis_url,
+            cluster=settings.redis_cluster,
+            socket_connect_timeout=0.5,
+            socket_timeout=1.0,
+        )
         app.state.api = state = ApiState(settings=settings, registry=loaded, redis=client)
         reload = None
         if watcher is not None and settings.definitions_poll_s > 0:

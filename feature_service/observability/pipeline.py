@@ -4,11 +4,11 @@ One `PipelineStatus` feeds `/status` (the UI), `/metrics`, `/health` and
 `feature-service status`, so they always agree. Per source:
 
 - `events`, `dlq`, `late` (per view), `flushes`, `last_flush_ms`: the worker's counters
-  in `fs:stats:<source>`, written in the same transaction as the state they count.
+  in `fs:stats:{<source>}`, written in the same script as the offsets they count.
 - `newest_event_ts` and `freshness_s`: the newest event time of any partition, and how
   old it is now (wall clock minus event time).
 - `lag`: per partition, the broker's log end offset minus the next offset the online
-  state reflects (`fs:o:<topic>:<p>`); summed over partitions. The end offset is the
+  state reflects (`fs:o:{<source>}:<p>`); summed over partitions. The end offset is the
   larger of ListOffsets(latest) and the high watermark of a fetch of the last batch:
   the embedded Tansu broker answers ListOffsets with the last batch's base offset + 1
   (1 after one batch of 10 records), while its fetch high watermark is right (10); on
@@ -186,7 +186,7 @@ async def read_pipeline_status(
             pipe.hgetall(WORKERS_KEY)
             for source in sources:
                 pipe.hgetall(stats_key(source.name))
-                pipe.mget([offset_key(source.topic, p) for p in range(_max_partitions(source))])
+                pipe.mget([offset_key(source.name, p) for p in range(_max_partitions(source))])
             replies = await pipe.execute()
     except BaseException:
         if ends_task is not None:

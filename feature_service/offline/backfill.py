@@ -7,8 +7,8 @@ whose events came last week, without replaying Kafka.
 
 The boundary (no gap, no double count). Per partition ``p`` of the view's topic:
 
-- The worker, with every commit of ``p``, does ``HSETNX fs:vstart:<view>:<topic> p
-  <offset>`` for each of its views, in the same MULTI/EXEC as the state: ``offset`` is
+- The worker, with every commit of ``p``, does ``HSETNX fs:vstart:{<source>}:<view> p
+  <offset>`` for each of its views, in the same script as the offsets: ``offset`` is
   the first offset that commit covers. The first commit that folded the view into
   state therefore leaves the offset from which the stream owns the view, ``start[p]``.
 - Backfill folds the log's events of ``p`` with ``_offset < start[p]`` (late ones left
@@ -22,13 +22,14 @@ The boundary (no gap, no double count). Per partition ``p`` of the view's topic:
 
 Concurrency with the worker. The worker keeps entity states in memory between
 commits; a backfill write would be overwritten by a commit computed from a stale copy.
-So every backfill transaction also increments ``fs:gen:<source>``, which the worker
-WATCHes and compares at commit: a worker whose cached states predate a backfill write
-fails its commit and replays from its committed offsets with fresh states (the ordinary
-fenced path, exactly once). Backfill itself WATCHes the entity keys it rewrites and
-retries a chunk that a commit touched meanwhile.
+So backfill writes each entity with the layout's ``APPLY_ENTITY`` script, which bumps
+the entity's version ``_n``: a worker whose cached copy predates the write fails its
+compare-and-set and replays from its committed offsets with fresh states (the ordinary
+fenced path, exactly once). Backfill compares-and-sets on the same version, and
+re-reads and retries the entities a commit touched meanwhile. Every write touches one
+key, so this works on a Redis Cluster too.
 
-Idempotence: each entity hash written gets the field ``bf`` (in the same transaction);
+Idempotence: each entity hash written gets the field ``bf`` (in the same script);
 entities that have it are skipped, so a backfill interrupted halfway can be run again.
 A view whose definition changed under the same name has state written by the old
 layout: backfill refuses it (`LayoutMismatchError`); give the view a new name.
@@ -57,18 +58,19 @@ from feature_service.definitions import FeatureView, Registry
 from feature_service.offline.event_log import EventLog
 from feature_service.offline.historical import SEQ_PARTITION_SLOTS, _arrow_column
 from feature_service.online.redis_layout import (
+    APPLY_ENTITY,
     LAST_EVENT_FIELD,
+    VERSION_FIELD,
     entity_key,
     expiry_seconds,
     offset_key,
-    state_generation_key,
     view_layout,
     view_start_key,
 )
 
 BACKFILLED_FIELD = "bf"
 CHUNK_ENTITIES = 200
-"""Entities per transaction."""
+"""Entities per round trip (one pipeline of per-entity scripts)."""
 
 
 @dataclass
@@ -88,18 +90,18 @@ ProgressFn = Callable[[int, int], None]
 async def stream_starts(redis: Redis, view: FeatureView) -> dict[int, int]:
     """Per partition, the offset from which the stream folds `view` (set if missing)."""
     source = view.source
-    key = view_start_key(view.name, source.topic)
+    key = view_start_key(view.name, source.name)
     starts: dict[int, int] = {}
     for p in range(source.partitions):
         while True:
             async with redis.pipeline(transaction=True) as pipe:
                 try:
-                    await pipe.watch(offset_key(source.topic, p), key)
+                    await pipe.watch(offset_key(source.name, p), key)
                     value = await pipe.hget(key, str(p))
                     if value is not None:
                         starts[p] = int(value)
                         break
-                    raw = await pipe.get(offset_key(source.topic, p))
+                    raw = await pipe.get(offset_key(source.name, p))
                     committed = 0 if raw is None else int(orjson.loads(raw)[0])
                     pipe.multi()
                     pipe.hsetnx(key, str(p), committed)
@@ -113,7 +115,7 @@ async def stream_starts(redis: Redis, view: FeatureView) -> dict[int, int]:
 
 async def partition_watermarks(redis: Redis, view: FeatureView) -> dict[int, float]:
     source = view.source
-    raw = await redis.mget([offset_key(source.topic, p) for p in range(source.partitions)])
+    raw = await redis.mget([offset_key(source.name, p) for p in range(source.partitions)])
     out = {}
     for p, value in enumerate(raw):
         if value is not None:
@@ -244,41 +246,45 @@ async def _write_chunk(
     report: BackfillReport,
 ) -> None:
     layout = view_layout(view)
-    keys = {str(e): entity_key(view.name, str(e)) for e in deltas}
     expiry = expiry_seconds(view)
-    generation = state_generation_key(view.source.name)
-    while True:
-        async with redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(*keys.values())
-                stored: dict[str, dict[str, Any]] = {}
-                for entity, key in keys.items():
-                    raw = await pipe.hgetall(key)
-                    stored[entity] = {_text(k): v for k, v in raw.items()}
-                writes: dict[str, tuple[dict[str, str], list[str]]] = {}
-                skipped = 0
-                for entity, delta in deltas.items():
-                    name = str(entity)
-                    encoded = stored[name]
-                    if BACKFILLED_FIELD in encoded:
-                        skipped += 1
-                        continue
-                    writes[keys[name]] = _merged(layout, encoded, delta, compact_at, last, name)
-                pipe.multi()
-                pipe.incr(generation)
-                for key, (changed, deleted) in writes.items():
-                    if deleted:
-                        pipe.hdel(key, *deleted)
-                    pipe.hset(key, mapping=changed)  # type: ignore[arg-type]
-                    if expiry is not None:
-                        pipe.expire(key, expiry)
-                await pipe.execute()
-            except WatchError:
-                report.retries += 1
+    pending = {str(e): delta for e, delta in deltas.items()}
+    sha = await redis.script_load(APPLY_ENTITY)
+    while pending:
+        keys = {entity: entity_key(view.name, entity) for entity in pending}
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in keys.values():
+                pipe.hgetall(key)
+            stored = [{_text(k): v for k, v in raw.items()} for raw in await pipe.execute()]
+        writes: list[tuple[str, list[Any]]] = []
+        for (entity, delta), encoded in zip(pending.items(), stored, strict=True):
+            if BACKFILLED_FIELD in encoded:
+                report.skipped_entities += 1
                 continue
-        report.entities += len(writes)
-        report.skipped_entities += skipped
-        return
+            changed, deleted = _merged(layout, encoded, delta, compact_at, last, entity)
+            version = encoded.get(VERSION_FIELD)
+            args: list[Any] = [
+                "" if version is None else _text(version),
+                "" if expiry is None else expiry,
+                len(deleted),
+                *deleted,
+            ]
+            for item in changed.items():
+                args += item
+            writes.append((entity, args))
+        async with redis.pipeline(transaction=False) as pipe:
+            for entity, args in writes:
+                # Not pipe.evalsha: redis-py refuses that name in cluster pipelines.
+                pipe.execute_command("EVALSHA", sha, 1, keys[entity], *args)
+            replies = await pipe.execute()
+        retry = {}
+        for (entity, _), version in zip(writes, replies, strict=True):
+            if version:
+                report.entities += 1
+            else:  # a worker's commit changed the entity since we read it: read again
+                retry[entity] = pending[entity]
+        if retry:
+            report.retries += 1
+        pending = retry
 
 
 def _merged(

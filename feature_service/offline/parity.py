@@ -81,7 +81,7 @@ class ParityReport:
 
 async def committed_offsets(redis: Redis, source: Source) -> tuple[dict[int, int], float | None]:
     """Per partition, the next offset online state has committed; the newest watermark."""
-    keys = [offset_key(source.topic, p) for p in range(source.partitions)]
+    keys = [offset_key(source.name, p) for p in range(source.partitions)]
     raw = await redis.mget(keys)
     offsets: dict[int, int] = {}
     watermark: float | None = None

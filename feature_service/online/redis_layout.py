@@ -1,31 +1,45 @@
 """Where online state lives in Redis, and how a feature view maps onto tiles.
 
-Keys (all prefixed `fs:`):
+Keys (all prefixed `fs:`; the part in braces is the Redis Cluster hash tag, so the keys
+sharing it live in one hash slot):
 
-- `fs:v:<view>:<entity id>` (hash): the view's tile state of one entity, the fields of
+- `fs:v:{<entity id>}:<view>` (hash): the view's tile state of one entity, the fields of
   `aggregation.tiles.TileLayout` (`v`, `w`, `lo`, `hi`, `a`, `b`, `t:<level>:<start>`,
-  `r:<start>`), each compact JSON, plus `last`: the entity's newest event time.
-- `fs:o:<topic>:<partition>` (string): JSON `[next offset, watermark]`, how far the
-  state reflects that partition.
-- `fs:stats:<source>` (hash): counters `events`, `dlq`, `late:<view>`, `flushes`
-  (written with the state they count), and gauges `last_flush_ms`,
-  `newest_event_ts:<partition>`.
-- `fs:vstart:<view>:<topic>` (hash): partition -> first offset the stream folded into
-  the view; `fs:gen:<source>` (counter): bumped by each backfill write
-  (`offline.backfill`). An entity hash a backfill wrote also has the field `bf`.
+  `r:<start>`), each compact JSON, plus:
+  - `last`: the entity's newest event time;
+  - `_n`: a version, incremented by every write (writers compare-and-set on it);
+  - `_o:<partition>`: the next offset of that partition of the view's source topic
+    whose events this state already holds (all of this entity's events of that
+    partition below it are in the state).
+  All views of one entity id share a slot, so a lookup of one entity reads one slot.
+- `fs:o:{<source>}:<partition>` (string): JSON `[next offset, watermark]`, how far the
+  source's state (all entities) reflects that partition of its topic.
+- `fs:stats:{<source>}` (hash): counters `events`, `dlq`, `late:<view>`, `flushes`
+  (written with the offsets they count), and gauges `last_flush_ms`,
+  `newest_event_ts:<partition>`. Same slot as the source's offset keys.
+- `fs:vstart:{<source>}:<view>` (hash): partition -> first offset the stream folded
+  into the view (HSETNX with every offset commit, so it keeps the first); events below
+  it reach the view only through `offline.backfill`. Same slot as the offsets.
+  An entity hash a backfill wrote also has the field `bf`.
 - `fs:workers` (hash): worker id (`host:pid`) -> JSON heartbeat of a running worker
   (`observability.worker_monitor`): when it was last seen, per source its events and
   events/s; entries of workers gone for long are pruned by the others.
 
+Writes go through two Lua scripts (standalone and Cluster alike): `APPLY_ENTITY`
+changes one entity hash if its version is still the one the writer read, and
+`COMMIT_OFFSETS` moves a source's offset keys, if each still holds what the writer
+read, together with its counters. The stream worker applies every entity of a flush,
+then commits the offsets (see `stream.source_processor` for why that is exactly once).
+Another writer of view state (e.g. a backfill) must use `APPLY_ENTITY` too, so the
+worker's compare-and-set sees its writes.
+
 An entity key expires (wall clock, from its last write) after the view's ttl plus its
 longest window, so idle entities do not pile up; a view without ttl keeps its keys.
-The offset key is written in the same MULTI/EXEC as the state of the batch it
-describes, under WATCH, which is what makes each event count exactly once (see
-`stream.worker`).
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from feature_service.aggregation.tiles import TileLayout
@@ -33,33 +47,45 @@ from feature_service.definitions import FeatureView
 
 PREFIX = "fs:"
 LAST_EVENT_FIELD = "last"
+VERSION_FIELD = "_n"
 
 
 def entity_key(view: str, entity_id: str) -> str:
-    return f"{PREFIX}v:{view}:{entity_id}"
+    """`fs:v:{c001}:customer_txn`: one entity's views share the hash slot of `{c001}`."""
+    return f"{PREFIX}v:{{{entity_id}}}:{view}"
 
 
-def offset_key(topic: str, partition: int) -> str:
-    return f"{PREFIX}o:{topic}:{partition}"
+def entity_keys_pattern(view: str) -> str:
+    """A SCAN MATCH pattern for the entity keys of `view` (glob characters escaped)."""
+    escaped = re.sub(r"([*?\[\]\\])", r"\\\1", view)
+    return f"{PREFIX}v:{{*}}:{escaped}"
 
 
-def view_start_key(view: str, topic: str) -> str:
+def entity_of_key(key: str, view: str) -> str:
+    """The entity id in an entity key of `view` (the inverse of `entity_key`)."""
+    return key[len(f"{PREFIX}v:{{") : -len(f"}}:{view}")]
+
+
+def offset_key(source: str, partition: int) -> str:
+    return f"{PREFIX}o:{{{source}}}:{partition}"
+
+
+def view_start_key(view: str, source: str) -> str:
     """Hash: partition -> the first offset whose events the stream folded into `view`.
 
-    Set (HSETNX) by the worker with every commit, so it keeps the first one; events
-    below it reach the view's online state only through `offline.backfill`.
+    Set (HSETNX) by the worker with every offset commit, so it keeps the first one;
+    events below it reach the view's online state only through `offline.backfill`.
     """
-    return f"{PREFIX}vstart:{view}:{topic}"
-
-
-def state_generation_key(source: str) -> str:
-    """Counter bumped by every backfill write of a view of `source`: workers holding
-    entity states in memory fence on it (their next commit fails and replays)."""
-    return f"{PREFIX}gen:{source}"
+    return f"{PREFIX}vstart:{{{source}}}:{view}"
 
 
 def stats_key(source: str) -> str:
-    return f"{PREFIX}stats:{source}"
+    return f"{PREFIX}stats:{{{source}}}"
+
+
+def applied_field(partition: int) -> str:
+    """The entity field holding the next offset of `partition` already in its state."""
+    return f"_o:{partition}"
 
 
 WORKERS_KEY = f"{PREFIX}workers"
@@ -76,3 +102,55 @@ def expiry_seconds(view: FeatureView) -> int | None:
 def view_layout(view: FeatureView) -> TileLayout:
     """The tile layout of a view (cached; views are immutable)."""
     return TileLayout(list(view.features), retention_s=view.retention_s)
+
+
+# KEYS[1]: an entity key. ARGV: expected version ('' = no state yet), expiry seconds
+# ('' = none), the number N of fields to delete, those N names, then field/value pairs.
+# Returns the new version, or 0 (nothing written) when the version moved.
+APPLY_ENTITY = """
+local cur = redis.call('HGET', KEYS[1], '_n')
+if (cur or '') ~= ARGV[1] then return 0 end
+local nd = tonumber(ARGV[3])
+local i = 4
+while i < 4 + nd do
+  local last = math.min(i + 999, 3 + nd)
+  redis.call('HDEL', KEYS[1], unpack(ARGV, i, last))
+  i = last + 1
+end
+while i <= #ARGV do
+  local last = math.min(i + 999, #ARGV)
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, last))
+  i = last + 1
+end
+local version = redis.call('HINCRBY', KEYS[1], '_n', 1)
+if ARGV[2] ~= '' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return version
+"""
+
+# KEYS: N offset keys of one source, its stats key, then further hashes of the source
+# (all one hash slot). ARGV: N, the N expected values ('' = absent), the N new values,
+# then triples (op, field, value): op 'i' (HINCRBY) or 's' (HSET) on the stats hash, or
+# 'n<k>' (HSETNX) on the k-th further hash. Returns 1, or 0 (nothing written) when an
+# offset key moved (another worker committed the partition).
+COMMIT_OFFSETS = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local cur = redis.call('GET', KEYS[i])
+  if (cur or '') ~= ARGV[1 + i] then return 0 end
+end
+for i = 1, n do redis.call('SET', KEYS[i], ARGV[1 + n + i]) end
+local stats = KEYS[n + 1]
+local j = 2 + 2 * n
+while j <= #ARGV do
+  local op = ARGV[j]
+  if op == 'i' then
+    redis.call('HINCRBY', stats, ARGV[j + 1], ARGV[j + 2])
+  elseif op == 's' then
+    redis.call('HSET', stats, ARGV[j + 1], ARGV[j + 2])
+  else
+    redis.call('HSETNX', KEYS[n + 1 + tonumber(string.sub(op, 2))], ARGV[j + 1], ARGV[j + 2])
+  end
+  j = j + 3
+end
+return 1
+"""

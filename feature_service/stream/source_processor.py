@@ -3,9 +3,9 @@
 `handle` (per fetched batch of one partition):
 
 1. Skip records below the partition's position. On the first batch of a partition, or
-   when its offset key (`fs:o:<topic>:<p>` in Redis) changed behind our back (another
-   worker owned it meanwhile), drop cached state, delete offline files written past the
-   committed offset by a run that died before committing, and re-read from the
+   when its offset key (`fs:o:{<source>}:<p>` in Redis) changed behind our back
+   (another worker owned it meanwhile), drop cached state, delete offline files written
+   past the committed offset by a run that died before committing, and re-read from the
    committed offset if Kafka's position is past it.
 2. Parse against the schema; refused records go to `<topic>.dlq` with the reason.
 3. Watermarks: each event gets the partition's watermark just before it (the newest
@@ -19,20 +19,40 @@ before partitions are revoked), for all pending batches of all partitions at onc
 
 5. Write each partition's pending events to the offline log (whole files, named by
    partition and first offset, so a replay rewrites the same file).
-6. Fold the events into each view's tile state, one vectorised pass per view, merge into
-   each touched entity's state (cached in memory, read from Redis on a miss) and
-   compact what fell out of retention. Grouping many fetched batches into one commit is
-   what makes an entity's state be written once for many of its events.
-7. Commit: under WATCH of the partitions' offset keys, one MULTI/EXEC writes every
-   changed field, the counters and each new `[next offset, watermark]`. If a key moved
-   since it was read (a zombie or a second owner), EXEC fails, pending work and caches
-   are dropped and each partition is re-read from its stored offset when its next
-   batch arrives (a `Rewind`).
+6. Read the state of every entity the events touch (cached in memory, else one
+   pipelined HGETALL), leave out the events a state already holds (offset below its
+   `_o:<partition>`, see 8), fold the rest into each view's tiles in one vectorised
+   pass, merge into each entity's state and compact what fell out of retention.
+   Grouping many fetched batches into one commit is what makes an entity's state be
+   written once for many of its events.
+7. Apply: one pipeline of `APPLY_ENTITY` scripts (`online.redis_layout`), one per
+   changed entity hash: it writes the changed fields, each contributing partition's
+   `_o:<p>` = the partition's new position, and bumps the version `_n`, only if `_n` is
+   still the one read in 6 (compare-and-set). Each script touches one key, so this
+   works on a Redis Cluster, where a MULTI/EXEC over many entities cannot (their keys
+   live in different slots).
+8. Commit: one `COMMIT_OFFSETS` script sets each partition's `[next offset, watermark]`
+   and the counters, only if every offset key still holds what this worker last saw.
+   The same script records, per view and partition, the first offset the stream
+   folded (`fs:vstart:{<source>}:<view>`, HSETNX), the boundary `offline.backfill`
+   folds the log below. The offset, stats and start keys of a source share one hash
+   slot (`{<source>}`).
+   If a version (7) or an offset key (8) moved, another writer got there (a zombie or a
+   second owner): pending work and caches are dropped and each partition is re-read
+   from its stored offset when its next batch arrives (a `Rewind`).
 
-Exactly once, then: state and offset change together or not at all; every replay
-starts from the stored offset with the stored watermark, so it recomputes the same
-watermarks, lateness and tiles; offline files of uncommitted batches are removed before
-a replay writes them again. Ordering ties (`first`/`last` at equal times) break on
+Exactly once, then. The offset key only moves after every entity write of the range
+succeeded, so a state always holds all of its events below the committed offset. A
+flush that dies (SIGKILL, fenced, Redis gone) between 7 and 8 leaves some entities
+ahead of the offset; the replay starts from the stored offset with the stored
+watermark, so it recomputes the same watermarks and lateness, and step 6 leaves out,
+per entity, exactly the events its state already holds (`_o:<p>` marks how far, and
+is written atomically with the state it describes), whatever batch boundaries the
+replay takes. Two writers cannot both apply a stale read: the version check refuses
+the second, which then re-reads (a backfill writing an entity this worker has cached
+fences the worker's next flush the same way). Offline files of uncommitted batches are removed
+before a replay writes them again. Counters move with the offsets, so they count each
+event once. Ordering ties (`first`/`last` at equal times) break on
 `seq = offset * 4096 + partition`, which the offline log can recompute.
 
 Scope: a view whose entity is not the topic's key (e.g. merchants on a topic keyed by
@@ -56,17 +76,20 @@ import orjson
 import pandas as pd
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
-from redis.exceptions import WatchError
+from redis.exceptions import NoScriptError
 
 from feature_service.aggregation.tiles import decode_field, encode_field
 from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_layout import (
+    APPLY_ENTITY,
+    COMMIT_OFFSETS,
     LAST_EVENT_FIELD,
+    VERSION_FIELD,
+    applied_field,
     entity_key,
     expiry_seconds,
     offset_key,
-    state_generation_key,
     stats_key,
     view_layout,
     view_start_key,
@@ -81,6 +104,17 @@ SEQ_PARTITION_SLOTS = 4096
 
 # An entity's state as stored in Redis: field name -> encoded value (`tiles.encode_field`).
 Encoded = dict[str, str | bytes]
+
+
+@dataclass
+class _EntityWrite:
+    """One entity hash to change with `APPLY_ENTITY`, if its version is still `expected`."""
+
+    key: str
+    expected: str  # '' when the entity had no state
+    expiry: int | None
+    changed: Encoded
+    deleted: list[str]
 
 
 class FencedError(RuntimeError):
@@ -165,7 +199,7 @@ class SourceProcessor:
         }
         self._pending_events = 0
         self._pending_since: float | None = None
-        self._generation: bytes | None = None  # of the cached states (offline/backfill.py)
+        self._script_shas: tuple[str, str] | None = None
 
     # ------------------------------------------------------------------ per fetched batch
 
@@ -204,7 +238,7 @@ class SourceProcessor:
         state = self.partitions.get(partition)
         if state is not None and state.first_pending is not None:
             return state  # pending work: the key is checked at commit, under WATCH
-        raw = cast(bytes | None, await self.redis.get(offset_key(self.source.topic, partition)))
+        raw = cast(bytes | None, await self.redis.get(offset_key(self.source.name, partition)))
         if state is not None and raw == state.raw:
             return state
         # First batch of this partition here, or someone else committed it meanwhile.
@@ -215,9 +249,6 @@ class SourceProcessor:
             state.position_watermark = float("-inf") if watermark is None else float(watermark)
         for cache in self.cache.values():
             cache.clear()
-        self._generation = cast(
-            bytes | None, await self.redis.get(state_generation_key(self.source.name))
-        )
         removed = await asyncio.to_thread(
             self.event_log.remove_uncommitted, self.source.name, partition, state.next_offset
         )
@@ -275,14 +306,17 @@ class SourceProcessor:
                 await asyncio.to_thread(
                     self.event_log.write_batch, self.source, p, state.first_pending, frame
                 )
-        writes: dict[str, tuple[Encoded, list[str]]] = {}
+        writes: list[_EntityWrite] = []
         staged: list[tuple[str, str, Encoded]] = []
         for view in self.views:
-            deltas, entity_wm, result.late[view.name] = self._fold_view(view, merged_batches, parts)
-            await self._merge_view(view, deltas, entity_wm, writes, staged)
+            stored = await self._load(view, _entities(view, merged_batches))
+            deltas, entity_wm, entity_parts, result.late[view.name] = self._fold_view(
+                view, merged_batches, parts, stored
+            )
+            self._merge_view(view, deltas, entity_wm, entity_parts, parts, stored, writes, staged)
         try:
             await self._commit(parts, writes, result, (time.perf_counter() - started) * 1000)
-        except (WatchError, FencedError):
+        except FencedError:
             self._drop_pending()
             raise
         for view_name, entity, fields in staged:
@@ -319,18 +353,27 @@ class SourceProcessor:
         view: FeatureView,
         batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]],
         parts: dict[int, _Partition],
-    ) -> tuple[dict[Any, dict[str, Any]], dict[Any, Any], int]:
+        stored: dict[str, Encoded],
+    ) -> tuple[dict[Any, dict[str, Any]], dict[Any, Any], dict[Any, list[int]], int]:
         """Per-entity field deltas of the pending events of `view` (one numpy pass),
-        the watermark each entity compacts at, and how many events were late."""
+        the watermark each entity compacts at, the partitions each entity's events came
+        from, and how many events were late. Events an entity's stored state already
+        holds (offset below its `_o:<partition>`) are left out."""
         layout = view_layout(view)
         ts_l: list[npt.NDArray[np.float64]] = []
         seq_l: list[npt.NDArray[np.int64]] = []
         wm_l: list[npt.NDArray[np.float64]] = []
         cols_l: list[dict[str, npt.NDArray[Any]]] = []
+        entity_parts: dict[Any, list[int]] = {}
         late_total = 0
         for p, (batch, wm_before) in batches.items():
             accepted = ~late_mask(view, batch.ts, wm_before)
             late_total += int(len(batch) - accepted.sum())
+            applied = _already_applied(view, p, batch, stored)
+            if applied is not None:
+                accepted &= ~applied
+            for entity in pd.unique(batch.columns[view.entity.join_key][accepted]):
+                entity_parts.setdefault(entity, []).append(p)
             ts_l.append(batch.ts[accepted])
             seq_l.append(event_seq(batch.offsets[accepted], p))
             wm_l.append(np.full(int(accepted.sum()), parts[p].position_watermark))
@@ -338,7 +381,7 @@ class SourceProcessor:
         ts = np.concatenate(ts_l)
         n = len(ts)
         if n == 0:
-            return {}, {}, late_total
+            return {}, {}, {}, late_total
         seq = np.concatenate(seq_l)
         watermarks = np.concatenate(wm_l)
         columns = {c: np.concatenate([cols[c] for cols in cols_l]) for c in cols_l[0]}
@@ -360,14 +403,17 @@ class SourceProcessor:
         # from; `last` is its newest event time (freshness and ttl for readers).
         per_entity = pd.DataFrame({"wm": watermarks, "last": ts}).groupby(entities).max()
         entity_wm = dict(zip(per_entity.index, per_entity.itertuples(index=False), strict=True))
-        return deltas, entity_wm, late_total
+        return deltas, entity_wm, entity_parts, late_total
 
-    async def _merge_view(
+    def _merge_view(
         self,
         view: FeatureView,
         deltas: dict[Any, dict[str, Any]],
         entity_wm: dict[Any, Any],
-        writes: dict[str, tuple[Encoded, list[str]]],
+        entity_parts: dict[Any, list[int]],
+        parts: dict[int, _Partition],
+        stored: dict[str, Encoded],
+        writes: list[_EntityWrite],
         staged: list[tuple[str, str, Encoded]],
     ) -> None:
         """Merge deltas into the stored states and compact; stage what to write.
@@ -377,7 +423,7 @@ class SourceProcessor:
         proportional to the batch, not to the entity's history.
         """
         layout = view_layout(view)
-        stored = await self._load(view, [str(e) for e in deltas])
+        expiry = expiry_seconds(view)
         for entity, delta in deltas.items():
             key = str(entity)
             encoded = stored[key]
@@ -394,10 +440,17 @@ class SourceProcessor:
             for name in plan.delete:
                 changed.pop(name, None)
             out: Encoded = {k: encode_field(v) for k, v in changed.items()}
+            for p in entity_parts[entity]:
+                out[applied_field(p)] = str(parts[p].position)
+            version = encoded.get(VERSION_FIELD)
+            expected = "" if version is None else _text(version)
             deleted = set(plan.delete)
             merged = {k: v for k, v in encoded.items() if k not in deleted}
             merged.update(out)
-            writes[entity_key(view.name, key)] = (out, list(plan.delete))
+            merged[VERSION_FIELD] = str(int(expected or 0) + 1)
+            writes.append(
+                _EntityWrite(entity_key(view.name, key), expected, expiry, out, list(plan.delete))
+            )
             staged.append((view.name, key, merged))
 
     async def _load(self, view: FeatureView, entities: list[str]) -> dict[str, Encoded]:
@@ -427,15 +480,45 @@ class SourceProcessor:
         while len(cache) > self.cache_entities:
             cache.popitem(last=False)
 
+    async def _scripts(self) -> tuple[str, str]:
+        if self._script_shas is None:
+            apply_sha = await self.redis.script_load(APPLY_ENTITY)
+            commit_sha = await self.redis.script_load(COMMIT_OFFSETS)
+            self._script_shas = (str(apply_sha), str(commit_sha))
+        return self._script_shas
+
     async def _commit(
         self,
         parts: dict[int, _Partition],
-        writes: dict[str, tuple[Encoded, list[str]]],
+        writes: list[_EntityWrite],
         result: FlushResult,
         flush_ms: float,
     ) -> None:
-        """One MULTI/EXEC: state, counters and offsets, if no offset key moved."""
-        keys = {p: offset_key(self.source.topic, p) for p in parts}
+        """Apply every entity write (compare-and-set on its version), then move the
+        offsets and counters at once, if no offset key moved (see module docstring)."""
+        apply_sha, commit_sha = await self._scripts()
+        if writes:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for w in writes:
+                    args: list[Any] = [
+                        w.expected,
+                        "" if w.expiry is None else w.expiry,
+                        len(w.deleted),
+                        *w.deleted,
+                    ]
+                    for item in w.changed.items():
+                        args += item
+                    # Not pipe.evalsha: redis-py refuses that name in cluster pipelines.
+                    pipe.execute_command("EVALSHA", apply_sha, 1, w.key, *args)
+                replies = await pipe.execute(raise_on_error=False)
+            errors = [r for r in replies if isinstance(r, Exception)]
+            if errors:
+                if any(isinstance(e, NoScriptError) for e in errors):
+                    self._script_shas = None  # Redis restarted: load the scripts again
+                raise errors[0]
+            if not all(replies):
+                raise FencedError("an entity's state changed since it was read: another writer")
+        keys = [offset_key(self.source.name, p) for p in parts]
         new_raw = {
             p: orjson.dumps(
                 [
@@ -445,45 +528,78 @@ class SourceProcessor:
             )
             for p, s in parts.items()
         }
-        expiries = {v.name: expiry_seconds(v) for v in self.views}
-        async with self.redis.pipeline(transaction=True) as pipe:
-            generation = state_generation_key(self.source.name)
-            await pipe.watch(*keys.values(), generation)
-            *current, current_generation = await pipe.mget([*keys.values(), generation])
-            for (p, key), raw in zip(keys.items(), current, strict=True):
-                if raw != parts[p].raw:
-                    raise FencedError(f"{key} moved: another worker committed this partition")
-            if current_generation != self._generation:  # a backfill rewrote cached states
-                raise FencedError(f"{generation} moved: cached entity states are stale")
-            pipe.multi()
-            for key, (changed, deleted) in writes.items():
-                if deleted:
-                    pipe.hdel(key, *deleted)
-                if changed:
-                    pipe.hset(key, mapping=changed)  # type: ignore[arg-type]
-                expiry = expiries.get(key.split(":", 3)[2])
-                if expiry is not None:
-                    pipe.expire(key, expiry)
-            for p, key in keys.items():
-                pipe.set(key, new_raw[p])
-                for view in self.views:  # where the stream took over this view (backfill)
-                    start = view_start_key(view.name, self.source.topic)
-                    pipe.hsetnx(start, str(p), parts[p].next_offset)
-            skey = stats_key(self.source.name)
-            pipe.hincrby(skey, "events", result.accepted)
-            pipe.hincrby(skey, "dlq", result.rejected)
-            pipe.hincrby(skey, "flushes", 1)
-            for view_name, count in result.late.items():
-                if count:
-                    pipe.hincrby(skey, f"late:{view_name}", count)
-            gauges: dict[str | bytes, str] = {"last_flush_ms": f"{flush_ms:.3f}"}
+        stats: list[Any] = [
+            "i", "events", result.accepted,
+            "i", "dlq", result.rejected,
+            "i", "flushes", 1,
+            "s", "last_flush_ms", f"{flush_ms:.3f}",
+        ]  # fmt: skip
+        for view_name, count in result.late.items():
+            if count:
+                stats += ["i", f"late:{view_name}", count]
+        for p, s in parts.items():
+            if s.position_watermark != float("-inf"):
+                stats += ["s", f"newest_event_ts:{p}", repr(s.position_watermark)]
+        # Where the stream took over each view, per partition (offline/backfill.py): the
+        # first offset of the first commit that folded the view, kept by HSETNX.
+        starts = [view_start_key(view.name, self.source.name) for view in self.views]
+        for i in range(len(starts)):
             for p, s in parts.items():
-                if s.position_watermark != float("-inf"):
-                    gauges[f"newest_event_ts:{p}"] = repr(s.position_watermark)
-            pipe.hset(skey, mapping=gauges)  # type: ignore[arg-type]
-            await pipe.execute()
+                stats += [f"n{i + 1}", str(p), s.next_offset]
+        committed = await self.redis.evalsha(
+            commit_sha,
+            len(keys) + 1 + len(starts),
+            *keys,
+            stats_key(self.source.name),
+            *starts,
+            len(keys),
+            *(parts[p].raw or b"" for p in parts),
+            *(new_raw[p] for p in parts),
+            *stats,
+        )
+        if not committed:
+            raise FencedError(f"an offset of {self.source.topic} moved: another worker owns it")
         for p in parts:
             parts[p].raw = new_raw[p]
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entities(
+    view: FeatureView, batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]]
+) -> list[str]:
+    """The distinct entities of `view` in the pending batches."""
+    columns = [batch.columns[view.entity.join_key] for batch, _ in batches.values()]
+    return [str(e) for e in pd.unique(np.concatenate(columns))] if columns else []
+
+
+def _already_applied(
+    view: FeatureView, partition: int, batch: ParsedBatch, stored: dict[str, Encoded]
+) -> npt.NDArray[np.bool_] | None:
+    """Which events of `batch` their entity's stored state already holds, if any does.
+
+    A state holds every event of the entity from `partition` below its `_o:<partition>`.
+    That is past the batch's first offset only after a flush applied this entity but
+    died (or was fenced) before committing the partition's offset; then the replay must
+    not add those events again. None (the usual case): nothing to leave out.
+    """
+    if not len(batch):
+        return None
+    first = int(batch.offsets[0])
+    name = applied_field(partition)
+    marks = {}
+    for entity, fields in stored.items():
+        raw = fields.get(name)
+        if raw is not None and int(raw) > first:
+            marks[entity] = int(raw)
+    if not marks:
+        return None
+    entities = batch.columns[view.entity.join_key]
+    below = np.fromiter((marks.get(str(e), -1) for e in entities), np.int64, len(entities))
+    result: npt.NDArray[np.bool_] = batch.offsets < below
+    return result
 
 
 def _concat(batches: list[ParsedBatch]) -> ParsedBatch:

@@ -66,7 +66,12 @@ class WorkerRuntime:
         if self._started:
             return
         assert self.settings.broker_url and self.settings.redis_url
-        redis = connect(self.settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        redis = connect(
+            self.settings.redis_url,
+            cluster=self.settings.redis_cluster,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+        )
         producer = AIOKafkaProducer(bootstrap_servers=self.settings.broker_url, acks="all")
         await producer.start()
         self.redis = redis

@@ -100,7 +100,7 @@ def test_backfill_beside_the_running_worker_makes_a_new_view_exact(
         produce(stack, registry, events[4000:6000])
         wait_for(lambda: processed() >= 6000, 180, "more events", worker)
         source = registry.feature_views[new_view].source
-        starts = client.hgetall(view_start_key(new_view, source.topic))
+        starts = client.hgetall(view_start_key(new_view, source.name))
         assert starts, "the worker records where the stream took over the new view"
 
         before = parity(stack, registry, offline, new_view)

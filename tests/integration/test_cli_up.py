@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from feature_service.embedded.processes import free_port, port_open
+from feature_service.online.redis_layout import stats_key
 from tests.conditions import wait_for
 
 pytestmark = pytest.mark.integration
@@ -68,11 +69,11 @@ def test_up_serves_restarts_the_api_and_stops_cleanly(tmp_path: Path) -> None:
         client = redis.Redis.from_url(stack["redis_url"])
 
         def counted() -> int:
-            raw = client.hgetall("fs:stats:transactions")
+            raw = client.hgetall(stats_key("transactions"))
             return int(raw.get(b"events", 0)) + int(raw.get(b"dlq", 0))
 
         wait_for(lambda: counted() >= sample_lines, what="the sample to be processed")
-        assert int(client.hget("fs:stats:transactions", "dlq")) == 15
+        assert int(client.hget(stats_key("transactions"), "dlq")) == 15
 
         # A dead worker and a dead API are restarted by the supervisor.
         worker_pid = _pid_of_child(up.pid, "worker")

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import re
-
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from feature_service.api.deps import State
 from feature_service.observability.prometheus import REDIS_ERRORS
-from feature_service.online.redis_layout import entity_key
+from feature_service.online.redis_layout import entity_keys_pattern, entity_of_key
 
 router = APIRouter(tags=["registry"])
 
 # SCAN steps at most: a bounded look at the keyspace, whatever its size.
 _MAX_SCAN_STEPS = 50
-_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
 def _text(key: bytes | str) -> str:
@@ -42,14 +39,13 @@ async def sample_entities(
     view = state.registry.feature_views.get(name)
     if view is None:
         raise HTTPException(404, f"unknown feature view {name!r}")
-    prefix = entity_key(view.name, "")
-    pattern = _GLOB_SPECIAL.sub(r"\\\1", prefix) + "*"
+    pattern = entity_keys_pattern(view.name)
     found: set[str] = set()
     cursor = 0
     try:
         for _ in range(_MAX_SCAN_STEPS):
             cursor, keys = await state.redis.scan(cursor, match=pattern, count=1000)
-            found.update(_text(k)[len(prefix) :] for k in keys)
+            found.update(entity_of_key(_text(k), view.name) for k in keys)
             if cursor == 0 or len(found) >= limit:
                 break
     except (RedisError, OSError) as exc:
