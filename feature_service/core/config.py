@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         ge=0,
         description="How often the worker and API look for changed definitions (0: never).",
     )
+    consumer_group: str = Field(
+        default="feature-service",
+        min_length=1,
+        description="Kafka consumer group (and Faust app id) the workers share.",
+    )
     redis_cluster: bool = Field(
         default=False, description="`FS_REDIS_URL` names a node of a Redis Cluster."
     )

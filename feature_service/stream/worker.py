@@ -44,7 +44,6 @@ from feature_service.stream.health_server import start_health_server
 from feature_service.stream.source_processor import SourceProcessor
 
 log = logging.getLogger(__name__)
-APP_ID = "feature-service"
 
 
 
@@ -143,7 +142,7 @@ def build_app(
             "or start it with `feature-service up`"
         )
     app = BatchApp(
-        APP_ID,
+        settings.consumer_group,
         broker=f"kafka://{settings.broker_url}",
         web_enabled=False,
         web_host="127.0.0.1",

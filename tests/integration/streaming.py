@@ -132,6 +132,9 @@ def start_worker(
     """A real `feature-service worker` process (several share one consumer group)."""
     env = stack.env()
     env.update(FS_DEFINITIONS=str(definitions), FS_OFFLINE_URI=str(offline))
+    # One consumer group per test: a group left rebalancing by another test's killed
+    # workers must not hold this one up (the embedded broker is shared by the session).
+    env["FS_CONSUMER_GROUP"] = f"fs-test-{uuid.uuid5(uuid.NAMESPACE_URL, str(definitions))}"
     env.update(extra_env or {})
     env.pop("FS_LOG_LEVEL", None)
     return ManagedProcess(

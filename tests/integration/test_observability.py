@@ -27,6 +27,7 @@ from tests.integration.streaming import (
     make_events,
     offline_events,
     produce,
+    start_worker,
     stats,
     write_definitions,
 )
@@ -157,18 +158,8 @@ def test_status_metrics_health_and_cli_report_what_the_worker_did(
 def start_worker_with_metrics(
     stack: EmbeddedStack, definitions: Path, offline: Path, port: int
 ) -> ManagedProcess:
-    env = stack.env()
-    env.update(
-        FS_DEFINITIONS=str(definitions),
-        FS_OFFLINE_URI=str(offline),
-        FS_WORKER_METRICS_PORT=str(port),
-    )
-    return ManagedProcess(
-        "worker",
-        [sys.executable, "-m", "feature_service.cli.main", "worker"],
-        log_path=offline.parent / "worker.log",
-        env=env,
-    ).start()
+    metrics = {"FS_WORKER_METRICS_PORT": str(port)}
+    return start_worker(stack, definitions, offline, "worker", metrics)
 
 
 def run_status_cli(
