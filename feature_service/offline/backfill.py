@@ -305,8 +305,8 @@ def _merged(
             "this view; give the changed view a new name and backfill that"
         ) from None
     stored_last = decode_field(encoded.get(LAST_EVENT_FIELD))
-    changed[LAST_EVENT_FIELD] = last[entity] if stored_last is None else max(
-        stored_last, last[entity]
+    changed[LAST_EVENT_FIELD] = (
+        last[entity] if stored_last is None else max(stored_last, last[entity])
     )
     watermark = compact_at.get(entity, -math.inf)
     deleted: list[str] = []

@@ -262,21 +262,56 @@ def _load_events(
                 limit[p] = o
         keep &= offset < limit[partition]
     kept = np.flatnonzero(keep)
-    raw_keys = table[key_col].take(pa.array(kept)).to_pandas().astype(str).to_numpy()
-    codes, uniques = pd.factorize(raw_keys)
+    codes, uniques = _entity_codes(table[key_col].take(pa.array(kept)))
     ts, seq = ts[kept], offset[kept] * SEQ_PARTITION_SLOTS + partition[kept]
-    order = np.lexsort((seq, ts, codes))
+    # one sort by (ts, seq) gives the ranks of the times; a stable (radix, for int16
+    # codes) sort by entity on top of it gives the (entity, ts, seq) order
+    by_time = np.lexsort((seq, ts))
+    ts_sorted = ts[by_time]
+    new = np.empty(ts_sorted.size, dtype=np.bool_)
+    new[:1] = True
+    np.not_equal(ts_sorted[1:], ts_sorted[:-1], out=new[1:])
+    times = ts_sorted[new]
+    rank = np.empty(ts.size, dtype=np.int64)
+    rank[by_time] = np.cumsum(new)  # 1-based
+    narrow = codes.astype(np.int16) if uniques.size < 2**15 else codes
+    order = by_time[np.argsort(narrow[by_time], kind="stable")]
     code = codes[order].astype(np.int64)
-    ts, seq = ts[order], seq[order]
+    ts, seq, rank = ts[order], seq[order], rank[order]
     if ts.size > 1:  # the same event twice (a file of an unfinished batch): keep one
         again = np.concatenate(([False], (seq[1:] == seq[:-1]) & (code[1:] == code[:-1])))
         if again.any():
-            order, code, ts, seq = order[~again], code[~again], ts[~again], seq[~again]
+            kept_once = ~again
+            order, code, rank = order[kept_once], code[kept_once], rank[kept_once]
+            ts, seq = ts[kept_once], seq[kept_once]
     taken = pa.array(kept[order])
-    columns = {c: _arrow_column(table[c].take(taken), source.schema[c]) for c in sorted(needed)}
-    times, rank = np.unique(ts, return_inverse=True)
-    key = code * (times.size + 1) + rank.reshape(-1).astype(np.int64) + 1
+    columns = {
+        c: _arrow_column(table[c].take(taken), source.schema[c])
+        for c in sorted(needed)
+        if c != key_col or c in _value_columns(feats)
+    }
+    key = code * (times.size + 1) + rank
     return _Events(code, ts, seq, columns, key, times, pd.Index(uniques))
+
+
+def _value_columns(feats: Sequence[Feature]) -> set[str]:
+    cols = {f.column for f in feats if f.column is not None}
+    for f in feats:
+        if f.where is not None:
+            cols.update(f.where.columns)
+    return cols
+
+
+def _entity_codes(column: pa.ChunkedArray) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
+    """Integer codes of entity ids (as strings, as online keys them) and the ids.
+
+    Dictionary-encoded in Arrow (C), so no Python string per event."""
+    if column.type != pa.string():
+        column = column.cast(pa.string())
+    encoded = column.dictionary_encode().combine_chunks()
+    codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    uniques = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+    return codes, uniques
 
 
 def _locate(events: _Events, keys: npt.NDArray[Any], t: Float) -> _Queries:
@@ -406,8 +441,14 @@ def _gather(lo: Int, hi: Int) -> tuple[Int, Int, npt.NDArray[np.bool_]]:
     lens = n[nonempty]
     starts = np.zeros(lens.size, dtype=np.int64)
     np.cumsum(lens[:-1], out=starts[1:])
-    idx = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(lo[nonempty] - starts, lens)
-    return idx, starts, nonempty
+    if lens.size == 0:
+        return np.zeros(0, dtype=np.int64), starts, nonempty
+    # positions as a running sum of steps: 1 inside a window, a jump at each start
+    los = lo[nonempty]
+    step = np.ones(int(lens.sum()), dtype=np.int64)
+    step[0] = los[0]
+    step[starts[1:]] = los[1:] - (los[:-1] + lens[:-1]) + 1
+    return np.cumsum(step), starts, nonempty
 
 
 def _aggregate(feature: Feature, stream: _Stream, lo: Int, hi: Int, queries: _Queries) -> Any:

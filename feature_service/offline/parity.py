@@ -176,8 +176,10 @@ async def check_parity(
     attempts: int = 3,
 ) -> ParityReport:
     """Read `sample` points online and offline and compare every feature (module doc)."""
-    chosen = [registry.feature_views[v] for v in views] if views else list(
-        registry.feature_views.values()
+    chosen = (
+        [registry.feature_views[v] for v in views]
+        if views
+        else list(registry.feature_views.values())
     )
     rng = np.random.default_rng(seed)
     shares = np.bincount(rng.integers(0, len(chosen), sample), minlength=len(chosen))
@@ -190,9 +192,7 @@ async def check_parity(
         reads = []
         for view, share in zip(chosen, shares.tolist(), strict=True):
             offsets, watermark = snapshots[view.source.name]
-            points = await asyncio.to_thread(
-                pick_points, view, log, offsets, watermark, share, rng
-            )
+            points = await asyncio.to_thread(pick_points, view, log, offsets, watermark, share, rng)
             reads.append((view, points, await _online(redis, view, points)))
         moved = False
         for name, (offsets, _) in snapshots.items():

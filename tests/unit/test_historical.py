@@ -105,8 +105,7 @@ def online_states(
                 row = part[offset]
                 values = {c: _plain(row[c]) for c in ("amount", "qty", "category", "online")}
                 passes = [
-                    True if f.where is None else f.where.evaluate_row(values)
-                    for f in view.features
+                    True if f.where is None else f.where.evaluate_row(values) for f in view.features
                 ]
                 state = states.setdefault(row["customer_id"], TileState(layout))
                 assert state.add(row["ts"], offset * 4096 + p, values, passes)

@@ -134,7 +134,13 @@ def test_featuretools_feature_matrix_equals_our_training_set(tmp_path: Path) -> 
                 assert a is None and b is None, (f.name, i, a, b)
                 continue
             assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9), (
-                f.name, i, a, b, customers[i], cutoff_s[i], matrix.iloc[i].to_dict()
+                f.name,
+                i,
+                a,
+                b,
+                customers[i],
+                cutoff_s[i],
+                matrix.iloc[i].to_dict(),
             )
             checked += 1
     assert checked > 3000
