@@ -217,7 +217,7 @@ def view_features(
             streams[skey] = _Stream.build(view, feature, events)
         stream = streams[skey]
         lo, hi = bounds[window]
-        sorted_values = _aggregate(feature, stream, stream.pos[lo], stream.pos[hi], queries)
+        sorted_values = _aggregate(feature, stream, *stream.bounds(lo, hi), queries)
         out[feature.name] = _unsort(sorted_values, queries.order, n_rows)
         if progress is not None:
             progress(j + 1)
@@ -348,7 +348,7 @@ def _bounds(events: _Events, queries: _Queries, feature: Feature) -> tuple[Int, 
 class _Stream:
     """The events one feature aggregates (its `where` passes, its column is not null)."""
 
-    pos: Int  # pos[i]: stream events among the first i view events (prefix count)
+    pos: Int | None  # pos[i]: stream events among the first i view events; None: all
     code: Int
     ts: Float
     values: npt.NDArray[Any] | None  # None: no column
@@ -362,16 +362,22 @@ class _Stream:
         if feature.where is not None:
             cols = {c: events.columns[c] for c in feature.where.columns}
             member &= feature.where.evaluate_columns(cols, n)
-        values = None
+        column = None
         kind = None
         if feature.column is not None:
             column = events.columns[feature.column]
             member &= non_null_mask(column)
-            values = column[member]
             kind = view.source.schema[feature.column]
+        if member.all():  # every event: share the view's arrays, no copies
+            return cls(None, events.code, events.ts, column, kind, {})
         pos = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(member, out=pos[1:])
+        values = None if column is None else column[member]
         return cls(pos, events.code[member], events.ts[member], values, kind, {})
+
+    def bounds(self, lo: Int, hi: Int) -> tuple[Int, Int]:
+        """View event positions [lo, hi) as positions in this stream."""
+        return (lo, hi) if self.pos is None else (self.pos[lo], self.pos[hi])
 
     def floats(self) -> Float:
         if "floats" not in self._cache:
