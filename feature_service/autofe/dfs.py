@@ -198,16 +198,16 @@ def synthesize(
     import featuretools as ft
 
     names = entity_names or {}
+    kinds = {c.kind for c in profile.columns}
+    primitives = ["count", "time_since_last"]
+    if "numeric" in kinds:
+        primitives += ["sum", "mean", "min", "max", "std"]
+    if kinds & {"categorical", "id", "entity"}:
+        primitives.append("num_unique")
+    if "boolean" in kinds:
+        primitives += ["num_true", "percent_true"]
     out: list[Candidate] = []
     for entity in profile.entities:
-        kinds = {c.kind for c in profile.columns}
-        primitives = ["count", "time_since_last"]
-        if "numeric" in kinds:
-            primitives += ["sum", "mean", "min", "max", "std"]
-        if kinds & {"categorical", "id", "entity"}:
-            primitives.append("num_unique")
-        if "boolean" in kinds:
-            primitives += ["num_true", "percent_true"]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             features = ft.dfs(
@@ -239,21 +239,24 @@ def feature_matrix(es: Any, candidates: Sequence[Candidate], cutoffs: pd.DataFra
     if not candidates:
         return pd.DataFrame(index=range(len(cutoffs)))
     entity = candidates[0].entity_column
-    frame = cutoffs[[entity, "time"]].reset_index(drop=True)
-    frame.insert(0, "_row", np.arange(len(frame)))
+    # `_row` rides along (featuretools keeps extra cutoff columns) to restore the order
+    cutoff_time = pd.DataFrame(
+        {
+            "instance_id": cutoffs[entity].to_numpy(),
+            "time": cutoffs["time"].to_numpy(),
+            "_row": np.arange(len(cutoffs)),
+        }
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         matrix = ft.calculate_feature_matrix(
             features=[c.ft_feature for c in candidates],
             entityset=es,
-            cutoff_time=frame.rename(columns={entity: "instance_id"})[
-                ["instance_id", "time"]
-            ].assign(_row=frame["_row"]),
+            cutoff_time=cutoff_time,
             cutoff_time_in_index=False,
         )
     matrix = matrix.sort_values("_row").reset_index(drop=True)
-    out = pd.DataFrame({c.name: matrix[c.ft_feature.get_name()].to_numpy() for c in candidates})
-    return out
+    return pd.DataFrame({c.name: matrix[c.ft_feature.get_name()].to_numpy() for c in candidates})
 
 
 def _map(
