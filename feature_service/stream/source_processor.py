@@ -55,9 +55,15 @@ before a replay writes them again. Counters move with the offsets, so they count
 event once. Ordering ties (`first`/`last` at equal times) break on
 `seq = offset * 4096 + partition`, which the offline log can recompute.
 
-Scope: a view whose entity is not the topic's key (e.g. merchants on a topic keyed by
-customer) is exact with one worker process; with several workers its entities would be
-written from several partitions, which needs a repartition topic (not built yet).
+Several workers and views not keyed by the topic's key (merchants on a topic keyed by
+customer): a merchant's events come from every partition, so several workers write
+the same merchant hash. Each keeps its own partitions' `_o:<p>` in it, so neither can
+count the other's events, and a write that loses the race (version moved) is redone for
+that entity alone: read again, fold again, apply again (`_apply_view`), while the
+entities already applied stay applied. No repartition topic, no extra hop; the price is
+a retry per collision, counted in `fs:stats` as `entity_retries`
+(tests/integration/test_foreign_key_views.py). Lateness stays each source partition's
+own, as in the offline log.
 """
 
 from __future__ import annotations
@@ -100,6 +106,9 @@ from feature_service.stream.parsing import ParsedBatch, parse_records
 log = logging.getLogger(__name__)
 
 SEQ_PARTITION_SLOTS = 4096
+# How often an entity written by someone else meanwhile is read and folded again before
+# the whole flush is fenced (see `SourceProcessor._apply_view`).
+ENTITY_RETRIES = 20
 
 
 # An entity's state as stored in Redis: field name -> encoded value (`tiles.encode_field`).
@@ -169,6 +178,7 @@ class FlushResult:
     rejected: int = 0
     late: dict[str, int] = field(default_factory=dict)
     durable: dict[int, int] = field(default_factory=dict)
+    retried: int = 0  # entity writes that lost a race and were redone
 
 
 class SourceProcessor:
@@ -306,16 +316,11 @@ class SourceProcessor:
                 await asyncio.to_thread(
                     self.event_log.write_batch, self.source, p, state.first_pending, frame
                 )
-        writes: list[_EntityWrite] = []
         staged: list[tuple[str, str, Encoded]] = []
-        for view in self.views:
-            stored = await self._load(view, _entities(view, merged_batches))
-            deltas, entity_wm, entity_parts, result.late[view.name] = self._fold_view(
-                view, merged_batches, parts, stored
-            )
-            self._merge_view(view, deltas, entity_wm, entity_parts, parts, stored, writes, staged)
         try:
-            await self._commit(parts, writes, result, (time.perf_counter() - started) * 1000)
+            for view in self.views:
+                staged += await self._apply_view(view, merged_batches, parts, result)
+            await self._commit(parts, result, (time.perf_counter() - started) * 1000)
         except FencedError:
             self._drop_pending()
             raise
@@ -487,37 +492,79 @@ class SourceProcessor:
             self._script_shas = (str(apply_sha), str(commit_sha))
         return self._script_shas
 
-    async def _commit(
+    async def _apply_view(
         self,
+        view: FeatureView,
+        batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]],
         parts: dict[int, _Partition],
-        writes: list[_EntityWrite],
         result: FlushResult,
-        flush_ms: float,
+    ) -> list[tuple[str, str, Encoded]]:
+        """Fold, merge and apply the pending events of `view` (steps 6 and 7); return the
+        new states to cache.
+
+        An entity whose version moved since it was read (another worker wrote it: with
+        several workers, a view not keyed by the topic's key has entities fed by
+        partitions of different workers; or a backfill did) is read again and its events
+        folded again, up to `ENTITY_RETRIES` times, without touching the entities that
+        were applied: their `_o:<p>` now leaves the applied events out. Only an entity
+        that keeps losing the race fences the whole flush.
+        """
+        entities = _entities(view, batches)
+        staged: list[tuple[str, str, Encoded]] = []
+        for attempt in range(ENTITY_RETRIES):
+            stored = await self._load(view, entities)
+            deltas, entity_wm, entity_parts, late = self._fold_view(view, batches, parts, stored)
+            if attempt == 0:
+                result.late[view.name] = late
+            writes: list[_EntityWrite] = []
+            new_states: list[tuple[str, str, Encoded]] = []
+            self._merge_view(
+                view, deltas, entity_wm, entity_parts, parts, stored, writes, new_states
+            )
+            lost = await self._apply(writes)
+            staged += [state for i, state in enumerate(new_states) if i not in lost]
+            if not lost:
+                return staged
+            result.retried += len(lost)
+            entities = [new_states[i][1] for i in sorted(lost)]
+            for entity in entities:
+                self.cache[view.name].pop(entity, None)
+            batches = _only_entities(view, batches, set(entities))
+        raise FencedError(
+            f"{len(entities)} entities of {view.name} kept changing while being written"
+        )
+
+    async def _apply(self, writes: list[_EntityWrite]) -> set[int]:
+        """Apply entity writes (compare-and-set on each version, one pipeline); return
+        the indexes of those whose version had moved (nothing written for them)."""
+        if not writes:
+            return set()
+        apply_sha, _ = await self._scripts()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for w in writes:
+                args: list[Any] = [
+                    w.expected,
+                    "" if w.expiry is None else w.expiry,
+                    len(w.deleted),
+                    *w.deleted,
+                ]
+                for item in w.changed.items():
+                    args += item
+                # Not pipe.evalsha: redis-py refuses that name in cluster pipelines.
+                pipe.execute_command("EVALSHA", apply_sha, 1, w.key, *args)
+            replies = await pipe.execute(raise_on_error=False)
+        errors = [r for r in replies if isinstance(r, Exception)]
+        if errors:
+            if any(isinstance(e, NoScriptError) for e in errors):
+                self._script_shas = None  # Redis restarted: load the scripts again
+            raise errors[0]
+        return {i for i, reply in enumerate(replies) if not reply}
+
+    async def _commit(
+        self, parts: dict[int, _Partition], result: FlushResult, flush_ms: float
     ) -> None:
-        """Apply every entity write (compare-and-set on its version), then move the
-        offsets and counters at once, if no offset key moved (see module docstring)."""
-        apply_sha, commit_sha = await self._scripts()
-        if writes:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for w in writes:
-                    args: list[Any] = [
-                        w.expected,
-                        "" if w.expiry is None else w.expiry,
-                        len(w.deleted),
-                        *w.deleted,
-                    ]
-                    for item in w.changed.items():
-                        args += item
-                    # Not pipe.evalsha: redis-py refuses that name in cluster pipelines.
-                    pipe.execute_command("EVALSHA", apply_sha, 1, w.key, *args)
-                replies = await pipe.execute(raise_on_error=False)
-            errors = [r for r in replies if isinstance(r, Exception)]
-            if errors:
-                if any(isinstance(e, NoScriptError) for e in errors):
-                    self._script_shas = None  # Redis restarted: load the scripts again
-                raise errors[0]
-            if not all(replies):
-                raise FencedError("an entity's state changed since it was read: another writer")
+        """Move the offsets and counters at once, if no offset key moved (step 8)."""
+        _, commit_sha = await self._scripts()
         keys = [offset_key(self.source.name, p) for p in parts]
         new_raw = {
             p: orjson.dumps(
@@ -537,6 +584,8 @@ class SourceProcessor:
         for view_name, count in result.late.items():
             if count:
                 stats += ["i", f"late:{view_name}", count]
+        if result.retried:
+            stats += ["i", "entity_retries", result.retried]
         for p, s in parts.items():
             if s.position_watermark != float("-inf"):
                 stats += ["s", f"newest_event_ts:{p}", repr(s.position_watermark)]
@@ -573,6 +622,24 @@ def _entities(
     """The distinct entities of `view` in the pending batches."""
     columns = [batch.columns[view.entity.join_key] for batch, _ in batches.values()]
     return [str(e) for e in pd.unique(np.concatenate(columns))] if columns else []
+
+
+def _only_entities(
+    view: FeatureView,
+    batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]],
+    entities: set[str],
+) -> dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]]:
+    """The pending batches restricted to the events of `entities` of `view`."""
+    out = {}
+    for p, (batch, wm_before) in batches.items():
+        keys = pd.Series(batch.columns[view.entity.join_key], dtype=object).astype(str)
+        mask = keys.isin(entities).to_numpy()
+        if mask.any():
+            sub = ParsedBatch(
+                batch.offsets[mask], batch.ts[mask], {c: v[mask] for c, v in batch.columns.items()}
+            )
+            out[p] = (sub, wm_before[mask])
+    return out
 
 
 def _already_applied(

@@ -1,7 +1,7 @@
 """Several worker processes in one consumer group share a topic's partitions exactly once.
 
-The view here is keyed by the topic's key (customer_id), as every view must be for
-several workers to be exact (see the scope note in `stream.source_processor`).
+The view here is keyed by the topic's key (customer_id); views keyed otherwise, whose
+entities every worker writes, are in test_foreign_key_views.py.
 """
 
 from __future__ import annotations
