@@ -8,8 +8,8 @@ sharing it live in one hash slot):
   `r:<start>`), each compact JSON, plus:
   - `last`: the entity's newest event time;
   - `_n`: a version, incremented by every write (writers compare-and-set on it);
-  - `_o:<partition>`: the next offset of that partition of the view's source topic
-    whose events this state already holds (all of this entity's events of that
+  - `_o:<topic>:<partition>`: the next offset of that partition of the view's source
+    topic whose events this state already holds (all of this entity's events of that
     partition below it are in the state).
   All views of one entity id share a slot, so a lookup of one entity reads one slot.
 - `fs:o:{<source>}:<partition>` (string): JSON `[next offset, watermark]`, how far the
@@ -83,9 +83,10 @@ def stats_key(source: str) -> str:
     return f"{PREFIX}stats:{{{source}}}"
 
 
-def applied_field(partition: int) -> str:
-    """The entity field holding the next offset of `partition` already in its state."""
-    return f"_o:{partition}"
+def applied_field(topic: str, partition: int) -> str:
+    """The entity field holding the next offset of `topic`'s `partition` already in its
+    state. Named by topic too, so a view moved to another topic starts afresh."""
+    return f"_o:{topic}:{partition}"
 
 
 WORKERS_KEY = f"{PREFIX}workers"

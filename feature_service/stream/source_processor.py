@@ -21,13 +21,13 @@ before partitions are revoked), for all pending batches of all partitions at onc
    partition and first offset, so a replay rewrites the same file).
 6. Read the state of every entity the events touch (cached in memory, else one
    pipelined HGETALL), leave out the events a state already holds (offset below its
-   `_o:<partition>`, see 8), fold the rest into each view's tiles in one vectorised
+   `_o:<topic>:<partition>`, see 8), fold the rest into each view's tiles in one vectorised
    pass, merge into each entity's state and compact what fell out of retention.
    Grouping many fetched batches into one commit is what makes an entity's state be
    written once for many of its events.
 7. Apply: one pipeline of `APPLY_ENTITY` scripts (`online.redis_layout`), one per
    changed entity hash: it writes the changed fields, each contributing partition's
-   `_o:<p>` = the partition's new position, and bumps the version `_n`, only if `_n` is
+   `_o:<topic>:<p>` = the partition's new position, and bumps the version `_n`, only if `_n` is
    still the one read in 6 (compare-and-set). Each script touches one key, so this
    works on a Redis Cluster, where a MULTI/EXEC over many entities cannot (their keys
    live in different slots).
@@ -46,7 +46,7 @@ succeeded, so a state always holds all of its events below the committed offset.
 flush that dies (SIGKILL, fenced, Redis gone) between 7 and 8 leaves some entities
 ahead of the offset; the replay starts from the stored offset with the stored
 watermark, so it recomputes the same watermarks and lateness, and step 6 leaves out,
-per entity, exactly the events its state already holds (`_o:<p>` marks how far, and
+per entity, exactly the events its state already holds (`_o:<topic>:<p>` marks how far, and
 is written atomically with the state it describes), whatever batch boundaries the
 replay takes. Two writers cannot both apply a stale read: the version check refuses
 the second, which then re-reads (a backfill writing an entity this worker has cached
@@ -363,7 +363,7 @@ class SourceProcessor:
         """Per-entity field deltas of the pending events of `view` (one numpy pass),
         the watermark each entity compacts at, the partitions each entity's events came
         from, and how many events were late. Events an entity's stored state already
-        holds (offset below its `_o:<partition>`) are left out."""
+        holds (offset below its `_o:<topic>:<partition>`) are left out."""
         layout = view_layout(view)
         ts_l: list[npt.NDArray[np.float64]] = []
         seq_l: list[npt.NDArray[np.int64]] = []
@@ -446,7 +446,7 @@ class SourceProcessor:
                 changed.pop(name, None)
             out: Encoded = {k: encode_field(v) for k, v in changed.items()}
             for p in entity_parts[entity]:
-                out[applied_field(p)] = str(parts[p].position)
+                out[applied_field(self.source.topic, p)] = str(parts[p].position)
             version = encoded.get(VERSION_FIELD)
             expected = "" if version is None else _text(version)
             deleted = set(plan.delete)
@@ -647,7 +647,7 @@ def _already_applied(
 ) -> npt.NDArray[np.bool_] | None:
     """Which events of `batch` their entity's stored state already holds, if any does.
 
-    A state holds every event of the entity from `partition` below its `_o:<partition>`.
+    A state holds every event of the entity from `partition` below `_o:<topic>:<partition>`.
     That is past the batch's first offset only after a flush applied this entity but
     died (or was fenced) before committing the partition's offset; then the replay must
     not add those events again. None (the usual case): nothing to leave out.
@@ -655,7 +655,7 @@ def _already_applied(
     if not len(batch):
         return None
     first = int(batch.offsets[0])
-    name = applied_field(partition)
+    name = applied_field(view.source.topic, partition)
     marks = {}
     for entity, fields in stored.items():
         raw = fields.get(name)
