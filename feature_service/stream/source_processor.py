@@ -57,7 +57,7 @@ event once. Ordering ties (`first`/`last` at equal times) break on
 
 Several workers and views not keyed by the topic's key (merchants on a topic keyed by
 customer): a merchant's events come from every partition, so several workers write
-the same merchant hash. Each keeps its own partitions' `_o:<p>` in it, so neither can
+the same merchant hash. Each keeps its own partitions' `_o:<topic>:<p>` in it, so neither can
 count the other's events, and a write that loses the race (version moved) is redone for
 that entity alone: read again, fold again, apply again (`_apply_view`), while the
 entities already applied stay applied. No repartition topic, no extra hop; the price is
@@ -506,7 +506,7 @@ class SourceProcessor:
         several workers, a view not keyed by the topic's key has entities fed by
         partitions of different workers; or a backfill did) is read again and its events
         folded again, up to `ENTITY_RETRIES` times, without touching the entities that
-        were applied: their `_o:<p>` now leaves the applied events out. Only an entity
+        were applied: their `_o:<topic>:<p>` now leaves the applied events out. Only an entity
         that keeps losing the race fences the whole flush.
         """
         entities = _entities(view, batches)
