@@ -4,10 +4,12 @@
     .venv/bin/python benchmarks/scale.py --events 200000 --workers 1,2,3 --record
 
 The example definitions restricted to the views keyed by the topic's key (customer_txn,
-22 features; merchant_txn needs a repartition topic to be exact with several workers),
-on a topic of 6 partitions. For each worker count, the events go to a fresh topic
-first; then the workers start together and the clock runs from the first committed
-batch to the last (steady state). Redis commands per event come from INFO
+22 features), on a topic of 6 partitions: the partition-parallel path. (merchant_txn is
+exact with several workers too, but every worker writes its entities, so its cost
+depends on write collisions; tests/integration/test_foreign_key_views.py covers it.)
+For each worker count, the events go to a fresh topic (and fresh view names) first;
+then the workers start together and the clock runs from the first committed batch to
+the last (steady state). Redis commands per event come from INFO
 commandstats around the run. Results are appended to benchmarks/RESULTS.md with
 `--record`; RESULTS.md explains what a 2-core machine can and cannot show.
 """

@@ -128,6 +128,9 @@ def test_worker_and_api_on_the_cluster_count_every_event_once_across_a_kill(
             },
         )
         assert api.get("/health").json()["dependencies"]["redis"]["status"] == "ok"
+        population = api.get(f"/feature-views/{view.name}/entities", params={"limit": 1000})
+    assert population.status_code == 200, population.text
+    assert sorted(population.json()["entities"]) == sorted(expected), "every node is scanned"
     assert response.status_code == 200, response.text
     counts = response.json()["results"][1]
     assert counts["statuses"][-1] == "NOT_FOUND"

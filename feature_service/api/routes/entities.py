@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from feature_service.api.deps import State
@@ -41,13 +44,23 @@ async def sample_entities(
         raise HTTPException(404, f"unknown feature view {name!r}")
     pattern = entity_keys_pattern(view.name)
     found: set[str] = set()
-    cursor = 0
+    redis: Any = state.redis
+    # A Redis Cluster is scanned node by node (its SCAN cursors are per node).
+    nodes = redis.get_primaries() if isinstance(redis, RedisCluster) else [None]
     try:
-        for _ in range(_MAX_SCAN_STEPS):
-            cursor, keys = await state.redis.scan(cursor, match=pattern, count=1000)
-            found.update(entity_of_key(_text(k), view.name) for k in keys)
-            if cursor == 0 or len(found) >= limit:
-                break
+        for node in nodes:
+            cursor = 0
+            for _ in range(_MAX_SCAN_STEPS):
+                if node is None:
+                    cursor, keys = await redis.scan(cursor, match=pattern, count=1000)
+                else:
+                    cursors, keys = await redis.scan(
+                        cursor, match=pattern, count=1000, target_nodes=node
+                    )
+                    cursor = cursors[node.name]
+                found.update(entity_of_key(_text(k), view.name) for k in keys)
+                if cursor == 0 or len(found) >= limit:
+                    break
     except (RedisError, OSError) as exc:
         REDIS_ERRORS.inc()
         raise HTTPException(503, f"online store unavailable: {type(exc).__name__}") from None
