@@ -741,8 +741,19 @@ class TileLayout:
 
     # ------------------------------------------------------------------ compaction
 
-    def plan_compaction(self, field_names: Iterable[str], watermark: float) -> Compaction:
-        """Which fields compacting at `watermark` reads, folds into `b` and deletes."""
+    def plan_compaction(
+        self, field_names: Iterable[str], watermark: float, stored: float | None = None
+    ) -> Compaction:
+        """Which fields compacting at `watermark` reads, folds into `b` and deletes.
+
+        `stored` is the state's own `w`, if it has one: compaction then goes at least that
+        far. A state can receive tiles older than its own cutoff (a backfill of old
+        events; a writer whose partitions lag another's): they must be folded and
+        dropped at once, because readers take `cutoff(w)` as the line below which
+        everything is in `b`, and a tile left there would be counted by no one.
+        """
+        if stored is not None and stored > watermark:
+            watermark = stored
         cutoff = self.cutoff(watermark)
         fold: list[tuple[int, str]] = []
         delete: list[str] = []
@@ -909,7 +920,7 @@ class TileState:
         """Fold everything older than ``watermark - retention_s`` (to a coarsest tile
         boundary) into the base and drop it; later events before that horizon are late."""
         layout = self.layout
-        plan = layout.plan_compaction(list(self._fields), watermark)
+        plan = layout.plan_compaction(list(self._fields), watermark, self._fields.get("w"))
         updates = layout.apply_compaction(plan, {k: self._fields.get(k) for k in plan.read})
         for name in plan.delete:
             del self._fields[name]

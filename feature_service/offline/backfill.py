@@ -309,9 +309,14 @@ def _merged(
         last[entity] if stored_last is None else max(stored_last, last[entity])
     )
     watermark = compact_at.get(entity, -math.inf)
+    stored_w = decode_field(encoded.get("w"))
+    if stored_w is not None:
+        watermark = max(watermark, stored_w)
     deleted: list[str] = []
     if math.isfinite(watermark):
-        plan = layout.plan_compaction(encoded.keys() | changed.keys(), watermark)
+        plan = layout.plan_compaction(
+            encoded.keys() | changed.keys(), watermark, decode_field(encoded.get("w"))
+        )
         read = {k: changed[k] if k in changed else decode_field(encoded.get(k)) for k in plan.read}
         changed.update(layout.apply_compaction(plan, read))
         for name in plan.delete:

@@ -437,7 +437,9 @@ class SourceProcessor:
             watermark, last = entity_wm[entity]
             stored_last = decode_field(encoded.get(LAST_EVENT_FIELD))
             changed[LAST_EVENT_FIELD] = last if stored_last is None else max(stored_last, last)
-            plan = layout.plan_compaction(encoded.keys() | changed.keys(), watermark)
+            plan = layout.plan_compaction(
+                encoded.keys() | changed.keys(), watermark, decode_field(encoded.get("w"))
+            )
             read = {
                 k: changed[k] if k in changed else decode_field(encoded.get(k)) for k in plan.read
             }

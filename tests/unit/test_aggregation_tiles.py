@@ -407,6 +407,37 @@ def test_lifetime_features_survive_compaction() -> None:
         state.evaluate(800.0)
 
 
+def test_old_tiles_merged_into_a_compacted_state_are_folded_not_lost() -> None:
+    """A backfill (or a writer whose partitions lag) merges tiles older than the state's
+    own cutoff and compacts at a lower watermark than the state's `w`: those tiles must
+    be folded into the base at once, or a lifetime value in the past misses them."""
+    specs = [FeatureSpec("total", "sum", "x"), FeatureSpec("recent", "count", window_s=60)]
+    layout = TileLayout(specs, retention_s=120)
+    state = TileState(layout)
+    for i in range(50, 100):
+        state.add(i * 10.0, i, {"x": float(i)})
+    state.compact(watermark=1000.0)  # cutoff 840: everything before is in `b`
+    stored = {k: encode_field(v) for k, v in state.to_fields().items()}
+    old = layout.batch_fields(
+        np.array([100.0, 200.0]), np.array([1, 2]), {"x": np.array([1.0, 2.0])}
+    )
+    delta = old[None]
+    current = {k: decode_field(stored[k]) for k in delta if k in stored}
+    changed = layout.merge_fields(current, delta)
+    plan = layout.plan_compaction(
+        stored.keys() | changed.keys(), 300.0, decode_field(stored.get("w"))
+    )
+    read = {k: changed[k] if k in changed else decode_field(stored.get(k)) for k in plan.read}
+    changed.update(layout.apply_compaction(plan, read))
+    for name in plan.delete:
+        changed.pop(name, None)
+    fields = {k: decode_field(v) for k, v in stored.items() if k not in plan.delete}
+    fields.update(changed)
+    merged = TileState.from_fields(layout, fields)
+    assert merged.evaluate(975.0)["total"] == sum(range(50, 98)) + 3.0
+    assert merged.evaluate(1000.0)["total"] == sum(range(50, 100)) + 3.0
+
+
 def test_where_mask_selects_events_per_feature() -> None:
     specs = [
         FeatureSpec("all", "count", window_s=60),
