@@ -53,16 +53,16 @@ import pyarrow as pa
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from feature_service.aggregation.tiles import LayoutMismatchError, decode_field, encode_field
+from feature_service.aggregation.tiles import LayoutMismatchError, encode_field
 from feature_service.definitions import FeatureView, Registry
 from feature_service.offline.event_log import EventLog
 from feature_service.offline.historical import SEQ_PARTITION_SLOTS, _arrow_column
 from feature_service.online.redis_layout import (
     APPLY_ENTITY,
-    LAST_EVENT_FIELD,
     VERSION_FIELD,
     entity_key,
     expiry_seconds,
+    merge_state,
     offset_key,
     view_layout,
     view_start_key,
@@ -296,32 +296,15 @@ def _merged(
     entity: str,
 ) -> tuple[dict[str, str], list[str]]:
     """Fields to set and delete: `delta` merged into the stored state, then compacted."""
-    current = {k: decode_field(encoded[k]) for k in delta if k in encoded}
     try:
-        changed = layout.merge_fields(current, delta)
+        changed, deleted = merge_state(
+            layout, encoded, delta, compact_at.get(entity, -math.inf), last[entity]
+        )
     except LayoutMismatchError:
         raise LayoutMismatchError(
             f"the online state of entity {entity!r} was written by another definition of "
             "this view; give the changed view a new name and backfill that"
         ) from None
-    stored_last = decode_field(encoded.get(LAST_EVENT_FIELD))
-    changed[LAST_EVENT_FIELD] = (
-        last[entity] if stored_last is None else max(stored_last, last[entity])
-    )
-    watermark = compact_at.get(entity, -math.inf)
-    stored_w = decode_field(encoded.get("w"))
-    if stored_w is not None:
-        watermark = max(watermark, stored_w)
-    deleted: list[str] = []
-    if math.isfinite(watermark):
-        plan = layout.plan_compaction(
-            encoded.keys() | changed.keys(), watermark, decode_field(encoded.get("w"))
-        )
-        read = {k: changed[k] if k in changed else decode_field(encoded.get(k)) for k in plan.read}
-        changed.update(layout.apply_compaction(plan, read))
-        for name in plan.delete:
-            changed.pop(name, None)
-        deleted = [name for name in plan.delete if name in encoded]
     changed[BACKFILLED_FIELD] = 1
     return {k: encode_field(v) for k, v in changed.items()}, deleted
 

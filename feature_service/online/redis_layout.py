@@ -39,10 +39,13 @@ longest window, so idle entities do not pile up; a view without ttl keeps its ke
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
-from feature_service.aggregation.tiles import TileLayout
+from feature_service.aggregation.tiles import TileLayout, decode_field
 from feature_service.definitions import FeatureView
 
 PREFIX = "fs:"
@@ -97,6 +100,32 @@ def expiry_seconds(view: FeatureView) -> int | None:
     if view.ttl_s is None:
         return None
     return view.ttl_s + (view.longest_window_s or 0)
+
+
+def merge_state(
+    layout: TileLayout,
+    encoded: Mapping[str, Any],
+    delta: Mapping[str, Any],
+    watermark: float,
+    last: float,
+) -> tuple[dict[str, Any], list[str]]:
+    """A field delta merged into an entity's stored (encoded) hash, the newest event
+    time raised to `last`, and compacted at `watermark` (at least the state's own `w`):
+    the changed fields (decoded) and the stored fields to delete. The one merge the
+    worker and the backfill share; only the fields it touches are decoded."""
+    current = {k: decode_field(encoded[k]) for k in delta if k in encoded}
+    changed = layout.merge_fields(current, delta)
+    stored_last = decode_field(encoded.get(LAST_EVENT_FIELD))
+    changed[LAST_EVENT_FIELD] = last if stored_last is None else max(stored_last, last)
+    stored_w = decode_field(encoded.get("w"))
+    if not math.isfinite(watermark) and stored_w is None:
+        return changed, []
+    plan = layout.plan_compaction(encoded.keys() | changed.keys(), watermark, stored_w)
+    read = {k: changed[k] if k in changed else decode_field(encoded.get(k)) for k in plan.read}
+    changed.update(layout.apply_compaction(plan, read))
+    for name in plan.delete:
+        changed.pop(name, None)
+    return changed, [name for name in plan.delete if name in encoded]
 
 
 @lru_cache(maxsize=256)

@@ -84,17 +84,17 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from redis.exceptions import NoScriptError
 
-from feature_service.aggregation.tiles import decode_field, encode_field
+from feature_service.aggregation.tiles import encode_field
 from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_layout import (
     APPLY_ENTITY,
     COMMIT_OFFSETS,
-    LAST_EVENT_FIELD,
     VERSION_FIELD,
     applied_field,
     entity_key,
     expiry_seconds,
+    merge_state,
     offset_key,
     stats_key,
     view_layout,
@@ -432,31 +432,19 @@ class SourceProcessor:
         for entity, delta in deltas.items():
             key = str(entity)
             encoded = stored[key]
-            current = {k: decode_field(encoded[k]) for k in delta if k in encoded}
-            changed = layout.merge_fields(current, delta)
             watermark, last = entity_wm[entity]
-            stored_last = decode_field(encoded.get(LAST_EVENT_FIELD))
-            changed[LAST_EVENT_FIELD] = last if stored_last is None else max(stored_last, last)
-            plan = layout.plan_compaction(
-                encoded.keys() | changed.keys(), watermark, decode_field(encoded.get("w"))
-            )
-            read = {
-                k: changed[k] if k in changed else decode_field(encoded.get(k)) for k in plan.read
-            }
-            changed.update(layout.apply_compaction(plan, read))
-            for name in plan.delete:
-                changed.pop(name, None)
+            changed, deleted = merge_state(layout, encoded, delta, watermark, last)
             out: Encoded = {k: encode_field(v) for k, v in changed.items()}
             for p in entity_parts[entity]:
                 out[applied_field(self.source.topic, p)] = str(parts[p].position)
             version = encoded.get(VERSION_FIELD)
             expected = "" if version is None else _text(version)
-            deleted = set(plan.delete)
-            merged = {k: v for k, v in encoded.items() if k not in deleted}
+            gone = set(deleted)
+            merged = {k: v for k, v in encoded.items() if k not in gone}
             merged.update(out)
             merged[VERSION_FIELD] = str(int(expected or 0) + 1)
             writes.append(
-                _EntityWrite(entity_key(view.name, key), expected, expiry, out, list(plan.delete))
+                _EntityWrite(entity_key(view.name, key), expected, expiry, out, deleted)
             )
             staged.append((view.name, key, merged))
 
