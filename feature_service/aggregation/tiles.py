@@ -360,7 +360,10 @@ class TileLayout:
             json.dumps([description, self.levels]).encode(), usedforsecurity=False
         )
         self.fingerprint: str = digest.hexdigest()[:16]
-        self._plans: dict[int, tuple[tuple[str, ...], frozenset[str]]] = {}
+        self._plans: dict[
+            tuple[int, frozenset[str] | None], tuple[tuple[str, ...], frozenset[str]]
+        ] = {}
+        self._selections: dict[frozenset[str], Any] = {}
 
     @property
     def slots(self) -> int:
@@ -422,26 +425,52 @@ class TileLayout:
         """
         return list(self.planned(t)[0])
 
-    def planned(self, t: float) -> tuple[tuple[str, ...], frozenset[str]]:
-        """`plan(t)` as a tuple and a set, cached: it depends on `t` only through the
-        finest tile start (every hop is a multiple of the finest level), so all requests
-        within the same finest tile share it."""
-        ft = tile_start(t, self.finest)
-        cached = self._plans.get(ft)
+    def _selection(
+        self, only: frozenset[str] | None
+    ) -> tuple[tuple[tuple[int, int, tuple[int, ...], tuple[int, ...]], ...], tuple[int, ...]]:
+        """The window groups (with only the wanted features and their slots) and the
+        lifetime positions (into `self.lifetime`) that features `only` need (all: None)."""
+        if only is None:
+            return self._window_groups, tuple(range(len(self.lifetime)))
+        cached = self._selections.get(only)
         if cached is None:
+            unknown = only - set(self.names)
+            if unknown:
+                raise ValueError(f"unknown features {sorted(unknown)}")
+            wanted = {i for i, name in enumerate(self.names) if name in only}
+            groups = []
+            for window_s, hop_s, idx, _ in self._window_groups:
+                keep = tuple(i for i in idx if i in wanted)
+                if keep:
+                    slots = tuple(sorted({self.slot_of[i] for i in keep}))
+                    groups.append((window_s, hop_s, keep, slots))
+            life = tuple(j for j, i in enumerate(self.lifetime) if i in wanted)
+            cached = self._selections[only] = (tuple(groups), life)
+        return cached
+
+    def planned(
+        self, t: float, only: frozenset[str] | None = None
+    ) -> tuple[tuple[str, ...], frozenset[str]]:
+        """`plan(t)` (for the features `only`, default all) as a tuple and a set, cached:
+        it depends on `t` only through the finest tile start (every hop is a multiple of
+        the finest level), so all requests within the same finest tile share it."""
+        ft = tile_start(t, self.finest)
+        cached = self._plans.get((ft, only))
+        if cached is None:
+            groups, life = self._selection(only)
             names = ["v", "w", "lo", "hi", self.raw_field(ft)]
-            if self.lifetime:
+            if life:
                 names.append("a")
             seen = set(names)
-            for window_s, hop_s, _, _ in self._window_groups:
+            for window_s, hop_s, _, _ in groups:
                 ws = tile_start(ft, hop_s) - window_s
                 for name in _cover_fields(ws, ft, self.levels):
                     if name not in seen:
                         seen.add(name)
                         names.append(name)
-            if len(self._plans) >= 64:
+            if len(self._plans) >= 256:
                 self._plans.clear()
-            cached = self._plans[ft] = (tuple(names), frozenset(names))
+            cached = self._plans[ft, only] = (tuple(names), frozenset(names))
         return cached
 
     def evaluate_fields(
@@ -451,8 +480,9 @@ class TileLayout:
         *,
         complete: bool = False,
         absent: frozenset[str] | None = None,
+        only: frozenset[str] | None = None,
     ) -> dict[str, Any]:
-        """Every feature at time `t` from (decoded) field values.
+        """Every feature (or those named in `only`) at time `t` from (decoded) field values.
 
         A field absent from the hash must be present in `fields` with value None (as
         HMGET returns it), or be named in `absent` (e.g. the set of `planned(t)`, with
@@ -483,8 +513,9 @@ class TileLayout:
         ft = tile_start(t, self.finest)
         raw = get(self.raw_field(ft)) or ()
 
+        groups, life = self._selection(only)
         windowed: list[tuple[tuple[int, ...], tuple[int, ...], list[Any]]] = []
-        for window_s, hop_s, idx, slots in self._window_groups:
+        for window_s, hop_s, idx, slots in groups:
             ws = tile_start(t, hop_s) - window_s
             if cutoff is not None and ws < cutoff:
                 raise OutsideRetentionError(
@@ -500,7 +531,7 @@ class TileLayout:
 
         lifetime_totals: list[IR] | None = None
         lifetime_vectors: list[Any] = []
-        if self.lifetime:
+        if life:
             hi = get("hi")
             if hi is None or t >= hi:
                 lifetime_totals = get("a") or self.empty_lifetime_vector()
@@ -531,7 +562,8 @@ class TileLayout:
                 merged[k] = self._add_raw(ir, k, agg, raw, t)
             for i in idx:
                 values[i] = self.aggs[i].finalize(merged[slot_of[i]], t)
-        for j, i in enumerate(self.lifetime):
+        for j in life:
+            i = self.lifetime[j]
             agg = self.aggs[i]
             if lifetime_totals is not None:
                 values[i] = agg.finalize(lifetime_totals[j], t)
@@ -541,7 +573,9 @@ class TileLayout:
             parts = [vec[k] for vec in tiles if vec is not None]
             ir = agg.merge_all(parts if base is None else [base[j], *parts])
             values[i] = agg.finalize(self._add_raw(ir, k, agg, raw, t), t)
-        return dict(zip(self.names, values, strict=True))
+        if only is None:
+            return dict(zip(self.names, values, strict=True))
+        return {name: v for name, v in zip(self.names, values, strict=True) if name in only}
 
     def _add_raw(
         self, ir: IR, slot: int, agg: Aggregator, raw: Iterable[Sequence[Any]], t: float

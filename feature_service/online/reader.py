@@ -14,7 +14,7 @@ an `as_of` in the past may be later than `as_of`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
@@ -36,16 +36,22 @@ class FeatureValue(NamedTuple):
 
 
 async def read_views(
-    redis: Redis, requests: Sequence[tuple[FeatureView, Sequence[str]]], t: float
+    redis: Redis,
+    requests: Sequence[tuple[FeatureView, Sequence[str]]],
+    t: float,
+    only: Mapping[str, frozenset[str]] | None = None,
 ) -> list[list[dict[str, FeatureValue]]]:
-    """For each (view, entities): every feature of each entity at time `t`, in order.
+    """For each (view, entities): every feature of each entity at time `t`, in order
+    (only the features named in `only[view name]`, when given: fewer fields read and
+    evaluated).
 
     All views are read in one pipeline (one round trip). Raises
     `aggregation.tiles.OutsideRetentionError` when `t` reaches before the state.
     """
-    plans = [_plan(view, t) for view, _ in requests]
+    only = only or {}
+    plans = [_plan(view, t, only.get(view.name)) for view, _ in requests]
     async with redis.pipeline(transaction=False) as pipe:
-        for (view, entities), (names, _) in zip(requests, plans, strict=True):
+        for (view, entities), (names, _, _) in zip(requests, plans, strict=True):
             for entity in entities:
                 pipe.hmget(entity_key(view.name, entity), names)
         replies = iter(await pipe.execute())
@@ -55,21 +61,23 @@ async def read_views(
     ]
 
 
-def _plan(view: FeatureView, t: float) -> tuple[list[str], frozenset[str]]:
-    names, planned = view_layout(view).planned(t)
-    return [*names, LAST_EVENT_FIELD], planned
+def _plan(
+    view: FeatureView, t: float, only: frozenset[str] | None
+) -> tuple[list[str], frozenset[str], frozenset[str] | None]:
+    names, planned = view_layout(view).planned(t, only)
+    return [*names, LAST_EVENT_FIELD], planned, only
 
 
 async def _view_values(
     redis: Redis,
     view: FeatureView,
     entities: Sequence[str],
-    plan: tuple[list[str], frozenset[str]],
+    plan: tuple[list[str], frozenset[str], frozenset[str] | None],
     replies: list[Any],
     t: float,
 ) -> list[dict[str, FeatureValue]]:
     out = []
-    names, planned = plan
+    names, planned, only = plan
     not_found = {f.name: FeatureValue(None, NOT_FOUND, None) for f in view.features}
     for entity, raw in zip(entities, replies, strict=True):
         # only the fields the hash has: a planned name missing from `fields` is absent
@@ -77,7 +85,7 @@ async def _view_values(
         if "v" not in fields:  # no state at all: the entity is unknown to this view
             out.append(not_found)
             continue
-        values = await _evaluate(redis, view, entity, fields, planned, t)
+        values = await _evaluate(redis, view, entity, fields, planned, only, t)
         last = fields.get(LAST_EVENT_FIELD)
         expired = view.ttl_s is not None and last is not None and t - last > view.ttl_s
         out.append(
@@ -99,12 +107,13 @@ async def _evaluate(
     entity: str,
     fields: dict[str, Any],
     planned: frozenset[str],
+    only: frozenset[str] | None,
     t: float,
 ) -> dict[str, Any]:
     layout = view_layout(view)
     for _ in range(3):
         try:
-            return layout.evaluate_fields(fields, t, absent=planned)
+            return layout.evaluate_fields(fields, t, absent=planned, only=only)
         except NeedMoreFields as more:  # a lifetime feature asked about the past
             raw = await redis.hmget(entity_key(view.name, entity), more.fields)
             fields.update({n: decode_field(v) for n, v in zip(more.fields, raw, strict=True)})

@@ -140,7 +140,11 @@ async def online_features(
         (view, [str(v) for v in entities[view.entity.join_key]]) for view in views.values()
     ]
     try:
-        read = dict(zip(views, await read_views(redis, requested, t), strict=True))
+        wanted: dict[str, set[str]] = {}
+        for ref in refs:
+            wanted.setdefault(ref.view.name, set()).add(ref.feature)
+        only = {name: frozenset(features) for name, features in wanted.items()}
+        read = dict(zip(views, await read_views(redis, requested, t, only), strict=True))
     except OutsideRetentionError as exc:
         raise RequestError(f"as_of is too far in the past for the online store: {exc}") from None
     except (RedisError, OSError) as exc:

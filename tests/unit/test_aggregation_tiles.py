@@ -328,6 +328,17 @@ def test_reading_planned_fields_gives_the_same_values(data: st.DataObject) -> No
             sparse.update({n: decode_field(stored.get(n)) for n in more.fields})
             got = layout.evaluate_fields(sparse, t, absent=planned)
         assert got == expected
+        # a request for some features only reads and evaluates what those need
+        only = frozenset(data.draw(st.sets(st.sampled_from(layout.names), min_size=1)))
+        names, planned = layout.planned(t, only)
+        assert set(names) <= set(layout.planned(t)[0])
+        sparse = {n: decode_field(stored[n]) for n in names if n in stored}
+        try:
+            got = layout.evaluate_fields(sparse, t, absent=planned, only=only)
+        except NeedMoreFields as more:
+            sparse.update({n: decode_field(stored.get(n)) for n in more.fields})
+            got = layout.evaluate_fields(sparse, t, absent=planned, only=only)
+        assert got == {name: expected[name] for name in only}
 
 
 # ----------------------------------------------------------------------- behaviours
