@@ -296,7 +296,8 @@ def start_feast(tmp: Path, values: pd.DataFrame, redis_port: int) -> tuple[Manag
     serve = ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     server = ManagedProcess(
         "feast",
-        [*feast, *serve, "--no-access-log"],
+        # Feast's default --max-requests (1000) recycles its worker mid-run
+        [*feast, *serve, "--no-access-log", "--max-requests", "100000000"],
         log_path=tmp / "feast.log",
         env=env,
     ).start()
@@ -337,6 +338,7 @@ def main() -> None:
             stack.start_api(None, defs)
             assert stack.api_url is not None
             results = {"feature-service": run_all(stack.api_url, features, entities, args, tmp)}
+            print(json.dumps(results, indent=2), flush=True)
             if not args.no_feast:
                 values = snapshot(stack.api_url, features, entities)
                 feast, feast_url = start_feast(tmp, values, stack.redis.port)
