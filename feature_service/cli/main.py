@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -84,6 +85,14 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
     definitions: DefinitionsOption = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Processes serving the port (the API is stateless; one per core). "
+            "Prometheus counters are then per process.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the lookup API under uvicorn.
 
@@ -97,6 +106,19 @@ def serve(
     overrides = {"definitions": definitions} if definitions else {}
     settings = load_settings(**overrides)
     configure_logging(settings.log_level)  # JSON lines with request ids; uvicorn's too
+    if workers > 1:  # each process builds the app from the same settings
+        if definitions:
+            os.environ["FS_DEFINITIONS"] = str(definitions)
+        uvicorn.run(
+            "feature_service.api.app:create_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+        )
+        return
     api = create_app(settings)
     uvicorn.run(api, host=host, port=port, log_config=None, access_log=False)
 
