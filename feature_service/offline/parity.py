@@ -9,7 +9,7 @@ than a relative 1e-9. It is DESIGN.md's central promise as a command
 Choices:
 
 - Snapshot: the offline side only reads events below the offsets online state has
-  committed (`fs:o:<topic>:<p>`), read before the online reads; if an offset moved
+  committed (`fs:o:{<source>}:<p>`), read before the online reads; if an offset moved
   while reading (the stream is live), the whole sample is read again (up to
   `attempts` times) and the report says whether it ever got a still snapshot.
 - Points: a random committed event of the view gives the entity; ``t`` is that event's

@@ -247,7 +247,7 @@ class SourceProcessor:
     async def _partition_state(self, partition: int) -> _Partition:
         state = self.partitions.get(partition)
         if state is not None and state.first_pending is not None:
-            return state  # pending work: the key is checked at commit, under WATCH
+            return state  # pending work: the commit script compares the key
         raw = cast(bytes | None, await self.redis.get(offset_key(self.source.name, partition)))
         if state is not None and raw == state.raw:
             return state
