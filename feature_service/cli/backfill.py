@@ -8,7 +8,6 @@ import typer
 from rich.console import Console
 
 console = Console()
-err_console = Console(stderr=True)
 
 
 def backfill(
@@ -24,8 +23,7 @@ def backfill(
     """
     import asyncio
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
+    from feature_service.cli.progress import progress_bar
     from feature_service.core.config import load_settings
     from feature_service.definitions import load_definitions
     from feature_service.offline.backfill import BackfillReport, backfill_view
@@ -40,9 +38,7 @@ def backfill(
     if not settings.redis_url:
         raise ValueError("no Redis: set FS_REDIS_URL or start `feature-service up`")
     redis_url = settings.redis_url
-    columns = (TextColumn("entities"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
-        task = progress.add_task("entities", total=None)
+    with progress_bar("entities") as advance:
 
         async def run() -> BackfillReport:
             redis = connect(redis_url, socket_connect_timeout=2.0, socket_timeout=30.0)
@@ -52,7 +48,7 @@ def backfill(
                     view,
                     redis,
                     EventLog(settings.offline_uri),
-                    lambda done, total: progress.update(task, completed=done, total=total),
+                    advance,
                 )
             finally:
                 await redis.aclose()

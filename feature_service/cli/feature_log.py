@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 
 console = Console()
-err_console = Console(stderr=True)
 
 
 def feature_log_command(
@@ -32,8 +31,7 @@ def feature_log_command(
 
     Example: feature-service feature-log --view customer_txn
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
-
+    from feature_service.cli.progress import progress_bar
     from feature_service.core.config import load_settings
     from feature_service.definitions import load_definitions
     from feature_service.offline.event_log import EventLog
@@ -48,12 +46,6 @@ def feature_log_command(
         raise ValueError(f"unknown feature view {unknown[0]!r} (known: {known})")
     log = EventLog(settings.offline_uri)
     for name in names:
-        columns = (TextColumn(name), BarColumn(), MofNCompleteColumn())
-        with Progress(*columns, console=err_console, transient=True) as progress:
-            task = progress.add_task(name, total=None)
-
-            def advance(done: int, total: int, task: TaskID = task) -> None:
-                progress.update(task, completed=done, total=total)
-
+        with progress_bar(name) as advance:
             path, rows = write_feature_log(registry, log, registry.feature_views[name], advance)
         console.print(f"{name}: {rows} events -> {path}", highlight=False)

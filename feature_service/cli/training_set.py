@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 
 console = Console()
-err_console = Console(stderr=True)
 
 
 def read_table(path: Path) -> object:
@@ -63,8 +62,8 @@ def training_set(
              --features customer_txn:amount_sum_1d,customer_txn:txn_count_1h -o train.parquet
     """
     import pandas as pd
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from feature_service.cli.progress import progress_bar
     from feature_service.core.config import load_settings
     from feature_service.definitions import load_definitions
     from feature_service.offline.historical import get_historical_features
@@ -74,13 +73,7 @@ def training_set(
     refs = None if features is None else [f.strip() for f in features.split(",") if f.strip()]
     entity_df = read_table(entities)
     assert isinstance(entity_df, pd.DataFrame)
-    columns = (TextColumn("features"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
-        task = progress.add_task("features", total=None)
-
-        def advance(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
+    with progress_bar("features") as advance:
         out = get_historical_features(
             registry,
             settings.offline_uri,
