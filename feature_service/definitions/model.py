@@ -44,6 +44,12 @@ class SourceDef(_Strict):
         description="The join key the topic is keyed by; default: the entity of its first view.",
     )
     partitions: int = Field(default=3, ge=1, le=10_000)
+    max_future: Duration | Literal["none"] = Field(
+        default=86400,
+        description="Events whose time is further ahead than this of the time their "
+        "record was written to the topic go to the dead-letter topic (default 1d; "
+        "`none` turns the guard off).",
+    )
     description: str = ""
 
 

@@ -66,6 +66,11 @@ class Source:
     key: str | None  # None only for a source no view uses yet: messages go unkeyed
     partitions: int
     description: str = ""
+    # Columns every event must carry, not null and not empty: the join keys of the
+    # views reading this source (the topic key among them).
+    join_keys: tuple[str, ...] = ()
+    # An event further ahead than this of its record's time is refused (None: no guard).
+    max_future_s: int | None = 86400
 
     @property
     def dlq_topic(self) -> str:
@@ -244,6 +249,12 @@ def _resolve_source(
         ok = False
     if not ok:
         return None
+    join_keys = [key] if key is not None else []
+    for _, _, v in view_defs:
+        entity = registry.entities.get(v.entity)
+        column = entity.join_key if entity is not None and v.source == s.name else None
+        if column is not None and column in s.schema_ and column not in join_keys:
+            join_keys.append(column)
     return Source(
         name=s.name,
         topic=s.topic,
@@ -252,6 +263,8 @@ def _resolve_source(
         key=key,
         partitions=s.partitions,
         description=s.description,
+        join_keys=tuple(join_keys),
+        max_future_s=None if s.max_future == "none" else s.max_future,
     )
 
 

@@ -59,6 +59,7 @@ class WorkerStatus:
     started: float
     partitions: list[str]
     sources: dict[str, dict[str, float]]
+    failing: dict[str, Any] | None = None  # error, since, attempts: processing keeps failing
 
 
 @dataclass
@@ -237,6 +238,7 @@ def _live_workers(raw: dict[bytes, bytes], now: float) -> list[WorkerStatus]:
                 started=float(beat.get("started", seen)),
                 partitions=list(beat.get("partitions", [])),
                 sources=dict(beat.get("sources", {})),
+                failing=beat.get("failing") or None,
             )
         )
     return sorted(workers, key=lambda w: w.id)

@@ -78,6 +78,11 @@ class PipelineCollector(Collector):
         workers = GaugeMetricFamily(
             "fs_live_workers", "Workers with a recent heartbeat", labels=src
         )
+        failing = GaugeMetricFamily(
+            "fs_failing_workers",
+            "Live workers whose processing fails attempt after attempt",
+            labels=src,
+        )
         tp = ["topic", "partition"]
         committed = GaugeMetricFamily(
             "fs_committed_offset", "Next offset the online state reflects", labels=tp
@@ -89,6 +94,10 @@ class PipelineCollector(Collector):
             dlq.add_metric([s.source], s.dlq)
             flushes.add_metric([s.source], s.flushes)
             workers.add_metric([s.source], s.workers)
+            failing.add_metric(
+                [s.source],
+                sum(1 for w in status.workers if w.failing and s.source in w.sources),
+            )
             for view, n in s.late.items():
                 late.add_metric([s.source, view], n)
             if s.last_flush_ms is not None:
@@ -106,5 +115,5 @@ class PipelineCollector(Collector):
                     end.add_metric(labels, p.end_offset)
                 if p.lag is not None:
                     lag.add_metric(labels, p.lag)
-        yield from (events, dlq, late, flushes, flush_s, newest, fresh, rate, workers)
+        yield from (events, dlq, late, flushes, flush_s, newest, fresh, rate, workers, failing)
         yield from (committed, end, lag)

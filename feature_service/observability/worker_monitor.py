@@ -6,7 +6,13 @@ hash, `<host>:<pid>` -> JSON:
 
     {"seen": 1762171200.5, "started": 1762170000.0, "host": "w-1", "pid": 42,
      "partitions": ["transactions:0", ...],
-     "sources": {"transactions": {"events": 5000, "rate": 812.4}}}
+     "sources": {"transactions": {"events": 5000, "rate": 812.4}},
+     "failing": {"error": "OSError: [Errno 28] No space left on device", "since": ...,
+                 "attempts": 12}}
+
+`failing` is there while the worker's handler or flush has failed `FAILING_AFTER` times
+in a row (it retries, and nothing is skipped, but retrying may never fix the cause, a
+full disk say): readers report the worker as failing with the error, not as ok.
 
 `rate` is events (accepted or dead-lettered) per second over the last `RATE_WINDOW_S`,
 measured by the worker itself, so readers (API, UI, `feature-service status`) need no
@@ -37,6 +43,7 @@ from feature_service.online.redis_layout import WORKERS_KEY
 log = logging.getLogger(__name__)
 
 BEAT_INTERVAL_S = 2.0
+FAILING_AFTER = 3  # consecutive failed attempts before a worker reports itself failing
 RATE_WINDOW_S = 10.0
 PRUNE_AFTER_S = 600.0
 
@@ -56,6 +63,9 @@ FLUSH_SECONDS = Histogram(
 RATE = Gauge("fs_worker_events_per_second", "Events per second over the last 10 s", ["source"])
 REDIS_ERRORS = Counter("fs_worker_redis_errors", "Redis commands of the worker that failed")
 HEARTBEATS = Counter("fs_worker_heartbeats", "Heartbeats written to Redis")
+FAILING = Gauge(
+    "fs_worker_failing", "1 while the worker's processing fails attempt after attempt"
+)
 
 
 class WorkerMonitor:
@@ -74,6 +84,37 @@ class WorkerMonitor:
         self.totals: dict[str, int] = {s: 0 for s in sources}
         self._samples: deque[tuple[float, dict[str, int]]] = deque()
         self._last_beat = float("-inf")
+        self._failures = 0
+        self._failing_since: float | None = None
+        self._last_error = ""
+
+    def failed(self, exc: BaseException) -> None:
+        """Count one failed attempt at handling or flushing (it will be retried)."""
+        if self._failures == 0:
+            self._failing_since = self.clock()
+        self._failures += 1
+        self._last_error = f"{type(exc).__name__}: {exc}"[:500]
+        if self._failures >= FAILING_AFTER:
+            FAILING.set(1)
+
+    def succeeded(self) -> None:
+        """A handle or flush went through: whatever failed before is fixed."""
+        if self._failures:
+            log.warning("processing recovered after %d failed attempts", self._failures)
+        self._failures = 0
+        self._failing_since = None
+        FAILING.set(0)
+
+    @property
+    def failing(self) -> dict[str, Any] | None:
+        """The error, since when and how many attempts, while processing keeps failing."""
+        if self._failures < FAILING_AFTER:
+            return None
+        return {
+            "error": self._last_error,
+            "since": self._failing_since,
+            "attempts": self._failures,
+        }
 
     def flushed(
         self, source: str, accepted: int, rejected: int, late: dict[str, int], seconds: float
@@ -111,7 +152,7 @@ class WorkerMonitor:
                 partitions = sorted(f"{tp.topic}:{tp.partition}" for tp in self.assignment())
             except Exception:  # no consumer yet (starting) or mid-rebalance: say nothing
                 partitions = []
-        return {
+        beat: dict[str, Any] = {
             "seen": now,
             "started": self.started,
             "host": socket.gethostname(),
@@ -121,6 +162,9 @@ class WorkerMonitor:
                 s: {"events": self.totals[s], "rate": round(rates[s], 3)} for s in self.totals
             },
         }
+        if self.failing is not None:
+            beat["failing"] = self.failing
+        return beat
 
     async def beat(self, redis: aioredis.Redis, force: bool = False) -> None:
         """Write the heartbeat if `BEAT_INTERVAL_S` passed; prune long-gone workers.

@@ -15,12 +15,20 @@ that date (UTC, by event time), with the source's columns plus:
   same late events the online state left out.
 
 Exactly once: a file is written to a temporary name and renamed, so it is whole or
-absent, and its name depends only on (partition, first offset), so a replay of the same
-batch rewrites the same file. A batch is committed when the worker records its end
-offset in Redis, after the files are written; files of a batch that was written but
-never committed (the worker died in between) start at or after the committed offset and
-are deleted by `remove_uncommitted` before the partition is consumed again, whatever
-batch boundaries the replay then takes.
+absent (a write that fails removes its temporary file). Its name is the batch's range,
+`p<partition>-o<first offset>-e<last offset + 1>`, and its content depends only on the
+events in that range of the partition (parsing and watermarks are deterministic), so a
+replay of the same range rewrites the same file with the same bytes. No writer ever
+deletes a file: a worker that was paused past its session (a zombie) may still write a
+stale batch after the partition's new owner wrote and committed its own, and deleting
+or replacing by first offset alone is how such a zombie used to wipe committed events.
+Batches whose ranges overlap (a replay after a crash or a rebalance took other batch
+boundaries, or a zombie wrote late) hold the same rows for the same offsets; `scan`
+reads each `(partition, offset)` once, so readers see every event exactly once. Files
+of batches that were never committed hold events a replay writes again; readers that
+must not run ahead of online state bound offsets themselves (`parity`). Files named
+`p<partition>-o<first offset>` (no end) were written before ranges were named; they are
+read as they are (they cannot overlap each other).
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ import pyarrow.parquet as pq
 
 from feature_service.definitions import Source
 
-_FILE = re.compile(r"p(\d+)-o(\d+)\.parquet$")
+_FILE = re.compile(r"p(\d+)-o(\d+)(?:-e(\d+))?\.parquet$")
 META_COLUMNS = ("event_ts", "_partition", "_offset", "_watermark")
 _ARROW_TYPES = {
     "string": pa.string(),
@@ -85,6 +93,7 @@ class EventLog:
         """Write one batch (columns of `arrow_schema`), split by UTC date; return the paths."""
         if frame.empty:
             return []
+        end_offset = int(frame["_offset"].max()) + 1
         schema = arrow_schema(source)
         dates = pd.to_datetime(frame["event_ts"].to_numpy(), unit="s", utc=True).strftime(
             "%Y-%m-%d"
@@ -94,14 +103,26 @@ class EventLog:
             part = frame[np.asarray(dates == date)]
             table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
             directory = f"{self.source_dir(source.name)}/date={date}"
-            path = f"{directory}/p{partition}-o{first_offset:012d}.parquet"
+            name = f"p{partition}-o{first_offset:012d}-e{end_offset:012d}.parquet"
+            path = f"{directory}/{name}"
             self.fs.makedirs(directory, exist_ok=True)
             tmp = f"{directory}/.tmp-{uuid.uuid4().hex}"
-            with self.fs.open(tmp, "wb") as out:
-                pq.write_table(table, out, compression="zstd")
-            self.fs.mv(tmp, path)
+            try:
+                with self.fs.open(tmp, "wb") as out:
+                    pq.write_table(table, out, compression="zstd")
+                self.fs.mv(tmp, path)
+            except BaseException:
+                self._remove_quietly(tmp)  # e.g. a full disk: no temporary file per retry
+                raise
             written.append(path)
         return written
+
+    def _remove_quietly(self, path: str) -> None:
+        try:
+            if self.fs.exists(path):
+                self.fs.rm(path)
+        except OSError:
+            pass
 
     def files(self, source: str, partition: int | None = None) -> list[str]:
         pattern = f"p{partition}-o*.parquet" if partition is not None else "p*-o*.parquet"
@@ -109,33 +130,53 @@ class EventLog:
         self.fs.invalidate_cache(self.source_dir(source))
         return sorted(self.fs.glob(f"{self.source_dir(source)}/date=*/{pattern}"))
 
-    def remove_uncommitted(self, source: str, partition: int, committed_offset: int) -> int:
-        """Delete files of `partition` whose first offset is at or past the committed one."""
-        removed = 0
-        for path in self.files(source, partition):
-            match = _FILE.search(path)
-            if match and int(match.group(2)) >= committed_offset:
-                self.fs.rm(path)
-                removed += 1
-        return removed
-
     def read(self, source: Source, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The whole log of a source as one frame (empty, with the right columns, if none)."""
-        paths = self.files(source.name)
-        schema = arrow_schema(source)
-        if not paths:
-            return schema.empty_table().to_pandas()
-        tables = [
-            pq.read_table(p, filesystem=self.fs, columns=columns, schema=schema) for p in paths
-        ]
-        return pa.concat_tables(tables).to_pandas()
+        names = list(columns) if columns is not None else arrow_schema(source).names
+        return self.scan(source, names).to_pandas()
 
     def scan(self, source: Source, columns: Sequence[str]) -> pa.Table:
-        """Only `columns` of the whole log of a source, read by pyarrow's dataset scanner
-        (column projection, multi-threaded); an empty table with those columns if none."""
+        """Only `columns` of the whole log of a source, each `(partition, offset)` once,
+        read by pyarrow's dataset scanner (column projection, multi-threaded); an empty
+        table with those columns if none."""
         schema = arrow_schema(source)
         paths = self.files(source.name)
         if not paths:
             return schema.empty_table().select(list(columns))
         dataset = pads.dataset(paths, schema=schema, format="parquet", filesystem=self.fs)
-        return dataset.to_table(columns=list(columns))
+        if not batches_overlap(paths):
+            return dataset.to_table(columns=list(columns))
+        wanted = list(dict.fromkeys([*columns, "_partition", "_offset"]))
+        table = dataset.to_table(columns=wanted)
+        offsets = np.asarray(table["_offset"].to_numpy(), dtype=np.int64)
+        partitions = np.asarray(table["_partition"].to_numpy(), dtype=np.int64)
+        _, first = np.unique(np.stack([partitions, offsets], axis=1), axis=0, return_index=True)
+        first.sort()  # keep the log's order
+        return table.take(pa.array(first)).select(list(columns))
+
+
+def batches_overlap(paths: Sequence[str]) -> bool:
+    """Whether two batches of a partition (files named by range) share offsets.
+
+    >>> batches_overlap(["d/p0-o000000000000-e000000000010.parquet",
+    ...                  "d/p0-o000000000010-e000000000020.parquet"])
+    False
+    >>> batches_overlap(["d/p0-o000000000000-e000000000010.parquet",
+    ...                  "d/p0-o000000000005-e000000000020.parquet"])
+    True
+    """
+    ranges: dict[int, set[tuple[int, int]]] = {}
+    for path in paths:
+        match = _FILE.search(path)
+        if match is None or match.group(3) is None:
+            continue
+        ranges.setdefault(int(match.group(1)), set()).add(
+            (int(match.group(2)), int(match.group(3)))
+        )
+    for batches in ranges.values():
+        end = -1
+        for first, last in sorted(batches):
+            if first < end:
+                return True
+            end = max(end, last)
+    return False

@@ -157,6 +157,13 @@ if ARGV[2] ~= '' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return version
 """
 
+# KEYS[1]: an entity key. ARGV[1]: a version. Deletes the key if it still has that
+# version (nobody wrote it since); returns 1 if deleted.
+DELETE_IF_VERSION = """
+if redis.call('HGET', KEYS[1], '_n') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # KEYS: N offset keys of one source, its stats key, then further hashes of the source
 # (all one hash slot). ARGV: N, the N expected values ('' = absent), the N new values,
 # then triples (op, field, value): op 'i' (HINCRBY) or 's' (HSET) on the stats hash, or

@@ -15,7 +15,9 @@ Contract with the application (`BatchApp.batch_handler`, `BatchApp.batch_flusher
   committed to Kafka, so Kafka's committed offset never runs ahead of the application's
   own state, and a restart never skips an event.
 - A handler may raise `Rewind(offset)`: the partition is re-read from `offset` (after
-  it dropped pending work, or found its stored state behind Kafka's position).
+  it dropped pending work, or found its stored state behind Kafka's position); a
+  flusher may raise `RewindPartitions({tp: offset})` for several at once (after it
+  dropped the pending work of those partitions).
 - A rebalance waits for the handler or flush in progress, then forces a flush, before
   partitions are revoked; so a partition is never written by two workers at once
   through this process's fault.
@@ -52,6 +54,14 @@ class Rewind(Exception):
     def __init__(self, offset: int) -> None:
         super().__init__(f"rewind to offset {offset}")
         self.offset = offset
+
+
+class RewindPartitions(Exception):
+    """Raised by a flusher: read these partitions again from these offsets."""
+
+    def __init__(self, offsets: Mapping[TP, int]) -> None:
+        super().__init__(f"rewind {dict(offsets)}")
+        self.offsets = dict(offsets)
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -98,7 +108,15 @@ class BatchConsumer(faust_aiokafka.Consumer):
         flusher = self.batch_app.batch_flusher
         if flusher is None:
             return
-        durable = await flusher(force)
+        try:
+            durable = await flusher(force)
+        except RewindPartitions as rewind:
+            assigned = self.assignment()
+            for tp, offset in rewind.offsets.items():
+                if tp in assigned:  # a partition taken away meanwhile is someone else's
+                    log.info("%s[%d]: re-reading from %d", tp.topic, tp.partition, offset)
+                    await self.seek(tp, offset)
+            return
         if durable:
             try:
                 await self._commit(dict(durable))

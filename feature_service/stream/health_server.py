@@ -6,6 +6,7 @@ default, `0.0.0.0` in a pod):
 
 - `GET /health/live`: 200 while the worker's event loop runs (a liveness probe);
 - `GET /health`: 200 once the worker has started consuming, with its counters as JSON;
+  503 with `"status": "failing"` and the error while its processing keeps failing;
 - `GET /metrics`: the process's Prometheus metrics (text format; the `fs_worker_*`
   counters of `observability.worker_monitor`), so one port serves probes and scrapes.
 
@@ -61,8 +62,9 @@ def _respond(path: str, status: Status) -> tuple[str, str, bytes]:
         return "200 OK", "application/json", b'{"status":"ok"}'
     if path == "/health":
         state = status()
-        ok = bool(state.get("ready"))
-        body = orjson.dumps({"status": "ok" if ok else "starting", **state})
+        ok = bool(state.get("ready")) and not state.get("failing")
+        word = "failing" if state.get("failing") else "ok" if ok else "starting"
+        body = orjson.dumps({"status": word, **state})
         return ("200 OK" if ok else "503 Service Unavailable"), "application/json", body
     if path == "/metrics":
         return "200 OK", CONTENT_TYPE_LATEST, generate_latest()

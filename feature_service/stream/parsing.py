@@ -1,13 +1,24 @@
 """Turn raw Kafka records into typed columns, and say exactly why a record is refused.
 
-Every field of the source schema must be present. The key (the source's join key) and
-the timestamp must not be null; other fields may be. Types are strict: a `float` field
-takes JSON numbers, an `int` field integers, `string` strings, `bool` true/false, and a
-`timestamp` epoch seconds or an ISO-8601 string (naive times are UTC). Extra fields are
-ignored. Numbers JSON cannot hold exactly (1e400, NaN) make the record invalid JSON,
-so no infinity ever reaches the aggregation state. A refused record becomes a
-`Rejection` naming the first problem; the worker sends it to the source's dead-letter
-topic.
+Every field of the source schema must be present. The join keys (the topic key and the
+entity column of every view of the source) must be neither null nor empty, and the
+timestamp must not be null; other fields may be null. Types are strict: a `float` field
+takes JSON numbers, an `int` field integers within int64, `string` strings, `bool`
+true/false, and a `timestamp` epoch seconds or an ISO-8601 string (naive times are UTC)
+between 1900-01-01 and 2200-01-01. Extra fields are ignored. Numbers JSON cannot hold
+exactly (1e400, NaN) make the record invalid JSON, so no infinity ever reaches the
+aggregation state.
+
+Event time is also guarded against the future: an event more than the source's
+`max_future` (default 1 day) ahead of the time its record was written to the topic (the
+Kafka record timestamp; the wall clock for `/push` and when a record has none) is
+refused, so one bad clock cannot make every later event of its partition late. The
+record's own time, not the worker's clock, keeps the decision the same when a
+partition is replayed, which exactly-once needs.
+
+A refused record becomes a `Rejection` naming the first problem; the worker sends it
+to the source's dead-letter topic and `/push` answers 422 with it. The worker and
+`/push` call the same `parse_records`, so they refuse the same events.
 
 >>> src = Source("tx", "tx", "ts", {"customer_id": "string", "amount": "float"}, "customer_id", 1)
 >>> batch = parse_records(src, [(0, b'{"customer_id": "c1", "amount": 2, "ts": 10.5}'),
@@ -19,6 +30,7 @@ topic.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,6 +69,22 @@ class _Invalid(ValueError):
     pass
 
 
+# Event times the stores can hold: the offline log partitions by date with pandas
+# (nanoseconds, up to 2262), and a time outside this range is a unit mistake anyway.
+MIN_EVENT_TS = -2_208_988_800.0  # 1900-01-01T00:00:00Z
+MAX_EVENT_TS = 7_258_118_400.0  # 2200-01-01T00:00:00Z
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _in_range(ts: float, raw: Any) -> float:
+    if MIN_EVENT_TS <= ts < MAX_EVENT_TS:
+        return ts
+    hint = ""
+    if isinstance(raw, (int, float)) and MIN_EVENT_TS <= ts / 1000 < MAX_EVENT_TS:
+        hint = " (epoch milliseconds? times are epoch seconds)"
+    raise _Invalid(f"timestamp {raw!r} is outside 1900-01-01 .. 2200-01-01{hint}")
+
+
 def parse_timestamp(value: Any) -> float:
     """Epoch seconds from a JSON number or an ISO-8601 string (naive means UTC).
 
@@ -68,7 +96,7 @@ def parse_timestamp(value: Any) -> float:
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise _Invalid(f"timestamp {value!r} is not finite")
-        return float(value)
+        return _in_range(float(value), value)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -76,7 +104,7 @@ def parse_timestamp(value: Any) -> float:
             raise _Invalid(f"timestamp {value!r} is not epoch seconds or ISO-8601") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
+        return _in_range(parsed.timestamp(), value)
     raise _Invalid(f"a timestamp must be epoch seconds or ISO-8601, got {value!r}")
 
 
@@ -91,6 +119,8 @@ def _check(name: str, kind: str, value: Any) -> Any:
         raise _Invalid(f"field {name!r} must be a string, got {value!r}")
     if kind == "int":
         if isinstance(value, int) and not isinstance(value, bool):
+            if not _INT64[0] <= value <= _INT64[1]:
+                raise _Invalid(f"field {name!r}: {value} is outside the int64 range")
             return value
         raise _Invalid(f"field {name!r} must be an int, got {value!r}")
     if kind == "bool":
@@ -103,16 +133,28 @@ def _check(name: str, kind: str, value: Any) -> Any:
         raise _Invalid(f"field {name!r}: {exc}") from None
 
 
-def parse_records(source: Source, records: Sequence[tuple[int, bytes | None]]) -> ParsedBatch:
-    """Parse `(offset, value)` records of one partition against `source`'s schema."""
+def parse_records(
+    source: Source,
+    records: Sequence[tuple[int, bytes | None]],
+    written_at: Sequence[float | None] | None = None,
+) -> ParsedBatch:
+    """Parse `(offset, value)` records of one partition against `source`'s schema.
+
+    `written_at`: each record's time on the topic (epoch seconds, None if unknown), the
+    reference of the `max_future` guard; without it, the wall clock.
+    """
     schema = list(source.schema.items())
     ts_field = source.timestamp_field
-    required = {source.key, ts_field} - {None}
+    keys = set(source.join_keys) | ({source.key} if source.key is not None else set())
+    key_index = [(_index(schema, k), k) for k in sorted(keys) if k in source.schema]
+    required = keys | {ts_field}
+    now = time.time()
+    max_future = source.max_future_s
     rows: list[list[Any]] = []
     offsets: list[int] = []
     stamps: list[float] = []
     rejected: list[Rejection] = []
-    for offset, value in records:
+    for i, (offset, value) in enumerate(records):
         try:
             if value is None:
                 raise _Invalid("empty message (no value)")
@@ -139,8 +181,17 @@ def parse_records(source: Source, records: Sequence[tuple[int, bytes | None]]) -
                     row.append(None)
                 else:
                     row.append(_check(name, kind, cell))
-            if source.key is not None and row[_index(schema, source.key)] == "":
-                raise _Invalid(f"key field {source.key!r} is empty")
+            for index, key in key_index:
+                if row[index] == "":
+                    raise _Invalid(f"key field {key!r} is empty")
+            if max_future is not None:
+                written = written_at[i] if written_at is not None else None
+                reference = now if written is None else written
+                if ts > reference + max_future:
+                    raise _Invalid(
+                        f"timestamp {raw_ts!r} is {ts - reference:.0f} s ahead of the time "
+                        f"the event was written (max_future {max_future} s)"
+                    )
         except _Invalid as exc:
             rejected.append(Rejection(offset, str(exc), value))
             continue

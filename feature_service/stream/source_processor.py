@@ -4,8 +4,7 @@
 
 1. Skip records below the partition's position. On the first batch of a partition, or
    when its offset key (`fs:o:{<source>}:<p>` in Redis) changed behind our back
-   (another worker owned it meanwhile), drop cached state, delete offline files written
-   past the committed offset by a run that died before committing, and re-read from the
+   (another worker owned it meanwhile), drop cached state and re-read from the
    committed offset if Kafka's position is past it.
 2. Parse against the schema; refused records go to `<topic>.dlq` with the reason.
 3. Watermarks: each event gets the partition's watermark just before it (the newest
@@ -18,7 +17,8 @@
 before partitions are revoked), for all pending batches of all partitions at once:
 
 5. Write each partition's pending events to the offline log (whole files, named by
-   partition and first offset, so a replay rewrites the same file).
+   partition and offset range; a replay of a range rewrites the same file, and no
+   writer deletes or replaces another range, see `offline.event_log`).
 6. Read the state of every entity the events touch (cached in memory, else one
    pipelined HGETALL), leave out the events a state already holds (offset below its
    `_o:<topic>:<partition>`, see 8), fold the rest into each view's tiles in one vectorised
@@ -50,8 +50,9 @@ per entity, exactly the events its state already holds (`_o:<topic>:<p>` marks h
 is written atomically with the state it describes), whatever batch boundaries the
 replay takes. Two writers cannot both apply a stale read: the version check refuses
 the second, which then re-reads (a backfill writing an entity this worker has cached
-fences the worker's next flush the same way). Offline files of uncommitted batches are removed
-before a replay writes them again. Counters move with the offsets, so they count each
+fences the worker's next flush the same way). Offline files are never deleted or
+replaced by another range, so a zombie cannot wipe committed events; the log reads each
+`(partition, offset)` once. Counters move with the offsets, so they count each
 event once. Ordering ties (`first`/`last` at equal times) break on
 `seq = offset * 4096 + partition`, which the offline log can recompute.
 
@@ -90,6 +91,7 @@ from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_layout import (
     APPLY_ENTITY,
     COMMIT_OFFSETS,
+    DELETE_IF_VERSION,
     VERSION_FIELD,
     applied_field,
     entity_key,
@@ -127,7 +129,23 @@ class _EntityWrite:
 
 
 class FencedError(RuntimeError):
-    """Another writer moved the partition's offset: our view of the state is stale."""
+    """Another writer moved the partition's offset: our view of the state is stale.
+
+    `rewind`: the partitions whose pending work was dropped, and the committed offset
+    this worker knew for each; the consumer reads them again from there (the next
+    batch then finds where Redis really is). Without it a fenced worker that already
+    fetched everything would wait for new events forever.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.rewind: dict[int, int] = {}
+
+
+class StoreLostError(FencedError):
+    """A partition's offset key is gone or went back: Redis lost data (a restart without
+    persistence, FLUSHALL, a failover to a lagging replica). The partition is rebuilt by
+    replaying it from what Redis still holds."""
 
 
 def event_seq(offsets: npt.NDArray[np.int64], partition: int) -> npt.NDArray[np.int64]:
@@ -209,20 +227,37 @@ class SourceProcessor:
         }
         self._pending_events = 0
         self._pending_since: float | None = None
-        self._script_shas: tuple[str, str] | None = None
+        self._script_shas: tuple[str, str, str] | None = None
+        # The committed next offset of each partition as this worker last saw or wrote
+        # it: an offset key found below it (or gone) means Redis lost data.
+        self._known_offsets: dict[int, int] = {}
+        self.store_resets = 0  # partitions rebuilt after Redis lost data (not yet counted)
 
     # ------------------------------------------------------------------ per fetched batch
 
     async def handle(self, partition: int, records: Sequence[Any]) -> None:
         """Take one fetched batch (records with .offset/.value) of `partition`."""
         state = await self._partition_state(partition)
-        if records and records[0].offset > state.position and not state.rewound:
-            state.rewound = True  # Kafka is past our state: read from where the state is
-            raise Rewind(state.position)
-        fresh = [(r.offset, r.value) for r in records if r.offset >= state.position]
-        if not fresh:
+        if records and records[0].offset > state.position:
+            if not state.rewound:
+                state.rewound = True  # Kafka is past our state: read from where the state is
+                raise Rewind(state.position)
+            # Rewound, yet the broker starts later: those events are gone from the topic.
+            log.error(
+                "%s[%d]: offsets %d..%d are no longer on the broker, so online state "
+                "cannot replay them; `feature-service backfill` folds them from the "
+                "offline log",
+                self.source.topic,
+                partition,
+                state.position,
+                records[0].offset - 1,
+            )
+            state.next_offset = state.position = records[0].offset
+        kept = [r for r in records if r.offset >= state.position]
+        if not kept:
             return
-        batch = parse_records(self.source, fresh)
+        fresh = [(r.offset, r.value) for r in kept]
+        batch = parse_records(self.source, fresh, [_record_time(r) for r in kept])
         await self._dead_letter(partition, batch)
         wm_before = watermarks_before(batch.ts, state.position_watermark)
         if len(batch):
@@ -257,18 +292,21 @@ class SourceProcessor:
             next_offset, watermark = orjson.loads(raw)
             state.next_offset = state.position = int(next_offset)
             state.position_watermark = float("-inf") if watermark is None else float(watermark)
-        for cache in self.cache.values():
-            cache.clear()
-        removed = await asyncio.to_thread(
-            self.event_log.remove_uncommitted, self.source.name, partition, state.next_offset
-        )
-        if removed:
-            log.warning(
-                "%s[%d]: removed %d offline files of uncommitted batches",
+        known = self._known_offsets.get(partition, 0)
+        if state.next_offset < known:
+            self.store_resets += 1
+            log.error(
+                "%s[%d]: Redis holds offset %d, this worker committed up to %d: Redis "
+                "lost data; rebuilding the partition's online state from offset %d",
                 self.source.topic,
                 partition,
-                removed,
+                state.next_offset,
+                known,
+                state.next_offset,
             )
+        self._known_offsets[partition] = state.next_offset
+        for cache in self.cache.values():
+            cache.clear()
         self.partitions[partition] = state
         return state
 
@@ -303,6 +341,16 @@ class SourceProcessor:
         result = FlushResult()
         if not parts:
             return result
+        # Were the offsets lost or moved since we read them? A worker paused past its
+        # session (a zombie) stops here, and writing on top of a Redis that lost its
+        # data would mark events applied that its state does not hold (the replay
+        # would then skip them). The entity compare-and-set and the commit check again.
+        try:
+            await self._check_offsets(parts)
+        except FencedError as fenced:
+            fenced.rewind = {p: state.next_offset for p, state in parts.items()}
+            self._drop_pending()
+            raise
         merged_batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]] = {}
         for p, state in parts.items():
             batch = _concat(state.pending)
@@ -321,19 +369,58 @@ class SourceProcessor:
             for view in self.views:
                 staged += await self._apply_view(view, merged_batches, parts, result)
             await self._commit(parts, result, (time.perf_counter() - started) * 1000)
-        except FencedError:
+        except FencedError as fenced:
+            if isinstance(fenced, StoreLostError):
+                await self._undo(staged)
+            fenced.rewind = {p: state.next_offset for p, state in parts.items()}
             self._drop_pending()
             raise
         for view_name, entity, fields in staged:
             self._remember(view_name, entity, fields)
         for p, state in parts.items():
-            state.next_offset = state.position
+            state.next_offset = self._known_offsets[p] = state.position
             state.pending, state.pending_wm = [], []
             state.first_pending, state.rejected = None, 0
             result.durable[p] = state.next_offset
         self._pending_events = 0
         self._pending_since = None
         return result
+
+    async def _check_offsets(self, parts: dict[int, _Partition]) -> None:
+        """Raise `StoreLostError` if an offset key is gone or behind what this worker
+        committed, `FencedError` if another worker moved one; else nothing."""
+        keys = [offset_key(self.source.name, p) for p in parts]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.get(key)
+            current = await pipe.execute()
+        self._raise_if_moved(parts, current)
+
+    def _raise_if_moved(self, parts: dict[int, _Partition], current: list[Any]) -> None:
+        for (p, state), raw in zip(parts.items(), current, strict=True):
+            if raw == state.raw:
+                continue
+            stored = -1 if raw is None else int(orjson.loads(raw)[0])
+            if stored < self._known_offsets.get(p, 0) or (raw is None and state.raw):
+                raise StoreLostError(
+                    f"{self.source.topic}[{p}]: the offset key is "
+                    f"{'gone' if raw is None else f'back at {stored}'} (this worker committed "
+                    f"{self._known_offsets.get(p, 0)}): Redis lost data; rebuilding"
+                )
+            raise FencedError(f"an offset of {self.source.topic} moved: another worker owns it")
+
+    async def _undo(self, staged: list[tuple[str, str, Encoded]]) -> None:
+        """Delete the entity states this flush wrote into a Redis that lost its data, if
+        nobody wrote them since: they hold only this flush's events, yet mark them
+        applied, and the rebuild must fold every event of those entities again."""
+        if not staged:
+            return
+        *_, undo_sha = await self._scripts()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for view_name, entity, fields in staged:
+                key = entity_key(view_name, entity)
+                pipe.execute_command("EVALSHA", undo_sha, 1, key, _text(fields[VERSION_FIELD]))
+            await pipe.execute(raise_on_error=False)
 
     def _drop_pending(self) -> None:
         """Forget pending work and caches; partitions are re-read from their stored offsets."""
@@ -475,11 +562,12 @@ class SourceProcessor:
         while len(cache) > self.cache_entities:
             cache.popitem(last=False)
 
-    async def _scripts(self) -> tuple[str, str]:
+    async def _scripts(self) -> tuple[str, str, str]:
         if self._script_shas is None:
             apply_sha = await self.redis.script_load(APPLY_ENTITY)
             commit_sha = await self.redis.script_load(COMMIT_OFFSETS)
-            self._script_shas = (str(apply_sha), str(commit_sha))
+            undo_sha = await self.redis.script_load(DELETE_IF_VERSION)
+            self._script_shas = (str(apply_sha), str(commit_sha), str(undo_sha))
         return self._script_shas
 
     async def _apply_view(
@@ -529,7 +617,7 @@ class SourceProcessor:
         the indexes of those whose version had moved (nothing written for them)."""
         if not writes:
             return set()
-        apply_sha, _ = await self._scripts()
+        apply_sha, *_ = await self._scripts()
         async with self.redis.pipeline(transaction=False) as pipe:
             for w in writes:
                 args: list[Any] = [
@@ -554,7 +642,7 @@ class SourceProcessor:
         self, parts: dict[int, _Partition], result: FlushResult, flush_ms: float
     ) -> None:
         """Move the offsets and counters at once, if no offset key moved (step 8)."""
-        _, commit_sha = await self._scripts()
+        _, commit_sha, _ = await self._scripts()
         keys = [offset_key(self.source.name, p) for p in parts]
         new_raw = {
             p: orjson.dumps(
@@ -576,6 +664,8 @@ class SourceProcessor:
                 stats += ["i", f"late:{view_name}", count]
         if result.retried:
             stats += ["i", "entity_retries", result.retried]
+        if self.store_resets:
+            stats += ["i", "store_resets", self.store_resets]
         for p, s in parts.items():
             if s.position_watermark != float("-inf"):
                 stats += ["s", f"newest_event_ts:{p}", repr(s.position_watermark)]
@@ -597,9 +687,23 @@ class SourceProcessor:
             *stats,
         )
         if not committed:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.get(key)
+                current = await pipe.execute()
+            self._raise_if_moved(parts, current)
             raise FencedError(f"an offset of {self.source.topic} moved: another worker owns it")
         for p in parts:
             parts[p].raw = new_raw[p]
+        self.store_resets = 0
+
+
+def _record_time(record: Any) -> float | None:
+    """The time a record was written to its topic (epoch seconds), if the broker says."""
+    stamp = getattr(record, "timestamp", None)
+    if not isinstance(stamp, int) or stamp <= 0:
+        return None
+    return stamp / 1000
 
 
 def _text(value: str | bytes) -> str:

@@ -39,9 +39,9 @@ from feature_service.observability.logs import logging_config
 from feature_service.observability.worker_monitor import WorkerMonitor
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_client import connect
-from feature_service.stream.faust_batches import BatchApp
+from feature_service.stream.faust_batches import BatchApp, Rewind, RewindPartitions
 from feature_service.stream.health_server import start_health_server
-from feature_service.stream.source_processor import SourceProcessor
+from feature_service.stream.source_processor import FencedError, SourceProcessor
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +101,24 @@ class WorkerRuntime:
             await self.start()
             try:
                 await self.processors[topic].handle(tp.partition, records)
-            except (RedisError, OSError):
-                self.monitor.redis_error()
+            except Rewind:
+                raise
+            except Exception as exc:
+                await self._failed(exc)
                 raise
 
         return handle
+
+    async def _failed(self, exc: Exception) -> None:
+        """Count a failed attempt (retried by the consumer) and say so in the heartbeat.
+        Being fenced is the ordinary hand-over between workers, not a failure."""
+        if isinstance(exc, FencedError):
+            return
+        if isinstance(exc, (RedisError, OSError)):
+            self.monitor.redis_error()
+        self.monitor.failed(exc)
+        if self.redis is not None:
+            await self.monitor.beat(self.redis)
 
     async def flush(self, force: bool) -> dict[TP, int]:
         """Flush processors that are due (all with `force`); the offsets now durable."""
@@ -116,9 +129,14 @@ class WorkerRuntime:
                 started = time.perf_counter()
                 try:
                     result = await processor.flush()
-                except (RedisError, OSError):
-                    self.monitor.redis_error()
+                except FencedError as fenced:
+                    raise RewindPartitions(
+                        {TP(topic, p): offset for p, offset in fenced.rewind.items()}
+                    ) from fenced
+                except Exception as exc:
+                    await self._failed(exc)
                     raise
+                self.monitor.succeeded()
                 self.monitor.flushed(
                     processor.source.name,
                     result.accepted,
@@ -182,6 +200,7 @@ def build_app(
                 "ready": bool(app.started),
                 "partitions": len(assigned),
                 "events": sum(runtime.monitor.totals.values()),
+                "failing": runtime.monitor.failing,
             }
 
         @app.task

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -15,11 +16,18 @@ SOURCE = Source(
     name="tx",
     topic="tx",
     timestamp_field="ts",
-    schema={"customer_id": "string", "amount": "float", "n": "int", "ok": "bool"},
+    schema={
+        "customer_id": "string",
+        "merchant_id": "string",
+        "amount": "float",
+        "n": "int",
+        "ok": "bool",
+    },
     key="customer_id",
     partitions=1,
+    join_keys=("customer_id", "merchant_id"),  # a view keyed by merchant reads it too
 )
-GOOD = {"customer_id": "c1", "amount": 1.5, "n": 2, "ok": True, "ts": 100.0}
+GOOD = {"customer_id": "c1", "merchant_id": "m1", "amount": 1.5, "n": 2, "ok": True, "ts": 100.0}
 
 
 def record(**changes: object) -> bytes:
@@ -45,6 +53,16 @@ def record(**changes: object) -> bytes:
         (record(ts=...), "missing timestamp field 'ts'"),
         (record(ts=None), "timestamp field 'ts' is null"),
         (record(ts="yesterday"), "timestamp 'yesterday' is not epoch seconds or ISO-8601"),
+        (record(ts="3000-01-01T00:00:00Z"), "timestamp '3000-01-01T00:00:00Z' is outside"),
+        (record(ts=1793491500000), "timestamp 1793491500000 is outside 1900-01-01 .. "
+         "2200-01-01 (epoch milliseconds?"),
+        (record(ts=1.7e308), "timestamp 1.7e+308 is outside"),
+        (record(ts=-1e30), "timestamp -1e+30 is outside"),
+        (record(n=2**63), f"field 'n': {2**63} is outside the int64 range"),
+        (record(n=-(2**63) - 1), "field 'n' must be an int"),  # orjson reads it as a float
+        (record(n=2**64), "field 'n' must be an int"),
+        (record(merchant_id=None), "field 'merchant_id' is null"),
+        (record(merchant_id=""), "key field 'merchant_id' is empty"),
     ],
 )
 def test_bad_record_is_refused_with_its_reason(value: bytes | None, reason: str) -> None:
@@ -75,3 +93,33 @@ def test_watermark_before_each_event_is_the_newest_earlier_event_time() -> None:
     ts = np.array([10.0, 5.0, 12.0, 11.0])
     assert watermarks_before(ts, float("-inf")).tolist() == [float("-inf"), 10.0, 10.0, 12.0]
     assert watermarks_before(ts, 20.0).tolist() == [20.0, 20.0, 20.0, 20.0]
+
+
+def test_int64_bounds_are_accepted() -> None:
+    batch = parse_records(SOURCE, [(0, record(n=2**63 - 1)), (1, record(n=-(2**63)))])
+    assert batch.columns["n"].tolist() == [2**63 - 1, -(2**63)] and not batch.rejected
+
+
+def test_an_event_too_far_ahead_of_its_record_time_is_refused() -> None:
+    written = 1_800_000_000.0
+    day_ahead = written + 86400
+    batch = parse_records(
+        SOURCE,
+        [(0, record(ts=day_ahead)), (1, record(ts=day_ahead + 1)), (2, record(ts=100.0))],
+        [written, written, None],
+    )
+    assert batch.offsets.tolist() == [0, 2]
+    assert [r.offset for r in batch.rejected] == [1]
+    assert "86401 s ahead of the time the event was written (max_future 86400 s)" in (
+        batch.rejected[0].reason
+    )
+
+
+def test_the_future_guard_uses_the_wall_clock_without_record_times() -> None:
+    year_2100 = 4_102_444_800.0
+    batch = parse_records(SOURCE, [(0, record(ts=year_2100))])
+    assert len(batch) == 0 and "ahead of the time the event was written" in (
+        batch.rejected[0].reason
+    )
+    unguarded = dataclasses.replace(SOURCE, max_future_s=None)
+    assert len(parse_records(unguarded, [(0, record(ts=year_2100))])) == 1

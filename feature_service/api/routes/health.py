@@ -22,7 +22,7 @@ router = APIRouter(tags=["operations"])
 
 
 class DependencyHealth(BaseModel):
-    status: Literal["ok", "down", "not configured", "unknown"]
+    status: Literal["ok", "down", "failing", "not configured", "unknown"]
     detail: str = ""
     lag: int | None = None  # worker: events in the topics not yet in the online state
     freshness_s: float | None = None  # worker: age of the newest event in the state
@@ -69,6 +69,16 @@ async def _worker(request: Request, state: ApiState) -> DependencyHealth:
     fresh = [s.freshness_s for s in current.sources if s.freshness_s is not None]
     freshness = max(fresh) if fresh else None
     lag_text = "unknown" if lag is None else str(lag)
+    failing = [w for w in current.workers if w.failing]
+    if failing:
+        first = failing[0].failing or {}
+        return DependencyHealth(
+            status="failing",
+            detail=f"{len(failing)} worker(s) failing for {first.get('attempts')} attempts: "
+            f"{first.get('error')}; lag {lag_text}",
+            lag=lag,
+            freshness_s=freshness,
+        )
     if idle:
         return DependencyHealth(
             status="down",
