@@ -28,7 +28,7 @@ from feature_service.core.config import Settings, load_settings
 from feature_service.definitions import Registry, load_definitions
 from feature_service.definitions.watch import DefinitionsWatcher
 from feature_service.online.redis_client import connect
-from feature_service.online.view_layouts import LayoutCheck, check_definitions
+from feature_service.online.view_layouts import check_definitions
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ async def _reload(state: ApiState, watcher: DefinitionsWatcher, every_s: float) 
     first = await check_definitions(state.redis, state.registry)
     if first.changes:  # started on them: nothing older to serve; lookups of the view 503
         state.refused_definitions = first.refusal
-        log.error("the definitions served change recorded view layouts: %s", _one_line(first))
+        log.error("the definitions served change recorded view layouts: %s", first.log_line)
     while True:
         await asyncio.sleep(every_s)
         try:
@@ -108,11 +108,7 @@ async def _reload(state: ApiState, watcher: DefinitionsWatcher, every_s: float) 
             continue
         if check.changes:
             state.refused_definitions = check.refusal
-            log.error("new definitions refused; serving the previous ones: %s", _one_line(check))
+            log.error("new definitions refused; serving the previous ones: %s", check.log_line)
         else:
             state.registry = registry
             state.refused_definitions = ""
-
-
-def _one_line(check: LayoutCheck) -> str:
-    return check.refusal.replace("\n", " | ")

@@ -2,7 +2,7 @@
 
 The file is checked together with the definitions already deployed (the folder
 `FS_DEFINITIONS`), and refused if it changes the tile layout of a view that has online
-state (features added or removed, other windows or hops under the same view name:
+state (features added or removed, other windows, hops or `where` under the same name:
 `online.view_layouts`, compared with the layouts recorded in Redis when it is reachable
 and with the deployed files); a changed view is rolled out under a new name and
 backfilled instead. Then the file is copied into that folder, the topics of new
@@ -39,7 +39,11 @@ from feature_service.definitions import Registry
 from feature_service.definitions.loader import definition_files, parse_definitions_text
 from feature_service.definitions.model import DefinitionsFile
 from feature_service.definitions.registry import DefinitionError, build_registry
-from feature_service.online.view_layouts import LayoutChangeRefused, check_definitions
+from feature_service.online.view_layouts import (
+    LayoutChange,
+    LayoutChangeRefused,
+    check_definitions,
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class Applied:
     topics_created: list[str]
     written_at: float  # the file's modification time: workers started after it run it
     backfill_views: list[str]  # views over sources declared elsewhere (in the offline log)
+    layouts_unchecked: str | None = None  # why Redis was not consulted on view layouts
 
 
 def existing_files(definitions: Path, exclude: Path | None = None) -> list[Path]:
@@ -82,7 +87,7 @@ def refuse_layout_changes(
     """
     from feature_service.online.redis_client import connect
 
-    async def run() -> tuple[list[Any], str | None]:
+    async def run() -> tuple[list[LayoutChange], str | None]:
         if not settings.redis_url:
             check = await check_definitions(None, registry, deployed)
             return check.changes, "no Redis configured (FS_REDIS_URL, or a running `up`)"
@@ -131,7 +136,7 @@ def apply_file(file: Path, settings: Settings, definitions: Path | None = None) 
     text = file.read_text()
     target = folder / file.name
     registry = registry_with(text, str(target), existing_files(folder, exclude=target))
-    refuse_layout_changes(registry, settings, deployed_registry(folder))
+    unchecked = refuse_layout_changes(registry, settings, deployed_registry(folder))
     parsed = parse_definitions_text(text, str(file))
     if target.resolve() != file.resolve():
         folder.mkdir(parents=True, exist_ok=True)
@@ -152,6 +157,7 @@ def apply_file(file: Path, settings: Settings, definitions: Path | None = None) 
         created,
         target.stat().st_mtime,
         [v.name for v in parsed.feature_views if v.source not in own_sources],
+        unchecked,
     )
 
 
@@ -229,6 +235,11 @@ def apply_and_report(
     views = ", ".join(applied.views) or "no feature views"
     say = functools.partial(console.print, highlight=False, soft_wrap=True)
     say(f"[green]applied[/green] {applied.target}: {views}")
+    if applied.layouts_unchecked and settings.redis_url:
+        say(
+            "[yellow]note:[/yellow] view layouts checked against the deployed files only: "
+            f"{applied.layouts_unchecked}"
+        )
     if applied.topics_created:
         say(f"topics  {', '.join(applied.topics_created)}")
     say(
@@ -275,7 +286,7 @@ def apply_command(
     The file is copied into the definitions folder; topics of new sources are created;
     a running worker and API pick it up within FS_DEFINITIONS_POLL_S seconds. New views
     over sources already flowing are then backfilled from the offline log. A file that
-    changes the features, windows or hops of a view with online state is refused (add
+    changes the features, windows, hops or where of a view with state is refused (add
     the change as a new view, then `feature-service backfill --view NEW`).
 
     Example: feature-service apply /tmp/generated.yaml

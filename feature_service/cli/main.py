@@ -67,7 +67,7 @@ def validate(
 ) -> None:
     """Check feature definitions without running anything.
 
-    Also refuses a change to the features, windows or hops of a view that has online
+    Also refuses a change to the features, windows, hops or where of a view that has online
     state (compared with the layouts recorded in Redis, when reachable).
 
     Example: feature-service validate definitions/

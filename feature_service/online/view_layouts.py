@@ -303,6 +303,11 @@ class LayoutCheck:
         """The refusal as one line per view ("" when nothing is refused)."""
         return "\n".join(c.message for c in self.changes)
 
+    @property
+    def log_line(self) -> str:
+        """The refusal on one line, for a log record."""
+        return " | ".join(c.message for c in self.changes)
+
 
 READ_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
 

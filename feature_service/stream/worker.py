@@ -19,8 +19,8 @@ replayed by the next owner, exactly once.
 
 Changed views (`online.view_layouts`). Before it consumes anything, the worker records
 the tile layout of each of its views in Redis (`claim_layouts`); definitions that change
-a recorded layout (features added, removed, other windows or hops under the same view
-name) are refused, because the view's stored state cannot take them:
+a recorded layout (features added or removed, other windows, hops or `where` under the
+same view name) are refused, because the view's stored state cannot take them:
 
 - at start, the worker exits with code 1 and one line naming the view and the roll-out
   (a new view name, then `feature-service backfill`); its supervisor restarts it;
@@ -199,7 +199,7 @@ def build_app(
                 log.error(
                     "new definitions under %s refused; running the previous ones: %s",
                     watcher.path,
-                    check.refusal.replace("\n", " | "),
+                    check.log_line,
                 )
                 return
             log.warning("stopping so that the restarted worker runs the new definitions")
