@@ -14,7 +14,8 @@ service's own code (`online/service.py`), so an SDK read and an API read of the 
 entity at the same `as_of` are the same numbers. Its methods are synchronous; the
 async clients live on one private event loop thread per store, so the SDK also works
 inside Jupyter or another running event loop. Errors: `RequestError` for a bad request
-(unknown feature, wrong types, ...), `StoreUnavailable` for a dependency that is down.
+(unknown feature, wrong types, ...), `StoreUnavailable` for a dependency that is down,
+`ViewUnavailable` for a view whose stored state another definition of it wrote.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from feature_service.online.service import (
     OnlineColumn,
     RequestError,
     StoreUnavailable,
+    ViewUnavailable,
     online_features,
     produce,
     push_messages,
@@ -46,7 +48,7 @@ from feature_service.online.service import (
     resolve_features,
 )
 
-__all__ = ["FeatureStore", "OnlineResponse", "RequestError", "StoreUnavailable"]
+__all__ = ["FeatureStore", "OnlineResponse", "RequestError", "StoreUnavailable", "ViewUnavailable"]
 
 T = TypeVar("T")
 EntityRows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]

@@ -28,6 +28,7 @@ from feature_service.core.config import Settings, load_settings
 from feature_service.definitions import Registry, load_definitions
 from feature_service.definitions.watch import DefinitionsWatcher
 from feature_service.online.redis_client import connect
+from feature_service.online.view_layouts import check_definitions
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,9 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
     """The lookup API; definitions are loaded (and checked) before it serves anything.
 
     Unless a registry is given, the definitions are watched (every
-    `FS_DEFINITIONS_POLL_S`) and swapped in when they change and load cleanly.
+    `FS_DEFINITIONS_POLL_S`) and swapped in when they change, load cleanly and change
+    no view's recorded tile layout (`online.view_layouts`, the worker's rule too);
+    refused ones are reported on /health while the previous registry keeps serving.
     """
     settings = settings or load_settings()
     watcher = DefinitionsWatcher(settings.definitions) if registry_ is None else None
@@ -87,13 +90,25 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
 
 
 async def _reload(state: ApiState, watcher: DefinitionsWatcher, every_s: float) -> None:
-    """Swap in new definitions when they change; requests in flight keep the old ones."""
+    """Swap in new definitions when they change and are allowed; requests in flight
+    keep the old ones. Refused definitions are logged once and shown on /health."""
+    first = await check_definitions(state.redis, state.registry)
+    if first.changes:  # started on them: nothing older to serve; lookups of the view 503
+        state.refused_definitions = first.refusal
+        log.error("the definitions served change recorded view layouts: %s", first.log_line)
     while True:
         await asyncio.sleep(every_s)
         try:
             registry = await asyncio.to_thread(watcher.poll)
+            if registry is None:
+                continue
+            check = await check_definitions(state.redis, registry, state.registry)
         except Exception:  # never let a reload problem stop serving
             log.exception("checking the definitions failed")
             continue
-        if registry is not None:
+        if check.changes:
+            state.refused_definitions = check.refusal
+            log.error("new definitions refused; serving the previous ones: %s", check.log_line)
+        else:
             state.registry = registry
+            state.refused_definitions = ""

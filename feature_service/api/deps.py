@@ -30,6 +30,7 @@ class ApiState:
     settings: Settings
     registry: Registry
     redis: aioredis.Redis
+    refused_definitions: str = ""  # why the definitions on disk are not served ("" if they are)
     _producer: AIOKafkaProducer | None = None
     _producer_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -1,9 +1,14 @@
 """`feature-service apply FILE`: register a definitions file with the running services.
 
 The file is checked together with the definitions already deployed (the folder
-`FS_DEFINITIONS`), copied into that folder, the topics of new sources are created when a
-broker is known, and the running worker and API notice the change on their next poll
-(`FS_DEFINITIONS_POLL_S`): the worker restarts with the new views, the API serves them.
+`FS_DEFINITIONS`), and refused if it changes the tile layout of a view that has online
+state (features added or removed, other windows, hops or `where` under the same name:
+`online.view_layouts`, compared with the layouts recorded in Redis when it is reachable
+and with the deployed files); a changed view is rolled out under a new name and
+backfilled instead. Then the file is copied into that folder, the topics of new
+sources are created when a broker is known, and the running worker and API notice the
+change on their next poll (`FS_DEFINITIONS_POLL_S`): the worker restarts with the new
+views, the API serves them.
 
 A view of the file over a source declared elsewhere (whose events are already in the
 offline log) starts empty from the events that arrive next. `apply` then backfills it
@@ -33,7 +38,12 @@ from feature_service.core.config import Settings
 from feature_service.definitions import Registry
 from feature_service.definitions.loader import definition_files, parse_definitions_text
 from feature_service.definitions.model import DefinitionsFile
-from feature_service.definitions.registry import build_registry
+from feature_service.definitions.registry import DefinitionError, build_registry
+from feature_service.online.view_layouts import (
+    LayoutChange,
+    LayoutChangeRefused,
+    check_definitions,
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,7 @@ class Applied:
     topics_created: list[str]
     written_at: float  # the file's modification time: workers started after it run it
     backfill_views: list[str]  # views over sources declared elsewhere (in the offline log)
+    layouts_unchecked: str | None = None  # why Redis was not consulted on view layouts
 
 
 def existing_files(definitions: Path, exclude: Path | None = None) -> list[Path]:
@@ -65,8 +76,55 @@ def registry_with(text: str, name: str, others: list[Path]) -> Registry:
     return build_registry(parsed)
 
 
+def refuse_layout_changes(
+    registry: Registry, settings: Settings, deployed: Registry | None = None
+) -> str | None:
+    """Raise `LayoutChangeRefused` if `registry` changes the tile layout of a view with
+    state: compared with the layouts recorded in the Redis of `settings` (when it is
+    reachable) and with `deployed`. Returns why Redis was not consulted, or None.
+
+    `validate` and `apply` call it; the rule itself is `view_layouts.refused_changes`.
+    """
+    from feature_service.online.redis_client import connect
+
+    async def run() -> tuple[list[LayoutChange], str | None]:
+        if not settings.redis_url:
+            check = await check_definitions(None, registry, deployed)
+            return check.changes, "no Redis configured (FS_REDIS_URL, or a running `up`)"
+        redis = connect(
+            settings.redis_url,
+            cluster=settings.redis_cluster,
+            socket_connect_timeout=2.0,
+            socket_timeout=5.0,
+        )
+        try:
+            check = await check_definitions(redis, registry, deployed)
+        finally:
+            await redis.aclose()
+        return check.changes, check.unchecked
+
+    changes, unchecked = asyncio.run(run())
+    if changes:
+        raise LayoutChangeRefused(changes)
+    return unchecked
+
+
+def deployed_registry(folder: Path) -> Registry | None:
+    """The registry of the definitions installed in `folder`; None if none load."""
+    files = existing_files(folder)
+    if not files:
+        return None
+    try:
+        return build_registry(
+            [(str(f), parse_definitions_text(f.read_text(), str(f))) for f in files]
+        )
+    except DefinitionError:
+        return None  # broken files are not served either: nothing to compare with
+
+
 def apply_file(file: Path, settings: Settings, definitions: Path | None = None) -> Applied:
-    """Validate `file` with the deployed definitions and install it among them."""
+    """Validate `file` with the deployed definitions and install it among them;
+    `LayoutChangeRefused` (nothing installed) if it changes a view with state."""
     folder = definitions or settings.definitions
     if folder.is_file():
         raise ValueError(
@@ -78,6 +136,7 @@ def apply_file(file: Path, settings: Settings, definitions: Path | None = None) 
     text = file.read_text()
     target = folder / file.name
     registry = registry_with(text, str(target), existing_files(folder, exclude=target))
+    unchecked = refuse_layout_changes(registry, settings, deployed_registry(folder))
     parsed = parse_definitions_text(text, str(file))
     if target.resolve() != file.resolve():
         folder.mkdir(parents=True, exist_ok=True)
@@ -98,6 +157,7 @@ def apply_file(file: Path, settings: Settings, definitions: Path | None = None) 
         created,
         target.stat().st_mtime,
         [v.name for v in parsed.feature_views if v.source not in own_sources],
+        unchecked,
     )
 
 
@@ -175,6 +235,11 @@ def apply_and_report(
     views = ", ".join(applied.views) or "no feature views"
     say = functools.partial(console.print, highlight=False, soft_wrap=True)
     say(f"[green]applied[/green] {applied.target}: {views}")
+    if applied.layouts_unchecked and settings.redis_url:
+        say(
+            "[yellow]note:[/yellow] view layouts checked against the deployed files only: "
+            f"{applied.layouts_unchecked}"
+        )
     if applied.topics_created:
         say(f"topics  {', '.join(applied.topics_created)}")
     say(
@@ -220,7 +285,9 @@ def apply_command(
 
     The file is copied into the definitions folder; topics of new sources are created;
     a running worker and API pick it up within FS_DEFINITIONS_POLL_S seconds. New views
-    over sources already flowing are then backfilled from the offline log.
+    over sources already flowing are then backfilled from the offline log. A file that
+    changes the features, windows, hops or where of a view with state is refused (add
+    the change as a new view, then `feature-service backfill --view NEW`).
 
     Example: feature-service apply /tmp/generated.yaml
     """

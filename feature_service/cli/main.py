@@ -67,10 +67,24 @@ def validate(
 ) -> None:
     """Check feature definitions without running anything.
 
+    Also refuses a change to the features, windows, hops or where of a view that has online
+    state (compared with the layouts recorded in Redis, when reachable).
+
     Example: feature-service validate definitions/
     """
-    path = path or load_settings().definitions
+    from feature_service.cli.apply import refuse_layout_changes
+
+    settings = load_settings()
+    path = path or settings.definitions
     registry = load_definitions(path)
+    unchecked = refuse_layout_changes(registry, settings)
+    if unchecked and settings.redis_url:
+        err_console.print(
+            f"[yellow]note:[/yellow] view layouts not checked against the online state: "
+            f"{unchecked}",
+            highlight=False,
+            soft_wrap=True,
+        )
     n_features = sum(len(v.features) for v in registry.feature_views.values())
     console.print(
         f"[green]ok[/green]: {len(registry.entities)} entities, {len(registry.sources)} sources, "

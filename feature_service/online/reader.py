@@ -19,9 +19,10 @@ from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 
-from feature_service.aggregation.tiles import NeedMoreFields, decode_field
+from feature_service.aggregation.tiles import LayoutMismatchError, NeedMoreFields, decode_field
 from feature_service.definitions import FeatureView
 from feature_service.online.redis_layout import LAST_EVENT_FIELD, entity_key, view_layout
+from feature_service.online.view_layouts import StaleStateError
 
 PRESENT = "PRESENT"
 NULL_VALUE = "NULL_VALUE"
@@ -46,7 +47,8 @@ async def read_views(
     evaluated).
 
     All views are read in one pipeline (one round trip). Raises
-    `aggregation.tiles.OutsideRetentionError` when `t` reaches before the state.
+    `aggregation.tiles.OutsideRetentionError` when `t` reaches before the state, and
+    `view_layouts.StaleStateError` when a view's state was written by another layout.
     """
     only = only or {}
     plans = [_plan(view, t, only.get(view.name)) for view, _ in requests]
@@ -117,4 +119,6 @@ async def _evaluate(
         except NeedMoreFields as more:  # a lifetime feature asked about the past
             raw = await redis.hmget(entity_key(view.name, entity), more.fields)
             fields.update({n: decode_field(v) for n, v in zip(more.fields, raw, strict=True)})
+        except LayoutMismatchError:  # the view's definition changed under its name
+            raise StaleStateError(view.name) from None
     raise RuntimeError(f"evaluation of {view.name}:{entity} kept asking for more fields")

@@ -21,6 +21,13 @@ sharing it live in one hash slot):
   into the view (HSETNX with every offset commit, so it keeps the first); events below
   it reach the view only through `offline.backfill`. Same slot as the offsets.
   An entity hash a backfill wrote also has the field `bf`.
+- `fs:layouts:{<source>}` (hash): view -> JSON record of the tile layout its entity
+  hashes are written with (`{"v": fingerprint, "levels": [...], "features": [[name,
+  aggregation, column, window_s, hop_s, where], ...]}`). Set (HSETNX) by a worker for
+  every view before it serves them; `validate`, `apply`, the worker and the API refuse
+  definitions that change a recorded layout (`online.view_layouts`). Same slot as the
+  offsets. A view deleted for good, whose name is to be reused with another layout,
+  needs its entity keys and this field deleted by hand.
 - `fs:workers` (hash): worker id (`host:pid`) -> JSON heartbeat of a running worker
   (`observability.worker_monitor`): when it was last seen, per source its events and
   events/s; entries of workers gone for long are pruned by the others.
@@ -80,6 +87,11 @@ def view_start_key(view: str, source: str) -> str:
     events below it reach the view's online state only through `offline.backfill`.
     """
     return f"{PREFIX}vstart:{{{source}}}:{view}"
+
+
+def layouts_key(source: str) -> str:
+    """Hash: view -> the recorded tile layout of its state (`online.view_layouts`)."""
+    return f"{PREFIX}layouts:{{{source}}}"
 
 
 def stats_key(source: str) -> str:

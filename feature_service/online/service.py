@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from feature_service.aggregation.tiles import OutsideRetentionError
 from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.online.reader import PRESENT, FeatureValue, read_views
+from feature_service.online.view_layouts import StaleStateError
 from feature_service.stream.parsing import parse_records, parse_timestamp
 
 
@@ -35,6 +36,11 @@ class RequestError(ValueError):
 
 class StoreUnavailable(RuntimeError):
     """A dependency (Redis, the broker) did not answer; retry later (HTTP 503)."""
+
+
+class ViewUnavailable(RuntimeError):
+    """A view's online state cannot be read by its definition (HTTP 503); the message
+    names the view and the fix (`view_layouts.stale_state_message`)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,8 @@ async def online_features(
         read = dict(zip(views, await read_views(redis, requested, t, only), strict=True))
     except OutsideRetentionError as exc:
         raise RequestError(f"as_of is too far in the past for the online store: {exc}") from None
+    except StaleStateError as exc:
+        raise ViewUnavailable(str(exc)) from None
     except (RedisError, OSError) as exc:
         raise StoreUnavailable(f"online store unavailable: {type(exc).__name__}") from None
     columns = [

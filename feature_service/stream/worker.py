@@ -16,10 +16,23 @@ New definitions: given a `DefinitionsWatcher`, the worker polls it every
 as on SIGTERM (exit code 0), so that its supervisor (`feature-service up`, Kubernetes)
 starts it again with the new registry. Stopping is the ordinary path: pending work is
 replayed by the next owner, exactly once.
+
+Changed views (`online.view_layouts`). Before it consumes anything, the worker records
+the tile layout of each of its views in Redis (`claim_layouts`); definitions that change
+a recorded layout (features added or removed, other windows, hops or `where` under the
+same view name) are refused, because the view's stored state cannot take them:
+
+- at start, the worker exits with code 1 and one line naming the view and the roll-out
+  (a new view name, then `feature-service backfill`); its supervisor restarts it;
+- while running, when such definitions appear on disk (edited by hand; `apply` refuses
+  them), it keeps running the definitions it has, logs the refusal once (ERROR), and
+  its /health shows it (`definitions: {"status": "refused", "detail": ...}`). The next
+  change on disk that is allowed restarts it as usual.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -39,12 +52,17 @@ from feature_service.observability.logs import logging_config
 from feature_service.observability.worker_monitor import WorkerMonitor
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_client import connect
+from feature_service.online.view_layouts import (
+    READ_ERRORS,
+    LayoutChangeRefused,
+    check_definitions,
+    claim_layouts,
+)
 from feature_service.stream.faust_batches import BatchApp, Rewind, RewindPartitions
 from feature_service.stream.health_server import start_health_server
 from feature_service.stream.source_processor import FencedError, SourceProcessor
 
 log = logging.getLogger(__name__)
-
 
 
 class WorkerRuntime:
@@ -58,6 +76,7 @@ class WorkerRuntime:
             s.name for s in registry.sources.values() if registry.views_of_source(s.name)
         )
         self.redis: Any = None
+        self.refused_definitions = ""  # definitions on disk this worker refused to run
         self._started = False
         self._closers: list[Callable[[], Awaitable[Any]]] = []
 
@@ -187,20 +206,38 @@ def build_app(
 
         @app.timer(interval=settings.definitions_poll_s)
         async def stop_on_new_definitions() -> None:
-            if watcher.poll() is not None:
-                log.warning("stopping so that the restarted worker runs the new definitions")
-                os.kill(os.getpid(), signal.SIGTERM)
+            new = watcher.poll()
+            if new is None:
+                return
+            # before the first batch there is no client yet: the running registry, whose
+            # layouts were recorded at start, is then the baseline
+            check = await check_definitions(runtime.redis, new, registry)
+            if check.changes:
+                runtime.refused_definitions = check.refusal
+                log.error(
+                    "new definitions under %s refused; running the previous ones: %s",
+                    watcher.path,
+                    check.log_line,
+                )
+                return
+            log.warning("stopping so that the restarted worker runs the new definitions")
+            os.kill(os.getpid(), signal.SIGTERM)
+
     if settings.health_port is not None:
         port = settings.health_port
 
         def status() -> dict[str, Any]:
             assert runtime.monitor.assignment is not None
             assigned = list(runtime.monitor.assignment()) if app.started else []
+            refused = runtime.refused_definitions
             return {
                 "ready": bool(app.started),
                 "partitions": len(assigned),
                 "events": sum(runtime.monitor.totals.values()),
                 "failing": runtime.monitor.failing,
+                "definitions": {"status": "refused", "detail": refused}
+                if refused
+                else {"status": "ok"},
             }
 
         @app.task
@@ -210,11 +247,41 @@ def build_app(
     return app, runtime
 
 
+async def record_layouts(settings: Settings, registry: Registry) -> None:
+    """Record the layouts of the views about to be served (`claim_layouts`), waiting
+    for Redis if it is away; `LayoutChangeRefused` if a view changes a recorded one."""
+    assert settings.redis_url
+    delay = 0.5
+    while True:
+        redis = connect(
+            settings.redis_url,
+            cluster=settings.redis_cluster,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+        )
+        try:
+            refused = await claim_layouts(redis, registry)
+            break
+        except READ_ERRORS as exc:
+            log.warning("cannot record the view layouts in Redis (%s); retrying", exc)
+        finally:
+            await redis.aclose()
+        await asyncio.sleep(delay)  # waiting for Redis to come back, as the handlers do
+        delay = min(2 * delay, 5.0)
+    if refused:
+        raise LayoutChangeRefused(refused)
+
+
 def run_worker(
     settings: Settings, registry: Registry, watcher: DefinitionsWatcher | None = None
 ) -> None:
-    """Run the worker in the foreground until SIGTERM/SIGINT (or new definitions)."""
+    """Run the worker in the foreground until SIGTERM/SIGINT (or new definitions).
+
+    Raises `LayoutChangeRefused` (before consuming anything) when `registry` changes
+    the recorded layout of a view: see the module docstring.
+    """
     app, _ = build_app(settings, registry, watcher)
+    asyncio.run(record_layouts(settings, registry))
     if settings.worker_metrics_port is not None:
         from prometheus_client import start_http_server
 

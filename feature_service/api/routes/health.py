@@ -4,6 +4,10 @@ Dependencies: `redis` (ping), `broker` (TCP connect), and `worker`: the stream w
 heartbeats and lag (`observability.pipeline`). A missing worker makes the status
 `degraded` but not a 503: lookups still answer from the stored state, and a readiness
 probe should not take the API out of service because the worker is restarting.
+
+`definitions`: `refused` (with the reason) when the definitions on disk change the tile
+layout of a view with state (`online.view_layouts`); the API then serves the previous
+ones, so the status is `degraded` but not a 503.
 """
 
 from __future__ import annotations
@@ -28,9 +32,15 @@ class DependencyHealth(BaseModel):
     freshness_s: float | None = None  # worker: age of the newest event in the state
 
 
+class DefinitionsHealth(BaseModel):
+    status: Literal["ok", "refused"]
+    detail: str = ""
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     dependencies: dict[str, DependencyHealth]
+    definitions: DefinitionsHealth
 
 
 async def _redis(state: ApiState) -> DependencyHealth:
@@ -103,8 +113,12 @@ async def health(request: Request, response: Response, state: State) -> Health:
     deps = {"redis": redis_health, "broker": broker_health, "worker": worker_health}
     if redis_health.status == "down" or broker_health.status == "down":
         response.status_code = 503
-    healthy = all(d.status in ("ok", "not configured") for d in deps.values())
-    return Health(status="ok" if healthy else "degraded", dependencies=deps)
+    refused = state.refused_definitions
+    definitions = DefinitionsHealth(status="refused" if refused else "ok", detail=refused)
+    healthy = all(d.status in ("ok", "not configured") for d in deps.values()) and not refused
+    return Health(
+        status="ok" if healthy else "degraded", dependencies=deps, definitions=definitions
+    )
 
 
 class Liveness(BaseModel):

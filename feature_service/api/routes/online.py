@@ -14,6 +14,7 @@ from feature_service.observability.prometheus import REDIS_ERRORS
 from feature_service.online.service import (
     RequestError,
     StoreUnavailable,
+    ViewUnavailable,
     online_features,
     query_time,
     resolve_features,
@@ -72,7 +73,10 @@ def _iso(ts: float | None) -> str:
         400: {"description": "the body is not JSON"},
         413: {"description": "too many entities in one request"},
         422: {"description": "unknown feature, view or entity key; bad as_of"},
-        503: {"description": "the online store is unreachable"},
+        503: {
+            "description": "the online store is unreachable, or a view's stored state was "
+            "written by another definition of it (the message says how to fix it)"
+        },
     },
 )
 async def get_online_features(request: OnlineFeaturesRequest, state: State) -> Response:
@@ -92,6 +96,8 @@ async def get_online_features(request: OnlineFeaturesRequest, state: State) -> R
         raise HTTPException(exc.status, str(exc)) from None
     except StoreUnavailable as exc:
         REDIS_ERRORS.inc()
+        raise HTTPException(503, str(exc)) from None
+    except ViewUnavailable as exc:
         raise HTTPException(503, str(exc)) from None
     # Serialised here with orjson rather than validated again through `response_model`
     # (which still documents the shape): a 100 x 50 answer has 15,000 cells.
