@@ -63,7 +63,11 @@ from feature_service.aggregation.algebra import as_float_array, non_null_mask
 from feature_service.aggregation.windows import tile_starts
 from feature_service.definitions import Feature, FeatureView, Registry
 from feature_service.offline.event_log import EventLog
-from feature_service.online.service import RequestError, resolve_features
+from feature_service.online.service import (
+    RequestError,
+    check_query_time,
+    resolve_features,
+)
 
 TIMESTAMP_COLUMN = "event_timestamp"
 GATHER_BUDGET = 1 << 21
@@ -161,6 +165,9 @@ def epoch_seconds(column: pd.Series) -> Float:
         out = stamps.dt.tz_localize(None).to_numpy("datetime64[ns]").astype(np.int64) / 1e9
     if not np.all(np.isfinite(out)):
         raise RequestError(f"{TIMESTAMP_COLUMN} has values that are not finite")
+    if out.size:  # the online API's range of times (years 1970..9999), same message
+        check_query_time(float(out.min()), TIMESTAMP_COLUMN)
+        check_query_time(float(out.max()), TIMESTAMP_COLUMN)
     return np.asarray(out, dtype=np.float64)
 
 

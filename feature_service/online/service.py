@@ -91,14 +91,41 @@ def join_keys(refs: Sequence[FeatureRef]) -> list[str]:
     return list(dict.fromkeys(ref.view.entity.join_key for ref in refs))
 
 
+EARLIEST_QUERY_TIME = 0.0
+"""1970-01-01T00:00:00Z: the earliest time a lookup or a training-set row may ask about."""
+LATEST_QUERY_TIME = 253_402_300_800.0
+"""10000-01-01T00:00:00Z (excluded): the end of what ISO-8601 and datetimes can write."""
+
+
+def check_query_time(t: float, what: str) -> float:
+    """`t` if it lies in years 1970..9999, else a 422 naming `what`.
+
+    Times outside that range have no date to show, and windows over them would take
+    tile arithmetic on numbers as large as 1e308; refusing them here keeps every reader
+    on ordinary epoch seconds.
+
+    >>> check_query_time(1e308, "as_of")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    feature_service.online.service.RequestError: as_of 1e+308 is outside 1970-01-01..9999-12-31 ...
+    """
+    if not EARLIEST_QUERY_TIME <= t < LATEST_QUERY_TIME:
+        raise RequestError(
+            f"{what} {t!r} is outside 1970-01-01..9999-12-31 "
+            f"(epoch seconds 0 to {LATEST_QUERY_TIME - 1:.0f})"
+        )
+    return t
+
+
 def query_time(as_of: float | str | None) -> float:
-    """`as_of` as epoch seconds; now when absent."""
+    """`as_of` as epoch seconds (years 1970..9999, `check_query_time`); now when absent."""
     if as_of is None:
         return time.time()
     try:
-        return parse_timestamp(as_of)
+        t = parse_timestamp(as_of)
     except ValueError as exc:
         raise RequestError(f"as_of: {exc}") from None
+    return check_query_time(t, "as_of")
 
 
 def entity_rows(
