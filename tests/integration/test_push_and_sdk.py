@@ -4,6 +4,7 @@ through HTTP and the SDK; API keys; push errors."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,6 +199,14 @@ def test_api_keys_guard_data_endpoints(pushed, headers: dict, status: int) -> No
         ({"df": {**_rows("dave", [1.0], T0), "ts": ["yesterday"]}}, 422, "row 0: "),
         ({"df": {"customer_id": ["x"], "amount": [1.0, 2.0]}}, 422, "same number of values"),
         ({"df": _rows("dave", [1.0] * 1001, T0)}, 413, "at most 1000"),
+        # JSON NaN / Infinity parse to floats that the encoder would turn into null
+        ({"df": _rows("dave", [1.0, math.nan], T0)}, 422, "row 1: field 'amount' is nan"),
+        ({"df": _rows("dave", [math.inf], T0)}, 422, "row 0: field 'amount' is inf"),
+        (  # was a 503: the producer's 1 MiB request limit
+            {"df": {**_rows("dave", [1.0, 2.0], T0), "category": ["ok", "x" * 2_000_000]}},
+            413,
+            "row 1: the event is 2000",
+        ),
         ({"to": "elsewhere"}, 422, "to"),
     ],
 )
@@ -206,9 +215,13 @@ def test_bad_pushes_are_refused_whole_naming_the_problem(
 ) -> None:  # type: ignore[no-untyped-def]
     api, _, view, _ = pushed
     body = {"push_source_name": view.source.name, "df": _rows("dave", [1.0], T0), **change}
-    response = api.post("/push", json=body, headers={"X-API-Key": KEY})
-    assert response.status_code == status, response.text
+    # json.dumps writes NaN and Infinity as JavaScript does, and the API's parser reads them
+    headers = {"X-API-Key": KEY, "content-type": "application/json"}
+    response = api.post("/push", content=json.dumps(body), headers=headers)
+    assert response.status_code == status, response.text[:300]
     assert message in response.text
+    if "bytes" in message:
+        assert "field 'category' is 2000002 bytes" in response.text
 
 
 def test_sdk_raises_request_errors(pushed) -> None:  # type: ignore[no-untyped-def]
