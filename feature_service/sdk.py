@@ -127,7 +127,14 @@ class FeatureStore:
     async def _online(self, *args: Any) -> list[OnlineColumn]:
         if self._redis is None:
             redis_url = self.settings.redis_url or "redis://127.0.0.1:6379/0"
-            self._redis = connect(redis_url, socket_connect_timeout=1.0, socket_timeout=5.0)
+            self._redis = connect(
+                redis_url,
+                cluster=self.settings.redis_cluster,
+                max_connections=self.settings.redis_max_connections,
+                pool_timeout_s=self.settings.redis_pool_timeout_s,
+                socket_connect_timeout=1.0,
+                socket_timeout=5.0,
+            )
         return await online_features(self._redis, *args)
 
     # -- push -----------------------------------------------------------------------------

@@ -22,6 +22,19 @@ Numerics: ``sum`` keeps a Neumaier compensation term; ``mean``/``var``/``std`` k
 ``(n, mean, M2)`` updated with Welford's recurrence and merged with Chan et al.'s
 parallel formula, and ``grouped`` uses the corrected two-pass algorithm per group.
 
+Overflow: a sum, mean or ``M2`` that leaves the float64 range (two amounts of 1.7e308)
+has no JSON form (JSON has no infinity), so it is stored as ``None`` in its IR slot and
+means "overflowed": it stays ``None`` through later updates and merges (of that tile or
+window), and `finalize` gives ``None``, which lookups report as ``NULL_VALUE`` and
+training sets as a missing value (`offline.historical` applies the same rule). A mean
+only overflows if its running difference does: the mean of 1.7e308 and 1.7e308 is
+1.7e308.
+
+>>> AGGREGATORS["sum"].fold([1.0, 2.0], [0, 1], [1.7e308, 1.7e308])
+[2, None, 0.0]
+>>> AGGREGATORS["sum"].finalize([2, None, 0.0], 2.0) is None
+True
+
 >>> sorted(AGGREGATORS)  # doctest: +NORMALIZE_WHITESPACE
 ['count', 'count_distinct', 'first', 'last', 'max', 'mean', 'min', 'std', 'sum',
  'time_since_last', 'var']
@@ -71,6 +84,7 @@ __all__ = [
     "as_float_array",
     "is_null",
     "non_null_mask",
+    "safe_means",
 ]
 
 
@@ -128,6 +142,37 @@ def _to_float(value: Any) -> float:
     if isinstance(value, str | bytes):
         raise TypeError(f"a numeric aggregation needs numbers, not {value!r}")
     return float(value)
+
+
+def _finite(x: float) -> float | None:
+    """`x`, or None (overflowed) when it is infinite or NaN: what an IR slot may hold."""
+    return x if math.isfinite(x) else None
+
+
+def _fsum(values: list[float]) -> float | None:
+    """`math.fsum`, None where it overflows (fsum raises on an intermediate overflow)."""
+    try:
+        return _finite(math.fsum(values))
+    except OverflowError:
+        return None
+
+
+def _blend(ma: float, na: int, mb: float, nb: int) -> float:
+    """The mean of two finite means weighted by their counts, without overflowing."""
+    n = na + nb
+    mean = ma + (mb - ma) * (nb / n)
+    return mean if math.isfinite(mean) else ma * (na / n) + mb * (nb / n)
+
+
+def _welford(m: float, n: int, x: float) -> float:
+    """The mean after `x` joins `n - 1` values of mean `m`, without overflowing."""
+    mean = m + (x - m) / n
+    return mean if math.isfinite(mean) else m * ((n - 1) / n) + x / n
+
+
+def _order(ir: IR) -> tuple[Any, ...]:
+    """`ir` as a sort key (None, overflowed, sorts last): merge is exactly commutative."""
+    return tuple(math.inf if v is None else v for v in ir)
 
 
 def _py(value: Any) -> Any:
@@ -452,7 +497,8 @@ def _fits_float(values: npt.NDArray[Any]) -> bool:
 
 
 class Sum(Aggregator):
-    """Sum of non-null values, compensated (Neumaier). IR: ``[n, sum, compensation]``.
+    """Sum of non-null values, compensated (Neumaier). IR: ``[n, sum, compensation]``,
+    ``sum`` None once it overflowed (module docstring).
 
     >>> agg = Sum()
     >>> ir = agg.fold([1.0, 2.0, 3.0], [0, 1, 2], [1e16, 1.0, -1e16])
@@ -471,9 +517,9 @@ class Sum(Aggregator):
             return ir
         n, s, c = ir
         x = _to_float(value)
-        total = s + x
-        if math.isfinite(total):
-            c += (s - total) + x if abs(s) >= abs(x) else (x - total) + s
+        if s is None or not math.isfinite(total := s + x):
+            return [n + 1, None, 0.0]
+        c += (s - total) + x if abs(s) >= abs(x) else (x - total) + s
         return [n + 1, total, c]
 
     def merge(self, a: IR, b: IR) -> IR:
@@ -482,26 +528,26 @@ class Sum(Aggregator):
         if not b[0]:
             return list(a)
         sa, sb = a[1], b[1]
-        total = sa + sb
-        err = 0.0
-        if math.isfinite(total):
-            err = (sa - total) + sb if abs(sa) >= abs(sb) else (sb - total) + sa
+        if sa is None or sb is None or not math.isfinite(total := sa + sb):
+            return [a[0] + b[0], None, 0.0]
+        err = (sa - total) + sb if abs(sa) >= abs(sb) else (sb - total) + sa
         return [a[0] + b[0], total, (a[2] + b[2]) + err]
 
     def merge_all(self, irs: Iterable[IR]) -> IR:
         irs = [ir for ir in irs if ir[0]]
         if len(irs) < 2:
             return list(irs[0]) if irs else self.empty()
-        parts = [ir[1] for ir in irs] + [ir[2] for ir in irs]
-        if not all(map(math.isfinite, parts)):
-            return super().merge_all(irs)
-        return [sum(ir[0] for ir in irs), math.fsum(parts), 0.0]  # correctly rounded
+        n = sum(ir[0] for ir in irs)
+        if any(ir[1] is None for ir in irs):
+            return [n, None, 0.0]
+        # correctly rounded; None where the partial sums overflow
+        return [n, _fsum([ir[1] for ir in irs] + [ir[2] for ir in irs]), 0.0]
 
     def finalize(self, ir: IR, t: float) -> Any:
         n, s, c = ir
-        if not n:
+        if not n or s is None:
             return None
-        return s + c if math.isfinite(s) else s
+        return _finite(s + c)
 
     def _grouped(
         self,
@@ -517,15 +563,17 @@ class Sum(Aggregator):
         if not groups:
             return out
         x = values[order]
-        sums: list[float] = np.add.reduceat(x, starts).tolist()
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow: None, below
+            sums: list[float] = np.add.reduceat(x, starts).tolist()
         counts: list[int] = (ends - starts).tolist()
         xs: list[float] | None = None
         for g, a, k, s in zip(groups, starts.tolist(), counts, sums, strict=True):
+            total: float | None = _finite(s)
             if k > 2:  # one or two values: the float sum is already correctly rounded
                 if xs is None:
                     xs = x.tolist()
-                s = math.fsum(xs[a : a + k])
-            out[g] = [k, s, 0.0]
+                total = _fsum(xs[a : a + k])
+            out[g] = [k, total, 0.0]
         return out
 
 
@@ -539,15 +587,37 @@ def _moments(
         empty = np.zeros(0)
         return groups, np.zeros(0, dtype=np.intp), empty, empty
     counts = ends - starts
-    mean0 = np.add.reduceat(x, starts) / counts
-    dev = x - np.repeat(mean0, counts)
-    sdev = np.add.reduceat(dev, starts)
-    m2 = np.add.reduceat(dev * dev, starts) - sdev * sdev / counts
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow: inf/NaN, made None later
+        mean0 = safe_means(x, starts, counts)
+        dev = x - np.repeat(mean0, counts)
+        sdev = np.add.reduceat(dev, starts)
+        m2 = np.add.reduceat(dev * dev, starts) - sdev * sdev / counts
     return groups, counts, mean0 + sdev / counts, np.maximum(m2, 0.0)
 
 
+def safe_means(
+    x: npt.NDArray[np.float64], starts: npt.NDArray[np.intp], counts: npt.NDArray[np.intp]
+) -> npt.NDArray[np.float64]:
+    """Mean of each run ``x[starts[i]:starts[i] + counts[i]]`` (runs end to end), also where
+    the run's sum overflows (then from ``x / count``: one more rounding per value, only
+    for values near the float64 limit). The tiles and `offline.historical` both use it.
+
+    >>> x = np.array([1.7e308, 1.7e308, 1.0, 3.0])
+    >>> safe_means(x, np.array([0, 2]), np.array([2, 2])).tolist()
+    [1.7e+308, 2.0]
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        means = np.add.reduceat(x, starts) / counts
+        bad = ~np.isfinite(means)
+        if bad.any():
+            scaled = np.add.reduceat(x / np.repeat(counts, counts), starts)
+            means[bad] = scaled[bad]
+    return means
+
+
 class Mean(Aggregator):
-    """Mean of non-null values, Welford update and Chan merge. IR: ``[n, mean]``.
+    """Mean of non-null values, Welford update and Chan merge. IR: ``[n, mean]``
+    (``mean`` None once it overflowed, which finite values rarely make it do).
 
     >>> agg = Mean()
     >>> agg.finalize(agg.fold([1.0, 2.0, 3.0], [0, 1, 2], [1.0, 2.0, float("nan")]), 3.0)
@@ -565,29 +635,34 @@ class Mean(Aggregator):
             return ir
         n, m = ir
         x = _to_float(value)
-        n += 1
-        return [n, m + (x - m) / n]
+        if m is None:
+            return [n + 1, None]
+        return [n + 1, _finite(_welford(m, n + 1, x))]
 
     def merge(self, a: IR, b: IR) -> IR:
-        if (b[0], b[1]) < (a[0], a[1]):  # canonical order: merge is exactly commutative
+        if _order(b) < _order(a):  # canonical order: merge is exactly commutative
             a, b = b, a
         na, ma = a[0], a[1]
         nb, mb = b[0], b[1]
         if not na:
             return list(b)
-        n = na + nb
-        return [n, ma + (mb - ma) * (nb / n)]
+        if ma is None or mb is None:
+            return [na + nb, None]
+        return [na + nb, _finite(_blend(ma, na, mb, nb))]
 
     def merge_all(self, irs: Iterable[IR]) -> IR:
         irs = [ir for ir in irs if ir[0]]
         if len(irs) < 2:
             return list(irs[0]) if irs else self.empty()
         n = sum(ir[0] for ir in irs)
-        mean = math.fsum([ir[0] * ir[1] for ir in irs]) / n
-        return [n, mean] if math.isfinite(mean) else super().merge_all(irs)
+        if any(ir[1] is None for ir in irs):
+            return [n, None]
+        weighted = _fsum([ir[0] * ir[1] for ir in irs])
+        mean = None if weighted is None else weighted / n
+        return [n, mean] if mean is not None else super().merge_all(irs)
 
     def finalize(self, ir: IR, t: float) -> Any:
-        return float(ir[1]) if ir[0] else None
+        return float(ir[1]) if ir[0] and ir[1] is not None else None
 
     def _grouped(
         self,
@@ -601,12 +676,13 @@ class Mean(Aggregator):
         assert values is not None
         groups, counts, mean, _ = _moments(values, group_ids)
         for g, n, m in zip(groups, counts.tolist(), mean.tolist(), strict=True):
-            out[g] = [n, m]
+            out[g] = [n, _finite(m)]
         return out
 
 
 class _Moments(Aggregator):
-    """Count, mean and sum of squared deviations. IR: ``[n, mean, M2]``."""
+    """Count, mean and sum of squared deviations. IR: ``[n, mean, M2]``; ``M2`` (or
+    ``mean`` and ``M2``) None once it overflowed."""
 
     numeric_only = True
 
@@ -618,37 +694,50 @@ class _Moments(Aggregator):
             return ir
         n, m, m2 = ir
         x = _to_float(value)
-        n += 1
+        if m is None:
+            return [n + 1, None, None]
         d = x - m
-        m_new = m + d / n
-        return [n, m_new, m2 + d * (x - m_new)]
+        m_new = _welford(m, n + 1, x)
+        m2_new = None if m2 is None else _finite(m2 + d * (x - m_new))
+        return [n + 1, _finite(m_new), m2_new]
 
     def merge(self, a: IR, b: IR) -> IR:
-        if (b[0], b[1], b[2]) < (a[0], a[1], a[2]):
+        if _order(b) < _order(a):  # canonical order: merge is exactly commutative
             a, b = b, a
         na, ma, m2a = a
         nb, mb, m2b = b
         if not na:
             return list(b)
         n = na + nb
+        if ma is None or mb is None:
+            return [n, None, None]
         delta = mb - ma
-        return [n, ma + delta * (nb / n), (m2a + m2b) + delta * delta * (na * nb / n)]
+        mean = _finite(_blend(ma, na, mb, nb))
+        if m2a is None or m2b is None:
+            return [n, mean, None]
+        return [n, mean, _finite((m2a + m2b) + delta * delta * (na * nb / n))]
 
     def merge_all(self, irs: Iterable[IR]) -> IR:
         # n = sum n_i, mean = sum n_i m_i / n, M2 = sum M2_i + sum n_i (m_i - mean)^2
         irs = [ir for ir in irs if ir[0]]
         if len(irs) < 2:
             return list(irs[0]) if irs else self.empty()
+        if any(ir[1] is None or ir[2] is None for ir in irs):
+            return super().merge_all(irs)  # pairwise: keeps what did not overflow
         n = sum(ir[0] for ir in irs)
-        mean = math.fsum([ir[0] * ir[1] for ir in irs]) / n
-        if not math.isfinite(mean):
+        weighted = _fsum([ir[0] * ir[1] for ir in irs])
+        if weighted is None:
             return super().merge_all(irs)
-        spread = math.fsum([ir[0] * (ir[1] - mean) ** 2 for ir in irs])
-        return [n, mean, math.fsum([ir[2] for ir in irs]) + spread]
+        mean = weighted / n
+        # d * d, not d ** 2: a float power raises OverflowError where a product gives inf
+        spread = _fsum([ir[0] * ((ir[1] - mean) * (ir[1] - mean)) for ir in irs])
+        m2s = _fsum([ir[2] for ir in irs])
+        m2 = None if spread is None or m2s is None else _finite(m2s + spread)
+        return [n, mean, m2]
 
     def variance(self, ir: IR) -> float | None:
         n, _, m2 = ir
-        return max(m2, 0.0) / (n - 1) if n >= 2 else None
+        return max(m2, 0.0) / (n - 1) if n >= 2 and m2 is not None else None
 
     def _grouped(
         self,
@@ -662,7 +751,8 @@ class _Moments(Aggregator):
         assert values is not None
         groups, counts, mean, m2 = _moments(values, group_ids)
         for g, n, m, s in zip(groups, counts.tolist(), mean.tolist(), m2.tolist(), strict=True):
-            out[g] = [n, m, s]
+            mean_g = _finite(m)
+            out[g] = [n, mean_g, None if mean_g is None else _finite(s)]
         return out
 
 

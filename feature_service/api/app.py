@@ -51,6 +51,8 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
         client = connect(
             redis_url,
             cluster=settings.redis_cluster,
+            max_connections=settings.redis_max_connections,
+            pool_timeout_s=settings.redis_pool_timeout_s,
             socket_connect_timeout=0.5,
             socket_timeout=1.0,
         )

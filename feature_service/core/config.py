@@ -85,6 +85,17 @@ class Settings(BaseSettings):
     redis_cluster: bool = Field(
         default=False, description="`FS_REDIS_URL` names a node of a Redis Cluster."
     )
+    redis_max_connections: int = Field(
+        default=100,
+        ge=1,
+        description="Redis connections per process (per node for a cluster); more "
+        "concurrent requests wait for one.",
+    )
+    redis_pool_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest wait for a free Redis connection before a 503.",
+    )
     health_host: str = Field(
         default="127.0.0.1", description="Address the worker's /health and /metrics bind to."
     )

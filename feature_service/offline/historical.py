@@ -30,7 +30,10 @@ window bounds into each stream. Then per aggregation:
   rounded to a grid ``2**q`` coarse enough that every partial sum of the rounded values is
   an exact float, so their window differences are exact, and the remainders are below
   ``2**q`` (error below 1e-20 of the log's total). A plain cumulative sum would lose the
-  small windows of a large total;
+  small windows of a large total. A log whose values add up beyond the float64 range is
+  summed scaled by ``2**-SUM_SCALE`` (exact: a power of two), so one window's sum
+  overflows only if that window's does; an overflowing sum (and var/std) is null, as
+  `aggregation.algebra` defines it for the online values;
 - ``var``/``std``: the corrected two-pass algorithm over each window's events (gathered
   in bounded chunks), the same as the tile engine's per-tile moments, so large means do
   not cancel (prefix sums of squares would);
@@ -59,15 +62,21 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from feature_service.aggregation.algebra import as_float_array, non_null_mask
+from feature_service.aggregation.algebra import as_float_array, non_null_mask, safe_means
 from feature_service.aggregation.windows import tile_starts
 from feature_service.definitions import Feature, FeatureView, Registry
 from feature_service.offline.event_log import EventLog
-from feature_service.online.service import RequestError, resolve_features
+from feature_service.online.service import (
+    RequestError,
+    check_query_time,
+    resolve_features,
+)
 
 TIMESTAMP_COLUMN = "event_timestamp"
 GATHER_BUDGET = 1 << 21
 """Most window events gathered at once (var/std, windowed count_distinct)."""
+SUM_SCALE = 64
+"""Prefix sums of a log too large for float64 are kept in units of 2**SUM_SCALE."""
 SEQ_PARTITION_SLOTS = 4096  # as stream.source_processor: seq = offset * 4096 + partition
 
 ProgressFn = Callable[[int, int], None]
@@ -161,6 +170,9 @@ def epoch_seconds(column: pd.Series) -> Float:
         out = stamps.dt.tz_localize(None).to_numpy("datetime64[ns]").astype(np.int64) / 1e9
     if not np.all(np.isfinite(out)):
         raise RequestError(f"{TIMESTAMP_COLUMN} has values that are not finite")
+    if out.size:  # the online API's range of times (years 1970..9999), same message
+        check_query_time(float(out.min()), TIMESTAMP_COLUMN)
+        check_query_time(float(out.max()), TIMESTAMP_COLUMN)
     return np.asarray(out, dtype=np.float64)
 
 
@@ -386,11 +398,18 @@ class _Stream:
         out: Float = self._cache["floats"]
         return out
 
-    def exact_prefix(self) -> tuple[Float, Float]:
-        """Prefix sums of the values split as (exact part, remainder); see module doc."""
+    def exact_prefix(self) -> tuple[Float, Float, int]:
+        """Prefix sums of the values split as (exact part, remainder), and the power of two
+        they are in units of (0, or `SUM_SCALE` for a log beyond float64); see module doc."""
         if "prefix" not in self._cache:
             x = self.floats()
-            total = float(np.abs(x).sum())
+            with np.errstate(over="ignore"):
+                total = float(np.abs(x).sum())
+            scale = 0
+            if not math.isfinite(total):  # n values below 2**1024 each: below 2**1023 scaled
+                scale = SUM_SCALE
+                x = np.ldexp(x, -scale)
+                total = float(np.abs(x).sum())
             head = np.zeros(x.size + 1)
             tail = np.zeros(x.size + 1)
             if math.isfinite(total) and total > 0:
@@ -400,8 +419,8 @@ class _Stream:
                 np.cumsum(x - rounded, out=tail[1:])
             else:  # all zero, or too large to split: plain sums
                 np.cumsum(x, out=head[1:])
-            self._cache["prefix"] = (head, tail)
-        prefix: tuple[Float, Float] = self._cache["prefix"]
+            self._cache["prefix"] = (head, tail, scale)
+        prefix: tuple[Float, Float, int] = self._cache["prefix"]
         return prefix
 
     def previous_same(self) -> Int:
@@ -465,10 +484,11 @@ def _aggregate(feature: Feature, stream: _Stream, lo: Int, hi: Int, queries: _Qu
     if agg == "count":
         return n
     if agg in ("sum", "mean"):
-        head, tail = stream.exact_prefix()
+        head, tail, scale = stream.exact_prefix()
         total = (head[hi] - head[lo]) + (tail[hi] - tail[lo])
-        value = total if agg == "sum" else total / np.maximum(n, 1)
-        return np.where(has, value, np.nan)
+        with np.errstate(over="ignore"):  # a window sum beyond float64 is null (algebra)
+            value = np.ldexp(total if agg == "sum" else total / np.maximum(n, 1), scale)
+        return np.where(has & np.isfinite(value), value, np.nan)
     if agg in ("var", "std"):
         return _moments(stream.floats(), lo, hi, agg)
     if agg in ("min", "max"):
@@ -507,12 +527,13 @@ def _moments(x: Float, lo: Int, hi: Int, agg: str) -> Float:
             continue
         counts = (hi - lo)[a:b][nonempty]
         xs = x[idx]
-        mean0 = np.add.reduceat(xs, starts) / counts
-        dev = xs - np.repeat(mean0, counts)
-        sdev = np.add.reduceat(dev, starts)
-        m2 = np.maximum(np.add.reduceat(dev * dev, starts) - sdev * sdev / counts, 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            var = np.where(counts >= 2, m2 / (counts - 1), np.nan)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            mean0 = safe_means(xs, starts, counts)
+            dev = xs - np.repeat(mean0, counts)
+            sdev = np.add.reduceat(dev, starts)
+            m2 = np.maximum(np.add.reduceat(dev * dev, starts) - sdev * sdev / counts, 0.0)
+            # an overflowed M2 is null, as in the algebra
+            var = np.where((counts >= 2) & np.isfinite(m2), m2 / (counts - 1), np.nan)
         out[a:b][nonempty] = np.sqrt(var) if agg == "std" else var
     return out
 

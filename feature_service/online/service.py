@@ -8,6 +8,7 @@ message naming the problem), an unreachable dependency raises `StoreUnavailable`
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -24,6 +25,11 @@ from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.online.reader import PRESENT, FeatureValue, read_views
 from feature_service.online.view_layouts import StaleStateError
 from feature_service.stream.parsing import parse_records, parse_timestamp
+
+MAX_EVENT_BYTES = 1_000_000
+"""Largest pushed event (its JSON value, in bytes): under the producer's and Kafka's default
+request and message limits (1 MiB) with room for the batch header, so an event that
+passes here is never refused by the broker as too large."""
 
 
 class RequestError(ValueError):
@@ -97,14 +103,41 @@ def join_keys(refs: Sequence[FeatureRef]) -> list[str]:
     return list(dict.fromkeys(ref.view.entity.join_key for ref in refs))
 
 
+EARLIEST_QUERY_TIME = 0.0
+"""1970-01-01T00:00:00Z: the earliest time a lookup or a training-set row may ask about."""
+LATEST_QUERY_TIME = 253_402_300_800.0
+"""10000-01-01T00:00:00Z (excluded): the end of what ISO-8601 and datetimes can write."""
+
+
+def check_query_time(t: float, what: str) -> float:
+    """`t` if it lies in years 1970..9999, else a 422 naming `what`.
+
+    Times outside that range have no date to show, and windows over them would take
+    tile arithmetic on numbers as large as 1e308; refusing them here keeps every reader
+    on ordinary epoch seconds.
+
+    >>> check_query_time(1e308, "as_of")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    feature_service.online.service.RequestError: as_of 1e+308 is outside 1970-01-01..9999-12-31 ...
+    """
+    if not EARLIEST_QUERY_TIME <= t < LATEST_QUERY_TIME:
+        raise RequestError(
+            f"{what} {t!r} is outside 1970-01-01..9999-12-31 "
+            f"(epoch seconds 0 to {LATEST_QUERY_TIME - 1:.0f})"
+        )
+    return t
+
+
 def query_time(as_of: float | str | None) -> float:
-    """`as_of` as epoch seconds; now when absent."""
+    """`as_of` as epoch seconds (years 1970..9999, `check_query_time`); now when absent."""
     if as_of is None:
         return time.time()
     try:
-        return parse_timestamp(as_of)
+        t = parse_timestamp(as_of)
     except ValueError as exc:
         raise RequestError(f"as_of: {exc}") from None
+    return check_query_time(t, "as_of")
 
 
 def entity_rows(
@@ -180,7 +213,11 @@ def push_messages(
     """Validate pushed rows against the source schema; return (key, value) messages.
 
     All or nothing: one bad row refuses the whole push, naming the row and the problem,
-    so a client never has to find out which half of its request went through.
+    so a client never has to find out which half of its request went through. Beyond
+    the schema (`stream.parsing`, the worker's own rules): a NaN or infinite number is a
+    422, because JSON cannot carry it (the encoder would turn it into null, which the
+    worker refuses as invalid JSON when it comes as text); an event larger than
+    `MAX_EVENT_BYTES` is a 413 naming its largest field.
     """
     source = registry.sources.get(source_name)
     if source is None:
@@ -195,10 +232,22 @@ def push_messages(
     if n_rows > limit:
         raise RequestError(f"{n_rows} rows; at most {limit} per push", status=413)
     columns = list(df)
+    _refuse_non_finite(df)
     values = [
         orjson.dumps({c: df[c][i] for c in columns}, option=orjson.OPT_SERIALIZE_NUMPY)
         for i in range(n_rows)
     ]
+    for i, value in enumerate(values):
+        if len(value) > MAX_EVENT_BYTES:
+            sizes = {
+                c: len(orjson.dumps(df[c][i], option=orjson.OPT_SERIALIZE_NUMPY)) for c in columns
+            }
+            largest = max(sizes, key=sizes.__getitem__)
+            raise RequestError(
+                f"row {i}: the event is {len(value)} bytes as JSON, at most {MAX_EVENT_BYTES}"
+                f" (field {largest!r} is {sizes[largest]} bytes)",
+                status=413,
+            )
     parsed = parse_records(source, list(enumerate(values)))
     if parsed.rejected:
         first = parsed.rejected[0]
@@ -213,6 +262,23 @@ def push_messages(
     return source, messages
 
 
+def _refuse_non_finite(df: Mapping[str, Sequence[Any]]) -> None:
+    """RequestError naming the first row (in row order) holding a NaN or an infinity."""
+    bad: tuple[int, str, float] | None = None
+    for column, values in df.items():
+        for i, v in enumerate(values):
+            if isinstance(v, float) and not math.isfinite(v):  # numpy float64 included
+                if bad is None or i < bad[0]:
+                    bad = (i, column, v)
+                break
+    if bad is not None:
+        i, column, v = bad
+        raise RequestError(
+            f"row {i}: field {column!r} is {v!r}, which JSON cannot hold (send null for a "
+            "missing value)"
+        )
+
+
 async def produce(
     producer: AIOKafkaProducer, topic: str, messages: Sequence[tuple[bytes | None, bytes]]
 ) -> None:
@@ -221,5 +287,7 @@ async def produce(
         futures = [await producer.send(topic, value, key=key) for key, value in messages]
         for future in futures:
             await future
+    except MessageSizeTooLargeError:  # push_messages keeps events below this: a backstop
+        raise RequestError("an event is larger than the broker accepts", status=413) from None
     except KafkaError as exc:
         raise StoreUnavailable(f"broker unavailable: {type(exc).__name__}") from None

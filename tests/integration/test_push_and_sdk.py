@@ -4,6 +4,8 @@ through HTTP and the SDK; API keys; push errors."""
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,7 +53,10 @@ def pushed(
     asyncio.run(ensure_topics(stack.broker.bootstrap, registry))
     worker = start_worker(stack, definitions, tmp / "offline")
     settings = Settings(
-        redis_url=stack.redis.url, broker_url=stack.broker.bootstrap, api_keys=[KEY, "other"]
+        redis_url=stack.redis.url,
+        broker_url=stack.broker.bootstrap,
+        api_keys=[KEY, "other"],
+        offline_uri=str(tmp / "offline"),  # the worker's: training sets read what it wrote
     )
     store = FeatureStore(settings, registry)
     view = next(iter(registry.feature_views.values()))
@@ -115,6 +120,56 @@ def test_pushed_events_are_served_identically_by_http_and_sdk(pushed, stack) -> 
     assert later.to_dict()["last_amount"] == [30.5]
 
 
+def _cell(value: Any) -> Any:
+    """A training-set cell as the JSON value a lookup gives (missing -> None)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def test_a_sum_that_overflows_is_null_online_and_in_training_sets(pushed, stack) -> None:  # type: ignore[no-untyped-def]
+    api, store, view, registry = pushed
+    before = _events(stack, registry)
+    # three in one hour: the worker folds them as a group too (an fsum that overflowed)
+    body = {"push_source_name": view.source.name, "df": _rows("huge", [1.7e308] * 3, T0)}
+    assert api.post("/push", json=body, headers={"X-API-Key": KEY}).status_code == 200
+    wait_for(lambda: _events(stack, registry) >= before + 3, 60, "pushed events ingested")
+
+    features = [f"{view.name}:{f.name}" for f in view.features]
+    names = [f.name for f in view.features]
+    times = [T0 + 30, T0 + 150]  # the first event only; all three (their sum overflows)
+    online = []
+    for t in times:
+        response = api.post(
+            "/get-online-features",
+            json={"features": features, "entities": {"customer_id": ["huge"]}, "as_of": t},
+            headers={"X-API-Key": KEY},
+        )
+        assert response.status_code == 200, response.text  # was a 500 (an OverflowError)
+        results = response.json()["results"][1:]
+        cells = zip(names, results, strict=True)
+        online.append({n: (r["values"][0], r["statuses"][0]) for n, r in cells})
+    first, both = online
+    assert first["amount_sum_1h"] == (1.7e308, "PRESENT")
+    assert both["amount_sum_1h"] == (None, "NULL_VALUE")  # the documented overflow value
+    assert both["amount_sum_1d"] == (None, "NULL_VALUE")
+    assert both["amount_mean_1h"] == (1.7e308, "PRESENT")
+    assert both["amount_var_1h"] == (0.0, "PRESENT")
+    assert both["n_1h"] == (3, "PRESENT")
+
+    entity_df = pd.DataFrame({"customer_id": ["huge", "huge"], "event_timestamp": times})
+    training = store.get_historical_features(entity_df, features)
+    for row, served in enumerate(online):  # the training set has what was served
+        offline = {n: _cell(training[n].iloc[row]) for n in names}
+        expected = {n: value for n, (value, _) in served.items()}
+        assert offline.keys() == expected.keys()
+        for name, value in expected.items():  # floats to DESIGN.md's relative 1e-9
+            if isinstance(value, float) and isinstance(offline[name], float):
+                assert math.isclose(offline[name], value, rel_tol=1e-9), (row, name)
+            else:
+                assert offline[name] == value, (row, name, offline[name])
+
+
 @pytest.mark.parametrize(
     ("headers", "status"),
     [
@@ -144,6 +199,14 @@ def test_api_keys_guard_data_endpoints(pushed, headers: dict, status: int) -> No
         ({"df": {**_rows("dave", [1.0], T0), "ts": ["yesterday"]}}, 422, "row 0: "),
         ({"df": {"customer_id": ["x"], "amount": [1.0, 2.0]}}, 422, "same number of values"),
         ({"df": _rows("dave", [1.0] * 1001, T0)}, 413, "at most 1000"),
+        # JSON NaN / Infinity parse to floats that the encoder would turn into null
+        ({"df": _rows("dave", [1.0, math.nan], T0)}, 422, "row 1: field 'amount' is nan"),
+        ({"df": _rows("dave", [math.inf], T0)}, 422, "row 0: field 'amount' is inf"),
+        (  # was a 503: the producer's 1 MiB request limit
+            {"df": {**_rows("dave", [1.0, 2.0], T0), "category": ["ok", "x" * 2_000_000]}},
+            413,
+            "row 1: the event is 2000",
+        ),
         ({"to": "elsewhere"}, 422, "to"),
     ],
 )
@@ -152,9 +215,13 @@ def test_bad_pushes_are_refused_whole_naming_the_problem(
 ) -> None:  # type: ignore[no-untyped-def]
     api, _, view, _ = pushed
     body = {"push_source_name": view.source.name, "df": _rows("dave", [1.0], T0), **change}
-    response = api.post("/push", json=body, headers={"X-API-Key": KEY})
-    assert response.status_code == status, response.text
+    # json.dumps writes NaN and Infinity as JavaScript does, and the API's parser reads them
+    headers = {"X-API-Key": KEY, "content-type": "application/json"}
+    response = api.post("/push", content=json.dumps(body), headers=headers)
+    assert response.status_code == status, response.text[:300]
     assert message in response.text
+    if "bytes" in message:
+        assert "field 'category' is 2000002 bytes" in response.text
 
 
 def test_sdk_raises_request_errors(pushed) -> None:  # type: ignore[no-untyped-def]

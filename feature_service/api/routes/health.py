@@ -128,5 +128,9 @@ class Liveness(BaseModel):
 @router.get("/health/live", response_model=Liveness)
 async def live() -> Liveness:
     """The process serves HTTP (a liveness probe): dependencies are not asked, so an
-    outage of Redis or the broker makes replicas unready (`/health`), not restarted."""
+    outage of Redis or the broker makes replicas unready (`/health`), not restarted.
+
+    Deliberately no work and no await: it is answered on the event loop that serves the
+    lookups, so a loop that is stuck makes this probe time out, which is what a
+    supervisor (kubelet, `feature-service up`) restarts the process on."""
     return Liveness(status="ok")

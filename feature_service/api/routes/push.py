@@ -65,8 +65,11 @@ class PushResponse(BaseModel):
     response_model=PushResponse,
     responses={
         400: {"description": "the body is not JSON"},
-        413: {"description": "too many rows in one push"},
-        422: {"description": "unknown source, or a row that does not match its schema"},
+        413: {"description": "too many rows in one push, or an event over 1 MB"},
+        422: {
+            "description": "unknown source, or a row that does not match its schema "
+            "(NaN and infinities included)"
+        },
         503: {"description": "the broker is unreachable"},
     },
 )

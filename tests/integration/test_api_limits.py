@@ -1,0 +1,92 @@
+"""The lookup API as one real uvicorn process (`feature-service serve`) under requests that
+used to wedge it or turn it away: absurd `as_of` times and many concurrent lookups."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from feature_service.definitions import FeatureView
+from feature_service.embedded import EmbeddedStack, ManagedProcess
+from feature_service.embedded.processes import free_port
+from tests.conditions import wait_for
+from tests.integration.streaming import write_definitions
+
+pytestmark = pytest.mark.integration
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health/live", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def served(
+    stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, FeatureView]]:
+    """`feature-service serve` on a free port over the session's Redis."""
+    tmp: Path = tmp_path_factory.mktemp("api-limits")
+    definitions, registry = write_definitions(tmp)
+    port = free_port()
+    env = stack.env()
+    env.pop("FS_LOG_LEVEL", None)
+    api = ManagedProcess(
+        "api-limits",
+        [sys.executable, "-m", "feature_service.cli.main", "serve", "--port", str(port),
+         "--definitions", str(definitions)],
+        log_path=tmp / "api.log",
+        env=env,
+    ).start()  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(url), 60, "API serving", api)
+        yield url, next(iter(registry.feature_views.values()))
+    finally:
+        api.stop(timeout=5)
+
+
+@pytest.mark.parametrize("as_of", [1e308, 1e30, -1e30, "0001-01-01T00:00:00Z"])
+def test_as_of_outside_years_1970_to_9999_is_a_422_and_the_api_keeps_answering(
+    served: tuple[str, FeatureView], as_of: float | str
+) -> None:
+    url, view = served
+    body = {
+        "features": [f"{view.name}:amount_sum_1h", f"{view.name}:n_1h"],
+        "entities": {"customer_id": ["c1"]},
+        "as_of": as_of,
+    }
+    # before the fix the process spun in tile_start for good: this timed out
+    response = httpx.post(f"{url}/get-online-features", json=body, timeout=10)
+    assert response.status_code == 422, response.text
+    assert "as_of" in response.text and "1970-01-01..9999-12-31" in response.text
+    assert httpx.get(f"{url}/health/live", timeout=2).json() == {"status": "ok"}
+
+
+def test_two_hundred_concurrent_lookups_all_get_200(served: tuple[str, FeatureView]) -> None:
+    url, view = served
+    body = {
+        "features": [f"{view.name}:{f.name}" for f in view.features],
+        "entities": {"customer_id": [f"c{i}" for i in range(20)]},
+    }
+
+    async def burst() -> list[tuple[int, str]]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+
+            async def one() -> tuple[int, str]:
+                response = await client.post("/get-online-features", json=body)
+                return response.status_code, response.text[:200]
+
+            return await asyncio.gather(*(one() for _ in range(200)))
+
+    answers = asyncio.run(burst())
+    refused = [a for a in answers if a[0] != 200]
+    # before the fix, redis-py's pool of 100 refused the rest: 503 MaxConnectionsError
+    assert not refused, f"{len(refused)} of 200 not 200, e.g. {refused[0]}"
