@@ -29,6 +29,22 @@ import numpy.typing as npt
 
 HOUR_S = 3600
 DAY_S = 86400
+
+EARLIEST_TIME = -2_208_988_800.0  # 1900-01-01T00:00:00Z
+LATEST_TIME = 7_258_118_400.0  # 2200-01-01T00:00:00Z, excluded
+TIME_RANGE = "1900-01-01..2199-12-31"
+"""The times the service holds, event times and query times alike: the offline log
+partitions by date with pandas (nanoseconds, up to 2262), and a time outside these
+years is a unit mistake (epoch milliseconds) or a poison value (1e308)."""
+
+
+def in_time_range(t: float) -> bool:
+    """Whether `t` (epoch seconds) lies in `TIME_RANGE`.
+
+    >>> in_time_range(1_793_491_200.0), in_time_range(1_793_491_200_000.0)
+    (True, False)
+    """
+    return EARLIEST_TIME <= t < LATEST_TIME
 _INT64_SAFE = float(2**62)  # |floor(ts)| below this: the int64 tile start cannot overflow
 
 

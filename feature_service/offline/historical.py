@@ -170,7 +170,7 @@ def epoch_seconds(column: pd.Series) -> Float:
         out = stamps.dt.tz_localize(None).to_numpy("datetime64[ns]").astype(np.int64) / 1e9
     if not np.all(np.isfinite(out)):
         raise RequestError(f"{TIMESTAMP_COLUMN} has values that are not finite")
-    if out.size:  # the online API's range of times (years 1970..9999), same message
+    if out.size:  # the online API's range of times (years 1900..2199), same message
         check_query_time(float(out.min()), TIMESTAMP_COLUMN)
         check_query_time(float(out.max()), TIMESTAMP_COLUMN)
     return np.asarray(out, dtype=np.float64)

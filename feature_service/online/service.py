@@ -21,6 +21,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from feature_service.aggregation.tiles import OutsideRetentionError
+from feature_service.aggregation.windows import (
+    EARLIEST_TIME,
+    LATEST_TIME,
+    TIME_RANGE,
+    in_time_range,
+)
 from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.online.reader import PRESENT, FeatureValue, read_views
 from feature_service.online.view_layouts import StaleStateError
@@ -103,36 +109,33 @@ def join_keys(refs: Sequence[FeatureRef]) -> list[str]:
     return list(dict.fromkeys(ref.view.entity.join_key for ref in refs))
 
 
-EARLIEST_QUERY_TIME = 0.0
-"""1970-01-01T00:00:00Z: the earliest time a lookup or a training-set row may ask about."""
-LATEST_QUERY_TIME = 253_402_300_800.0
-"""10000-01-01T00:00:00Z (excluded): the end of what ISO-8601 and datetimes can write."""
-
-
 def check_query_time(t: float, what: str) -> float:
-    """`t` if it lies in years 1970..9999, else a 422 naming `what`.
+    """`t` if it lies in the years events may have (`windows.TIME_RANGE`), else a 422
+    naming `what`.
 
-    Times outside that range have no date to show, and windows over them would take
-    tile arithmetic on numbers as large as 1e308; refusing them here keeps every reader
-    on ordinary epoch seconds.
+    Windows over times such as 1e308 would take tile arithmetic far outside ordinary
+    epoch seconds, and no event can be there; refusing them here keeps every reader
+    on the same range as the stream.
 
     >>> check_query_time(1e308, "as_of")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    feature_service.online.service.RequestError: as_of 1e+308 is outside 1970-01-01..9999-12-31 ...
+    feature_service.online.service.RequestError: as_of 1e+308 is outside 1900-01-01..2199-12-31 ...
     """
-    if not EARLIEST_QUERY_TIME <= t < LATEST_QUERY_TIME:
+    if not in_time_range(t):
         raise RequestError(
-            f"{what} {t!r} is outside 1970-01-01..9999-12-31 "
-            f"(epoch seconds 0 to {LATEST_QUERY_TIME - 1:.0f})"
+            f"{what} {t!r} is outside {TIME_RANGE} "
+            f"(epoch seconds {EARLIEST_TIME:.0f} to {LATEST_TIME - 1:.0f})"
         )
     return t
 
 
 def query_time(as_of: float | str | None) -> float:
-    """`as_of` as epoch seconds (years 1970..9999, `check_query_time`); now when absent."""
+    """`as_of` as epoch seconds (years 1900..2199, `check_query_time`); now when absent."""
     if as_of is None:
         return time.time()
+    if isinstance(as_of, (int, float)) and not isinstance(as_of, bool):
+        return check_query_time(float(as_of), "as_of")
     try:
         t = parse_timestamp(as_of)
     except ValueError as exc:

@@ -5,9 +5,9 @@ entity column of every view of the source) must be neither null nor empty, and t
 timestamp must not be null; other fields may be null. Types are strict: a `float` field
 takes JSON numbers, an `int` field integers within int64, `string` strings, `bool`
 true/false, and a `timestamp` epoch seconds or an ISO-8601 string (naive times are UTC)
-between 1900-01-01 and 2200-01-01. Extra fields are ignored. Numbers JSON cannot hold
-exactly (1e400, NaN) make the record invalid JSON, so no infinity ever reaches the
-aggregation state.
+in years 1900..2199 (`aggregation.windows.TIME_RANGE`). Extra fields are ignored.
+Numbers JSON cannot hold exactly (1e400, NaN) make the record invalid JSON, so no
+infinity ever reaches the aggregation state.
 
 Event time is also guarded against the future: an event more than the source's
 `max_future` (default 1 day) ahead of the time its record was written to the topic (the
@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from feature_service.aggregation.windows import TIME_RANGE, in_time_range
 from feature_service.definitions import Source
 
 
@@ -69,20 +70,16 @@ class _Invalid(ValueError):
     pass
 
 
-# Event times the stores can hold: the offline log partitions by date with pandas
-# (nanoseconds, up to 2262), and a time outside this range is a unit mistake anyway.
-MIN_EVENT_TS = -2_208_988_800.0  # 1900-01-01T00:00:00Z
-MAX_EVENT_TS = 7_258_118_400.0  # 2200-01-01T00:00:00Z
 _INT64 = (-(2**63), 2**63 - 1)
 
 
 def _in_range(ts: float, raw: Any) -> float:
-    if MIN_EVENT_TS <= ts < MAX_EVENT_TS:
+    if in_time_range(ts):
         return ts
     hint = ""
-    if isinstance(raw, (int, float)) and MIN_EVENT_TS <= ts / 1000 < MAX_EVENT_TS:
+    if isinstance(raw, (int, float)) and in_time_range(ts / 1000):
         hint = " (epoch milliseconds? times are epoch seconds)"
-    raise _Invalid(f"timestamp {raw!r} is outside 1900-01-01 .. 2200-01-01{hint}")
+    raise _Invalid(f"timestamp {raw!r} is outside {TIME_RANGE}{hint}")
 
 
 def parse_timestamp(value: Any) -> float:
