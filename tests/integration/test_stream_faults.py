@@ -6,19 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
+import subprocess
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
 import redis
 from aiokafka import AIOKafkaConsumer
+from fastapi.testclient import TestClient
 
 from feature_service.aggregation.reference import Event
+from feature_service.api.app import create_app
+from feature_service.core.config import Settings
 from feature_service.definitions import FeatureView, Registry, load_definitions
 from feature_service.embedded import EmbeddedStack, ManagedProcess
 from feature_service.embedded.processes import free_port
@@ -258,3 +265,90 @@ def test_faults_during_a_100k_ingest_with_two_workers_leave_exact_state(
     assert not log.duplicated(["_partition", "_offset"]).any()
     assert_exact(client, registry, log)
     store.stop()
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 2 MiB file system (tmpfs) for the offline log: it fills up like a disk."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs for the full-disk test: {done.stderr!r}")
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_flush_that_keeps_failing_is_reported_failing_and_recovers(
+    stack: EmbeddedStack, tmp_path: Path, small_disk: Path
+) -> None:
+    """A full offline disk: the worker retries (nothing skipped), leaves no temporary
+    files, says `failing` with the error on its /health, its heartbeat and the API's
+    /health and /metrics; once space is freed it commits every event and says ok."""
+    definitions, registry = write_definitions(tmp_path, partitions=1)
+    events = good_events(3_000, seed=13)
+    filler = small_disk / "filler"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
+    client = redis.Redis.from_url(stack.redis.url)
+    port = free_port()
+    worker = start_worker(
+        stack,
+        definitions,
+        small_disk / "offline",
+        "worker-full",
+        {"FS_HEALTH_PORT": str(port)},
+        log_dir=tmp_path,
+    )
+    settings = Settings(
+        redis_url=stack.redis.url, broker_url=stack.broker.bootstrap, definitions=definitions
+    )
+
+    def worker_health() -> tuple[int, dict]:
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+        except httpx.HTTPError:
+            return 0, {}
+        return response.status_code, response.json()
+
+    try:
+        produce(stack, registry, events)
+        wait_for(lambda: worker_health()[1].get("status") == "failing", 90, "failing", worker)
+        code, body = worker_health()
+        assert code == 503 and "No space left on device" in body["failing"]["error"]
+        with TestClient(create_app(settings, registry)) as api:
+            wait_for(
+                lambda: api.get("/health").json()["dependencies"]["worker"]["status"]
+                == "failing",
+                30,
+                "the API reports the failing worker",
+            )
+            assert "No space left on device" in (
+                api.get("/health").json()["dependencies"]["worker"]["detail"]
+            )
+            source = next(iter(registry.sources))
+            assert f'fs_failing_workers{{source="{source}"}} 1.0' in api.get("/metrics").text
+            assert stats(client, registry).get("events", 0) == 0
+            assert not list(small_disk.rglob(".tmp-*")), "a temporary file per retry"
+
+            filler.unlink()  # the operator frees space
+            wait_for(
+                lambda: stats(client, registry).get("events", 0) == len(events),
+                90,
+                "every event once space is back",
+                worker,
+            )
+            wait_for(lambda: worker_health()[0] == 200, 30, "the worker ok again", worker)
+            wait_for(
+                lambda: api.get("/health").json()["dependencies"]["worker"]["status"] == "ok",
+                30,
+                "the API reports the worker ok again",
+            )
+    finally:
+        worker.stop()
+    assert len(offline_events(registry, small_disk / "offline")) == len(events)
