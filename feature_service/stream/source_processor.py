@@ -108,6 +108,8 @@ from feature_service.stream.parsing import ParsedBatch, parse_records
 log = logging.getLogger(__name__)
 
 SEQ_PARTITION_SLOTS = 4096
+# How often an idle worker checks that Redis still holds its partitions' offsets.
+IDLE_CHECK_S = 2.0
 # How often an entity written by someone else meanwhile is read and folded again before
 # the whole flush is fenced (see `SourceProcessor._apply_view`).
 ENTITY_RETRIES = 20
@@ -232,6 +234,7 @@ class SourceProcessor:
         # it: an offset key found below it (or gone) means Redis lost data.
         self._known_offsets: dict[int, int] = {}
         self.store_resets = 0  # partitions rebuilt after Redis lost data (not yet counted)
+        self._last_idle_check = time.monotonic()
 
     # ------------------------------------------------------------------ per fetched batch
 
@@ -271,6 +274,42 @@ class SourceProcessor:
         self._pending_events += len(fresh)
         if self._pending_since is None:
             self._pending_since = time.monotonic()
+
+    async def check_idle(self, assigned: set[int]) -> None:
+        """Every `IDLE_CHECK_S` while nothing is pending: do the offset keys of the
+        `assigned` partitions still say what this worker last saw or committed? If
+        Redis lost them (or another worker moved them), raise `FencedError` with those
+        partitions to re-read: a worker that already fetched everything would otherwise
+        never notice a Redis that restarted empty, and online state would stay short."""
+        now = time.monotonic()
+        if now - self._last_idle_check < IDLE_CHECK_S or self._pending_since is not None:
+            return
+        self._last_idle_check = now
+        checked = sorted(p for p in assigned if p in self.partitions or p in self._known_offsets)
+        if not checked:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in checked:
+                pipe.get(offset_key(self.source.name, p))
+            current = await pipe.execute()
+        rewind: dict[int, int] = {}
+        for p, raw in zip(checked, current, strict=True):
+            state = self.partitions.get(p)
+            stored = -1 if raw is None else int(orjson.loads(raw)[0])
+            if state is not None and state.raw is not None:
+                moved = raw != state.raw
+            else:  # gone or behind what this worker committed: lost
+                moved = stored < self._known_offsets.get(p, 0)
+            if moved:  # read again from where Redis is now, so a batch comes and says so
+                rewind[p] = max(stored, 0)
+        if rewind:
+            self._drop_pending()
+            fenced = FencedError(
+                f"{self.source.topic}: the offsets of partitions {sorted(rewind)} moved or "
+                "are gone; reading them again"
+            )
+            fenced.rewind = rewind
+            raise fenced
 
     def flush_due(self) -> bool:
         if self._pending_since is None:
@@ -347,8 +386,7 @@ class SourceProcessor:
         # would then skip them). The entity compare-and-set and the commit check again.
         try:
             await self._check_offsets(parts)
-        except FencedError as fenced:
-            fenced.rewind = {p: state.next_offset for p, state in parts.items()}
+        except FencedError:
             self._drop_pending()
             raise
         merged_batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]] = {}
@@ -372,7 +410,8 @@ class SourceProcessor:
         except FencedError as fenced:
             if isinstance(fenced, StoreLostError):
                 await self._undo(staged)
-            fenced.rewind = {p: state.next_offset for p, state in parts.items()}
+            if not fenced.rewind:  # fenced by an entity that kept changing
+                fenced.rewind = {p: state.next_offset for p, state in parts.items()}
             self._drop_pending()
             raise
         for view_name, entity, fields in staged:
@@ -397,17 +436,32 @@ class SourceProcessor:
         self._raise_if_moved(parts, current)
 
     def _raise_if_moved(self, parts: dict[int, _Partition], current: list[Any]) -> None:
+        """Raise if an offset key of `parts` is not what this worker last saw; the
+        error's `rewind` re-reads each partition from no later than Redis's offset (a
+        batch must arrive for the partition to find out where its state is)."""
+        lost: list[str] = []
+        moved = False
+        rewind: dict[int, int] = {}
         for (p, state), raw in zip(parts.items(), current, strict=True):
+            stored = -1 if raw is None else int(orjson.loads(raw)[0])
+            rewind[p] = min(state.next_offset, max(stored, 0))
             if raw == state.raw:
                 continue
-            stored = -1 if raw is None else int(orjson.loads(raw)[0])
+            moved = True
             if stored < self._known_offsets.get(p, 0) or (raw is None and state.raw):
-                raise StoreLostError(
-                    f"{self.source.topic}[{p}]: the offset key is "
-                    f"{'gone' if raw is None else f'back at {stored}'} (this worker committed "
-                    f"{self._known_offsets.get(p, 0)}): Redis lost data; rebuilding"
-                )
-            raise FencedError(f"an offset of {self.source.topic} moved: another worker owns it")
+                what = "gone" if raw is None else f"back at {stored}"
+                lost.append(f"[{p}] {what} (committed {self._known_offsets.get(p, 0)})")
+        if not moved:
+            return
+        error = (
+            StoreLostError(
+                f"{self.source.topic}: offset keys {', '.join(lost)}: Redis lost data; rebuilding"
+            )
+            if lost
+            else FencedError(f"an offset of {self.source.topic} moved: another worker owns it")
+        )
+        error.rewind = rewind
+        raise error
 
     async def _undo(self, staged: list[tuple[str, str, Encoded]]) -> None:
         """Delete the entity states this flush wrote into a Redis that lost its data, if

@@ -200,6 +200,39 @@ def test_poison_events_go_to_the_dlq_at_parse_time_and_the_worker_keeps_going(
             push_messages(registry, source.name, df, 1000)
 
 
+def test_redis_restarted_empty_is_rebuilt_exactly_even_by_an_idle_worker(
+    stack: EmbeddedStack, tmp_path: Path
+) -> None:
+    """Redis restarts with no data after the worker committed every event and went
+    idle: nothing new arrives to reveal the loss, yet online state is rebuilt exactly
+    (it used to stay empty, and a flush in flight marked events applied that were not)."""
+    definitions, registry = write_definitions(tmp_path, partitions=4)
+    events = good_events(8_000, seed=14)
+    port = free_port()
+    store = EmbeddedRedis(tmp_path / "redis-a", tmp_path / "logs-a", port).start()
+    client = redis.Redis.from_url(store.url)
+    env = {"FS_REDIS_URL": store.url, "FS_FLUSH_INTERVAL_S": "0.3"}
+    produce(stack, registry, events)
+    worker = start_worker(stack, definitions, tmp_path / "offline", "worker", env)
+    try:
+        wait_for(lambda: stats(client, registry).get("events", 0) == len(events), 120, "all")
+        store.stop()
+        store = EmbeddedRedis(tmp_path / "redis-b", tmp_path / "logs-b", port).start()
+        client = redis.Redis.from_url(store.url)
+        wait_for(
+            lambda: stats(client, registry).get("events", 0) == len(events),
+            120,
+            "online state rebuilt in the empty Redis",
+            worker,
+        )
+    finally:
+        worker.stop()
+    assert stats(client, registry)["store_resets"] == 4  # each partition, counted once
+    assert_exact(client, registry, offline_events(registry, tmp_path / "offline"))
+    store.stop()
+
+
+@pytest.mark.timeout(900)  # ~2 min on a quiet box; bounded, and CI shares the cores
 def test_faults_during_a_100k_ingest_with_two_workers_leave_exact_state(
     stack: EmbeddedStack, tmp_path: Path
 ) -> None:
