@@ -202,7 +202,7 @@ def up(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
-    stack = EmbeddedStack(stores, write_stack_file=True)
+    stack = EmbeddedStack(stores, write_stack_file=True, definitions=definitions)
     try:
         with console.status("starting broker and Redis"):
             stack.start()

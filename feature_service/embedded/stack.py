@@ -1,8 +1,9 @@
 """The whole local stack: broker, Redis and (for `feature-service up`) the API.
 
 `EmbeddedStack` starts the servers on free loopback ports, keeps their logs under
-`<stores>/logs/`, and describes itself in `<stores>/stack.json` so that commands started
-beside it (`feature-service produce`, the SDK) find it without any `FS_` setting.
+`<stores>/logs/`, and describes itself in `<stores>/stack.json` (servers, API, the
+definitions and the offline store it runs with) so that commands started beside it
+(`feature-service produce`, `training-set`, the SDK) find it without any `FS_` setting.
 
 >>> with EmbeddedStack(Path("stores")) as stack:  # doctest: +SKIP
 ...     print(stack.broker.bootstrap, stack.redis.url)
@@ -38,8 +39,10 @@ class EmbeddedStack:
         broker_port: int | None = None,
         redis_port: int | None = None,
         write_stack_file: bool = False,
+        definitions: Path | None = None,
     ) -> None:
         self.stores_dir = stores_dir
+        self.definitions = definitions
         self.log_dir = stores_dir / "logs"
         self.broker = EmbeddedBroker(self.log_dir, broker_port)
         self.redis = EmbeddedRedis(stores_dir / "redis", self.log_dir, redis_port)
@@ -52,6 +55,11 @@ class EmbeddedStack:
     def stack_file(self) -> Path:
         return self.stores_dir / STACK_FILE_NAME
 
+    @property
+    def offline_uri(self) -> str:
+        """Where its worker writes the offline log: `FS_OFFLINE_URI`, else `<stores>/offline`."""
+        return os.environ.get("FS_OFFLINE_URI") or str((self.stores_dir / "offline").absolute())
+
     def env(self) -> dict[str, str]:
         """Environment for a child process of the service that talks to this stack."""
         env = dict(
@@ -59,8 +67,8 @@ class EmbeddedStack:
             FS_BROKER_URL=self.broker.bootstrap,
             FS_REDIS_URL=self.redis.url,
             FS_STORES_DIR=str(self.stores_dir),
+            FS_OFFLINE_URI=self.offline_uri,
         )
-        env.setdefault("FS_OFFLINE_URI", str(self.stores_dir / "offline"))
         # The embedded broker holds a JoinGroup for half the rebalance timeout: keep it short.
         env.setdefault("FS_REBALANCE_TIMEOUT_S", "4")
         return env
@@ -83,6 +91,7 @@ class EmbeddedStack:
         else:
             ensure_port_free(HOST, port, "the API")
         self.api_url = f"http://{HOST}:{port}"
+        self.definitions = definitions
         env = self.env()
         env["FS_DEFINITIONS"] = str(definitions)
         return ManagedProcess(
@@ -103,6 +112,7 @@ class EmbeddedStack:
 
     def worker_process(self, definitions: Path) -> ManagedProcess:
         """A not-yet-started stream worker process (`feature-service worker`)."""
+        self.definitions = definitions
         env = self.env()
         env["FS_DEFINITIONS"] = str(definitions)
         return ManagedProcess(
@@ -132,6 +142,8 @@ class EmbeddedStack:
                     "broker_url": self.broker.bootstrap,
                     "redis_url": self.redis.url,
                     "api_url": self.api_url,
+                    "definitions": (str(self.definitions.absolute()) if self.definitions else None),
+                    "offline_uri": self.offline_uri,
                 },
                 indent=2,
             )

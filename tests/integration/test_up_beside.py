@@ -1,0 +1,95 @@
+"""Commands started beside `feature-service up` use its definitions and offline store, a
+(issue 12, item 10)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import redis
+
+from feature_service.online.redis_layout import stats_key
+from tests.conditions import wait_for
+from tests.integration.running_up import ROOT, RunningUp, clean_env, run_cli
+
+pytestmark = pytest.mark.integration
+SAMPLE = ROOT / "definitions/sample/transactions.jsonl"
+SAMPLE_LINES = sum(1 for line in SAMPLE.open() if line.strip())
+
+# A folder's own definitions that know nothing of `transactions`.
+DECOY = """\
+entities:
+  - name: user
+    join_key: user_id
+sources:
+  - name: clicks
+    topic: clicks
+    timestamp_field: ts
+    schema: {user_id: string, ts: timestamp}
+feature_views:
+  - name: user_clicks
+    source: clicks
+    entity: user
+    ttl: 1d
+    features:
+      - {name: click_count_1h, aggregation: count, window: 1h}
+"""
+
+
+def _counted(redis_url: str) -> int:
+    with redis.Redis.from_url(redis_url, socket_timeout=2) as client:
+        raw = client.hgetall(stats_key("transactions"))
+    return int(raw.get(b"events", 0)) + int(raw.get(b"dlq", 0))
+
+
+def _entity_rows(path: Path) -> tuple[str, float]:
+    """Rows asking for customer c039's features just after its last sample event."""
+    events = [json.loads(line) for line in SAMPLE.open() if '"c039"' in line]
+    last = max(float(e["ts"]) for e in events if isinstance(e.get("ts"), (int, float)))
+    pd.DataFrame(
+        {"customer_id": ["c039"], "event_timestamp": [pd.Timestamp(last + 1, unit="s", tz="UTC")]}
+    ).to_parquet(path)
+    return "c039", last + 1
+
+
+def test_commands_beside_up_use_its_definitions_and_offline_store(tmp_path: Path) -> None:
+    work, data = tmp_path / "work", tmp_path / "data"
+    (work / "definitions").mkdir(parents=True)
+    (work / "definitions" / "clicks.yaml").write_text(DECOY)
+    beside = clean_env(FS_STORES_DIR=str(data))  # finds stack.json; nothing else set
+    with RunningUp(work, "--no-replay", stores=data) as up:
+        up.wait_output("API ready")
+        stack = up.stack()
+        assert stack["definitions"] == str(ROOT / "definitions")
+        assert stack["offline_uri"] == str(data / "offline")
+
+        sent = run_cli("produce", "transactions", str(SAMPLE), cwd=work, env=beside)
+        assert sent.returncode == 0, sent.stderr
+        assert f"sent {SAMPLE_LINES} events to transactions" in sent.stdout
+        wait_for(lambda: _counted(stack["redis_url"]) == SAMPLE_LINES, what="the events")
+
+        status = run_cli("status", "--json", cwd=work, env=beside)
+        assert status.returncode == 0, status.stderr
+        assert "customer_txn" in status.stdout and "user_clicks" not in status.stdout
+
+        _entity_rows(work / "rows.parquet")
+        out = work / "train.parquet"
+        trained = run_cli(
+            "training-set", "--entities", "rows.parquet", "--features",
+            "customer_txn:txn_count_7d", "-o", str(out), cwd=work, env=beside,
+        )  # fmt: skip
+        assert trained.returncode == 0, trained.stderr
+        assert int(pd.read_parquet(out)["txn_count_7d"][0]) > 0  # read the stack's log
+
+        parity = run_cli("parity", "--sample", "20", cwd=work, env=beside)
+        assert parity.returncode == 0, parity.stdout + parity.stderr
+        assert "0 mismatches" in parity.stdout
+
+        # An explicit setting wins over the running stack's.
+        own = dict(beside, FS_DEFINITIONS=str(work / "definitions"))
+        refused = run_cli("produce", "transactions", str(SAMPLE), cwd=work, env=own)
+        assert refused.returncode == 1
+        assert "unknown source 'transactions' (known: clicks)" in refused.stderr
+        assert up.stop() == 0, up.output
