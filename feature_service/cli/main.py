@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from aiokafka.errors import KafkaError
 from rich.console import Console
+from rich.markup import escape
 
 from feature_service.core.config import load_settings
 from feature_service.definitions import DefinitionError, load_definitions
@@ -183,8 +184,9 @@ def up(
     """Run the embedded stack in the foreground: broker, Redis, the worker and the API.
 
     Definitions are checked first; source topics are created; the sample events are
-    replayed; the API address is printed when ready. A worker or API process that dies is
-    restarted. Ctrl-C or SIGTERM stops everything.
+    replayed; the API address is printed when ready. The broker and Redis keep their data
+    in memory, so the previous run's offline log is moved aside (stores/offline.previous).
+    A worker or API process that dies is restarted. Ctrl-C or SIGTERM stops everything.
 
     Example: feature-service up --definitions definitions/ --api-port 8000
     """
@@ -208,6 +210,9 @@ def up(
             stack.start()
         console.print(f"broker  {stack.broker.bootstrap}", highlight=False)
         console.print(f"redis   {stack.redis.url}", highlight=False)
+        cleaned = stack.start_clean()
+        if cleaned:
+            _say(f"clean start: {cleaned} (the broker and Redis keep data in memory only)")
         created = asyncio.run(ensure_topics(stack.broker.bootstrap, registry))
         if created:
             console.print(f"topics  {', '.join(created)}", highlight=False)
@@ -290,6 +295,10 @@ def status(
         print(json.dumps(dataclasses.asdict(current), indent=2))
         return
     show_status(settings, registry, watch)
+
+
+def _say(message: str) -> None:
+    console.print(escape(message), highlight=False, soft_wrap=True)
 
 
 def _replay(bootstrap: str, registry: Any, files: list[tuple[str, Path]]) -> None:

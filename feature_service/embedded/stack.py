@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from types import TracebackType
+
+import redis
 
 from feature_service.core.config import STACK_FILE_NAME
 from feature_service.embedded.broker import EmbeddedBroker
@@ -83,6 +86,35 @@ class EmbeddedStack:
             raise
         self._describe()
         return self
+
+    def start_clean(self) -> str | None:
+        """Make the stores agree with a broker that (re)starts; what was done, if anything.
+
+        The one place that decides what a restart of the stack keeps. The offline log and
+        the online state (with its committed offsets) describe the events of the broker's
+        topics. When the broker keeps its topics across a restart (`keeps_topics`), they
+        stay true and are kept. The embedded Tansu broker is memory-only: its topics start
+        empty, and offsets start at 0 again. Kept stores would then disagree with it:
+        training sets would return events that online state does not know, and new events
+        (numbered from 0 again) would replace the old offline files partition by partition,
+        or be skipped as already applied. So online state is emptied and the offline log
+        is moved aside to `<offline>.previous` (replacing an older one), not deleted.
+        """
+        if self.broker.keeps_topics:
+            return None
+        if self.redis.process is not None and self.redis.process.alive():
+            with redis.Redis.from_url(self.redis.url, socket_timeout=5) as client:
+                client.flushdb()
+        offline = _local_path(self.offline_uri)
+        if offline is None:
+            return f"kept the offline log at {self.offline_uri} (not a local folder)"
+        if not offline.exists() or not any(offline.iterdir()):
+            return None
+        previous = offline.with_name(offline.name + ".previous")
+        if previous.exists():
+            shutil.rmtree(previous)
+        offline.rename(previous)
+        return f"moved the offline log to {previous}"
 
     def api_process(self, port: int | None, definitions: Path) -> ManagedProcess:
         """A not-yet-started API process (`feature-service serve`) bound to loopback."""
@@ -167,3 +199,10 @@ class EmbeddedStack:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _local_path(uri: str) -> Path | None:
+    """The folder of a local fsspec URI (a path or `file://`); None for other filesystems."""
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://"))
+    return None if "://" in uri else Path(uri)

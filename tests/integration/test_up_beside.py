@@ -1,11 +1,12 @@
 """Commands started beside `feature-service up` use its definitions and offline store, a
-(issue 12, item 10)."""
+restart of `up` starts consistently clean (issue 12, items 10, 11)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 import redis
@@ -93,3 +94,39 @@ def test_commands_beside_up_use_its_definitions_and_offline_store(tmp_path: Path
         assert refused.returncode == 1
         assert "unknown source 'transactions' (known: clicks)" in refused.stderr
         assert up.stop() == 0, up.output
+
+
+def test_a_restarted_up_starts_clean_and_says_so(tmp_path: Path) -> None:
+    with RunningUp(tmp_path) as first:
+        first.wait_output("API ready")
+        redis_url = first.stack()["redis_url"]
+        wait_for(lambda: _counted(redis_url) == SAMPLE_LINES, what="the sample")
+        assert first.stop() == 0, first.output
+    assert list((tmp_path / "stores/offline").rglob("*.parquet"))
+
+    with RunningUp(tmp_path, "--no-replay") as second:
+        second.wait_output("API ready")
+        assert "clean start: moved the offline log to" in second.output
+        assert list((tmp_path / "stores/offline.previous").rglob("*.parquet"))
+        assert not list((tmp_path / "stores/offline").rglob("*.parquet"))
+
+        # Online and training sets agree: the previous run's events are in neither.
+        entity, _ = _entity_rows(tmp_path / "rows.parquet")
+        online = httpx.post(
+            f"{second.api_url}/get-online-features",
+            json={
+                "features": ["customer_txn:txn_count_7d"],
+                "entities": {"customer_id": [entity]},
+            },
+            timeout=10,
+        ).json()
+        assert online["results"][1]["statuses"] == ["NOT_FOUND"]
+        out = tmp_path / "train.parquet"
+        trained = run_cli(
+            "training-set", "--entities", "rows.parquet", "--features",
+            "customer_txn:txn_count_7d", "-d", str(ROOT / "definitions"), "-o", str(out),
+            cwd=tmp_path, env=clean_env(),
+        )  # fmt: skip
+        assert trained.returncode == 0, trained.stderr
+        assert int(pd.read_parquet(out)["txn_count_7d"][0]) == 0
+        assert second.stop() == 0, second.output
