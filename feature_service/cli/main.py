@@ -6,7 +6,6 @@ import asyncio
 import functools
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -186,12 +185,15 @@ def up(
     Definitions are checked first; source topics are created; the sample events are
     replayed; the API address is printed when ready. The broker and Redis keep their data
     in memory, so the previous run's offline log is moved aside (stores/offline.previous).
-    A worker or API process that dies is restarted. Ctrl-C or SIGTERM stops everything.
+    A worker or API that dies, or an API that stops answering /health/live, is restarted
+    with a backoff (1 s doubling to 30 s); Redis or the broker that exits is restarted,
+    saying what was lost. Ctrl-C or SIGTERM stops everything.
 
     Example: feature-service up --definitions definitions/ --api-port 8000
     """
     from feature_service.embedded.processes import free_port, port_open
     from feature_service.embedded.stack import EmbeddedStack
+    from feature_service.embedded.supervisor import Supervisor
     from feature_service.stream.topics import ensure_topics
 
     settings = load_settings()
@@ -226,7 +228,7 @@ def up(
         )
         console.print(f"UI        {stack.api_url}/", highlight=False)
         console.print("Ctrl-C to stop.")
-        _supervise(stack)
+        Supervisor(stack, registry, definitions, say=_say, warn=_warn).run()
     except KeyboardInterrupt:
         console.print("stopping")
     finally:
@@ -301,6 +303,10 @@ def _say(message: str) -> None:
     console.print(escape(message), highlight=False, soft_wrap=True)
 
 
+def _warn(message: str) -> None:
+    err_console.print(f"[yellow]{escape(message)}[/yellow]", highlight=False, soft_wrap=True)
+
+
 def _replay(bootstrap: str, registry: Any, files: list[tuple[str, Path]]) -> None:
     from feature_service.stream.event_files import read_event_messages
     from feature_service.stream.producer import produce_messages
@@ -310,30 +316,6 @@ def _replay(bootstrap: str, registry: Any, files: list[tuple[str, Path]]) -> Non
         messages = list(read_event_messages(path, source.key))
         sent = asyncio.run(produce_messages(bootstrap, source, messages))
         console.print(f"replay  {sent} events from {path} to {source.topic}", highlight=False)
-
-
-def _supervise(stack: Any) -> None:
-    """Restart the worker or API when it dies; give up when a server (broker, Redis) dies."""
-    while True:
-        for server in (stack.broker.process, stack.redis.process):
-            if not server.alive():
-                raise StackError(
-                    f"{server.name} exited with code {server.returncode()}; see {server.log_path}"
-                )
-        for child in (stack.worker, stack.api):
-            if not child.alive():
-                if child is stack.worker and child.returncode() == 0:  # new definitions
-                    console.print("worker stopped to run new definitions; restarting")
-                else:
-                    err_console.print(
-                        f"[yellow]{child.name} exited with code {child.returncode()}; "
-                        "restarting[/yellow]"
-                    )
-                child.stop()
-                child.start()
-                if child is stack.api:
-                    stack.wait_api()
-        time.sleep(0.5)  # a supervision tick, not synchronisation
 
 
 from feature_service.cli.apply import apply_command  # noqa: E402 (registered here)

@@ -116,6 +116,16 @@ class EmbeddedStack:
         offline.rename(previous)
         return f"moved the offline log to {previous}"
 
+    def restart_redis(self) -> None:
+        """Start Redis again on the same port (empty: it does not persist)."""
+        self.redis.stop()
+        self.redis.start()
+
+    def restart_broker(self) -> None:
+        """Start the broker again on the same port (its clients reconnect there)."""
+        self.broker.stop()
+        self.broker.start()
+
     def api_process(self, port: int | None, definitions: Path) -> ManagedProcess:
         """A not-yet-started API process (`feature-service serve`) bound to loopback."""
         if port is None:
