@@ -245,11 +245,14 @@ def produce(
 ) -> None:
     """Send the events of a file to a source's topic, in file order, keyed by its entity key.
 
+    Every line is sent as written, malformed ones included (the worker dead-letters them
+    with the reason); a line whose key cannot be read at all is sent unkeyed and named.
+
     Example: feature-service produce transactions definitions/sample/transactions.jsonl
     """
     from rich.progress import Progress
 
-    from feature_service.stream.event_files import read_event_messages
+    from feature_service.cli.event_lines import read_messages
     from feature_service.stream.producer import produce_messages
 
     settings = load_settings()
@@ -259,7 +262,7 @@ def produce(
     if not settings.broker_url:
         raise ValueError("no broker: set FS_BROKER_URL or start `feature-service up`")
     src = registry.sources[source]
-    messages = list(read_event_messages(file, src.key))
+    messages = list(read_messages(file, src.key, functools.partial(_unreadable, file)))
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task(f"producing to {src.topic}", total=len(messages))
         sent = asyncio.run(
@@ -307,13 +310,17 @@ def _warn(message: str) -> None:
     err_console.print(f"[yellow]{escape(message)}[/yellow]", highlight=False, soft_wrap=True)
 
 
+def _unreadable(path: Path, line: int, why: str) -> None:
+    _warn(f"warning: {path} line {line}: {why}")
+
+
 def _replay(bootstrap: str, registry: Any, files: list[tuple[str, Path]]) -> None:
-    from feature_service.stream.event_files import read_event_messages
+    from feature_service.cli.event_lines import read_messages
     from feature_service.stream.producer import produce_messages
 
     for source_name, path in files:
         source = registry.sources[source_name]
-        messages = list(read_event_messages(path, source.key))
+        messages = list(read_messages(path, source.key, functools.partial(_unreadable, path)))
         sent = asyncio.run(produce_messages(bootstrap, source, messages))
         console.print(f"replay  {sent} events from {path} to {source.topic}", highlight=False)
 

@@ -1,8 +1,10 @@
 """Commands started beside `feature-service up` use its definitions and offline store, a
-restart of `up` starts consistently clean (issue 12, items 10, 11)."""
+restart of `up` starts consistently clean, and `produce` survives a line it cannot read
+(issue 12, items 10, 11, 12)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -10,8 +12,12 @@ import httpx
 import pandas as pd
 import pytest
 import redis
+from aiokafka import AIOKafkaConsumer
 
+from feature_service.definitions import load_definitions
+from feature_service.embedded import EmbeddedStack
 from feature_service.online.redis_layout import stats_key
+from feature_service.stream.topics import ensure_topics
 from tests.conditions import wait_for
 from tests.integration.running_up import ROOT, RunningUp, clean_env, run_cli
 
@@ -130,3 +136,45 @@ def test_a_restarted_up_starts_clean_and_says_so(tmp_path: Path) -> None:
         assert trained.returncode == 0, trained.stderr
         assert int(pd.read_parquet(out)["txn_count_7d"][0]) == 0
         assert second.stop() == 0, second.output
+
+
+def test_produce_sends_every_line_of_a_file_with_one_it_cannot_read(
+    stack: EmbeddedStack, tmp_path: Path
+) -> None:
+    """A 10k-deep JSON line is sent as written (the worker dead-letters it) and named."""
+    (tmp_path / "deep.yaml").write_text(DECOY.replace("topic: clicks", "topic: deep-clicks"))
+    registry = load_definitions(tmp_path / "deep.yaml")
+    asyncio.run(ensure_topics(stack.broker.bootstrap, registry))
+    deep = "[" * 10_000 + "]" * 10_000
+    lines = ['{"user_id": "u1", "ts": 1}', deep, '{"user_id": "u2", "ts": 2}']
+    (tmp_path / "events.jsonl").write_text("\n".join(lines) + "\n")
+    env = clean_env(FS_BROKER_URL=stack.broker.bootstrap, FS_STORES_DIR=str(tmp_path / "s"))
+
+    result = run_cli("produce", "clicks", "events.jsonl", "-d", "deep.yaml", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "sent 3 events to deep-clicks" in result.stdout
+    assert "events.jsonl line 2: nested too deeply" in result.stderr
+    assert _topic_values(stack.broker.bootstrap, "deep-clicks", 3) == sorted(
+        line.encode() for line in lines
+    )
+
+
+def _topic_values(bootstrap: str, topic: str, expected: int) -> list[bytes]:
+    async def read() -> list[bytes]:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )  # fmt: skip
+        await consumer.start()
+        try:
+            got: list[bytes] = []
+            async with asyncio.timeout(30):
+                while len(got) < expected:
+                    batches = await consumer.getmany(timeout_ms=500)
+                    got += [m.value for ms in batches.values() for m in ms if m.value]
+            return sorted(got)
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
