@@ -12,7 +12,7 @@ views, the API serves them.
 
 A view of the file over a source declared elsewhere (whose events are already in the
 offline log) starts empty from the events that arrive next. `apply` then backfills it
-(`offline/backfill.py`), once the workers run the new definitions, which backfill
+(`stream/backfill.py`), once the workers run the new definitions, which backfill
 requires: it waits (`--wait`, 120 s) until every live worker holding a partition of the
 view's topic (heartbeats in Redis, `observability.worker_monitor`) started after the
 file was written, and together they hold every partition. If that does not happen in
@@ -195,9 +195,9 @@ def backfill_applied(
 ) -> list[Any] | None:
     """Backfill `views` (default: the applied file's views over existing sources) once
     the workers run the new definitions; None if they did not within `wait_s`."""
-    from feature_service.offline.backfill import backfill_view
     from feature_service.offline.event_log import EventLog
     from feature_service.online.redis_client import connect
+    from feature_service.stream.backfill import backfill_view
 
     names = list(applied.backfill_views if views is None else views)
     sources = [applied.registry.feature_views[v].source for v in names]

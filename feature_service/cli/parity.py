@@ -34,8 +34,8 @@ def parity(
     from feature_service.core.config import load_settings
     from feature_service.definitions import load_definitions
     from feature_service.offline.event_log import EventLog
-    from feature_service.offline.parity import ParityReport, check_parity
     from feature_service.online.redis_client import connect
+    from feature_service.parity import ParityReport, check_parity
 
     settings = load_settings()
     registry = load_definitions(settings.definitions)
