@@ -12,9 +12,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from aiokafka.errors import KafkaError
-from rich.console import Console
 from rich.markup import escape
 
+from feature_service.cli.console import console, err_console
 from feature_service.core.config import load_settings
 from feature_service.definitions import DefinitionError, load_definitions
 from feature_service.embedded.processes import StackError
@@ -26,8 +26,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -266,7 +264,7 @@ def produce(
     """
     from rich.progress import Progress
 
-    from feature_service.cli.event_lines import read_messages
+    from feature_service.stream.event_files import read_event_messages
     from feature_service.stream.producer import produce_messages
 
     settings = load_settings()
@@ -276,7 +274,7 @@ def produce(
     if not settings.broker_url:
         raise ValueError("no broker: set FS_BROKER_URL or start `feature-service up`")
     src = registry.sources[source]
-    messages = list(read_messages(file, src.key, functools.partial(_unreadable, file)))
+    messages = list(read_event_messages(file, src.key, functools.partial(_unreadable, file)))
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task(f"producing to {src.topic}", total=len(messages))
         sent = asyncio.run(
@@ -329,12 +327,12 @@ def _unreadable(path: Path, line: int, why: str) -> None:
 
 
 def _replay(bootstrap: str, registry: Any, files: list[tuple[str, Path]]) -> None:
-    from feature_service.cli.event_lines import read_messages
+    from feature_service.stream.event_files import read_event_messages
     from feature_service.stream.producer import produce_messages
 
     for source_name, path in files:
         source = registry.sources[source_name]
-        messages = list(read_messages(path, source.key, functools.partial(_unreadable, path)))
+        messages = list(read_event_messages(path, source.key, functools.partial(_unreadable, path)))
         sent = asyncio.run(produce_messages(bootstrap, source, messages))
         console.print(f"replay  {sent} events from {path} to {source.topic}", highlight=False)
 

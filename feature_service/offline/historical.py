@@ -65,19 +65,16 @@ import pyarrow as pa
 from feature_service.aggregation.algebra import as_float_array, non_null_mask, safe_means
 from feature_service.aggregation.windows import tile_starts
 from feature_service.definitions import Feature, FeatureView, Registry
+from feature_service.events.parsing import column_from_arrow
 from feature_service.offline.event_log import EventLog
-from feature_service.online.service import (
-    RequestError,
-    check_query_time,
-    resolve_features,
-)
+from feature_service.plan import event_seq, view_plan
+from feature_service.requests import RequestError, check_query_time, resolve_features
 
 TIMESTAMP_COLUMN = "event_timestamp"
 GATHER_BUDGET = 1 << 21
 """Most window events gathered at once (var/std, windowed count_distinct)."""
 SUM_SCALE = 64
 """Prefix sums of a log too large for float64 are kept in units of 2**SUM_SCALE."""
-SEQ_PARTITION_SLOTS = 4096  # as stream.source_processor: seq = offset * 4096 + partition
 
 ProgressFn = Callable[[int, int], None]
 """Called with (features done, features in all) as the work advances."""
@@ -101,9 +98,9 @@ def get_historical_features(
     `entity_df` needs the join key of every view asked for and `event_timestamp`
     (datetime, epoch seconds or ISO-8601 strings; naive means UTC). `max_offsets`
     (source name -> partition -> offset) restricts the log to events below those
-    offsets, e.g. to what online state has committed (`offline.parity`); a partition
+    offsets, e.g. to what online state has committed (`feature_service.parity`); a partition
     missing from the mapping then contributes nothing.
-    Raises `online.service.RequestError` (a ValueError) for unknown features or a
+    Raises `requests.RequestError` (a ValueError) for unknown features or a
     malformed `entity_df`, OSError when the offline store cannot be read.
     """
     log = offline if isinstance(offline, EventLog) else EventLog(offline)
@@ -236,15 +233,6 @@ def view_features(
     return out
 
 
-def _arrow_column(column: pa.ChunkedArray, kind: str) -> npt.NDArray[Any]:
-    """A log column as the worker's parser builds it: float64 with NaN, else objects."""
-    if kind in ("float", "timestamp"):
-        return np.asarray(column.to_numpy(), dtype=np.float64)
-    if kind == "string":
-        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
-    return np.asarray(column.to_pandas(integer_object_nulls=True).to_numpy(), dtype=object)
-
-
 def _load_events(
     view: FeatureView,
     feats: Sequence[Feature],
@@ -265,8 +253,7 @@ def _load_events(
     watermark = np.asarray(table["_watermark"].to_numpy(), dtype=np.float64)
     partition = np.asarray(table["_partition"].to_numpy(), dtype=np.int64)
     offset = np.asarray(table["_offset"].to_numpy(), dtype=np.int64)
-    with np.errstate(invalid="ignore"):
-        keep = ~(ts < watermark - view.allowed_lateness_s)  # NaN watermark: never late
+    keep = ~view_plan(view).late(ts, watermark)
     if max_offsets is not None:
         limit = np.full(int(partition.max(initial=-1)) + 1, -1, dtype=np.int64)
         for p, o in max_offsets.items():
@@ -275,7 +262,7 @@ def _load_events(
         keep &= offset < limit[partition]
     kept = np.flatnonzero(keep)
     codes, uniques = _entity_codes(table[key_col].take(pa.array(kept)))
-    ts, seq = ts[kept], offset[kept] * SEQ_PARTITION_SLOTS + partition[kept]
+    ts, seq = ts[kept], event_seq(offset[kept], partition[kept])
     # one sort by (ts, seq) gives the ranks of the times; a stable (radix, for int16
     # codes) sort by entity on top of it gives the (entity, ts, seq) order
     by_time = np.lexsort((seq, ts))
@@ -290,15 +277,9 @@ def _load_events(
     order = by_time[np.argsort(narrow[by_time], kind="stable")]
     code = codes[order].astype(np.int64)
     ts, seq, rank = ts[order], seq[order], rank[order]
-    if ts.size > 1:  # the same event twice (a file of an unfinished batch): keep one
-        again = np.concatenate(([False], (seq[1:] == seq[:-1]) & (code[1:] == code[:-1])))
-        if again.any():
-            kept_once = ~again
-            order, code, rank = order[kept_once], code[kept_once], rank[kept_once]
-            ts, seq = ts[kept_once], seq[kept_once]
     taken = pa.array(kept[order])
     columns = {
-        c: _arrow_column(table[c].take(taken), source.schema[c])
+        c: column_from_arrow(table[c].take(taken), source.schema[c])
         for c in sorted(needed)
         if c != key_col or c in _value_columns(feats)
     }
@@ -370,10 +351,7 @@ class _Stream:
     @classmethod
     def build(cls, view: FeatureView, feature: Feature, events: _Events) -> _Stream:
         n = events.ts.size
-        member = np.ones(n, dtype=np.bool_)
-        if feature.where is not None:
-            cols = {c: events.columns[c] for c in feature.where.columns}
-            member &= feature.where.evaluate_columns(cols, n)
+        member = view_plan(view).where_mask(view.features.index(feature), events.columns, n)
         column = None
         kind = None
         if feature.column is not None:

@@ -30,7 +30,8 @@ from feature_service.definitions import FeatureView, Registry, load_definitions
 from feature_service.embedded import EmbeddedStack, ManagedProcess
 from feature_service.embedded.processes import free_port
 from feature_service.embedded.redis_server import EmbeddedRedis
-from feature_service.online.service import RequestError, push_messages
+from feature_service.requests import RequestError
+from feature_service.stream.push import push_messages
 from tests.conditions import wait_for
 from tests.integration.streaming import (
     assert_online_equals_brute_force,
