@@ -72,7 +72,7 @@ def test_help_runs_as_the_unprivileged_user_on_a_read_only_root(
 ) -> None:
     started = time.monotonic()
     done = engine.run(
-        ["run", "--rm", *engine.read_only_options(), *engine.limits, image, "--help"]
+        ["run", "--rm", *engine.read_only_options(), *engine.run_options, image, "--help"]
     )
     FIGURES["`feature-service --help` in a new container"] = f"{time.monotonic() - started:.1f} s"
     commands = {"worker", "serve", "backfill", "produce", "training-set"}
@@ -102,7 +102,7 @@ def test_help_runs_as_the_unprivileged_user_on_a_read_only_root(
             "run",
             "--rm",
             *engine.read_only_options(),
-            *engine.limits,
+            *engine.run_options,
             "--entrypoint",
             "python",
             image,
@@ -174,8 +174,9 @@ class Containers:
         return self.engine.run(["run", "--rm", *options, self.image, *args], timeout=300)
 
     def remove_all(self) -> None:
+        grace = ["--time", "10"] if self.engine.name == "podman" else []
         for name in self.names:
-            self.engine.run(["rm", "--force", "--time", "10", name], check=False, timeout=60)
+            self.engine.run(["rm", "--force", *grace, name], check=False, timeout=60)
 
 
 @pytest.fixture()
