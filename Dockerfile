@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One image for the stream worker, the lookup API and the backfill job:
 #   make image                       # podman or docker; see README "Deploying"
 #   docker build -t feature-service:0.1.0 .

@@ -236,7 +236,9 @@ def sample_facts() -> tuple[int, float, dict[str, list[str]]]:
     return lines, newest, {k: sorted(v) for k, v in keys.items()}
 
 
-def lookup(api_url: str, registry: Registry, view: str, key: str, ids: list[str], as_of: float):
+def lookup(
+    api_url: str, registry: Registry, view: str, key: str, ids: list[str], as_of: float
+) -> dict[str, Any]:
     """Every feature of `view` for `ids` at `as_of`, as the API answers it."""
     body = {
         "features": [f"{view}:{f.name}" for f in registry.feature_views[view].features],
@@ -245,7 +247,8 @@ def lookup(api_url: str, registry: Registry, view: str, key: str, ids: list[str]
     }
     response = httpx.post(f"{api_url}/get-online-features", json=body, timeout=30)
     assert response.status_code == 200, response.text
-    return response.json()
+    answer: dict[str, Any] = response.json()
+    return answer
 
 
 def assert_same(ours: Any, theirs: Any, where: str = "") -> None:
@@ -282,7 +285,8 @@ def test_worker_and_api_in_the_image_serve_what_the_host_serves(
     in_image = redis_db(stack.redis.url, 2)  # one pipeline per Redis database
     on_host = redis_db(stack.redis.url, 3)
     for url in (in_image, on_host):
-        redis.Redis.from_url(url).flushdb()
+        with redis.Redis.from_url(url) as client:
+            client.flushdb()
     state = tmp_path / "state"  # the worker's volume claim
     state.mkdir()
     state.chmod(0o777)  # written by uid 10001, as root or rootless
@@ -312,7 +316,7 @@ def test_worker_and_api_in_the_image_serve_what_the_host_serves(
     api_url = f"http://127.0.0.1:{port}"
     live, ready = api["livenessProbe"]["httpGet"]["path"], api["readinessProbe"]["httpGet"]["path"]
     wait_for(lambda: status_ok(api_url + live), 120, "the API in the image", container_api)
-    FIGURES["API in a new container: `podman run` to /health/live 200"] = (
+    FIGURES[f"API in a new container: `{engine.name} run` to /health/live 200"] = (
         f"{time.monotonic() - started:.1f} s"
     )
     wait_for(lambda: status_ok(api_url + ready), 60, "the API to be ready", container_api)
