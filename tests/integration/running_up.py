@@ -172,6 +172,21 @@ def listener_pid(port: int) -> int | None:
     return None
 
 
+def pid_of_child(parent: int, command: str) -> int | None:
+    """Pid of the child of `parent` whose command line ends with `command`."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and argv[-2:-1] == [command.encode()]:
+            return int(proc.name)
+    return None
+
+
 def port_of(url: str) -> int:
     """The port of `127.0.0.1:9092`, `redis://127.0.0.1:6379/0` or `http://h:8000`."""
     return int(url.rsplit(":", 1)[1].split("/")[0])

@@ -22,6 +22,7 @@ from tests.integration.running_up import (
     clean_env,
     listener_pid,
     live,
+    pid_of_child,
     port_of,
     run_cli,
 )
@@ -114,7 +115,7 @@ def test_up_backs_off_a_worker_that_keeps_dying_and_says_why(tmp_path: Path) -> 
     with RunningUp(tmp_path, "--no-replay", definitions=definitions) as up:
         up.wait_output("API ready")
         (definitions / "broken.yaml").write_text("feature_views: [ {\n")  # invalid YAML
-        worker = _worker_pid(up.pid)
+        worker = pid_of_child(up.pid, "worker")
         assert worker is not None
         os.kill(worker, signal.SIGKILL)
         up.wait_output("worker exited with code -9; restarting in 1 s")
@@ -123,18 +124,3 @@ def test_up_backs_off_a_worker_that_keeps_dying_and_says_why(tmp_path: Path) -> 
         failed = [line for line in up.lines if "worker exited with code 1" in line]
         assert failed and all("broken.yaml" in line for line in failed), up.output
         assert up.stop() == 0, up.output
-
-
-def _worker_pid(parent: int) -> int | None:
-    """Pid of the child of `parent` running `feature_service.cli.main worker`."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == parent and argv[-2:-1] == [b"worker"]:
-            return int(proc.name)
-    return None
