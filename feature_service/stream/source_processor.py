@@ -224,6 +224,9 @@ class SourceProcessor:
         self._known_offsets: dict[int, int] = {}
         self.store_resets = 0  # partitions rebuilt after Redis lost data (not yet counted)
         self._last_idle_check = time.monotonic()
+        # Per partition without state here, the offset key's value it was last read
+        # again from (`check_idle`); a batch makes the partition's state, see there.
+        self._synced: dict[int, bytes | None] = {}
 
     # ------------------------------------------------------------------ per fetched batch
 
@@ -269,12 +272,17 @@ class SourceProcessor:
         `assigned` partitions still say what this worker last saw or committed? If
         Redis lost them (or another worker moved them), raise `FencedError` with those
         partitions to re-read: a worker that already fetched everything would otherwise
-        never notice a Redis that restarted empty, and online state would stay short."""
+        never notice a Redis that restarted empty, and online state would stay short.
+
+        A partition assigned here that has not yet brought a batch is read once from
+        the offset Redis holds: Kafka's committed offset may be past it (Redis lost
+        data before this worker got the partition), and then no batch would ever come
+        to reveal it."""
         now = time.monotonic()
         if now - self._last_idle_check < IDLE_CHECK_S or self._pending_since is not None:
             return
         self._last_idle_check = now
-        checked = sorted(p for p in assigned if p in self.partitions or p in self._known_offsets)
+        checked = sorted(assigned)
         if not checked:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -282,6 +290,7 @@ class SourceProcessor:
                 pipe.get(offset_key(self.source.name, p))
             current = await pipe.execute()
         rewind: dict[int, int] = {}
+        lost = False
         for p, raw in zip(checked, current, strict=True):
             state = self.partitions.get(p)
             stored = -1 if raw is None else int(orjson.loads(raw)[0])
@@ -289,16 +298,21 @@ class SourceProcessor:
                 moved = raw != state.raw
             else:  # gone or behind what this worker committed: lost
                 moved = stored < self._known_offsets.get(p, 0)
-            if moved:  # read again from where Redis is now, so a batch comes and says so
+            lost |= moved
+            if moved or (state is None and self._synced.get(p, b"?") != raw):
+                # read again from where Redis is now, so a batch comes and says so
                 rewind[p] = max(stored, 0)
-        if rewind:
+                self._synced[p] = raw
+        if not rewind:
+            return
+        if lost:
             self._drop_pending()
-            fenced = FencedError(
-                f"{self.source.topic}: the offsets of partitions {sorted(rewind)} moved or "
-                "are gone; reading them again"
-            )
-            fenced.rewind = rewind
-            raise fenced
+        fenced = FencedError(
+            f"{self.source.topic}: reading partitions {sorted(rewind)} again from the "
+            "offsets Redis holds"
+        )
+        fenced.rewind = rewind
+        raise fenced
 
     def flush_due(self) -> bool:
         if self._pending_since is None:
