@@ -42,7 +42,7 @@ class ApiState:
                 if not self.settings.broker_url:
                     raise HTTPException(503, "no broker configured (FS_BROKER_URL)")
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=self.settings.broker_url,
+                    **self.settings.kafka.aiokafka_kwargs(),
                     acks="all",
                     linger_ms=1,
                     request_timeout_ms=5000,

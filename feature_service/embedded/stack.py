@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
-from feature_service.core.config import STACK_FILE_NAME
+from feature_service.core.config import STACK_FILE_NAME, EmbeddedBrokerKind, Settings
 from feature_service.embedded.broker import EmbeddedBroker
+from feature_service.embedded.kafka import EmbeddedKafka
 from feature_service.embedded.processes import (
     ManagedProcess,
     ensure_port_free,
@@ -38,11 +39,21 @@ class EmbeddedStack:
         broker_port: int | None = None,
         redis_port: int | None = None,
         write_stack_file: bool = False,
+        broker: EmbeddedBrokerKind | None = None,
     ) -> None:
         self.stores_dir = stores_dir
         self.log_dir = stores_dir / "logs"
-        self.broker = EmbeddedBroker(self.log_dir, broker_port)
-        self.redis = EmbeddedRedis(stores_dir / "redis", self.log_dir, redis_port)
+        # Which broker: Tansu (memory-only, the default) or Apache Kafka (data on disk).
+        self.broker_kind: EmbeddedBrokerKind = broker or Settings().embedded_broker
+        self.broker: EmbeddedBroker | EmbeddedKafka
+        if self.broker_kind == "kafka":
+            self.broker = EmbeddedKafka(stores_dir / "kafka", self.log_dir, broker_port)
+        else:
+            self.broker = EmbeddedBroker(self.log_dir, broker_port)
+        # Redis keeps its data on disk beside a broker that does: a restart keeps both.
+        self.redis = EmbeddedRedis(
+            stores_dir / "redis", self.log_dir, redis_port, persist=self.broker_kind == "kafka"
+        )
         self.api: ManagedProcess | None = None
         self.worker: ManagedProcess | None = None
         self.api_url: str | None = None
@@ -61,7 +72,8 @@ class EmbeddedStack:
             FS_STORES_DIR=str(self.stores_dir),
         )
         env.setdefault("FS_OFFLINE_URI", str(self.stores_dir / "offline"))
-        # The embedded broker holds a JoinGroup for half the rebalance timeout: keep it short.
+        # Tansu holds a JoinGroup for half the rebalance timeout: keep it short. On Kafka a
+        # short session also hands a killed worker's partitions over quickly.
         env.setdefault("FS_REBALANCE_TIMEOUT_S", "4")
         return env
 
@@ -129,6 +141,7 @@ class EmbeddedStack:
             json.dumps(
                 {
                     "pid": os.getpid(),
+                    "broker": self.broker_kind,
                     "broker_url": self.broker.bootstrap,
                     "redis_url": self.redis.url,
                     "api_url": self.api_url,

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaProducer
 
+from feature_service.core.kafka import KafkaConnection, kafka_connection
 from feature_service.definitions import Source
 from feature_service.stream.event_files import EventMessage
 
@@ -15,7 +16,7 @@ _MAX_IN_FLIGHT = 20_000
 
 
 async def produce_messages(
-    bootstrap: str,
+    broker: KafkaConnection | str,
     source: Source,
     messages: Iterable[EventMessage],
     on_sent: Callable[[int], None] | None = None,
@@ -26,7 +27,10 @@ async def produce_messages(
     client) sends one key to one partition, and one connection keeps send order.
     """
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024, acks="all"
+        **kafka_connection(broker).aiokafka_kwargs(),
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        acks="all",
     )
     await producer.start()
     sent = 0

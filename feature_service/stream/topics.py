@@ -12,12 +12,17 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from feature_service.core.kafka import KafkaConnection, kafka_connection
 from feature_service.definitions import Registry
 
 
-async def ensure_topics(bootstrap: str, registry: Registry) -> list[str]:
-    """Create missing source and dead-letter topics; return the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+async def ensure_topics(broker: KafkaConnection | str, registry: Registry) -> list[str]:
+    """Create missing source and dead-letter topics; return the names created.
+
+    A source topic gets the source's `partitions`; a dead-letter topic one partition.
+    """
+    conn = kafka_connection(broker)
+    admin = AIOKafkaAdminClient(**conn.aiokafka_kwargs(), request_timeout_ms=10_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -90,7 +90,7 @@ class WorkerRuntime:
             socket_timeout=10,
             socket_connect_timeout=5,
         )
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.broker_url, acks="all")
+        producer = AIOKafkaProducer(**self.settings.kafka.aiokafka_kwargs(), acks="all")
         await producer.start()
         self.redis = redis
         self._closers = [producer.stop, lambda: self.monitor.leave(redis), redis.aclose]
@@ -178,9 +178,11 @@ def build_app(
             "the worker needs a broker and Redis: set FS_BROKER_URL and FS_REDIS_URL "
             "or start it with `feature-service up`"
         )
+    kafka = settings.kafka
     app = BatchApp(
         settings.consumer_group,
-        broker=f"kafka://{settings.broker_url}",
+        broker=kafka.faust_broker(),
+        broker_credentials=kafka.faust_credentials(),
         web_enabled=False,
         web_host="127.0.0.1",
         broker_rebalance_timeout=settings.rebalance_timeout_s,
