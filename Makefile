@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run test lint typecheck unit integration clean chromium
+.PHONY: install run test test-kafka lint typecheck unit integration clean chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ chromium:
 
 test: lint typecheck chromium
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+
+# The broker-facing tests (marker `broker`: every test using the session's `stack`) on a
+# real Apache Kafka 4 broker (KRaft, one node per test process), its jars resolved with
+# Maven on first use into ~/.cache/feature-service/. Needs Java 17+ and Maven.
+test-kafka: install
+	FS_TEST_BROKER=kafka $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m broker \
+	  --timeout 600 tests/integration
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit

@@ -35,3 +35,15 @@ def redis_client(stack: EmbeddedStack) -> Iterator[object]:
     client = redis.Redis.from_url(stack.redis.url)
     yield client
     client.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that uses the session's broker (the `stack` fixture) is broker-facing:
+    `make test-kafka` (`-m broker`, `FS_TEST_BROKER=kafka`) runs it on real Kafka."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.broker)
+        if item.get_closest_marker("kafka_only") is not None:
+            item.add_marker(pytest.mark.broker)
+            if TEST_BROKER != "kafka":
+                item.add_marker(pytest.mark.skip(reason="needs Apache Kafka: make test-kafka"))

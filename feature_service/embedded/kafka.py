@@ -252,6 +252,9 @@ class EmbeddedKafka:
             "share.coordinator.state.topic.min.isr": "1",
             # A group forms as soon as its first member joins (the default waits 3 s).
             "group.initial.rebalance.delay.ms": "0",
+            # The embedded stack runs workers with a short session (FS_REBALANCE_TIMEOUT_S=4)
+            # so that a killed worker's partitions move on quickly; Kafka's floor is 6 s.
+            "group.min.session.timeout.ms": "1000",
             # Local runs keep what they were sent; production sets its own retention.
             "log.retention.hours": "-1",
             "log.retention.bytes": "-1",
