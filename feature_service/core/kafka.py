@@ -16,6 +16,7 @@ clients from a `KafkaConnection`, normally `Settings.kafka` (`FS_BROKER_URL` and
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,51 @@ class KafkaConnection:
         """`SASL_SSL SCRAM-SHA-512 as fs to host:9096`: for error messages, no secrets."""
         who = f" {self.sasl_mechanism} as {self.username}" if self.uses_sasl else ""
         return f"{self.security_protocol}{who} to {self.bootstrap}"
+
+
+class KafkaAuthError(ValueError):
+    """The cluster refused our credentials or our TLS: retrying cannot help."""
+
+
+async def check_credentials(conn: KafkaConnection, timeout_s: float = 10.0) -> None:
+    """Connect to the first bootstrap server that answers and authenticate as `conn` says.
+
+    Raises `KafkaAuthError`, in one line without the password, when SASL or TLS fails;
+    aiokafka's own clients only say "Unable to bootstrap" then. A server that cannot be
+    reached is left to the clients (they wait and retry). PLAINTEXT has nothing to check.
+    """
+    if not (conn.uses_sasl or conn.uses_tls):
+        return
+    import ssl as ssl_module
+
+    from aiokafka.conn import create_conn
+    from aiokafka.errors import SaslAuthenticationFailed, UnsupportedSaslMechanismError
+
+    kwargs = conn.security_kwargs()
+    for server in (h.strip() for h in conn.bootstrap.split(",") if h.strip()):
+        host, _, port = server.rpartition(":")
+        try:
+            link = await asyncio.wait_for(
+                create_conn(
+                    host.strip("[]"), int(port), request_timeout_ms=int(timeout_s * 1000), **kwargs
+                ),
+                timeout_s,
+            )
+        except (SaslAuthenticationFailed, UnsupportedSaslMechanismError) as exc:
+            raise KafkaAuthError(
+                f"Kafka authentication failed ({conn.describe()}): {_reason(exc)}"
+            ) from None
+        except ssl_module.SSLError as exc:
+            raise KafkaAuthError(f"Kafka TLS failed ({conn.describe()}): {exc}") from None
+        except (OSError, TimeoutError):
+            continue
+        link.close()
+        return
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    return text.split(": ", 1)[1] if text.startswith("[Error") and ": " in text else text
 
 
 def kafka_connection(broker: KafkaConnection | str) -> KafkaConnection:

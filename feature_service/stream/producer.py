@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaProducer
 
-from feature_service.core.kafka import KafkaConnection, kafka_connection
+from feature_service.core.kafka import KafkaConnection, check_credentials, kafka_connection
 from feature_service.definitions import Source
 from feature_service.stream.event_files import EventMessage
 
@@ -26,8 +26,10 @@ async def produce_messages(
     Order is kept per key: aiokafka's default partitioner (murmur2, as Kafka's Java
     client) sends one key to one partition, and one connection keeps send order.
     """
+    conn = kafka_connection(broker)
+    await check_credentials(conn)
     producer = AIOKafkaProducer(
-        **kafka_connection(broker).aiokafka_kwargs(),
+        **conn.aiokafka_kwargs(),
         linger_ms=5,
         max_batch_size=256 * 1024,
         acks="all",

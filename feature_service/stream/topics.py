@@ -12,7 +12,7 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from feature_service.core.kafka import KafkaConnection, kafka_connection
+from feature_service.core.kafka import KafkaConnection, check_credentials, kafka_connection
 from feature_service.definitions import Registry
 
 
@@ -22,6 +22,7 @@ async def ensure_topics(broker: KafkaConnection | str, registry: Registry) -> li
     A source topic gets the source's `partitions`; a dead-letter topic one partition.
     """
     conn = kafka_connection(broker)
+    await check_credentials(conn)  # wrong credentials: one clear error, not a retry loop
     admin = AIOKafkaAdminClient(**conn.aiokafka_kwargs(), request_timeout_ms=10_000)
     await admin.start()
     try:
