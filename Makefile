@@ -6,7 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run test test-kafka lint typecheck unit integration clean chromium
+IMAGE ?= feature-service:0.1.0
+
+.PHONY: install run test test-kafka lint typecheck unit integration clean chromium engine image test-image
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +44,25 @@ test: lint typecheck chromium
 test-kafka: install
 	FS_TEST_BROKER=kafka $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m broker \
 	  --timeout 600 tests/integration
+
+# The container image (README "Deploying"): podman, or docker where its daemon runs.
+# Debian's podman, runc and debootstrap are installed here when missing, as root with
+# apt-get; the local base image and the root file system it comes from are cached under
+# ~/.cache/feature-service and in the engine's storage, outside the checkout.
+engine:
+	@docker info >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+	  [ "$$(id -u)" != 0 ] || { missing=""; for p in podman runc debootstrap; do \
+	  command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; [ -z "$$missing" ] || { \
+	  echo "installing Debian's$$missing for the image"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }; }
+
+image: engine
+	IMAGE=$(IMAGE) image/build.sh
+
+# Runs the image's worker, API and backfill as k8s/ runs them (tests/image; not part of
+# `make test`, which does not collect that folder).
+test-image: install image
+	FS_IMAGE=$(IMAGE) $(BIN)/python -m pytest -q tests/image
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit

@@ -36,17 +36,9 @@ from redis.asyncio import Redis
 from feature_service.core.config import Settings, load_settings
 from feature_service.definitions import Registry, load_definitions
 from feature_service.online.redis_client import connect
-from feature_service.online.service import (
-    OnlineColumn,
-    RequestError,
-    StoreUnavailable,
-    ViewUnavailable,
-    online_features,
-    produce,
-    push_messages,
-    query_time,
-    resolve_features,
-)
+from feature_service.online.service import OnlineColumn, ViewUnavailable, online_features
+from feature_service.requests import RequestError, StoreUnavailable, query_time, resolve_features
+from feature_service.stream.push import produce, push_messages
 
 __all__ = ["FeatureStore", "OnlineResponse", "RequestError", "StoreUnavailable", "ViewUnavailable"]
 

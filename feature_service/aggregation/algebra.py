@@ -57,6 +57,22 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from feature_service.aggregation.values import (
+    as_float_array,
+    is_null,
+    non_null_mask,
+    safe_means,
+    to_float,
+)
+from feature_service.aggregation.window_events import (
+    Float,
+    Int,
+    WindowEvents,
+    chunks,
+    gather,
+    pick_values,
+)
+
 IR: TypeAlias = Any
 """An intermediate representation: JSON-able data, specific to each aggregator."""
 
@@ -89,59 +105,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def is_null(value: Any) -> bool:
-    """None and NaN are null; every other value (0, "", False) is not.
-
-    >>> [is_null(v) for v in (None, float("nan"), 0.0, "", False)]
-    [True, True, False, False, False]
-    """
-    if value is None:
-        return True
-    if isinstance(value, float | np.floating):
-        return bool(value != value)
-    return False
-
-
-def non_null_mask(values: npt.ArrayLike) -> npt.NDArray[np.bool_]:
-    """Boolean array: which entries of `values` are not null (vectorised `is_null`).
-
-    >>> non_null_mask(np.array([1.0, np.nan])).tolist()
-    [True, False]
-    >>> non_null_mask(np.array(["a", None], dtype=object)).tolist()
-    [True, False]
-    """
-    arr = np.asarray(values)
-    if arr.dtype.kind in "fc":
-        return ~np.isnan(arr)
-    if arr.dtype.kind == "O":
-        return ~pd.isna(arr)  # None and NaN, in C
-    return np.ones(arr.shape, dtype=np.bool_)
-
-
-def as_float_array(values: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """`values` as float64 with NaN for nulls; TypeError for non-numeric data.
-
-    >>> as_float_array(np.array([1, None, True], dtype=object)).tolist()
-    [1.0, nan, 1.0]
-    """
-    arr = np.asarray(values)
-    if arr.dtype.kind in "fiub":
-        return arr.astype(np.float64, copy=False)
-    if arr.dtype.kind == "O":
-        return np.fromiter(
-            (math.nan if is_null(v) else _to_float(v) for v in arr),
-            dtype=np.float64,
-            count=arr.size,
-        )
-    raise TypeError(f"a numeric aggregation needs numbers, not {arr.dtype} values")
-
-
-def _to_float(value: Any) -> float:
-    if isinstance(value, str | bytes):
-        raise TypeError(f"a numeric aggregation needs numbers, not {value!r}")
-    return float(value)
 
 
 def _finite(x: float) -> float | None:
@@ -230,6 +193,9 @@ class Aggregator(ABC):
     name: ClassVar[str]
     needs_column: ClassVar[bool] = True
     numeric_only: ClassVar[bool] = False
+    rounded: ClassVar[bool] = False
+    """Its value is a floating point sum, equal across evaluation orders only to rounding
+    (DESIGN.md: compared with a relative tolerance of 1e-9)."""
 
     @abstractmethod
     def empty(self) -> IR:
@@ -246,6 +212,14 @@ class Aggregator(ABC):
     @abstractmethod
     def finalize(self, ir: IR, t: float) -> Any:
         """The feature value of `ir` evaluated at time `t`."""
+
+    @abstractmethod
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        """The feature value of each window ``events[lo[i]:hi[i]]`` (positions in the
+        sorted events), evaluated at ``t[i]``, for many windows at once: what `finalize`
+        of the window's folded IR gives, as an array (training sets; see
+        `aggregation.window_events`). `lifetime`: every window starts at its entity's
+        first event."""
 
     @abstractmethod
     def _grouped(
@@ -347,6 +321,9 @@ class Count(Aggregator):
     def finalize(self, ir: IR, t: float) -> Any:
         return int(ir)
 
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        return hi - lo
+
     def _grouped(
         self,
         ts: npt.NDArray[np.float64],
@@ -422,6 +399,21 @@ class CountDistinct(Aggregator):
 
     def finalize(self, ir: IR, t: float) -> Any:
         return len(ir)
+
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        prev = events.previous_same()  # distinct in [lo, hi): the i there with prev < lo
+        if lifetime:  # window = entity start..hi: first occurrences
+            firsts = np.zeros(prev.size + 1, dtype=np.int64)
+            np.cumsum(prev < 0, out=firsts[1:])
+            return firsts[hi] - firsts[lo]
+        out = np.zeros(lo.size, dtype=np.int64)
+        for a, b in chunks(lo, hi):
+            idx, starts, nonempty = gather(lo[a:b], hi[a:b])
+            if idx.size == 0:
+                continue
+            fresh = prev[idx] < np.repeat(lo[a:b][nonempty], (hi - lo)[a:b][nonempty])
+            out[a:b][nonempty] = np.add.reduceat(fresh.astype(np.int64), starts)
+        return out
 
     def _grouped(
         self,
@@ -508,6 +500,7 @@ class Sum(Aggregator):
 
     name = "sum"
     numeric_only = True
+    rounded = True
 
     def empty(self) -> IR:
         return [0, 0.0, 0.0]
@@ -516,7 +509,7 @@ class Sum(Aggregator):
         if is_null(value):
             return ir
         n, s, c = ir
-        x = _to_float(value)
+        x = to_float(value)
         if s is None or not math.isfinite(total := s + x):
             return [n + 1, None, 0.0]
         c += (s - total) + x if abs(s) >= abs(x) else (x - total) + s
@@ -548,6 +541,12 @@ class Sum(Aggregator):
         if not n or s is None:
             return None
         return _finite(s + c)
+
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        total, scale = events.window_sums(lo, hi)
+        with np.errstate(over="ignore"):  # a window sum beyond float64 is null
+            value = np.ldexp(total, scale)
+        return np.where((hi > lo) & np.isfinite(value), value, np.nan)
 
     def _grouped(
         self,
@@ -595,26 +594,6 @@ def _moments(
     return groups, counts, mean0 + sdev / counts, np.maximum(m2, 0.0)
 
 
-def safe_means(
-    x: npt.NDArray[np.float64], starts: npt.NDArray[np.intp], counts: npt.NDArray[np.intp]
-) -> npt.NDArray[np.float64]:
-    """Mean of each run ``x[starts[i]:starts[i] + counts[i]]`` (runs end to end), also where
-    the run's sum overflows (then from ``x / count``: one more rounding per value, only
-    for values near the float64 limit). The tiles and `offline.historical` both use it.
-
-    >>> x = np.array([1.7e308, 1.7e308, 1.0, 3.0])
-    >>> safe_means(x, np.array([0, 2]), np.array([2, 2])).tolist()
-    [1.7e+308, 2.0]
-    """
-    with np.errstate(over="ignore", invalid="ignore"):
-        means = np.add.reduceat(x, starts) / counts
-        bad = ~np.isfinite(means)
-        if bad.any():
-            scaled = np.add.reduceat(x / np.repeat(counts, counts), starts)
-            means[bad] = scaled[bad]
-    return means
-
-
 class Mean(Aggregator):
     """Mean of non-null values, Welford update and Chan merge. IR: ``[n, mean]``
     (``mean`` None once it overflowed, which finite values rarely make it do).
@@ -626,6 +605,7 @@ class Mean(Aggregator):
 
     name = "mean"
     numeric_only = True
+    rounded = True
 
     def empty(self) -> IR:
         return [0, 0.0]
@@ -634,7 +614,7 @@ class Mean(Aggregator):
         if is_null(value):
             return ir
         n, m = ir
-        x = _to_float(value)
+        x = to_float(value)
         if m is None:
             return [n + 1, None]
         return [n + 1, _finite(_welford(m, n + 1, x))]
@@ -664,6 +644,12 @@ class Mean(Aggregator):
     def finalize(self, ir: IR, t: float) -> Any:
         return float(ir[1]) if ir[0] and ir[1] is not None else None
 
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        total, scale = events.window_sums(lo, hi)
+        with np.errstate(over="ignore"):
+            value = np.ldexp(total / np.maximum(hi - lo, 1), scale)
+        return np.where((hi > lo) & np.isfinite(value), value, np.nan)
+
     def _grouped(
         self,
         ts: npt.NDArray[np.float64],
@@ -685,6 +671,7 @@ class _Moments(Aggregator):
     ``mean`` and ``M2``) None once it overflowed."""
 
     numeric_only = True
+    rounded = True
 
     def empty(self) -> IR:
         return [0, 0.0, 0.0]
@@ -693,7 +680,7 @@ class _Moments(Aggregator):
         if is_null(value):
             return ir
         n, m, m2 = ir
-        x = _to_float(value)
+        x = to_float(value)
         if m is None:
             return [n + 1, None, None]
         d = x - m
@@ -739,6 +726,27 @@ class _Moments(Aggregator):
         n, _, m2 = ir
         return max(m2, 0.0) / (n - 1) if n >= 2 and m2 is not None else None
 
+    def window_variances(self, events: WindowEvents, lo: Int, hi: Int) -> Float:
+        """Sample variance of each window by the corrected two-pass algorithm (as
+        `grouped`); NaN for fewer than two events or an overflowed M2."""
+        x = events.floats()
+        out = np.full(lo.size, np.nan)
+        for a, b in chunks(lo, hi):
+            idx, starts, nonempty = gather(lo[a:b], hi[a:b])
+            if idx.size == 0:
+                continue
+            counts = (hi - lo)[a:b][nonempty]
+            xs = x[idx]
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                mean0 = safe_means(xs, starts, counts)
+                dev = xs - np.repeat(mean0, counts)
+                sdev = np.add.reduceat(dev, starts)
+                m2 = np.maximum(np.add.reduceat(dev * dev, starts) - sdev * sdev / counts, 0.0)
+                out[a:b][nonempty] = np.where(
+                    (counts >= 2) & np.isfinite(m2), m2 / (counts - 1), np.nan
+                )
+        return out
+
     def _grouped(
         self,
         ts: npt.NDArray[np.float64],
@@ -773,6 +781,9 @@ class Var(_Moments):
     def finalize(self, ir: IR, t: float) -> Any:
         return self.variance(ir)
 
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        return self.window_variances(events, lo, hi)
+
 
 class Std(_Moments):
     """Sample standard deviation (ddof=1) of non-null values; None below 2 values.
@@ -790,6 +801,9 @@ class Std(_Moments):
         var = self.variance(ir)
         return None if var is None else math.sqrt(var)
 
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        return np.sqrt(self.window_variances(events, lo, hi))
+
 
 # --------------------------------------------------------------------------- extremes
 
@@ -798,6 +812,7 @@ class _Extreme(Aggregator):
     numeric_only = True
     _pick: ClassVar[Any]
     _reduce: ClassVar[np.ufunc]
+    _running: ClassVar[str]  # the pandas group-wise running extreme
 
     def empty(self) -> IR:
         return None
@@ -805,7 +820,7 @@ class _Extreme(Aggregator):
     def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
         if is_null(value):
             return ir
-        x = _to_float(value) + 0.0
+        x = to_float(value) + 0.0
         return x if ir is None else type(self)._pick(ir, x)
 
     def merge(self, a: IR, b: IR) -> IR:
@@ -820,6 +835,27 @@ class _Extreme(Aggregator):
 
     def finalize(self, ir: IR, t: float) -> Any:
         return None if ir is None else float(ir)
+
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        x = events.floats()
+        has = hi > lo
+        out = np.full(lo.size, np.nan)
+        if not has.any():
+            return out
+        if lifetime:  # every window starts at its entity's first event: a running extreme
+            key = f"running_{self.name}"
+            if key not in events.cache:
+                grouped = pd.Series(x).groupby(events.code, sort=False)
+                cumulative = getattr(grouped, type(self)._running)()  # cummin / cummax
+                events.cache[key] = cumulative.to_numpy(dtype=np.float64)
+            out[has] = events.cache[key][hi[has] - 1]
+            return out + 0.0
+        # rows are sorted by (entity, t), so lo and hi only grow: the in-between pieces
+        # reduceat also computes add up to one pass over the events
+        bounds = np.stack([lo[has], hi[has]], axis=1).reshape(-1)
+        padded = np.append(x, 0.0)
+        out[has] = type(self)._reduce.reduceat(padded, bounds)[::2]
+        return out + 0.0  # -0.0 -> 0.0, as `update`
 
     def _grouped(
         self,
@@ -850,6 +886,7 @@ class Min(_Extreme):
     name = "min"
     _pick = min
     _reduce = np.minimum
+    _running = "cummin"
 
 
 class Max(_Extreme):
@@ -863,6 +900,7 @@ class Max(_Extreme):
     name = "max"
     _pick = max
     _reduce = np.maximum
+    _running = "cummax"
 
 
 # --------------------------------------------------------------------------- first / last
@@ -909,6 +947,12 @@ class _Ordered(Aggregator):
 
     def finalize(self, ir: IR, t: float) -> Any:
         return None if ir is None else ir[2]
+
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        assert events.values is not None
+        # events are in (ts, seq) order within an entity: first is lo, last is hi - 1
+        pick = lo if self._sign < 0 else hi - 1
+        return pick_values(events.values, pick, hi > lo, events.kind)
 
     def _grouped(
         self,
@@ -991,6 +1035,12 @@ class TimeSinceLast(Aggregator):
 
     def finalize(self, ir: IR, t: float) -> Any:
         return None if ir is None else t - ir
+
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        has = hi > lo
+        out = np.full(lo.size, np.nan)
+        out[has] = t[has] - events.ts[hi[has] - 1]
+        return out
 
     def _grouped(
         self,

@@ -85,6 +85,17 @@ def resolve_hop(window_s: int, hop_s: int | None) -> int:
     return hop
 
 
+def window_starts(
+    t: npt.NDArray[np.float64], window_s: int, hop_s: int
+) -> npt.NDArray[np.float64]:
+    """`window_start` of many times at once: ``floor(t / h) * h - W`` (exact).
+
+    >>> window_starts(np.array([1_700_000_070.5]), 3600, 60).tolist()
+    [1699996440.0]
+    """
+    return (tile_starts(t, hop_s) - window_s).astype(np.float64)
+
+
 def tile_start(ts: float, hop_s: int) -> int:
     """Start of the hop-aligned tile ``[s, s + hop_s)`` holding `ts`: exactly ``floor(ts/h)*h``.
 

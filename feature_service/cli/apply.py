@@ -12,7 +12,7 @@ views, the API serves them.
 
 A view of the file over a source declared elsewhere (whose events are already in the
 offline log) starts empty from the events that arrive next. `apply` then backfills it
-(`offline/backfill.py`), once the workers run the new definitions, which backfill
+(`stream/backfill.py`), once the workers run the new definitions, which backfill
 requires: it waits (`--wait`, 120 s) until every live worker holding a partition of the
 view's topic (heartbeats in Redis, `observability.worker_monitor`) started after the
 file was written, and together they hold every partition. If that does not happen in
@@ -34,6 +34,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from feature_service.cli.console import console
 from feature_service.core.config import Settings
 from feature_service.definitions import Registry
 from feature_service.definitions.loader import definition_files, parse_definitions_text
@@ -195,9 +196,9 @@ def backfill_applied(
 ) -> list[Any] | None:
     """Backfill `views` (default: the applied file's views over existing sources) once
     the workers run the new definitions; None if they did not within `wait_s`."""
-    from feature_service.offline.backfill import backfill_view
     from feature_service.offline.event_log import EventLog
     from feature_service.online.redis_client import connect
+    from feature_service.stream.backfill import backfill_view
 
     names = list(applied.backfill_views if views is None else views)
     sources = [applied.registry.feature_views[v].source for v in names]
@@ -291,4 +292,4 @@ def apply_command(
 
     Example: feature-service apply /tmp/generated.yaml
     """
-    apply_and_report(file, definitions, Console(), backfill, wait)
+    apply_and_report(file, definitions, console, backfill, wait)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
+from feature_service.cli.console import console
 
 
 def backfill(
@@ -17,7 +16,7 @@ def backfill(
     into its online state, next to the running workers, without replaying Kafka.
 
     Run it after the workers run the definitions with the view. Safe to run again: what
-    is done is skipped; each event counts once (offline/backfill.py explains how).
+    is done is skipped; each event counts once (stream/backfill.py explains how).
 
     Example: feature-service backfill --view customer_txn_v2
     """
@@ -26,9 +25,9 @@ def backfill(
     from feature_service.cli.progress import progress_bar
     from feature_service.core.config import load_settings
     from feature_service.definitions import load_definitions
-    from feature_service.offline.backfill import BackfillReport, backfill_view
     from feature_service.offline.event_log import EventLog
     from feature_service.online.redis_client import connect
+    from feature_service.stream.backfill import BackfillReport, backfill_view
 
     settings = load_settings()
     registry = load_definitions(settings.definitions)

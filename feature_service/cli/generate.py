@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from feature_service.cli.console import console, err_console
 from feature_service.core.config import load_settings
 from feature_service.core.kafka import KafkaConnection
 from feature_service.definitions.durations import format_duration, parse_duration
@@ -31,8 +31,6 @@ if TYPE_CHECKING:  # the pipeline (pandas, featuretools) is imported when the co
 # Messages read from a topic when --limit is not given (as autofe.sampling).
 DEFAULT_TOPIC_EVENTS = 10_000
 
-console = Console()
-err_console = Console(stderr=True)
 
 
 def generate_command(

@@ -6,15 +6,15 @@ import asyncio
 import functools
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from aiokafka.errors import KafkaError
-from rich.console import Console
+from rich.markup import escape
 
+from feature_service.cli.console import console, err_console
 from feature_service.core.config import load_settings
 from feature_service.definitions import DefinitionError, load_definitions
 from feature_service.embedded.processes import StackError
@@ -26,8 +26,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -203,8 +201,11 @@ def up(
     """Run the embedded stack in the foreground: broker, Redis, the worker and the API.
 
     Definitions are checked first; source topics are created; the sample events are
-    replayed; the API address is printed when ready. A worker or API process that dies is
-    restarted. Ctrl-C or SIGTERM stops everything.
+    replayed; the API address is printed when ready. The broker and Redis keep their data
+    in memory, so the previous run's offline log is moved aside (stores/offline.previous).
+    A worker or API that dies, or an API that stops answering /health/live, is restarted
+    with a backoff (1 s doubling to 30 s); Redis or the broker that exits is restarted,
+    saying what was lost. Ctrl-C or SIGTERM stops everything.
 
     With `--broker kafka` the broker and Redis keep their data under the stores folder,
     so stopping and starting `up` again keeps topics, offsets, online state and the
@@ -214,6 +215,7 @@ def up(
     """
     from feature_service.embedded.processes import free_port, port_open
     from feature_service.embedded.stack import EmbeddedStack
+    from feature_service.embedded.supervisor import Supervisor
     from feature_service.stream.topics import ensure_topics
 
     settings = load_settings()
@@ -229,26 +231,42 @@ def up(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
-    stack = EmbeddedStack(stores, write_stack_file=True, broker=kind)  # type: ignore[arg-type]
+    stack = EmbeddedStack(
+        stores, write_stack_file=True, definitions=definitions, broker=kind  # type: ignore[arg-type]
+    )
     try:
         with console.status("starting broker and Redis"):
             stack.start()
         console.print(f"broker  {stack.broker.bootstrap}", highlight=False)
         console.print(f"redis   {stack.redis.url}", highlight=False)
+        cleaned = stack.start_clean()
+        kept = stack.broker.keeps_topics
+        if cleaned and kind == "kafka":
+            _say(f"clean start: {cleaned} (a new Kafka data folder: its topics start empty)")
+        elif cleaned:
+            _say(f"clean start: {cleaned} (the broker and Redis keep data in memory only)")
+        elif kept:
+            _say(
+                "kept    topics, offsets, online state and the offline log of the last run "
+                f"(Kafka data in {stores / 'kafka'})"
+            )
         created = asyncio.run(ensure_topics(stack.broker.bootstrap, registry))
         if created:
             console.print(f"topics  {', '.join(created)}", highlight=False)
         stack.worker = stack.worker_process(definitions).start()
         with console.status("starting the API"):
             stack.start_api(api_port, definitions)
-        if not no_replay:
+        if kept and replay is None and not no_replay:
+            # the sample was sent on the first start and is still in the topics
+            _say("replay  skipped: the topics kept the last run's events (--replay FILE sends)")
+        elif not no_replay:
             _replay(stack.broker.bootstrap, registry, _replay_files(definitions, replay, registry))
         console.print(
             f"[bold green]API ready[/bold green] {stack.api_url}  (docs: {stack.api_url}/docs)"
         )
         console.print(f"UI        {stack.api_url}/", highlight=False)
         console.print("Ctrl-C to stop.")
-        _supervise(stack)
+        Supervisor(stack, registry, definitions, say=_say, warn=_warn).run()
     except KeyboardInterrupt:
         console.print("stopping")
     finally:
@@ -265,6 +283,9 @@ def produce(
 ) -> None:
     """Send the events of a file to a source's topic, in file order, keyed by its entity key.
 
+    Every line is sent as written, malformed ones included (the worker dead-letters them
+    with the reason); a line whose key cannot be read at all is sent unkeyed and named.
+
     Example: feature-service produce transactions definitions/sample/transactions.jsonl
     """
     from rich.progress import Progress
@@ -278,7 +299,7 @@ def produce(
         raise ValueError(f"unknown source {source!r} (known: {', '.join(registry.sources)})")
     kafka = settings.kafka
     src = registry.sources[source]
-    messages = list(read_event_messages(file, src.key))
+    messages = list(read_event_messages(file, src.key, functools.partial(_unreadable, file)))
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task(f"producing to {src.topic}", total=len(messages))
         sent = asyncio.run(
@@ -316,39 +337,27 @@ def status(
     show_status(settings, registry, watch)
 
 
+def _say(message: str) -> None:
+    console.print(escape(message), highlight=False, soft_wrap=True)
+
+
+def _warn(message: str) -> None:
+    err_console.print(f"[yellow]{escape(message)}[/yellow]", highlight=False, soft_wrap=True)
+
+
+def _unreadable(path: Path, line: int, why: str) -> None:
+    _warn(f"warning: {path} line {line}: {why}")
+
+
 def _replay(bootstrap: str, registry: Any, files: list[tuple[str, Path]]) -> None:
     from feature_service.stream.event_files import read_event_messages
     from feature_service.stream.producer import produce_messages
 
     for source_name, path in files:
         source = registry.sources[source_name]
-        messages = list(read_event_messages(path, source.key))
+        messages = list(read_event_messages(path, source.key, functools.partial(_unreadable, path)))
         sent = asyncio.run(produce_messages(bootstrap, source, messages))
         console.print(f"replay  {sent} events from {path} to {source.topic}", highlight=False)
-
-
-def _supervise(stack: Any) -> None:
-    """Restart the worker or API when it dies; give up when a server (broker, Redis) dies."""
-    while True:
-        for server in (stack.broker.process, stack.redis.process):
-            if not server.alive():
-                raise StackError(
-                    f"{server.name} exited with code {server.returncode()}; see {server.log_path}"
-                )
-        for child in (stack.worker, stack.api):
-            if not child.alive():
-                if child is stack.worker and child.returncode() == 0:  # new definitions
-                    console.print("worker stopped to run new definitions; restarting")
-                else:
-                    err_console.print(
-                        f"[yellow]{child.name} exited with code {child.returncode()}; "
-                        "restarting[/yellow]"
-                    )
-                child.stop()
-                child.start()
-                if child is stack.api:
-                    stack.wait_api()
-        time.sleep(0.5)  # a supervision tick, not synchronisation
 
 
 from feature_service.cli.apply import apply_command  # noqa: E402 (registered here)

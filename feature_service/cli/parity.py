@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+from feature_service.cli.console import console, err_console
 
 
 def parity(
@@ -34,8 +32,8 @@ def parity(
     from feature_service.core.config import load_settings
     from feature_service.definitions import load_definitions
     from feature_service.offline.event_log import EventLog
-    from feature_service.offline.parity import ParityReport, check_parity
     from feature_service.online.redis_client import connect
+    from feature_service.parity import ParityReport, check_parity
 
     settings = load_settings()
     registry = load_definitions(settings.definitions)

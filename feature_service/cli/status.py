@@ -101,7 +101,7 @@ async def read_status(settings: Settings, registry: Registry) -> PipelineStatus:
 
 def show_status(settings: Settings, registry: Registry, watch: float | None) -> PipelineStatus:
     """Print the table once, or refresh it every `watch` seconds until Ctrl-C."""
-    from feature_service.cli.main import console
+    from feature_service.cli.console import console
 
     status = asyncio.run(read_status(settings, registry))
     if not watch:

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
+from feature_service.cli.console import console
 
 
 def read_table(path: Path) -> object:

@@ -1,8 +1,9 @@
 """Settings: one pydantic-settings class, read from `FS_*` environment variables.
 
-When `FS_BROKER_URL`, `FS_REDIS_URL` or `FS_API_URL` are not set, `load_settings()` fills
-them from the file a running `feature-service up` writes under the stores folder
-(`stores/stack.json`), so commands started beside the embedded stack find it on their own.
+When `FS_BROKER_URL`, `FS_REDIS_URL`, `FS_API_URL`, `FS_DEFINITIONS` or `FS_OFFLINE_URI`
+are not set, `load_settings()` fills them from the file a running `feature-service up`
+writes under the stores folder (`stores/stack.json`), so commands started beside the
+embedded stack find it, its definitions and its offline store on their own.
 
 >>> Settings(broker_url="127.0.0.1:9092").broker_url
 '127.0.0.1:9092'
@@ -171,11 +172,16 @@ def load_settings(**overrides: object) -> Settings:
         return settings
     if not _process_alive(stack.get("pid")):
         return settings  # a stale file left by a stack that was killed
-    found = {
+    # What the stack runs with (its definitions and offline store too, so that commands
+    # beside `up --definitions DIR` read its registry, not the folder they were started
+    # in); a setting given in the environment or as an override is kept.
+    found: dict[str, object] = {
         name: stack[name]
-        for name in ("broker_url", "redis_url", "api_url")
-        if getattr(settings, name) is None and isinstance(stack.get(name), str)
+        for name in ("broker_url", "redis_url", "api_url", "offline_uri", "definitions")
+        if name not in settings.model_fields_set and isinstance(stack.get(name), str)
     }
+    if "definitions" in found:
+        found["definitions"] = Path(str(found["definitions"]))
     return settings.model_copy(update=found) if found else settings
 
 

@@ -37,6 +37,10 @@ def broker_binary() -> str:
 class EmbeddedBroker:
     """A Tansu broker on a loopback port; `bootstrap` is what Kafka clients connect to."""
 
+    # Whether topics outlive the process: not with the memory storage engine. What a
+    # restart of the stack keeps follows from this (`EmbeddedStack.start_clean`).
+    keeps_topics = False
+
     def __init__(self, log_dir: Path, port: int | None = None) -> None:
         self.port = port
         self.log_dir = log_dir

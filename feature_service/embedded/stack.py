@@ -1,8 +1,9 @@
 """The whole local stack: broker, Redis and (for `feature-service up`) the API.
 
 `EmbeddedStack` starts the servers on free loopback ports, keeps their logs under
-`<stores>/logs/`, and describes itself in `<stores>/stack.json` so that commands started
-beside it (`feature-service produce`, the SDK) find it without any `FS_` setting.
+`<stores>/logs/`, and describes itself in `<stores>/stack.json` (servers, API, the
+definitions and the offline store it runs with) so that commands started beside it
+(`feature-service produce`, `training-set`, the SDK) find it without any `FS_` setting.
 
 >>> with EmbeddedStack(Path("stores")) as stack:  # doctest: +SKIP
 ...     print(stack.broker.bootstrap, stack.redis.url)
@@ -12,9 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from types import TracebackType
+
+import redis
 
 from feature_service.core.config import STACK_FILE_NAME, EmbeddedBrokerKind, Settings
 from feature_service.embedded.broker import EmbeddedBroker
@@ -40,8 +44,10 @@ class EmbeddedStack:
         redis_port: int | None = None,
         write_stack_file: bool = False,
         broker: EmbeddedBrokerKind | None = None,
+        definitions: Path | None = None,
     ) -> None:
         self.stores_dir = stores_dir
+        self.definitions = definitions
         self.log_dir = stores_dir / "logs"
         # Which broker: Tansu (memory-only, the default) or Apache Kafka (data on disk).
         self.broker_kind: EmbeddedBrokerKind = broker or Settings().embedded_broker
@@ -63,6 +69,11 @@ class EmbeddedStack:
     def stack_file(self) -> Path:
         return self.stores_dir / STACK_FILE_NAME
 
+    @property
+    def offline_uri(self) -> str:
+        """Where its worker writes the offline log: `FS_OFFLINE_URI`, else `<stores>/offline`."""
+        return os.environ.get("FS_OFFLINE_URI") or str((self.stores_dir / "offline").absolute())
+
     def env(self) -> dict[str, str]:
         """Environment for a child process of the service that talks to this stack."""
         env = dict(
@@ -70,8 +81,8 @@ class EmbeddedStack:
             FS_BROKER_URL=self.broker.bootstrap,
             FS_REDIS_URL=self.redis.url,
             FS_STORES_DIR=str(self.stores_dir),
+            FS_OFFLINE_URI=self.offline_uri,
         )
-        env.setdefault("FS_OFFLINE_URI", str(self.stores_dir / "offline"))
         # Tansu holds a JoinGroup for half the rebalance timeout: keep it short. On Kafka a
         # short session also hands a killed worker's partitions over quickly.
         env.setdefault("FS_REBALANCE_TIMEOUT_S", "4")
@@ -88,6 +99,47 @@ class EmbeddedStack:
         self._describe()
         return self
 
+    def start_clean(self) -> str | None:
+        """Make the stores agree with a broker that (re)starts; what was done, if anything.
+
+        The one place that decides what a restart of the stack keeps. The offline log and
+        the online state (with its committed offsets) describe the events of the broker's
+        topics. When the broker keeps its topics across a restart (`keeps_topics`: the
+        embedded Kafka broker that found its data folder, beside a Redis that keeps an
+        append-only file), they stay true and are kept. A Kafka broker that formatted a
+        new data folder starts empty, like the Tansu broker, which is memory-only: its
+        topics start empty, and offsets start at 0 again. Kept stores would then disagree with it:
+        training sets would return events that online state does not know, and new events
+        (numbered from 0 again) would replace the old offline files partition by partition,
+        or be skipped as already applied. So online state is emptied and the offline log
+        is moved aside to `<offline>.previous` (replacing an older one), not deleted.
+        """
+        if self.broker.keeps_topics:
+            return None
+        if self.redis.process is not None and self.redis.process.alive():
+            with redis.Redis.from_url(self.redis.url, socket_timeout=5) as client:
+                client.flushdb()
+        offline = _local_path(self.offline_uri)
+        if offline is None:
+            return f"kept the offline log at {self.offline_uri} (not a local folder)"
+        if not offline.exists() or not any(offline.iterdir()):
+            return None
+        previous = offline.with_name(offline.name + ".previous")
+        if previous.exists():
+            shutil.rmtree(previous)
+        offline.rename(previous)
+        return f"moved the offline log to {previous}"
+
+    def restart_redis(self) -> None:
+        """Start Redis again on the same port (empty unless it persists, beside Kafka)."""
+        self.redis.stop()
+        self.redis.start()
+
+    def restart_broker(self) -> None:
+        """Start the broker again on the same port (its clients reconnect there)."""
+        self.broker.stop()
+        self.broker.start()
+
     def api_process(self, port: int | None, definitions: Path) -> ManagedProcess:
         """A not-yet-started API process (`feature-service serve`) bound to loopback."""
         if port is None:
@@ -95,6 +147,7 @@ class EmbeddedStack:
         else:
             ensure_port_free(HOST, port, "the API")
         self.api_url = f"http://{HOST}:{port}"
+        self.definitions = definitions
         env = self.env()
         env["FS_DEFINITIONS"] = str(definitions)
         return ManagedProcess(
@@ -115,6 +168,7 @@ class EmbeddedStack:
 
     def worker_process(self, definitions: Path) -> ManagedProcess:
         """A not-yet-started stream worker process (`feature-service worker`)."""
+        self.definitions = definitions
         env = self.env()
         env["FS_DEFINITIONS"] = str(definitions)
         return ManagedProcess(
@@ -145,6 +199,8 @@ class EmbeddedStack:
                     "broker_url": self.broker.bootstrap,
                     "redis_url": self.redis.url,
                     "api_url": self.api_url,
+                    "definitions": (str(self.definitions.absolute()) if self.definitions else None),
+                    "offline_uri": self.offline_uri,
                 },
                 indent=2,
             )
@@ -168,3 +224,10 @@ class EmbeddedStack:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _local_path(uri: str) -> Path | None:
+    """The folder of a local fsspec URI (a path or `file://`); None for other filesystems."""
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://"))
+    return None if "://" in uri else Path(uri)

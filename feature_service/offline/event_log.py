@@ -95,12 +95,12 @@ class EventLog:
             return []
         end_offset = int(frame["_offset"].max()) + 1
         schema = arrow_schema(source)
-        dates = pd.to_datetime(frame["event_ts"].to_numpy(), unit="s", utc=True).strftime(
-            "%Y-%m-%d"
-        )
+        # UTC days by integer division; only the distinct days are formatted as dates
+        days = np.floor(frame["event_ts"].to_numpy(dtype=np.float64) / 86400).astype(np.int64)
         written = []
-        for date in sorted(set(dates)):
-            part = frame[np.asarray(dates == date)]
+        for day in np.unique(days):
+            date = pd.Timestamp(int(day) * 86400, unit="s", tz="UTC").strftime("%Y-%m-%d")
+            part = frame[days == day]
             table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
             directory = f"{self.source_dir(source.name)}/date={date}"
             name = f"p{partition}-o{first_offset:012d}-e{end_offset:012d}.parquet"

@@ -36,6 +36,7 @@ from feature_service.offline.historical import (
     ProgressFn,
     get_historical_features,
 )
+from feature_service.plan import view_plan
 
 TIMESTAMP_COLUMN = "event_timestamp"
 
@@ -53,10 +54,7 @@ def feature_log(
     frame = events.to_pandas()
     order = np.lexsort((frame["_offset"].to_numpy(), frame["_partition"].to_numpy()))
     frame = frame.iloc[order].reset_index(drop=True)
-    with np.errstate(invalid="ignore"):
-        late = frame["event_ts"].to_numpy() < (
-            frame["_watermark"].to_numpy() - view.allowed_lateness_s
-        )
+    late = view_plan(view).late(frame["event_ts"].to_numpy(), frame["_watermark"].to_numpy())
     entity_df = pd.DataFrame(
         {
             key: frame[key],

@@ -5,54 +5,31 @@
 is the feature evaluated at ``event_timestamp[i]`` over the offline log with exactly the
 online semantics (DESIGN.md, `aggregation.windows`):
 
-- an event counts for a view unless it is late: ``event_ts < _watermark - allowed_lateness``
-  (the worker decided lateness online with the same numbers, stored in the log);
+- an event counts for a view unless it is late, by the view's plan (`feature_service.plan`,
+  the same function and numbers the worker used online, stored in the log);
 - a feature with window ``W`` and hop ``h`` at ``t`` takes the entity's events with
-  ``floor(t / h) * h - W <= event_ts <= t`` (`windows.tile_starts`, the worker's own
-  function), a lifetime feature every event with ``event_ts <= t``;
-- `where` filters are evaluated by `WhereExpr.evaluate_columns` on the same column arrays
-  the worker builds; null values are skipped as in `aggregation.algebra`;
-- ``first``/``last`` order events by ``(event_ts, seq)`` with ``seq = offset * 4096 +
-  partition``, the worker's tiebreak;
+  ``floor(t / h) * h - W <= event_ts <= t`` (`windows.window_starts`, the worker's own
+  arithmetic), a lifetime feature every event with ``event_ts <= t``;
+- `where` filters and the ``(event_ts, seq)`` order are the plan's, null values are
+  skipped as in `aggregation.algebra`;
 - unknown entities and rows before any event get 0 for ``count``/``count_distinct`` and
   null for the rest; every input row is returned.
 
-How (vectorised, no Python loop over rows or events). Per view, the log's needed columns
-are read once (`EventLog.scan`), late events dropped, and events sorted by ``(entity,
+How (vectorised, no Python loop over rows or events): this module only loads, locates
+and unsorts. Per view, the log's needed columns are read once (`EventLog.scan`, each
+``(partition, offset)`` once), late events dropped, and events sorted by ``(entity,
 event_ts, seq)``. Every event gets an int64 key ``entity * (U + 1) + rank(event_ts)``
 (``U`` distinct times), which is sorted, so the first and last event of any row's window
-are two `numpy.searchsorted` calls over all rows at once. A "stream" is the sub-sequence
-of events one feature aggregates (its `where`, its column not null); a prefix count maps
-window bounds into each stream. Then per aggregation:
-
-- ``count``: difference of bounds (exact);
-- ``sum``/``mean``: prefix sums split into an exact part and a tiny remainder: values are
-  rounded to a grid ``2**q`` coarse enough that every partial sum of the rounded values is
-  an exact float, so their window differences are exact, and the remainders are below
-  ``2**q`` (error below 1e-20 of the log's total). A plain cumulative sum would lose the
-  small windows of a large total. A log whose values add up beyond the float64 range is
-  summed scaled by ``2**-SUM_SCALE`` (exact: a power of two), so one window's sum
-  overflows only if that window's does; an overflowing sum (and var/std) is null, as
-  `aggregation.algebra` defines it for the online values;
-- ``var``/``std``: the corrected two-pass algorithm over each window's events (gathered
-  in bounded chunks), the same as the tile engine's per-tile moments, so large means do
-  not cancel (prefix sums of squares would);
-- ``min``/``max``: `ufunc.reduceat` over the window ranges, lifetime ones a per-entity
-  running extreme; ``first``/``last``/``time_since_last``: the window's first/last event;
-- ``count_distinct``: with ``prev[i]`` the previous event of the same entity and value,
-  the distinct values of ``[lo, hi)`` are the ``i`` there with ``prev[i] < lo``.
-
-Memory is linear in events + rows (a few arrays of each), never their product: the
-gathers of var/std and windowed count_distinct run in chunks of at most `GATHER_BUDGET`
-events. Their time is proportional to the total length of the windows, the rest to
-``(events + rows) * log``.
+are two `numpy.searchsorted` calls over all rows at once. The events a feature
+aggregates (its `where`, its column not null) are an `aggregation.window_events.
+WindowEvents`; its aggregation's own class computes every row's window from them
+(`Aggregator.over_windows`, beside the online fold and merge of the same statistic).
 
 Examples: tests/unit/test_historical.py.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,22 +39,16 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from feature_service.aggregation.algebra import as_float_array, non_null_mask, safe_means
-from feature_service.aggregation.windows import tile_starts
+from feature_service.aggregation.algebra import AGGREGATORS
+from feature_service.aggregation.window_events import WindowEvents
+from feature_service.aggregation.windows import window_starts
 from feature_service.definitions import Feature, FeatureView, Registry
+from feature_service.events.parsing import column_from_arrow
 from feature_service.offline.event_log import EventLog
-from feature_service.online.service import (
-    RequestError,
-    check_query_time,
-    resolve_features,
-)
+from feature_service.plan import event_seq, view_plan
+from feature_service.requests import RequestError, check_query_time, resolve_features
 
 TIMESTAMP_COLUMN = "event_timestamp"
-GATHER_BUDGET = 1 << 21
-"""Most window events gathered at once (var/std, windowed count_distinct)."""
-SUM_SCALE = 64
-"""Prefix sums of a log too large for float64 are kept in units of 2**SUM_SCALE."""
-SEQ_PARTITION_SLOTS = 4096  # as stream.source_processor: seq = offset * 4096 + partition
 
 ProgressFn = Callable[[int, int], None]
 """Called with (features done, features in all) as the work advances."""
@@ -101,9 +72,9 @@ def get_historical_features(
     `entity_df` needs the join key of every view asked for and `event_timestamp`
     (datetime, epoch seconds or ISO-8601 strings; naive means UTC). `max_offsets`
     (source name -> partition -> offset) restricts the log to events below those
-    offsets, e.g. to what online state has committed (`offline.parity`); a partition
+    offsets, e.g. to what online state has committed (`feature_service.parity`); a partition
     missing from the mapping then contributes nothing.
-    Raises `online.service.RequestError` (a ValueError) for unknown features or a
+    Raises `requests.RequestError` (a ValueError) for unknown features or a
     malformed `entity_df`, OSError when the offline store cannot be read.
     """
     log = offline if isinstance(offline, EventLog) else EventLog(offline)
@@ -218,7 +189,7 @@ def view_features(
     queries = _locate(events, keys, t)
     n_rows = len(t)
     bounds: dict[tuple[int, int] | None, tuple[Int, Int]] = {}
-    streams: dict[tuple[str | None, str | None], _Stream] = {}
+    streams: dict[tuple[str | None, str | None], WindowEvents] = {}
     out: dict[str, Any] = {}
     for j, feature in enumerate(feats):
         window = None if feature.window_s is None else (feature.window_s, feature.hop_s or 0)
@@ -226,23 +197,16 @@ def view_features(
             bounds[window] = _bounds(events, queries, feature)
         skey = (feature.column, None if feature.where is None else feature.where.text)
         if skey not in streams:
-            streams[skey] = _Stream.build(view, feature, events)
+            streams[skey] = _feature_events(view, feature, events)
         stream = streams[skey]
-        lo, hi = bounds[window]
-        sorted_values = _aggregate(feature, stream, *stream.bounds(lo, hi), queries)
+        lo, hi = stream.bounds(*bounds[window])
+        sorted_values = AGGREGATORS[feature.aggregation].over_windows(
+            stream, lo, hi, queries.t, lifetime=feature.window_s is None
+        )
         out[feature.name] = _unsort(sorted_values, queries.order, n_rows)
         if progress is not None:
             progress(j + 1)
     return out
-
-
-def _arrow_column(column: pa.ChunkedArray, kind: str) -> npt.NDArray[Any]:
-    """A log column as the worker's parser builds it: float64 with NaN, else objects."""
-    if kind in ("float", "timestamp"):
-        return np.asarray(column.to_numpy(), dtype=np.float64)
-    if kind == "string":
-        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
-    return np.asarray(column.to_pandas(integer_object_nulls=True).to_numpy(), dtype=object)
 
 
 def _load_events(
@@ -265,8 +229,7 @@ def _load_events(
     watermark = np.asarray(table["_watermark"].to_numpy(), dtype=np.float64)
     partition = np.asarray(table["_partition"].to_numpy(), dtype=np.int64)
     offset = np.asarray(table["_offset"].to_numpy(), dtype=np.int64)
-    with np.errstate(invalid="ignore"):
-        keep = ~(ts < watermark - view.allowed_lateness_s)  # NaN watermark: never late
+    keep = ~view_plan(view).late(ts, watermark)
     if max_offsets is not None:
         limit = np.full(int(partition.max(initial=-1)) + 1, -1, dtype=np.int64)
         for p, o in max_offsets.items():
@@ -275,7 +238,7 @@ def _load_events(
         keep &= offset < limit[partition]
     kept = np.flatnonzero(keep)
     codes, uniques = _entity_codes(table[key_col].take(pa.array(kept)))
-    ts, seq = ts[kept], offset[kept] * SEQ_PARTITION_SLOTS + partition[kept]
+    ts, seq = ts[kept], event_seq(offset[kept], partition[kept])
     # one sort by (ts, seq) gives the ranks of the times; a stable (radix, for int16
     # codes) sort by entity on top of it gives the (entity, ts, seq) order
     by_time = np.lexsort((seq, ts))
@@ -290,15 +253,9 @@ def _load_events(
     order = by_time[np.argsort(narrow[by_time], kind="stable")]
     code = codes[order].astype(np.int64)
     ts, seq, rank = ts[order], seq[order], rank[order]
-    if ts.size > 1:  # the same event twice (a file of an unfinished batch): keep one
-        again = np.concatenate(([False], (seq[1:] == seq[:-1]) & (code[1:] == code[:-1])))
-        if again.any():
-            kept_once = ~again
-            order, code, rank = order[kept_once], code[kept_once], rank[kept_once]
-            ts, seq = ts[kept_once], seq[kept_once]
     taken = pa.array(kept[order])
     columns = {
-        c: _arrow_column(table[c].take(taken), source.schema[c])
+        c: column_from_arrow(table[c].take(taken), source.schema[c])
         for c in sorted(needed)
         if c != key_col or c in _value_columns(feats)
     }
@@ -349,234 +306,20 @@ def _bounds(events: _Events, queries: _Queries, feature: Feature) -> tuple[Int, 
     else:
         hop = feature.hop_s
         assert hop is not None
-        start = (tile_starts(queries.t, hop) - feature.window_s).astype(np.float64)
+        start = window_starts(queries.t, feature.window_s, hop)
         lo_key = base + np.searchsorted(events.times, start, "left")
     lo = np.searchsorted(events.key, lo_key, "right").astype(np.int64)
     lo[~queries.known] = 0
     return lo, queries.hi
 
 
-@dataclass
-class _Stream:
-    """The events one feature aggregates (its `where` passes, its column is not null)."""
-
-    pos: Int | None  # pos[i]: stream events among the first i view events; None: all
-    code: Int
-    ts: Float
-    values: npt.NDArray[Any] | None  # None: no column
-    kind: str | None  # schema type of the column
-    _cache: dict[str, Any]
-
-    @classmethod
-    def build(cls, view: FeatureView, feature: Feature, events: _Events) -> _Stream:
-        n = events.ts.size
-        member = np.ones(n, dtype=np.bool_)
-        if feature.where is not None:
-            cols = {c: events.columns[c] for c in feature.where.columns}
-            member &= feature.where.evaluate_columns(cols, n)
-        column = None
-        kind = None
-        if feature.column is not None:
-            column = events.columns[feature.column]
-            member &= non_null_mask(column)
-            kind = view.source.schema[feature.column]
-        if member.all():  # every event: share the view's arrays, no copies
-            return cls(None, events.code, events.ts, column, kind, {})
-        pos = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(member, out=pos[1:])
-        values = None if column is None else column[member]
-        return cls(pos, events.code[member], events.ts[member], values, kind, {})
-
-    def bounds(self, lo: Int, hi: Int) -> tuple[Int, Int]:
-        """View event positions [lo, hi) as positions in this stream."""
-        return (lo, hi) if self.pos is None else (self.pos[lo], self.pos[hi])
-
-    def floats(self) -> Float:
-        if "floats" not in self._cache:
-            assert self.values is not None
-            self._cache["floats"] = as_float_array(self.values)
-        out: Float = self._cache["floats"]
-        return out
-
-    def exact_prefix(self) -> tuple[Float, Float, int]:
-        """Prefix sums of the values split as (exact part, remainder), and the power of two
-        they are in units of (0, or `SUM_SCALE` for a log beyond float64); see module doc."""
-        if "prefix" not in self._cache:
-            x = self.floats()
-            with np.errstate(over="ignore"):
-                total = float(np.abs(x).sum())
-            scale = 0
-            if not math.isfinite(total):  # n values below 2**1024 each: below 2**1023 scaled
-                scale = SUM_SCALE
-                x = np.ldexp(x, -scale)
-                total = float(np.abs(x).sum())
-            head = np.zeros(x.size + 1)
-            tail = np.zeros(x.size + 1)
-            if math.isfinite(total) and total > 0:
-                q = math.frexp(total)[1] - 52
-                rounded = np.ldexp(np.round(np.ldexp(x, -q)), q)
-                np.cumsum(rounded, out=head[1:])
-                np.cumsum(x - rounded, out=tail[1:])
-            else:  # all zero, or too large to split: plain sums
-                np.cumsum(x, out=head[1:])
-            self._cache["prefix"] = (head, tail, scale)
-        prefix: tuple[Float, Float, int] = self._cache["prefix"]
-        return prefix
-
-    def previous_same(self) -> Int:
-        """prev[i]: the previous stream event of the same entity and value, else -1."""
-        if "prev" not in self._cache:
-            assert self.values is not None
-            if self.kind == "string":
-                vcode = pd.factorize(self.values)[0]
-            else:  # numbers are one value when equal (1 == 1.0 == True), as online
-                vcode = pd.factorize(self.floats() + 0.0)[0]
-            n = vcode.size
-            order = np.lexsort((np.arange(n), vcode, self.code))
-            prev = np.full(n, -1, dtype=np.int64)
-            same = (vcode[order][1:] == vcode[order][:-1]) & (
-                self.code[order][1:] == self.code[order][:-1]
-            )
-            prev[order[1:][same]] = order[:-1][same]
-            self._cache["prev"] = prev
-        prev_: Int = self._cache["prev"]
-        return prev_
-
-
-def _chunks(lo: Int, hi: Int) -> list[tuple[int, int]]:
-    """Row ranges whose windows hold at most `GATHER_BUDGET` events together (or one row)."""
-    lengths = np.cumsum(hi - lo)
-    out = []
-    start = 0
-    n = lo.size
-    while start < n:
-        base = lengths[start - 1] if start else 0
-        end = int(np.searchsorted(lengths, base + GATHER_BUDGET, "right"))
-        end = max(end, start + 1)
-        out.append((start, min(end, n)))
-        start = end
-    return out
-
-
-def _gather(lo: Int, hi: Int) -> tuple[Int, Int, npt.NDArray[np.bool_]]:
-    """Positions of the events of windows [lo, hi) end to end, each non-empty window's
-    first index in that list, and which windows are non-empty."""
-    n = hi - lo
-    nonempty = n > 0
-    lens = n[nonempty]
-    starts = np.zeros(lens.size, dtype=np.int64)
-    np.cumsum(lens[:-1], out=starts[1:])
-    if lens.size == 0:
-        return np.zeros(0, dtype=np.int64), starts, nonempty
-    # positions as a running sum of steps: 1 inside a window, a jump at each start
-    los = lo[nonempty]
-    step = np.ones(int(lens.sum()), dtype=np.int64)
-    step[0] = los[0]
-    step[starts[1:]] = los[1:] - (los[:-1] + lens[:-1]) + 1
-    return np.cumsum(step), starts, nonempty
-
-
-def _aggregate(feature: Feature, stream: _Stream, lo: Int, hi: Int, queries: _Queries) -> Any:
-    agg = feature.aggregation
-    n = hi - lo
-    has = n > 0
-    rows = lo.size
-    if agg == "count":
-        return n
-    if agg in ("sum", "mean"):
-        head, tail, scale = stream.exact_prefix()
-        total = (head[hi] - head[lo]) + (tail[hi] - tail[lo])
-        with np.errstate(over="ignore"):  # a window sum beyond float64 is null (algebra)
-            value = np.ldexp(total if agg == "sum" else total / np.maximum(n, 1), scale)
-        return np.where(has & np.isfinite(value), value, np.nan)
-    if agg in ("var", "std"):
-        return _moments(stream.floats(), lo, hi, agg)
-    if agg in ("min", "max"):
-        return _extreme(stream, lo, hi, agg, lifetime=feature.window_s is None)
-    if agg == "time_since_last":
-        out = np.full(rows, np.nan)
-        out[has] = queries.t[has] - stream.ts[hi[has] - 1]
-        return out
-    if agg in ("first", "last"):
-        assert stream.values is not None
-        pick = lo if agg == "first" else hi - 1
-        return _typed(stream.values, pick, has, stream.kind)
-    if agg == "count_distinct":
-        prev = stream.previous_same()
-        if feature.window_s is None:  # window = entity start..hi: first occurrences
-            firsts = np.zeros(prev.size + 1, dtype=np.int64)
-            np.cumsum(prev < 0, out=firsts[1:])
-            return firsts[hi] - firsts[lo]
-        out_n = np.zeros(rows, dtype=np.int64)
-        for a, b in _chunks(lo, hi):
-            idx, starts, nonempty = _gather(lo[a:b], hi[a:b])
-            if idx.size == 0:
-                continue
-            fresh = prev[idx] < np.repeat(lo[a:b][nonempty], (hi - lo)[a:b][nonempty])
-            out_n[a:b][nonempty] = np.add.reduceat(fresh.astype(np.int64), starts)
-        return out_n
-    raise ValueError(f"unknown aggregation {agg!r}")
-
-
-def _moments(x: Float, lo: Int, hi: Int, agg: str) -> Float:
-    """Sample var/std per window by the corrected two-pass algorithm (as the tiles)."""
-    out = np.full(lo.size, np.nan)
-    for a, b in _chunks(lo, hi):
-        idx, starts, nonempty = _gather(lo[a:b], hi[a:b])
-        if idx.size == 0:
-            continue
-        counts = (hi - lo)[a:b][nonempty]
-        xs = x[idx]
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            mean0 = safe_means(xs, starts, counts)
-            dev = xs - np.repeat(mean0, counts)
-            sdev = np.add.reduceat(dev, starts)
-            m2 = np.maximum(np.add.reduceat(dev * dev, starts) - sdev * sdev / counts, 0.0)
-            # an overflowed M2 is null, as in the algebra
-            var = np.where((counts >= 2) & np.isfinite(m2), m2 / (counts - 1), np.nan)
-        out[a:b][nonempty] = np.sqrt(var) if agg == "std" else var
-    return out
-
-
-def _extreme(stream: _Stream, lo: Int, hi: Int, agg: str, lifetime: bool) -> Float:
-    x = stream.floats()
-    has = hi > lo
-    out = np.full(lo.size, np.nan)
-    if not has.any():
-        return out
-    if lifetime:  # every window starts at its entity's first event: a running extreme
-        key = f"running_{agg}"
-        if key not in stream._cache:
-            grouped = pd.Series(x).groupby(stream.code, sort=False)
-            running = grouped.cummin() if agg == "min" else grouped.cummax()
-            stream._cache[key] = running.to_numpy(dtype=np.float64)
-        out[has] = stream._cache[key][hi[has] - 1]
-        return out + 0.0
-    ufunc = np.minimum if agg == "min" else np.maximum
-    # rows are sorted by (entity, t), so lo and hi only grow: the in-between pieces
-    # reduceat also computes add up to one pass over the stream
-    bounds = np.stack([lo[has], hi[has]], axis=1).reshape(-1)
-    padded = np.append(x, 0.0)
-    out[has] = ufunc.reduceat(padded, bounds)[::2]
-    return out + 0.0  # -0.0 -> 0.0, as the algebra
-
-
-def _typed(
-    values: npt.NDArray[Any], pick: Int, has: npt.NDArray[np.bool_], kind: str | None
-) -> Any:
-    """`values[pick]` where `has`, else null, in a column type that fits `kind`."""
-    chosen = values[pick[has]]
-    if kind in ("float", "timestamp"):
-        out = np.full(pick.size, np.nan)
-        out[has] = chosen
-        return out
-    obj = np.full(pick.size, None, dtype=object)
-    obj[has] = chosen
-    if kind == "int":
-        return pd.array(obj, dtype="Int64")
-    if kind == "bool":
-        return pd.array(obj, dtype="boolean")
-    return obj
+def _feature_events(view: FeatureView, feature: Feature, events: _Events) -> WindowEvents:
+    """The events `feature` aggregates: its `where` passes and its column is not null."""
+    index = view.features.index(feature)
+    member = view_plan(view).where_mask(index, events.columns, events.ts.size)
+    column = None if feature.column is None else events.columns[feature.column]
+    kind = None if feature.column is None else view.source.schema[feature.column]
+    return WindowEvents.select(events.code, events.ts, column, kind, member)
 
 
 def _unsort(values: Any, order: npt.NDArray[np.intp], n: int) -> Any:

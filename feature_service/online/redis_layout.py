@@ -19,7 +19,7 @@ sharing it live in one hash slot):
   `newest_event_ts:<partition>`. Same slot as the source's offset keys.
 - `fs:vstart:{<source>}:<view>` (hash): partition -> first offset the stream folded
   into the view (HSETNX with every offset commit, so it keeps the first); events below
-  it reach the view only through `offline.backfill`. Same slot as the offsets.
+  it reach the view only through `stream.backfill`. Same slot as the offsets.
   An entity hash a backfill wrote also has the field `bf`.
 - `fs:layouts:{<source>}` (hash): view -> JSON record of the tile layout its entity
   hashes are written with (`{"v": fingerprint, "levels": [...], "features": [[name,
@@ -48,12 +48,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from functools import lru_cache
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from feature_service.aggregation.tiles import TileLayout, decode_field
 from feature_service.definitions import FeatureView
+from feature_service.plan import view_plan
 
 PREFIX = "fs:"
 LAST_EVENT_FIELD = "last"
@@ -84,7 +84,7 @@ def view_start_key(view: str, source: str) -> str:
     """Hash: partition -> the first offset whose events the stream folded into `view`.
 
     Set (HSETNX) by the worker with every offset commit, so it keeps the first one;
-    events below it reach the view's online state only through `offline.backfill`.
+    events below it reach the view's online state only through `stream.backfill`.
     """
     return f"{PREFIX}vstart:{{{source}}}:{view}"
 
@@ -140,10 +140,9 @@ def merge_state(
     return changed, [name for name in plan.delete if name in encoded]
 
 
-@lru_cache(maxsize=256)
 def view_layout(view: FeatureView) -> TileLayout:
-    """The tile layout of a view (cached; views are immutable)."""
-    return TileLayout(list(view.features), retention_s=view.retention_s)
+    """The tile layout of a view (its plan's, built once)."""
+    return view_plan(view).layout
 
 
 # KEYS[1]: an entity key. ARGV: expected version ('' = no state yet), expiry seconds
@@ -168,6 +167,25 @@ local version = redis.call('HINCRBY', KEYS[1], '_n', 1)
 if ARGV[2] ~= '' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return version
 """
+
+def queue_apply_entity(
+    pipe: Any,
+    sha: str,
+    key: str,
+    expected: str,
+    expiry: int | None,
+    deleted: Sequence[str],
+    changed: Mapping[str, Any],
+) -> None:
+    """Queue one `APPLY_ENTITY` (loaded as `sha`) on a pipeline: change `key` if its
+    version is still `expected` ('' = no state yet). The one packing of its arguments,
+    for the worker and the backfill."""
+    args: list[Any] = ["" if expiry is None else expiry, len(deleted), *deleted]
+    for item in changed.items():
+        args += item
+    # Not pipe.evalsha: redis-py refuses that name in cluster pipelines.
+    pipe.execute_command("EVALSHA", sha, 1, key, expected, *args)
+
 
 # KEYS[1]: an entity key. ARGV[1]: a version. Deletes the key if it still has that
 # version (nobody wrote it since); returns 1 if deleted.

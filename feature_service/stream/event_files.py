@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,19 @@ class EventMessage:
     value: bytes
 
 
-def read_event_messages(path: Path, key_field: str | None) -> Iterator[EventMessage]:
-    """The messages of an event file, in file order, keyed by `key_field` when present."""
+def read_event_messages(
+    path: Path,
+    key_field: str | None,
+    unreadable: Callable[[int, str], None] | None = None,
+) -> Iterator[EventMessage]:
+    """The messages of an event file, in file order, keyed by `key_field` when present.
+
+    JSONL lines are sent as written: deciding what is a bad event is the worker's, which
+    dead-letters it with the reason. A line nested deeper than Python's recursion limit
+    (e.g. 10,000 `[`) cannot even be read for its key; it is sent unkeyed, like any
+    other malformed line, and `unreadable(line_number, why)` is told, so one bad line
+    never stops the others.
+    """
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise ValueError(
@@ -40,7 +51,7 @@ def read_event_messages(path: Path, key_field: str | None) -> Iterator[EventMess
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     if suffix in (".jsonl", ".ndjson", ".json"):
-        yield from _jsonl(path, key_field)
+        yield from _jsonl(path, key_field, unreadable)
     else:
         yield from _table(path, key_field)
 
@@ -51,15 +62,21 @@ def _key(value: Any) -> bytes | None:
     return str(value).encode()
 
 
-def _jsonl(path: Path, key_field: str | None) -> Iterator[EventMessage]:
+def _jsonl(
+    path: Path, key_field: str | None, unreadable: Callable[[int, str], None] | None
+) -> Iterator[EventMessage]:
     with path.open("rb") as lines:
-        for line in lines:
+        for number, line in enumerate(lines, start=1):
             line = line.rstrip(b"\r\n")
             if not line.strip():
                 continue
             try:
                 document = json.loads(line)
             except ValueError:
+                document = None  # malformed: the worker dead-letters it
+            except RecursionError:
+                if unreadable is not None:
+                    unreadable(number, "nested too deeply to read its key; sent as written")
                 document = None
             key = _key(document.get(key_field)) if isinstance(document, dict) else None
             yield EventMessage(key, line)

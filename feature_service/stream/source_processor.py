@@ -8,9 +8,10 @@
    committed offset if Kafka's position is past it.
 2. Parse against the schema; refused records go to `<topic>.dlq` with the reason.
 3. Watermarks: each event gets the partition's watermark just before it (the newest
-   event time at lower offsets). For each view, an event is late when
-   `event_ts < watermark_before - allowed_lateness`: counted, kept in the offline log,
-   left out of online state. Training sets apply the same rule to the same numbers.
+   event time at lower offsets). For each view, an event is late by the view's plan
+   (`feature_service.plan`: `event_ts < watermark_before - allowed_lateness`): counted,
+   kept in the offline log, left out of online state. Training sets apply the same
+   plan to the same numbers.
 4. Keep the batch pending.
 
 `flush` (when `flush_events` are pending or the oldest is `flush_interval_s` old, and
@@ -34,7 +35,7 @@ before partitions are revoked), for all pending batches of all partitions at onc
 8. Commit: one `COMMIT_OFFSETS` script sets each partition's `[next offset, watermark]`
    and the counters, only if every offset key still holds what this worker last saw.
    The same script records, per view and partition, the first offset the stream
-   folded (`fs:vstart:{<source>}:<view>`, HSETNX), the boundary `offline.backfill`
+   folded (`fs:vstart:{<source>}:<view>`, HSETNX), the boundary `stream.backfill`
    folds the log below. The offset, stats and start keys of a source share one hash
    slot (`{<source>}`).
    If a version (7) or an offset key (8) moved, another writer got there (a zombie or a
@@ -54,7 +55,8 @@ fences the worker's next flush the same way). Offline files are never deleted or
 replaced by another range, so a zombie cannot wipe committed events; the log reads each
 `(partition, offset)` once. Counters move with the offsets, so they count each
 event once. Ordering ties (`first`/`last` at equal times) break on
-`seq = offset * 4096 + partition`, which the offline log can recompute.
+`seq` (`plan.event_seq`), which the offline log can recompute; lateness and `where`
+are the view's plan's (`feature_service.plan`), as in every reader.
 
 Several workers and views not keyed by the topic's key (merchants on a topic keyed by
 customer): a merchant's events come from every partition, so several workers write
@@ -87,6 +89,7 @@ from redis.exceptions import NoScriptError
 
 from feature_service.aggregation.tiles import encode_field
 from feature_service.definitions import FeatureView, Registry, Source
+from feature_service.events.parsing import ParsedBatch, parse_records
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_layout import (
     APPLY_ENTITY,
@@ -98,16 +101,17 @@ from feature_service.online.redis_layout import (
     expiry_seconds,
     merge_state,
     offset_key,
+    queue_apply_entity,
     stats_key,
-    view_layout,
     view_start_key,
 )
+from feature_service.plan import event_seq, view_plan
 from feature_service.stream.faust_batches import Rewind
-from feature_service.stream.parsing import ParsedBatch, parse_records
 
 log = logging.getLogger(__name__)
 
-SEQ_PARTITION_SLOTS = 4096
+# How often an idle worker checks that Redis still holds its partitions' offsets.
+IDLE_CHECK_S = 2.0
 # How often an entity written by someone else meanwhile is read and folded again before
 # the whole flush is fenced (see `SourceProcessor._apply_view`).
 ENTITY_RETRIES = 20
@@ -148,11 +152,6 @@ class StoreLostError(FencedError):
     replaying it from what Redis still holds."""
 
 
-def event_seq(offsets: npt.NDArray[np.int64], partition: int) -> npt.NDArray[np.int64]:
-    """The ordering tiebreak of events (see module docstring)."""
-    return offsets * SEQ_PARTITION_SLOTS + partition
-
-
 def watermarks_before(ts: npt.NDArray[np.float64], start: float) -> npt.NDArray[np.float64]:
     """For each event, the newest event time before it (`start` before the first).
 
@@ -163,14 +162,6 @@ def watermarks_before(ts: npt.NDArray[np.float64], start: float) -> npt.NDArray[
         return ts.copy()
     running = np.maximum.accumulate(np.concatenate(([start], ts)))
     return running[:-1]
-
-
-def late_mask(
-    view: FeatureView, ts: npt.NDArray[np.float64], wm_before: npt.NDArray[np.float64]
-) -> npt.NDArray[np.bool_]:
-    """Which events are late for `view` (same rule online and offline)."""
-    with np.errstate(invalid="ignore"):
-        return ts < wm_before - view.allowed_lateness_s
 
 
 @dataclass
@@ -232,6 +223,7 @@ class SourceProcessor:
         # it: an offset key found below it (or gone) means Redis lost data.
         self._known_offsets: dict[int, int] = {}
         self.store_resets = 0  # partitions rebuilt after Redis lost data (not yet counted)
+        self._last_idle_check = time.monotonic()
 
     # ------------------------------------------------------------------ per fetched batch
 
@@ -271,6 +263,42 @@ class SourceProcessor:
         self._pending_events += len(fresh)
         if self._pending_since is None:
             self._pending_since = time.monotonic()
+
+    async def check_idle(self, assigned: set[int]) -> None:
+        """Every `IDLE_CHECK_S` while nothing is pending: do the offset keys of the
+        `assigned` partitions still say what this worker last saw or committed? If
+        Redis lost them (or another worker moved them), raise `FencedError` with those
+        partitions to re-read: a worker that already fetched everything would otherwise
+        never notice a Redis that restarted empty, and online state would stay short."""
+        now = time.monotonic()
+        if now - self._last_idle_check < IDLE_CHECK_S or self._pending_since is not None:
+            return
+        self._last_idle_check = now
+        checked = sorted(p for p in assigned if p in self.partitions or p in self._known_offsets)
+        if not checked:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in checked:
+                pipe.get(offset_key(self.source.name, p))
+            current = await pipe.execute()
+        rewind: dict[int, int] = {}
+        for p, raw in zip(checked, current, strict=True):
+            state = self.partitions.get(p)
+            stored = -1 if raw is None else int(orjson.loads(raw)[0])
+            if state is not None and state.raw is not None:
+                moved = raw != state.raw
+            else:  # gone or behind what this worker committed: lost
+                moved = stored < self._known_offsets.get(p, 0)
+            if moved:  # read again from where Redis is now, so a batch comes and says so
+                rewind[p] = max(stored, 0)
+        if rewind:
+            self._drop_pending()
+            fenced = FencedError(
+                f"{self.source.topic}: the offsets of partitions {sorted(rewind)} moved or "
+                "are gone; reading them again"
+            )
+            fenced.rewind = rewind
+            raise fenced
 
     def flush_due(self) -> bool:
         if self._pending_since is None:
@@ -347,8 +375,7 @@ class SourceProcessor:
         # would then skip them). The entity compare-and-set and the commit check again.
         try:
             await self._check_offsets(parts)
-        except FencedError as fenced:
-            fenced.rewind = {p: state.next_offset for p, state in parts.items()}
+        except FencedError:
             self._drop_pending()
             raise
         merged_batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]] = {}
@@ -372,7 +399,8 @@ class SourceProcessor:
         except FencedError as fenced:
             if isinstance(fenced, StoreLostError):
                 await self._undo(staged)
-            fenced.rewind = {p: state.next_offset for p, state in parts.items()}
+            if not fenced.rewind:  # fenced by an entity that kept changing
+                fenced.rewind = {p: state.next_offset for p, state in parts.items()}
             self._drop_pending()
             raise
         for view_name, entity, fields in staged:
@@ -397,17 +425,32 @@ class SourceProcessor:
         self._raise_if_moved(parts, current)
 
     def _raise_if_moved(self, parts: dict[int, _Partition], current: list[Any]) -> None:
+        """Raise if an offset key of `parts` is not what this worker last saw; the
+        error's `rewind` re-reads each partition from no later than Redis's offset (a
+        batch must arrive for the partition to find out where its state is)."""
+        lost: list[str] = []
+        moved = False
+        rewind: dict[int, int] = {}
         for (p, state), raw in zip(parts.items(), current, strict=True):
+            stored = -1 if raw is None else int(orjson.loads(raw)[0])
+            rewind[p] = min(state.next_offset, max(stored, 0))
             if raw == state.raw:
                 continue
-            stored = -1 if raw is None else int(orjson.loads(raw)[0])
+            moved = True
             if stored < self._known_offsets.get(p, 0) or (raw is None and state.raw):
-                raise StoreLostError(
-                    f"{self.source.topic}[{p}]: the offset key is "
-                    f"{'gone' if raw is None else f'back at {stored}'} (this worker committed "
-                    f"{self._known_offsets.get(p, 0)}): Redis lost data; rebuilding"
-                )
-            raise FencedError(f"an offset of {self.source.topic} moved: another worker owns it")
+                what = "gone" if raw is None else f"back at {stored}"
+                lost.append(f"[{p}] {what} (committed {self._known_offsets.get(p, 0)})")
+        if not moved:
+            return
+        error = (
+            StoreLostError(
+                f"{self.source.topic}: offset keys {', '.join(lost)}: Redis lost data; rebuilding"
+            )
+            if lost
+            else FencedError(f"an offset of {self.source.topic} moved: another worker owns it")
+        )
+        error.rewind = rewind
+        raise error
 
     async def _undo(self, staged: list[tuple[str, str, Encoded]]) -> None:
         """Delete the entity states this flush wrote into a Redis that lost its data, if
@@ -451,7 +494,8 @@ class SourceProcessor:
         the watermark each entity compacts at, the partitions each entity's events came
         from, and how many events were late. Events an entity's stored state already
         holds (offset below its `_o:<topic>:<partition>`) are left out."""
-        layout = view_layout(view)
+        plan = view_plan(view)
+        layout = plan.layout
         ts_l: list[npt.NDArray[np.float64]] = []
         seq_l: list[npt.NDArray[np.int64]] = []
         wm_l: list[npt.NDArray[np.float64]] = []
@@ -459,7 +503,7 @@ class SourceProcessor:
         entity_parts: dict[Any, list[int]] = {}
         late_total = 0
         for p, (batch, wm_before) in batches.items():
-            accepted = ~late_mask(view, batch.ts, wm_before)
+            accepted = ~plan.late(batch.ts, wm_before)
             late_total += int(len(batch) - accepted.sum())
             applied = _already_applied(view, p, batch, stored)
             if applied is not None:
@@ -477,16 +521,7 @@ class SourceProcessor:
         seq = np.concatenate(seq_l)
         watermarks = np.concatenate(wm_l)
         columns = {c: np.concatenate([cols[c] for cols in cols_l]) for c in cols_l[0]}
-        passes = np.ones((n, len(view.features)), dtype=np.bool_)
-        where_cache: dict[str, npt.NDArray[np.bool_]] = {}
-        for i, feature in enumerate(view.features):
-            if feature.where is None:
-                continue
-            mask = where_cache.get(feature.where.text)
-            if mask is None:
-                needed = {c: columns[c] for c in feature.where.columns}
-                mask = where_cache[feature.where.text] = feature.where.evaluate_columns(needed, n)
-            passes[:, i] = mask
+        passes = plan.passes(columns, n)
         entities = columns[view.entity.join_key]
         deltas = layout.batch_fields(
             ts, seq, {c: columns[c] for c in layout.columns}, passes, entities=entities
@@ -514,7 +549,7 @@ class SourceProcessor:
         touches are decoded. That keeps the cache small and the per-entity work
         proportional to the batch, not to the entity's history.
         """
-        layout = view_layout(view)
+        layout = view_plan(view).layout
         expiry = expiry_seconds(view)
         for entity, delta in deltas.items():
             key = str(entity)
@@ -620,16 +655,9 @@ class SourceProcessor:
         apply_sha, *_ = await self._scripts()
         async with self.redis.pipeline(transaction=False) as pipe:
             for w in writes:
-                args: list[Any] = [
-                    w.expected,
-                    "" if w.expiry is None else w.expiry,
-                    len(w.deleted),
-                    *w.deleted,
-                ]
-                for item in w.changed.items():
-                    args += item
-                # Not pipe.evalsha: redis-py refuses that name in cluster pipelines.
-                pipe.execute_command("EVALSHA", apply_sha, 1, w.key, *args)
+                queue_apply_entity(
+                    pipe, apply_sha, w.key, w.expected, w.expiry, w.deleted, w.changed
+                )
             replies = await pipe.execute(raise_on_error=False)
         errors = [r for r in replies if isinstance(r, Exception)]
         if errors:
@@ -669,7 +697,7 @@ class SourceProcessor:
         for p, s in parts.items():
             if s.position_watermark != float("-inf"):
                 stats += ["s", f"newest_event_ts:{p}", repr(s.position_watermark)]
-        # Where the stream took over each view, per partition (offline/backfill.py): the
+        # Where the stream took over each view, per partition (stream/backfill.py): the
         # first offset of the first commit that folded the view, kept by HSETNX.
         starts = [view_start_key(view.name, self.source.name) for view in self.views]
         for i in range(len(starts)):

@@ -128,6 +128,15 @@ class WorkerRuntime:
 
         return handle
 
+    def _assigned(self, topic: str) -> set[int]:
+        """The partitions of `topic` this worker holds now (none mid-rebalance)."""
+        if self.monitor.assignment is None:
+            return set()
+        try:
+            return {tp.partition for tp in self.monitor.assignment() if tp.topic == topic}
+        except Exception:  # no consumer yet, or a rebalance in progress
+            return set()
+
     async def _failed(self, exc: Exception) -> None:
         """Count a failed attempt (retried by the consumer) and say so in the heartbeat.
         Being fenced is the ordinary hand-over between workers, not a failure."""
@@ -144,27 +153,30 @@ class WorkerRuntime:
         await self.start()
         durable: dict[TP, int] = {}
         for topic, processor in self.processors.items():
-            if force or processor.flush_due():
-                started = time.perf_counter()
-                try:
-                    result = await processor.flush()
-                except FencedError as fenced:
-                    raise RewindPartitions(
-                        {TP(topic, p): offset for p, offset in fenced.rewind.items()}
-                    ) from fenced
-                except Exception as exc:
-                    await self._failed(exc)
-                    raise
-                self.monitor.succeeded()
-                self.monitor.flushed(
-                    processor.source.name,
-                    result.accepted,
-                    result.rejected,
-                    result.late,
-                    time.perf_counter() - started,
-                )
-                for partition, offset in result.durable.items():
-                    durable[TP(topic, partition)] = offset
+            due = force or processor.flush_due()
+            started = time.perf_counter()
+            try:
+                if not due:  # Redis may have lost data meanwhile
+                    await processor.check_idle(self._assigned(topic))
+                    continue
+                result = await processor.flush()
+            except FencedError as fenced:  # re-read those partitions from Redis's offsets
+                raise RewindPartitions(
+                    {TP(topic, p): offset for p, offset in fenced.rewind.items()}
+                ) from fenced
+            except Exception as exc:
+                await self._failed(exc)
+                raise
+            self.monitor.succeeded()
+            self.monitor.flushed(
+                processor.source.name,
+                result.accepted,
+                result.rejected,
+                result.late,
+                time.perf_counter() - started,
+            )
+            for partition, offset in result.durable.items():
+                durable[TP(topic, partition)] = offset
         await self.monitor.beat(self.redis)
         return durable
 
@@ -178,6 +190,8 @@ def build_app(
             "the worker needs a broker and Redis: set FS_BROKER_URL and FS_REDIS_URL "
             "or start it with `feature-service up`"
         )
+    faust_dir = settings.stores_dir / "faust"
+    faust_dir.mkdir(parents=True, exist_ok=True)
     kafka = settings.kafka
     app = BatchApp(
         settings.consumer_group,
@@ -193,6 +207,8 @@ def build_app(
         consumer_max_fetch_size=8 * 1024 * 1024,
         topic_allow_declare=True,
         producer_acks=-1,
+        # Faust keeps a folder per app id; under the stores, not in the working directory
+        datadir=str(faust_dir / "{conf.id}-data"),
     )
     runtime = WorkerRuntime(settings, registry)
     topics = {s.topic for s in registry.sources.values()}

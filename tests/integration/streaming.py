@@ -128,8 +128,10 @@ def start_worker(
     offline: Path,
     name: str = "worker",
     extra_env: dict[str, str] | None = None,
+    log_dir: Path | None = None,
 ) -> ManagedProcess:
-    """A real `feature-service worker` process (several share one consumer group)."""
+    """A real `feature-service worker` process (several share one consumer group); its
+    log goes beside `offline` unless `log_dir` is given."""
     env = stack.env()
     env.update(FS_DEFINITIONS=str(definitions), FS_OFFLINE_URI=str(offline))
     # One consumer group per test: a group left rebalancing by another test's killed
@@ -140,7 +142,7 @@ def start_worker(
     return ManagedProcess(
         name,
         [sys.executable, "-m", "feature_service.cli.main", "worker"],
-        log_path=offline.parent / f"{name}-{os.getpid()}.log",
+        log_path=(log_dir or offline.parent) / f"{name}-{os.getpid()}.log",
         env=env,
     ).start()
 

@@ -17,9 +17,9 @@ import redis
 from feature_service.definitions import Registry, load_definitions
 from feature_service.embedded import EmbeddedStack
 from feature_service.offline.event_log import EventLog
-from feature_service.offline.parity import ParityReport, check_parity
 from feature_service.online.redis_client import connect
 from feature_service.online.redis_layout import view_start_key
+from feature_service.parity import ParityReport, check_parity
 from tests.conditions import wait_for
 from tests.integration.streaming import (
     assert_online_equals_brute_force,

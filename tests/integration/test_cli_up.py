@@ -16,16 +16,10 @@ import redis
 from feature_service.embedded.processes import free_port, port_open
 from feature_service.online.redis_layout import stats_key
 from tests.conditions import wait_for
+from tests.integration.running_up import healthy, listener_pid, pid_of_child, run_cli
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_up_serves_restarts_the_api_and_stops_cleanly(tmp_path: Path) -> None:
@@ -76,9 +70,9 @@ def test_up_serves_restarts_the_api_and_stops_cleanly(tmp_path: Path) -> None:
         assert int(client.hget(stats_key("transactions"), "dlq")) == 15
 
         # A dead worker and a dead API are restarted by the supervisor.
-        worker_pid = _pid_of_child(up.pid, "worker")
+        worker_pid = pid_of_child(up.pid, "worker")
         os.kill(worker_pid, signal.SIGKILL)
-        wait_for(lambda: _pid_of_child(up.pid, "worker") not in (None, worker_pid), what="worker")
+        wait_for(lambda: pid_of_child(up.pid, "worker") not in (None, worker_pid), what="worker")
         api_pid = _listener_pid(port)
         os.kill(api_pid, signal.SIGKILL)
         wait_for(lambda: healthy(url) and _listener_pid(port) != api_pid, what="API restart")
@@ -106,49 +100,10 @@ def described(stores: Path, url: str) -> bool:
         return False
 
 
-def _pid_of_child(parent: int, command: str) -> int | None:
-    """Pid of the child of `parent` whose command line ends with `command`."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == parent and argv[-2:-1] == [command.encode()]:
-            return int(proc.name)
-    return None
-
-
 def _listener_pid(port: int) -> int:
-    """The pid listening on a loopback TCP port, from /proc (no psutil needed)."""
-    inode = None
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
-                inode = fields[9]
-    assert inode is not None, f"nothing listens on {port}"
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            for fd in (proc / "fd").iterdir():
-                if os.readlink(fd) == f"socket:[{inode}]":
-                    return int(proc.name)
-        except OSError:
-            continue
-    raise AssertionError(f"no process owns the socket on {port}")
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "feature_service.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    pid = listener_pid(port)
+    assert pid is not None, f"nothing listens on {port}"
+    return pid
 
 
 def test_up_refuses_bad_definitions_before_starting(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from feature_service.core.config import Settings
 from feature_service.definitions import FeatureView, Registry
 from feature_service.embedded import EmbeddedStack
 from feature_service.embedded.processes import free_port
-from feature_service.online.service import RequestError, StoreUnavailable
+from feature_service.requests import RequestError, StoreUnavailable
 from feature_service.stream.topics import ensure_topics
 from tests.conditions import wait_for
 from tests.integration.streaming import start_worker, stats, write_definitions

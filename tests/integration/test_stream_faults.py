@@ -6,24 +6,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
+import subprocess
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
 import redis
 from aiokafka import AIOKafkaConsumer
+from fastapi.testclient import TestClient
 
 from feature_service.aggregation.reference import Event
+from feature_service.api.app import create_app
+from feature_service.core.config import Settings
 from feature_service.definitions import FeatureView, Registry, load_definitions
 from feature_service.embedded import EmbeddedStack, ManagedProcess
 from feature_service.embedded.processes import free_port
 from feature_service.embedded.redis_server import EmbeddedRedis
-from feature_service.online.service import RequestError, push_messages
+from feature_service.requests import RequestError
+from feature_service.stream.push import push_messages
 from tests.conditions import wait_for
 from tests.integration.streaming import (
     assert_online_equals_brute_force,
@@ -193,6 +201,39 @@ def test_poison_events_go_to_the_dlq_at_parse_time_and_the_worker_keeps_going(
             push_messages(registry, source.name, df, 1000)
 
 
+def test_redis_restarted_empty_is_rebuilt_exactly_even_by_an_idle_worker(
+    stack: EmbeddedStack, tmp_path: Path
+) -> None:
+    """Redis restarts with no data after the worker committed every event and went
+    idle: nothing new arrives to reveal the loss, yet online state is rebuilt exactly
+    (it used to stay empty, and a flush in flight marked events applied that were not)."""
+    definitions, registry = write_definitions(tmp_path, partitions=4)
+    events = good_events(8_000, seed=14)
+    port = free_port()
+    store = EmbeddedRedis(tmp_path / "redis-a", tmp_path / "logs-a", port).start()
+    client = redis.Redis.from_url(store.url)
+    env = {"FS_REDIS_URL": store.url, "FS_FLUSH_INTERVAL_S": "0.3"}
+    produce(stack, registry, events)
+    worker = start_worker(stack, definitions, tmp_path / "offline", "worker", env)
+    try:
+        wait_for(lambda: stats(client, registry).get("events", 0) == len(events), 120, "all")
+        store.stop()
+        store = EmbeddedRedis(tmp_path / "redis-b", tmp_path / "logs-b", port).start()
+        client = redis.Redis.from_url(store.url)
+        wait_for(
+            lambda: stats(client, registry).get("events", 0) == len(events),
+            120,
+            "online state rebuilt in the empty Redis",
+            worker,
+        )
+    finally:
+        worker.stop()
+    assert stats(client, registry)["store_resets"] == 4  # each partition, counted once
+    assert_exact(client, registry, offline_events(registry, tmp_path / "offline"))
+    store.stop()
+
+
+@pytest.mark.timeout(900)  # ~2 min on a quiet box; bounded, and CI shares the cores
 def test_faults_during_a_100k_ingest_with_two_workers_leave_exact_state(
     stack: EmbeddedStack, tmp_path: Path
 ) -> None:
@@ -258,3 +299,90 @@ def test_faults_during_a_100k_ingest_with_two_workers_leave_exact_state(
     assert not log.duplicated(["_partition", "_offset"]).any()
     assert_exact(client, registry, log)
     store.stop()
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 2 MiB file system (tmpfs) for the offline log: it fills up like a disk."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs for the full-disk test: {done.stderr!r}")
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_flush_that_keeps_failing_is_reported_failing_and_recovers(
+    stack: EmbeddedStack, tmp_path: Path, small_disk: Path
+) -> None:
+    """A full offline disk: the worker retries (nothing skipped), leaves no temporary
+    files, says `failing` with the error on its /health, its heartbeat and the API's
+    /health and /metrics; once space is freed it commits every event and says ok."""
+    definitions, registry = write_definitions(tmp_path, partitions=1)
+    events = good_events(3_000, seed=13)
+    filler = small_disk / "filler"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
+    client = redis.Redis.from_url(stack.redis.url)
+    port = free_port()
+    worker = start_worker(
+        stack,
+        definitions,
+        small_disk / "offline",
+        "worker-full",
+        {"FS_HEALTH_PORT": str(port)},
+        log_dir=tmp_path,
+    )
+    settings = Settings(
+        redis_url=stack.redis.url, broker_url=stack.broker.bootstrap, definitions=definitions
+    )
+
+    def worker_health() -> tuple[int, dict]:
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+        except httpx.HTTPError:
+            return 0, {}
+        return response.status_code, response.json()
+
+    try:
+        produce(stack, registry, events)
+        wait_for(lambda: worker_health()[1].get("status") == "failing", 90, "failing", worker)
+        code, body = worker_health()
+        assert code == 503 and "No space left on device" in body["failing"]["error"]
+        with TestClient(create_app(settings, registry)) as api:
+            wait_for(
+                lambda: api.get("/health").json()["dependencies"]["worker"]["status"]
+                == "failing",
+                30,
+                "the API reports the failing worker",
+            )
+            assert "No space left on device" in (
+                api.get("/health").json()["dependencies"]["worker"]["detail"]
+            )
+            source = next(iter(registry.sources))
+            assert f'fs_failing_workers{{source="{source}"}} 1.0' in api.get("/metrics").text
+            assert stats(client, registry).get("events", 0) == 0
+            assert not list(small_disk.rglob(".tmp-*")), "a temporary file per retry"
+
+            filler.unlink()  # the operator frees space
+            wait_for(
+                lambda: stats(client, registry).get("events", 0) == len(events),
+                90,
+                "every event once space is back",
+                worker,
+            )
+            wait_for(lambda: worker_health()[0] == 200, 30, "the worker ok again", worker)
+            wait_for(
+                lambda: api.get("/health").json()["dependencies"]["worker"]["status"] == "ok",
+                30,
+                "the API reports the worker ok again",
+            )
+    finally:
+        worker.stop()
+    assert len(offline_events(registry, small_disk / "offline")) == len(events)

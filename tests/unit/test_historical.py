@@ -20,8 +20,9 @@ from feature_service.definitions import FeatureView, Registry, load_definitions
 from feature_service.offline.event_log import EventLog
 from feature_service.offline.historical import get_historical_features
 from feature_service.online.redis_layout import view_layout
-from feature_service.online.service import RequestError
-from feature_service.stream.source_processor import late_mask, watermarks_before
+from feature_service.plan import view_plan
+from feature_service.requests import RequestError
+from feature_service.stream.source_processor import watermarks_before
 
 T0 = 1_790_000_040.0  # a multiple of a minute
 
@@ -96,7 +97,7 @@ def online_states(
     for p in range(partitions):
         part = _partition(rows, p, partitions)
         ts = np.array([r["ts"] for r in part], dtype=np.float64)
-        late = late_mask(view, ts, watermarks_before(ts, -math.inf))
+        late = view_plan(view).late(ts, watermarks_before(ts, -math.inf))
         for start in range(0, len(part), batch):
             touched = set()
             for offset in range(start, min(start + batch, len(part))):

@@ -1,11 +1,16 @@
 """The production manifests (k8s/) render, validate against Kubernetes' schemas, and keep
-the promises DESIGN.md makes about deployment; the Dockerfile is checked statically."""
+the promises DESIGN.md makes about deployment; the Dockerfile is checked statically, and
+so is the agreement between the two (entry point, commands, user, paths, ports, probes).
+tests/image runs the built image as the manifests run it (`make test-image`)."""
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -328,12 +333,30 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return out
 
 
+def dockerfile_args() -> dict[str, str]:
+    """The defaults of the Dockerfile's ARGs (what a plain `docker build .` uses)."""
+    found = {}
+    for ins, rest in dockerfile_instructions():
+        if ins == "ARG" and "=" in rest:
+            name, _, value = rest.partition("=")
+            found[name.strip()] = value.strip()
+    return found
+
+
+def runtime_stage() -> list[tuple[str, str]]:
+    instructions = dockerfile_instructions()
+    last_from = [i for i, (ins, _) in enumerate(instructions) if ins == "FROM"][-1]
+    return instructions[last_from:]
+
+
 def test_dockerfile_is_multi_stage_slim_non_root_with_a_healthcheck() -> None:
     instructions = dockerfile_instructions()
     froms = [rest for ins, rest in instructions if ins == "FROM"]
     assert len(froms) >= 2, "build and runtime stages"
-    assert "slim" in froms[-1] and " AS runtime" in froms[-1]
-    final = instructions[[i for i, (ins, _) in enumerate(instructions) if ins == "FROM"][-1] :]
+    assert froms[-1] == "${BASE_IMAGE} AS runtime", "the base comes from a build ARG"
+    assert {f.split()[0] for f in froms} == {"${BASE_IMAGE}"}, "both stages: one base"
+    assert dockerfile_args()["BASE_IMAGE"] == "python:3.11-slim-bookworm"
+    final = runtime_stage()
     users = [rest for ins, rest in final if ins == "USER"]
     assert users, "the runtime stage sets a user"
     user = users[-1].split(":")[0]
@@ -347,6 +370,90 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_a_healthcheck() -> None:
     assert not any(ins == "ADD" for ins, _ in instructions), "COPY only, no remote ADD"
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", "stores", ".git"} <= set(ignored)
+
+
+def feature_service_containers(docs: list[Doc]) -> list[tuple[Doc, Doc, Doc]]:
+    """(workload, pod spec, container) for every container that runs our image."""
+    return [
+        (doc, pod_template(doc)["spec"], container)
+        for doc in docs
+        if doc["kind"] in WORKLOADS
+        and doc["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "feature-service"
+        for container in containers(doc)
+    ]
+
+
+def runtime_settings() -> dict[str, str]:
+    """ENV, USER, WORKDIR, ENTRYPOINT, CMD, VOLUME, EXPOSE, HEALTHCHECK of the runtime."""
+    final = runtime_stage()
+    env: dict[str, str] = {}
+    for ins, rest in final:
+        if ins == "ENV":
+            env.update(pair.partition("=")[::2] for pair in shlex.split(rest))
+    last = {ins: rest for ins, rest in final}
+    return {**{f"ENV {k}": v for k, v in env.items()}, **last}
+
+
+def test_manifests_run_the_images_entry_point_commands_user_paths_and_ports(
+    overlay: tuple[str, list[Doc]],
+) -> None:
+    from typer.main import get_command
+
+    from feature_service.cli.main import app
+
+    name, docs = overlay
+    image = runtime_settings()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert json.loads(image["ENTRYPOINT"]) == ["feature-service"]
+    assert "feature-service" in project["scripts"]
+    cli = get_command(app)
+    config = one(docs, "ConfigMap", "feature-service-config")["data"]
+    definitions, stores = image["ENV FS_DEFINITIONS"], image["ENV FS_STORES_DIR"]
+    assert config["FS_DEFINITIONS"] == definitions and config["FS_STORES_DIR"] == stores
+    assert image["WORKDIR"] == stores, "the worker's Faust data folder lands in its volume"
+    volumes = set(json.loads(image["VOLUME"]))
+    assert volumes == {"/tmp", stores}
+    assert image["ENV HOME"] == "/tmp"
+    uid, gid = (int(part) for part in image["USER"].split(":"))
+    exposed = {int(p) for p in image["EXPOSE"].split()}
+    api_args = one(docs, "Deployment", "feature-service-api")
+    assert json.loads(image["CMD"]) == containers(api_args)[0]["args"], "default: the API"
+    assert "/health/live" in image["HEALTHCHECK"]
+    views = load_definitions(K8S / "base" / "definitions").feature_views
+    seen = set()
+    for doc, pod, container in feature_service_containers(docs):
+        where = f"{name}: {doc['kind']} {doc['metadata']['name']}"
+        command, *rest = container["args"]
+        seen.add(command)
+        assert command in cli.commands, f"{where}: no command {command!r} in the image"  # type: ignore[attr-defined]
+        parsed = cli.commands[command].make_context(command, list(rest))  # type: ignore[attr-defined]
+        if command == "backfill":
+            assert parsed.params["view"] in views, where
+        security = pod["securityContext"]
+        assert (security["runAsUser"], security["runAsGroup"]) == (uid, gid), where
+        assert security.get("fsGroup", gid) == gid, where
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        assert mounts[definitions].get("readOnly") is True, where
+        assert "/tmp" in mounts, f"{where}: HOME=/tmp must be writable"
+        writable = {path for path, m in mounts.items() if not m.get("readOnly")}
+        assert writable <= volumes, f"{where}: writes outside the image's volumes"
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        assert set(ports.values()) <= exposed, where
+        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        if command == "serve":
+            assert int(parsed.params["port"]) == ports["http"], where
+        if command == "worker":
+            assert int(env["FS_HEALTH_PORT"]) == ports["health"], where
+            assert mounts[stores].get("readOnly") is not True, f"{where}: its state volume"
+        for probe in ("readinessProbe", "livenessProbe"):
+            if probe in container:
+                assert container[probe]["httpGet"]["port"] in ports, where
+        if "livenessProbe" in container:
+            assert container["livenessProbe"]["httpGet"]["path"] == "/health/live", where
+    assert seen == {"worker", "serve", "backfill"}
+    (images,) = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())["images"]
+    assert images["newTag"] == project["version"]
+    assert f"IMAGE ?= feature-service:{project['version']}" in (ROOT / "Makefile").read_text()
 
 
 def test_the_schema_check_refuses_a_broken_object() -> None:

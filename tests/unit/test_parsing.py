@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from feature_service.definitions import Source
-from feature_service.stream.parsing import parse_records
+from feature_service.events.parsing import parse_records
 from feature_service.stream.source_processor import watermarks_before
 
 SOURCE = Source(

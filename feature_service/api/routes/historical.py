@@ -17,14 +17,9 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from feature_service.api.deps import State
+from feature_service.events.parsing import parse_timestamp
 from feature_service.offline.historical import TIMESTAMP_COLUMN, get_historical_features
-from feature_service.online.service import (
-    RequestError,
-    entity_rows,
-    join_keys,
-    resolve_features,
-)
-from feature_service.stream.parsing import parse_timestamp
+from feature_service.requests import RequestError, entity_rows, join_keys, resolve_features
 
 router = APIRouter(tags=["offline"])
 

@@ -11,14 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from feature_service.api.deps import State
 from feature_service.observability.prometheus import REDIS_ERRORS
-from feature_service.online.service import (
-    RequestError,
-    StoreUnavailable,
-    ViewUnavailable,
-    online_features,
-    query_time,
-    resolve_features,
-)
+from feature_service.online.service import ViewUnavailable, online_features
+from feature_service.requests import RequestError, StoreUnavailable, query_time, resolve_features
 
 router = APIRouter(tags=["online"])
 _EPOCH = "1970-01-01T00:00:00Z"

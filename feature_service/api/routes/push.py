@@ -14,12 +14,8 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from feature_service.api.deps import State
-from feature_service.online.service import (
-    RequestError,
-    StoreUnavailable,
-    produce,
-    push_messages,
-)
+from feature_service.requests import RequestError, StoreUnavailable
+from feature_service.stream.push import produce, push_messages
 
 router = APIRouter(tags=["push"])
 

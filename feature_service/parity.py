@@ -36,6 +36,7 @@ import orjson
 import pandas as pd
 from redis.asyncio import Redis
 
+from feature_service.aggregation.algebra import AGGREGATORS
 from feature_service.aggregation.tiles import OutsideRetentionError
 from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.offline.event_log import EventLog
@@ -100,7 +101,7 @@ def same_value(aggregation: str, online: Any, offline: Any) -> bool:
     online, offline = _plain(online), _plain(offline)
     if online is None or offline is None:
         return online is None and offline is None
-    if aggregation in ("sum", "mean", "var", "std"):
+    if AGGREGATORS[aggregation].rounded:
         return math.isclose(online, offline, rel_tol=REL_TOL, abs_tol=1e-12)
     return bool(online == offline)
 
@@ -159,7 +160,8 @@ async def _online(
         for f in view.features:
             cell = row[f.name]
             if cell.status == NOT_FOUND:
-                values[f.name] = 0 if f.aggregation in ("count", "count_distinct") else None
+                agg = AGGREGATORS[f.aggregation]
+                values[f.name] = agg.finalize(agg.empty(), t)  # an empty window's value
             else:
                 values[f.name] = cell.value
         out.append(values)

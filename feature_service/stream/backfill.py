@@ -55,8 +55,8 @@ from redis.exceptions import WatchError
 
 from feature_service.aggregation.tiles import LayoutMismatchError, encode_field
 from feature_service.definitions import FeatureView, Registry
+from feature_service.events.parsing import column_from_arrow
 from feature_service.offline.event_log import EventLog
-from feature_service.offline.historical import SEQ_PARTITION_SLOTS, _arrow_column
 from feature_service.online.redis_layout import (
     APPLY_ENTITY,
     VERSION_FIELD,
@@ -64,9 +64,11 @@ from feature_service.online.redis_layout import (
     expiry_seconds,
     merge_state,
     offset_key,
+    queue_apply_entity,
     view_layout,
     view_start_key,
 )
+from feature_service.plan import event_seq, view_plan
 
 BACKFILLED_FIELD = "bf"
 CHUNK_ENTITIES = 200
@@ -130,13 +132,10 @@ def log_events(
 ) -> tuple[dict[str, Any], int]:
     """The view's events below the stream's start offsets, late ones left out (columns:
     ts, seq, partition, entity, the layout's columns, passes); and how many were late."""
-    layout = view_layout(view)
-    needed = {view.entity.join_key, *layout.columns}
-    for f in view.features:
-        if f.where is not None:
-            needed.update(f.where.columns)
+    plan = view_plan(view)
+    needed = plan.needed_columns
     meta = ["event_ts", "_partition", "_offset", "_watermark"]
-    table = log.scan(view.source, [*sorted(needed), *meta])
+    table = log.scan(view.source, [*needed, *meta])  # each (partition, offset) once
     ts = np.asarray(table["event_ts"].to_numpy(), dtype=np.float64)
     part = np.asarray(table["_partition"].to_numpy(), dtype=np.int64)
     off = np.asarray(table["_offset"].to_numpy(), dtype=np.int64)
@@ -146,31 +145,18 @@ def log_events(
         if p < limit.size:
             limit[p] = o
     before = off < limit[part]
-    with np.errstate(invalid="ignore"):
-        late = ts < wm - view.allowed_lateness_s
+    late = plan.late(ts, wm)
     keep = np.flatnonzero(before & ~late)
     n_late = int((before & late).sum())
     taken = pa.array(keep)
-    columns = {c: _arrow_column(table[c].take(taken), view.source.schema[c]) for c in needed}
-    n = keep.size
-    passes = np.ones((n, len(view.features)), dtype=np.bool_)
-    for i, f in enumerate(view.features):
-        if f.where is not None:
-            passes[:, i] = f.where.evaluate_columns({c: columns[c] for c in f.where.columns}, n)
-    # the same dedupe as the training sets: one row per (partition, offset)
-    seq = off[keep] * SEQ_PARTITION_SLOTS + part[keep]
-    _, first = np.unique(seq, return_index=True)
-    if first.size != n:
-        first.sort()
-        columns = {c: v[first] for c, v in columns.items()}
-        passes, seq, keep = passes[first], seq[first], keep[first]
+    columns = {c: column_from_arrow(table[c].take(taken), view.source.schema[c]) for c in needed}
     events = {
         "ts": ts[keep],
-        "seq": seq,
+        "seq": event_seq(off[keep], part[keep]),
         "partition": part[keep],
         "entity": np.asarray([str(e) for e in columns[view.entity.join_key]], dtype=object),
-        "columns": {c: columns[c] for c in layout.columns},
-        "passes": passes,
+        "columns": {c: columns[c] for c in plan.layout.columns},
+        "passes": plan.passes(columns, keep.size),
     }
     return events, n_late
 
@@ -255,26 +241,18 @@ async def _write_chunk(
             for key in keys.values():
                 pipe.hgetall(key)
             stored = [{_text(k): v for k, v in raw.items()} for raw in await pipe.execute()]
-        writes: list[tuple[str, list[Any]]] = []
+        writes: list[tuple[str, tuple[str, list[str], dict[str, str]]]] = []
         for (entity, delta), encoded in zip(pending.items(), stored, strict=True):
             if BACKFILLED_FIELD in encoded:
                 report.skipped_entities += 1
                 continue
             changed, deleted = _merged(layout, encoded, delta, compact_at, last, entity)
             version = encoded.get(VERSION_FIELD)
-            args: list[Any] = [
-                "" if version is None else _text(version),
-                "" if expiry is None else expiry,
-                len(deleted),
-                *deleted,
-            ]
-            for item in changed.items():
-                args += item
-            writes.append((entity, args))
+            expected = "" if version is None else _text(version)
+            writes.append((entity, (expected, deleted, changed)))
         async with redis.pipeline(transaction=False) as pipe:
-            for entity, args in writes:
-                # Not pipe.evalsha: redis-py refuses that name in cluster pipelines.
-                pipe.execute_command("EVALSHA", sha, 1, keys[entity], *args)
+            for entity, (expected, deleted, changed) in writes:
+                queue_apply_entity(pipe, sha, keys[entity], expected, expiry, deleted, changed)
             replies = await pipe.execute()
         retry = {}
         for (entity, _), version in zip(writes, replies, strict=True):

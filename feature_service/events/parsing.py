@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import orjson
+import pyarrow as pa
 
 from feature_service.aggregation.windows import TIME_RANGE, in_time_range
 from feature_service.definitions import Source
@@ -211,6 +212,16 @@ def _index(schema: list[tuple[str, str]], name: str) -> int:
         if column == name:
             return i
     raise KeyError(name)
+
+
+def column_from_arrow(column: pa.ChunkedArray, kind: str) -> npt.NDArray[Any]:
+    """A column of the offline log as `parse_records` builds it: float64 with NaN for
+    `float` and `timestamp`, objects (None for null) for the rest."""
+    if kind in ("float", "timestamp"):
+        return np.asarray(column.to_numpy(), dtype=np.float64)
+    if kind == "string":
+        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+    return np.asarray(column.to_pandas(integer_object_nulls=True).to_numpy(), dtype=object)
 
 
 def _column(values: list[Any], kind: str) -> npt.NDArray[Any]:

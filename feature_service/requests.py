@@ -1,0 +1,143 @@
+"""What a request for features is, wherever it arrives: the lookup API, the SDK, the
+training sets. Resolving `view:feature` references, the entity columns and the times
+asked about, and `RequestError`, the 4xx that names what is wrong.
+
+Both the online service and the offline (training-set) path import this module, so
+neither reaches into the other for its request rules.
+
+>>> RequestError("unknown feature 'x:y'").status
+422
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from feature_service.aggregation.windows import (
+    EARLIEST_TIME,
+    LATEST_TIME,
+    TIME_RANGE,
+    in_time_range,
+)
+from feature_service.definitions import FeatureView, Registry
+from feature_service.events.parsing import parse_timestamp
+
+
+class RequestError(ValueError):
+    """The request is wrong; `status` is the HTTP status that says how (422, 413)."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class StoreUnavailable(RuntimeError):
+    """A dependency (Redis, the broker) did not answer; retry later (HTTP 503)."""
+
+
+@dataclass(frozen=True)
+class FeatureRef:
+    """One requested feature and the column name it is returned under."""
+
+    view: FeatureView
+    feature: str
+    output_name: str
+
+
+def resolve_features(
+    registry: Registry,
+    features: Sequence[str] | None,
+    feature_service: str | None = None,
+    full_feature_names: bool = False,
+) -> list[FeatureRef]:
+    """`view:feature` references (or a feature service) -> `FeatureRef`s in request order.
+
+    Output names are the feature names, or `view__feature` with `full_feature_names`;
+    names that would collide are refused rather than silently overwritten.
+    """
+    if (features is None) == (feature_service is None):
+        raise RequestError("give exactly one of `features` or `feature_service`")
+    if feature_service is not None:
+        service = registry.feature_services.get(feature_service)
+        if service is None:
+            raise RequestError(f"unknown feature service {feature_service!r}")
+        names = list(service.features)
+    else:
+        names = list(features or [])
+    if not names:
+        raise RequestError("no features requested")
+    refs = []
+    for name in names:
+        view_name, sep, feature = name.partition(":")
+        view = registry.feature_views.get(view_name)
+        if not sep or view is None:
+            raise RequestError(f"unknown feature {name!r}: use view:feature")
+        if all(f.name != feature for f in view.features):
+            raise RequestError(f"unknown feature {name!r}: view {view_name!r} has no {feature!r}")
+        output = f"{view_name}__{feature}" if full_feature_names else feature
+        refs.append(FeatureRef(view, feature, output))
+    outputs = [ref.output_name for ref in refs]
+    clashes = sorted({o for o in outputs if outputs.count(o) > 1})
+    if clashes:
+        hint = "" if full_feature_names else "; set full_feature_names: true"
+        raise RequestError(f"feature names collide ({', '.join(clashes)}){hint}")
+    return refs
+
+
+def join_keys(refs: Sequence[FeatureRef]) -> list[str]:
+    """The entity keys the features need, in order of first use."""
+    return list(dict.fromkeys(ref.view.entity.join_key for ref in refs))
+
+
+def check_query_time(t: float, what: str) -> float:
+    """`t` if it lies in the years events may have (`windows.TIME_RANGE`), else a 422
+    naming `what`.
+
+    Windows over times such as 1e308 would take tile arithmetic far outside ordinary
+    epoch seconds, and no event can be there; refusing them here keeps every reader
+    on the same range as the stream.
+
+    >>> check_query_time(1e308, "as_of")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    feature_service.requests.RequestError: as_of 1e+308 is outside 1900-01-01..2199-12-31 ...
+    """
+    if not in_time_range(t):
+        raise RequestError(
+            f"{what} {t!r} is outside {TIME_RANGE} "
+            f"(epoch seconds {EARLIEST_TIME:.0f} to {LATEST_TIME - 1:.0f})"
+        )
+    return t
+
+
+def query_time(as_of: float | str | None) -> float:
+    """`as_of` as epoch seconds (years 1900..2199, `check_query_time`); now when absent."""
+    if as_of is None:
+        return time.time()
+    if isinstance(as_of, (int, float)) and not isinstance(as_of, bool):
+        return check_query_time(float(as_of), "as_of")
+    try:
+        t = parse_timestamp(as_of)
+    except ValueError as exc:
+        raise RequestError(f"as_of: {exc}") from None
+    return check_query_time(t, "as_of")
+
+
+def entity_rows(
+    refs: Sequence[FeatureRef], entities: Mapping[str, Sequence[Any]], limit: int
+) -> int:
+    """Check the entity columns of a request; return the number of rows."""
+    lengths = {len(values) for values in entities.values()}
+    if len(lengths) > 1:
+        raise RequestError("every entity key needs the same number of values")
+    n_rows = lengths.pop() if lengths else 0
+    if n_rows > limit:
+        raise RequestError(f"{n_rows} entities; at most {limit} per request", status=413)
+    for key in join_keys(refs):
+        if key not in entities:
+            views = sorted({r.view.name for r in refs if r.view.entity.join_key == key})
+            raise RequestError(f"feature view {views[0]!r} needs entity key {key!r}")
+    return n_rows

@@ -1,0 +1,111 @@
+"""Pushed events (`POST /push`, `FeatureStore.push`): rows validated against the
+source's schema by the worker's own parser, then produced to the source's topic.
+
+Pushed events take the same path as every other event (topic -> worker -> Redis and
+the offline log), so they are counted exactly once and land in training sets too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+
+from feature_service.definitions import Registry, Source
+from feature_service.events.parsing import parse_records
+from feature_service.requests import RequestError, StoreUnavailable
+
+MAX_EVENT_BYTES = 1_000_000
+"""Largest pushed event (its JSON value, in bytes): under the producer's and Kafka's default
+request and message limits (1 MiB) with room for the batch header, so an event that
+passes here is never refused by the broker as too large."""
+
+
+def push_messages(
+    registry: Registry, source_name: str, df: Mapping[str, Sequence[Any]], limit: int
+) -> tuple[Source, list[tuple[bytes | None, bytes]]]:
+    """Validate pushed rows against the source schema; return (key, value) messages.
+
+    All or nothing: one bad row refuses the whole push, naming the row and the problem,
+    so a client never has to find out which half of its request went through. Beyond
+    the schema (`events.parsing`, the worker's own rules): a NaN or infinite number is a
+    422, because JSON cannot carry it (the encoder would turn it into null, which the
+    worker refuses as invalid JSON when it comes as text); an event larger than
+    `MAX_EVENT_BYTES` is a 413 naming its largest field.
+    """
+    source = registry.sources.get(source_name)
+    if source is None:
+        known = ", ".join(sorted(registry.sources)) or "none"
+        raise RequestError(f"unknown push source {source_name!r} (known: {known})")
+    lengths = {len(values) for values in df.values()}
+    if len(lengths) > 1:
+        raise RequestError("every column of `df` needs the same number of values")
+    n_rows = lengths.pop() if lengths else 0
+    if n_rows == 0:
+        raise RequestError("`df` has no rows")
+    if n_rows > limit:
+        raise RequestError(f"{n_rows} rows; at most {limit} per push", status=413)
+    columns = list(df)
+    _refuse_non_finite(df)
+    values = [
+        orjson.dumps({c: df[c][i] for c in columns}, option=orjson.OPT_SERIALIZE_NUMPY)
+        for i in range(n_rows)
+    ]
+    for i, value in enumerate(values):
+        if len(value) > MAX_EVENT_BYTES:
+            sizes = {
+                c: len(orjson.dumps(df[c][i], option=orjson.OPT_SERIALIZE_NUMPY)) for c in columns
+            }
+            largest = max(sizes, key=sizes.__getitem__)
+            raise RequestError(
+                f"row {i}: the event is {len(value)} bytes as JSON, at most {MAX_EVENT_BYTES}"
+                f" (field {largest!r} is {sizes[largest]} bytes)",
+                status=413,
+            )
+    parsed = parse_records(source, list(enumerate(values)))
+    if parsed.rejected:
+        first = parsed.rejected[0]
+        more = len(parsed.rejected) - 1
+        extra = f" (and {more} more bad rows)" if more else ""
+        raise RequestError(f"row {first.offset}: {first.reason}{extra}")
+    key_field = source.key
+    messages = [
+        (None if key_field is None else str(df[key_field][i]).encode(), value)
+        for i, value in enumerate(values)
+    ]
+    return source, messages
+
+
+def _refuse_non_finite(df: Mapping[str, Sequence[Any]]) -> None:
+    """RequestError naming the first row (in row order) holding a NaN or an infinity."""
+    bad: tuple[int, str, float] | None = None
+    for column, values in df.items():
+        for i, v in enumerate(values):
+            if isinstance(v, float) and not math.isfinite(v):  # numpy float64 included
+                if bad is None or i < bad[0]:
+                    bad = (i, column, v)
+                break
+    if bad is not None:
+        i, column, v = bad
+        raise RequestError(
+            f"row {i}: field {column!r} is {v!r}, which JSON cannot hold (send null for a "
+            "missing value)"
+        )
+
+
+async def produce(
+    producer: AIOKafkaProducer, topic: str, messages: Sequence[tuple[bytes | None, bytes]]
+) -> None:
+    """Send and wait until the broker has every message (acks as the producer is set)."""
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in messages]
+        for future in futures:
+            await future
+    except MessageSizeTooLargeError:  # push_messages keeps events below this: a backstop
+        raise RequestError("an event is larger than the broker accepts", status=413) from None
+    except KafkaError as exc:
+        raise StoreUnavailable(f"broker unavailable: {type(exc).__name__}") from None
