@@ -141,11 +141,11 @@ async def _consume(
 
     bootstrap = conn.bootstrap
     consumer = AIOKafkaConsumer(**conn.aiokafka_kwargs(), enable_auto_commit=False, group_id=None)
+    from feature_service.stream.topics import topic_partitions
+
+    ids = (await topic_partitions(conn, [topic])).get(topic)
     await consumer.start()
     try:
-        if topic not in await consumer.topics():  # also refreshes the cached metadata
-            raise ValueError(f"topic {topic!r} does not exist on {bootstrap}")
-        ids = consumer.partitions_for_topic(topic)
         if not ids:
             raise ValueError(f"topic {topic!r} does not exist on {bootstrap}")
         tps = [TopicPartition(topic, p) for p in sorted(ids)]

@@ -38,3 +38,25 @@ async def ensure_topics(broker: KafkaConnection | str, registry: Registry) -> li
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def topic_partitions(
+    broker: KafkaConnection | str, topics: list[str]
+) -> dict[str, list[int]]:
+    """The partition ids of each of `topics` that exists (a missing one is left out).
+
+    Asked with a metadata request naming the topics: a consumer without a group only
+    knows the partitions of topics it was assigned (on Kafka; Tansu tells all).
+    """
+    conn = kafka_connection(broker)
+    admin = AIOKafkaAdminClient(**conn.aiokafka_kwargs(), request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return {
+        str(t["topic"]): sorted(int(p["partition"]) for p in t["partitions"])
+        for t in described
+        if t["error_code"] == 0 and t["partitions"]
+    }
