@@ -8,7 +8,7 @@ PYTEST_WORKERS ?= 2
 
 IMAGE ?= feature-service:0.1.0
 
-.PHONY: install run test lint typecheck unit integration clean chromium engine image test-image
+.PHONY: install run test test-kafka lint typecheck unit integration clean chromium engine image test-image
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ chromium:
 
 test: lint typecheck chromium
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+
+# The broker-facing tests (marker `broker`: every test using the session's `stack`) on a
+# real Apache Kafka 4 broker (KRaft, one node per test process), its jars resolved with
+# Maven on first use into ~/.cache/feature-service/. Needs Java 17+ and Maven.
+test-kafka: install
+	FS_TEST_BROKER=kafka $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m broker \
+	  --timeout 600 tests/integration
 
 # The container image (README "Deploying"): podman, or docker where its daemon runs.
 # Debian's podman, runc and debootstrap are installed here when missing, as root with

@@ -145,7 +145,7 @@ class FeatureStore:
             if not self.settings.broker_url:
                 raise StoreUnavailable("no broker configured (FS_BROKER_URL)")
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.settings.broker_url,
+                **self.settings.kafka.aiokafka_kwargs(),
                 acks="all",
                 linger_ms=5,
                 max_batch_size=256 * 1024,

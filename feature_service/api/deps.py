@@ -20,6 +20,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from feature_service.core.config import Settings
+from feature_service.core.kafka import KafkaAuthError, check_credentials
 from feature_service.definitions import Registry
 
 
@@ -41,8 +42,13 @@ class ApiState:
             if self._producer is None:
                 if not self.settings.broker_url:
                     raise HTTPException(503, "no broker configured (FS_BROKER_URL)")
+                kafka = self.settings.kafka
+                try:  # wrong credentials say so (a 503 naming them), not "unavailable"
+                    await check_credentials(kafka, timeout_s=5.0)
+                except KafkaAuthError as exc:
+                    raise HTTPException(503, str(exc)) from None
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=self.settings.broker_url,
+                    **kafka.aiokafka_kwargs(),
                     acks="all",
                     linger_ms=1,
                     request_timeout_ms=5000,

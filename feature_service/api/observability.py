@@ -115,7 +115,7 @@ class RequestObservability:
 def _broker_offsets(request: Request, state: ApiState) -> BrokerOffsets:
     offsets: BrokerOffsets | None = getattr(request.app.state, "broker_offsets", None)
     if offsets is None:
-        offsets = BrokerOffsets(state.settings.broker_url)
+        offsets = BrokerOffsets(state.settings.kafka if state.settings.broker_url else None)
         request.app.state.broker_offsets = offsets
     return offsets
 

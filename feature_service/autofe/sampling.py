@@ -24,6 +24,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from feature_service.core.kafka import KafkaConnection, kafka_connection
+
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 SUPPORTED_SUFFIXES = (*JSON_SUFFIXES, ".csv", ".parquet")
 
@@ -110,7 +112,7 @@ def _read_table(path: Path, suffix: str, limit: int | None) -> pd.DataFrame:
 
 
 def read_topic_sample(
-    bootstrap: str,
+    broker: KafkaConnection | str,
     topic: str,
     limit: int = DEFAULT_TOPIC_EVENTS,
     timeout_s: float = DEFAULT_TOPIC_TIMEOUT_S,
@@ -120,7 +122,7 @@ def read_topic_sample(
     Stops early when the topic's current end is reached or after `timeout_s`; reads
     without a consumer group, so it never moves the worker's offsets.
     """
-    values = asyncio.run(_consume(bootstrap, topic, limit, timeout_s))
+    values = asyncio.run(_consume(kafka_connection(broker), topic, limit, timeout_s))
     sample = records_sample(values, f"topic {topic}", limit)
     if sample.frame.empty:
         what = (
@@ -132,17 +134,18 @@ def read_topic_sample(
     return sample
 
 
-async def _consume(bootstrap: str, topic: str, limit: int, timeout_s: float) -> list[bytes | None]:
+async def _consume(
+    conn: KafkaConnection, topic: str, limit: int, timeout_s: float
+) -> list[bytes | None]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
-    )
+    bootstrap = conn.bootstrap
+    consumer = AIOKafkaConsumer(**conn.aiokafka_kwargs(), enable_auto_commit=False, group_id=None)
+    from feature_service.stream.topics import topic_partitions
+
+    ids = (await topic_partitions(conn, [topic])).get(topic)
     await consumer.start()
     try:
-        if topic not in await consumer.topics():  # also refreshes the cached metadata
-            raise ValueError(f"topic {topic!r} does not exist on {bootstrap}")
-        ids = consumer.partitions_for_topic(topic)
         if not ids:
             raise ValueError(f"topic {topic!r} does not exist on {bootstrap}")
         tps = [TopicPartition(topic, p) for p in sorted(ids)]

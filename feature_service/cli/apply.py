@@ -148,7 +148,7 @@ def apply_file(file: Path, settings: Settings, definitions: Path | None = None) 
     if settings.broker_url and parsed.sources:
         from feature_service.stream.topics import ensure_topics
 
-        created = asyncio.run(ensure_topics(settings.broker_url, registry))
+        created = asyncio.run(ensure_topics(settings.kafka, registry))
     own_sources = {s.name for s in parsed.sources}
     views = [v.name for v in parsed.feature_views]
     return Applied(

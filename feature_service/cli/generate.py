@@ -19,6 +19,7 @@ from rich.table import Table
 
 from feature_service.cli.console import console, err_console
 from feature_service.core.config import load_settings
+from feature_service.core.kafka import KafkaConnection
 from feature_service.definitions.durations import format_duration, parse_duration
 from feature_service.definitions.loader import parse_definitions_text
 from feature_service.definitions.registry import build_registry
@@ -114,7 +115,7 @@ def generate_command(
         view_name=view_name,
         ttl_s=_duration("--ttl", ttl),
     )
-    sample = _read(events, topic, limit, settings.broker_url)
+    sample = _read(events, topic, limit, settings.kafka if settings.broker_url else None)
     with err_console.status("running Deep Feature Synthesis and measuring on the sample"):
         generated = generate(sample, options, existing)
     if not generated.kept:
@@ -142,7 +143,9 @@ def generate_command(
         console.print(f"next: feature-service apply {output}", highlight=False, soft_wrap=True)
 
 
-def _read(events: Path | None, topic: str | None, limit: int | None, broker: str | None) -> Sample:
+def _read(
+    events: Path | None, topic: str | None, limit: int | None, broker: KafkaConnection | None
+) -> Sample:
     from feature_service.autofe.sampling import read_sample, read_topic_sample
 
     if events is not None:

@@ -155,9 +155,7 @@ def worker(definitions: DefinitionsOption = None) -> None:
     path = definitions or settings.definitions
     watcher = DefinitionsWatcher(path)  # before loading: a change meanwhile is not missed
     registry = load_definitions(path)
-    if not settings.broker_url:
-        raise ValueError("no broker: set FS_BROKER_URL or start `feature-service up`")
-    asyncio.run(ensure_topics(settings.broker_url, registry))
+    asyncio.run(ensure_topics(settings.kafka, registry))
     run_worker(settings, registry, watcher)
 
 
@@ -191,6 +189,14 @@ def up(
         int | None, typer.Option(help="API port (default: 8000 if free, else any free port).")
     ] = None,
     stores: Annotated[Path, typer.Option(help="Where data and logs go.")] = Path("stores"),
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            help="Embedded broker: `tansu` (memory-only, the default) or `kafka` (Apache "
+            "Kafka 4, data on disk under stores/kafka; needs Java 17+ and Maven on first "
+            "use). Default: FS_EMBEDDED_BROKER."
+        ),
+    ] = None,
 ) -> None:
     """Run the embedded stack in the foreground: broker, Redis, the worker and the API.
 
@@ -201,7 +207,11 @@ def up(
     with a backoff (1 s doubling to 30 s); Redis or the broker that exits is restarted,
     saying what was lost. Ctrl-C or SIGTERM stops everything.
 
-    Example: feature-service up --definitions definitions/ --api-port 8000
+    With `--broker kafka` the broker and Redis keep their data under the stores folder,
+    so stopping and starting `up` again keeps topics, offsets, online state and the
+    offline log.
+
+    Example: feature-service up --definitions definitions/ --api-port 8000 --broker kafka
     """
     from feature_service.embedded.processes import free_port, port_open
     from feature_service.embedded.stack import EmbeddedStack
@@ -211,6 +221,9 @@ def up(
     settings = load_settings()
     definitions = definitions or settings.definitions
     registry = load_definitions(definitions)  # refuse bad definitions before starting
+    kind = broker or settings.embedded_broker
+    if kind not in ("tansu", "kafka"):
+        raise ValueError(f"--broker must be tansu or kafka, not {kind!r}")
     if api_port is None:
         api_port = 8000 if not port_open("127.0.0.1", 8000) else free_port()
 
@@ -218,22 +231,35 @@ def up(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
-    stack = EmbeddedStack(stores, write_stack_file=True, definitions=definitions)
+    stack = EmbeddedStack(
+        stores, write_stack_file=True, definitions=definitions, broker=kind  # type: ignore[arg-type]
+    )
     try:
         with console.status("starting broker and Redis"):
             stack.start()
         console.print(f"broker  {stack.broker.bootstrap}", highlight=False)
         console.print(f"redis   {stack.redis.url}", highlight=False)
         cleaned = stack.start_clean()
-        if cleaned:
+        kept = stack.broker.keeps_topics
+        if cleaned and kind == "kafka":
+            _say(f"clean start: {cleaned} (a new Kafka data folder: its topics start empty)")
+        elif cleaned:
             _say(f"clean start: {cleaned} (the broker and Redis keep data in memory only)")
+        elif kept:
+            _say(
+                "kept    topics, offsets, online state and the offline log of the last run "
+                f"(Kafka data in {stores / 'kafka'})"
+            )
         created = asyncio.run(ensure_topics(stack.broker.bootstrap, registry))
         if created:
             console.print(f"topics  {', '.join(created)}", highlight=False)
         stack.worker = stack.worker_process(definitions).start()
         with console.status("starting the API"):
             stack.start_api(api_port, definitions)
-        if not no_replay:
+        if kept and replay is None and not no_replay:
+            # the sample was sent on the first start and is still in the topics
+            _say("replay  skipped: the topics kept the last run's events (--replay FILE sends)")
+        elif not no_replay:
             _replay(stack.broker.bootstrap, registry, _replay_files(definitions, replay, registry))
         console.print(
             f"[bold green]API ready[/bold green] {stack.api_url}  (docs: {stack.api_url}/docs)"
@@ -271,16 +297,13 @@ def produce(
     registry = load_definitions(definitions or settings.definitions)
     if source not in registry.sources:
         raise ValueError(f"unknown source {source!r} (known: {', '.join(registry.sources)})")
-    if not settings.broker_url:
-        raise ValueError("no broker: set FS_BROKER_URL or start `feature-service up`")
+    kafka = settings.kafka
     src = registry.sources[source]
     messages = list(read_event_messages(file, src.key, functools.partial(_unreadable, file)))
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task(f"producing to {src.topic}", total=len(messages))
         sent = asyncio.run(
-            produce_messages(
-                settings.broker_url, src, messages, lambda n: progress.advance(task, n)
-            )
+            produce_messages(kafka, src, messages, lambda n: progress.advance(task, n))
         )
     console.print(f"sent {sent} events to {src.topic}", highlight=False)
 

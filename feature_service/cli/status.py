@@ -91,7 +91,8 @@ async def read_status(settings: Settings, registry: Registry) -> PipelineStatus:
         raise ValueError("no Redis: set FS_REDIS_URL or start `feature-service up`")
     redis = connect(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
     try:
-        return await read_pipeline_status(redis, registry, BrokerOffsets(settings.broker_url))
+        broker = BrokerOffsets(settings.kafka if settings.broker_url else None)
+        return await read_pipeline_status(redis, registry, broker)
     except (RedisError, OSError) as exc:
         raise ValueError(f"cannot read Redis at {settings.redis_url}: {exc}") from None
     finally:

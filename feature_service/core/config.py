@@ -14,11 +14,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from feature_service.core.kafka import KafkaConnection, SaslMechanism, SecurityProtocol
+
 STACK_FILE_NAME = "stack.json"
+EmbeddedBrokerKind = Literal["tansu", "kafka"]
 
 
 class Settings(BaseSettings):
@@ -28,6 +32,34 @@ class Settings(BaseSettings):
 
     broker_url: str | None = Field(
         default=None, description="Kafka bootstrap servers, e.g. `127.0.0.1:9092`."
+    )
+    kafka_security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT",
+        description="How clients talk to Kafka: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        default="PLAIN", description="SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
+    kafka_ssl_ca_file: Path | None = Field(
+        default=None, description="PEM CA bundle for the brokers' certificates (default: system)."
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        default=None, description="PEM client certificate (mutual TLS)."
+    )
+    kafka_ssl_key_file: Path | None = Field(
+        default=None, description="PEM private key of the client certificate."
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        default=None, description="Password of an encrypted client key."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        default=True, description="Check that broker certificates name the host."
+    )
+    embedded_broker: EmbeddedBrokerKind = Field(
+        default="tansu",
+        description="The broker `up` and the tests embed: `tansu` (memory-only) or `kafka`.",
     )
     redis_url: str | None = Field(default=None, description="e.g. `redis://127.0.0.1:6379/0`.")
     api_url: str | None = Field(default=None, description="Base URL of the lookup API.")
@@ -105,6 +137,24 @@ class Settings(BaseSettings):
     )
 
     @property
+    def kafka(self) -> KafkaConnection:
+        """How to reach the broker (`FS_BROKER_URL` and `FS_KAFKA_*`); ValueError if unset."""
+        if not self.broker_url:
+            raise ValueError("no broker: set FS_BROKER_URL or start `feature-service up`")
+        return KafkaConnection(
+            self.broker_url,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=_secret(self.kafka_sasl_password),
+            ca_file=self.kafka_ssl_ca_file,
+            cert_file=self.kafka_ssl_cert_file,
+            key_file=self.kafka_ssl_key_file,
+            key_password=_secret(self.kafka_ssl_key_password),
+            check_hostname=self.kafka_ssl_check_hostname,
+        )
+
+    @property
     def stack_file(self) -> Path:
         """The file a running `feature-service up` describes itself in."""
         return self.stores_dir / STACK_FILE_NAME
@@ -133,6 +183,10 @@ def load_settings(**overrides: object) -> Settings:
     if "definitions" in found:
         found["definitions"] = Path(str(found["definitions"]))
     return settings.model_copy(update=found) if found else settings
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
 
 
 def _process_alive(pid: object) -> bool:

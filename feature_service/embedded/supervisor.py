@@ -6,10 +6,12 @@
 - The API stops answering: `/health/live` is probed every tick with a 2 s timeout; after
   3 failures in a row the API is killed (a hung process would not act on SIGTERM, and it
   still holds the port) and started again like one that died.
-- Redis exits: a new, empty one is started on the same port (clients reconnect there),
-  and the worker is started again so that it replays the topics, which still hold every
-  event, into it.
-- The broker exits: its topics were in memory and are gone. A new one is started on the
+- Redis exits: a new one is started on the same port (clients reconnect there), empty
+  (beside Kafka: with its append-only file), and the worker is started again so that
+  it replays from the topics, which still hold every event, what Redis does not have.
+- The embedded Kafka broker exits: it is started again on the same port with its data
+  folder, so topics and offsets are kept; the worker waits for it and resumes.
+- The Tansu broker exits: its topics were in memory and are gone. A new one is started on the
   same port, the source topics are created again and the stores start clean
   (`EmbeddedStack.start_clean`); events must be sent again.
 
@@ -175,6 +177,13 @@ class Supervisor:
         code = redis.returncode()
         self.stack.restart_redis()
         self._start(self.children["worker"])
+        if self.stack.redis.persist:
+            self.warn(
+                f"redis exited with code {code}; restarted it on port {self.stack.redis.port} "
+                "with its append-only file and restarted the worker: it replays from the "
+                "broker's topics whatever the file missed"
+            )
+            return
         self.warn(
             f"redis exited with code {code}; restarted it empty on port {self.stack.redis.port} "
             "and restarted the worker: online state was in memory only; the worker rebuilds it "
@@ -186,9 +195,18 @@ class Supervisor:
         from feature_service.stream.topics import ensure_topics
 
         code = broker.returncode()
+        if self.stack.broker_kind == "kafka":
+            self.stack.restart_broker()
+            if self.stack.broker.keeps_topics:  # the worker waits for it and resumes
+                self.warn(
+                    f"broker exited with code {code}; restarted it on port "
+                    f"{self.stack.broker.port} with its data folder: topics and offsets kept"
+                )
+                return
         worker = self._process(self.children["worker"])
         worker.stop()  # nothing may write the stores while they are made clean
-        self.stack.restart_broker()
+        if self.stack.broker_kind != "kafka":
+            self.stack.restart_broker()
         cleaned = self.stack.start_clean()
         try:
             registry = load_definitions(self.definitions)

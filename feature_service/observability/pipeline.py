@@ -34,6 +34,7 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from feature_service.core.kafka import KafkaConnection, kafka_connection
 from feature_service.definitions import Registry, Source
 from feature_service.online.redis_layout import WORKERS_KEY, offset_key, stats_key
 
@@ -98,8 +99,10 @@ class BrokerOffsets:
     when the broker restarts; it costs a few milliseconds.
     """
 
-    def __init__(self, bootstrap: str | None, ttl_s: float = 1.0, timeout_s: float = 2.0) -> None:
-        self.bootstrap = bootstrap
+    def __init__(
+        self, broker: KafkaConnection | str | None, ttl_s: float = 1.0, timeout_s: float = 2.0
+    ) -> None:
+        self.connection = None if broker is None else kafka_connection(broker)
         self.ttl_s = ttl_s
         self.timeout_s = timeout_s
         self._lock = asyncio.Lock()
@@ -112,7 +115,7 @@ class BrokerOffsets:
         `topics` maps a topic to its declared partition count, used when the broker's
         metadata does not list the topic. Raises `BrokerUnavailable`.
         """
-        if not self.bootstrap:
+        if self.connection is None:
             raise BrokerUnavailable("no broker configured (FS_BROKER_URL)")
         async with self._lock:
             key = frozenset(topics.items())
@@ -127,8 +130,9 @@ class BrokerOffsets:
             return offsets
 
     async def _ask(self, topics: dict[str, int]) -> dict[tuple[str, int], int]:
+        assert self.connection is not None
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **self.connection.aiokafka_kwargs(),
             enable_auto_commit=False,
             request_timeout_ms=int(self.timeout_s * 1000),
             fetch_max_wait_ms=50,

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaProducer
 
+from feature_service.core.kafka import KafkaConnection, check_credentials, kafka_connection
 from feature_service.definitions import Source
 from feature_service.stream.event_files import EventMessage
 
@@ -15,7 +16,7 @@ _MAX_IN_FLIGHT = 20_000
 
 
 async def produce_messages(
-    bootstrap: str,
+    broker: KafkaConnection | str,
     source: Source,
     messages: Iterable[EventMessage],
     on_sent: Callable[[int], None] | None = None,
@@ -25,8 +26,13 @@ async def produce_messages(
     Order is kept per key: aiokafka's default partitioner (murmur2, as Kafka's Java
     client) sends one key to one partition, and one connection keeps send order.
     """
+    conn = kafka_connection(broker)
+    await check_credentials(conn)
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024, acks="all"
+        **conn.aiokafka_kwargs(),
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        acks="all",
     )
     await producer.start()
     sent = 0

@@ -41,6 +41,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
+import orjson
 from aiokafka import AIOKafkaProducer
 from faust.types import TP
 from redis.exceptions import RedisError
@@ -90,7 +91,7 @@ class WorkerRuntime:
             socket_timeout=10,
             socket_connect_timeout=5,
         )
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.broker_url, acks="all")
+        producer = AIOKafkaProducer(**self.settings.kafka.aiokafka_kwargs(), acks="all")
         await producer.start()
         self.redis = redis
         self._closers = [producer.stop, lambda: self.monitor.leave(redis), redis.aclose]
@@ -192,9 +193,11 @@ def build_app(
         )
     faust_dir = settings.stores_dir / "faust"
     faust_dir.mkdir(parents=True, exist_ok=True)
+    kafka = settings.kafka
     app = BatchApp(
         settings.consumer_group,
-        broker=f"kafka://{settings.broker_url}",
+        broker=kafka.faust_broker(),
+        broker_credentials=kafka.faust_credentials(),
         web_enabled=False,
         web_host="127.0.0.1",
         broker_rebalance_timeout=settings.rebalance_timeout_s,
@@ -288,6 +291,57 @@ async def record_layouts(settings: Settings, registry: Registry) -> None:
         raise LayoutChangeRefused(refused)
 
 
+class BrokerForgotTopics(ValueError):
+    """Redis holds offsets past the end of the broker's partitions: the broker lost them."""
+
+
+async def check_offsets_against_broker(settings: Settings, registry: Registry) -> None:
+    """Refuse to run when Redis remembers offsets the broker's topics do not reach.
+
+    That is a broker that forgot its topics (the memory-only Tansu broker restarted, a
+    Kafka data folder wiped) or a topic deleted and created again, beside a Redis that
+    kept its data. Run on, the worker would skip the new events up to the remembered
+    offsets (and later ones would overwrite offline files of the old ones): online
+    state and the offline log would silently describe other events. So it stops with
+    one line saying so (`feature-service up` starts clean in that case on its own,
+    `EmbeddedStack.start_clean`). A broker that cannot be asked is waited for as usual.
+    """
+    from feature_service.observability.pipeline import BrokerOffsets, BrokerUnavailable
+    from feature_service.online.redis_layout import offset_key
+
+    assert settings.redis_url
+    sources = [s for s in registry.sources.values() if registry.views_of_source(s.name)]
+    if not sources:
+        return
+    try:
+        ends = await BrokerOffsets(settings.kafka, timeout_s=10.0).end_offsets(
+            {s.topic: s.partitions for s in sources}
+        )
+    except BrokerUnavailable as exc:
+        log.warning("cannot compare Redis offsets with the broker's (%s); going on", exc)
+        return
+    redis = connect(settings.redis_url, cluster=settings.redis_cluster, socket_timeout=10)
+    try:
+        for source in sources:
+            partitions = sorted(p for (topic, p) in ends if topic == source.topic)
+            raws = [await redis.get(offset_key(source.name, p)) for p in partitions]
+            for p, raw in zip(partitions, raws, strict=True):
+                committed = 0 if raw is None else int(orjson.loads(raw)[0])
+                end = ends[(source.topic, p)]
+                if committed > end:
+                    raise BrokerForgotTopics(
+                        f"{source.topic}[{p}]: Redis has events up to offset {committed} but "
+                        f"the broker's partition ends at {end}: the broker lost this topic "
+                        "(a memory-only broker restarted, or the topic was created again) "
+                        "while Redis kept its state; refusing to skip or mix events. Start "
+                        "clean (empty the Redis database and move the offline log aside; "
+                        "`feature-service up` does this itself) or point FS_REDIS_URL at "
+                        "the Redis that belongs to this broker"
+                    )
+    finally:
+        await redis.aclose()
+
+
 def run_worker(
     settings: Settings, registry: Registry, watcher: DefinitionsWatcher | None = None
 ) -> None:
@@ -297,6 +351,7 @@ def run_worker(
     the recorded layout of a view: see the module docstring.
     """
     app, _ = build_app(settings, registry, watcher)
+    asyncio.run(check_offsets_against_broker(settings, registry))
     asyncio.run(record_layouts(settings, registry))
     if settings.worker_metrics_port is not None:
         from prometheus_client import start_http_server

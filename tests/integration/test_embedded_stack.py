@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 
 from feature_service.embedded import EmbeddedRedis, EmbeddedStack, StackError
 from feature_service.embedded.broker import EmbeddedBroker
@@ -24,6 +27,14 @@ pytestmark = pytest.mark.integration
 
 def test_broker_round_trips_a_message(stack: EmbeddedStack) -> None:
     async def round_trip() -> list[tuple[bytes | None, bytes | None]]:
+        # Created first: Kafka, like managed clusters, does not create topics on a send.
+        admin = AIOKafkaAdminClient(bootstrap_servers=stack.broker.bootstrap)
+        await admin.start()
+        try:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics([NewTopic("roundtrip", 1, 1)])
+        finally:
+            await admin.close()
         producer = AIOKafkaProducer(bootstrap_servers=stack.broker.bootstrap)
         await producer.start()
         try:

@@ -245,7 +245,7 @@ def test_every_referenced_config_and_secret_exists(overlay: tuple[str, list[Doc]
             for source in container.get("envFrom", []):
                 if "configMapRef" in source:
                     refs.append(("ConfigMap", source["configMapRef"]["name"]))
-                if "secretRef" in source:
+                if "secretRef" in source and not source["secretRef"].get("optional"):
                     refs.append(("Secret", source["secretRef"]["name"]))
         for kind, ref in refs:
             if kind == "Secret" and ref in EXTERNAL_SECRETS[name]:
@@ -467,3 +467,14 @@ def test_the_schema_check_refuses_a_broken_object() -> None:
     broken["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGett"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_every_workload_reads_the_optional_kafka_secret(overlay: tuple[str, list[Doc]]) -> None:
+    """FS_KAFKA_* (SASL/TLS) come from the Secret `feature-service-kafka` where it exists."""
+    _, docs = overlay
+    for doc in docs:
+        if doc["kind"] not in WORKLOADS or not doc["metadata"]["name"].startswith("feature-"):
+            continue
+        for container in pod_template(doc)["spec"]["containers"]:
+            refs = [s["secretRef"] for s in container.get("envFrom", []) if "secretRef" in s]
+            assert {"name": "feature-service-kafka", "optional": True} in refs, doc["metadata"]

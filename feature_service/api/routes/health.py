@@ -53,12 +53,11 @@ async def _redis(state: ApiState) -> DependencyHealth:
 
 
 async def _broker(state: ApiState) -> DependencyHealth:
-    url = state.settings.broker_url
-    if not url:
+    if not state.settings.broker_url:
         return DependencyHealth(status="not configured")
-    host, _, port = url.split(",")[0].rpartition(":")
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 1.0)
+        host, port = state.settings.kafka.first_address
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
         writer.close()
         await writer.wait_closed()
         return DependencyHealth(status="ok")
