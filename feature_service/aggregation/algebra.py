@@ -586,12 +586,22 @@ def _moments(
         empty = np.zeros(0)
         return groups, np.zeros(0, dtype=np.intp), empty, empty
     counts = ends - starts
+    mean, m2 = run_moments(x, starts, counts)
+    return groups, counts, mean, m2
+
+
+def run_moments(
+    x: npt.NDArray[np.float64], starts: npt.NDArray[np.intp], counts: npt.NDArray[np.intp]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``(mean, M2)`` of each run ``x[starts[i]:starts[i] + counts[i]]`` (runs end to
+    end, none empty) by the corrected two-pass algorithm; an overflow gives inf/NaN.
+    The tiles' per-group moments and the training sets' windows both take it."""
     with np.errstate(over="ignore", invalid="ignore"):  # overflow: inf/NaN, made None later
         mean0 = safe_means(x, starts, counts)
         dev = x - np.repeat(mean0, counts)
         sdev = np.add.reduceat(dev, starts)
         m2 = np.add.reduceat(dev * dev, starts) - sdev * sdev / counts
-    return groups, counts, mean0 + sdev / counts, np.maximum(m2, 0.0)
+    return mean0 + sdev / counts, np.maximum(m2, 0.0)
 
 
 class Mean(Aggregator):
@@ -736,12 +746,8 @@ class _Moments(Aggregator):
             if idx.size == 0:
                 continue
             counts = (hi - lo)[a:b][nonempty]
-            xs = x[idx]
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                mean0 = safe_means(xs, starts, counts)
-                dev = xs - np.repeat(mean0, counts)
-                sdev = np.add.reduceat(dev, starts)
-                m2 = np.maximum(np.add.reduceat(dev * dev, starts) - sdev * sdev / counts, 0.0)
+            _, m2 = run_moments(x[idx], starts, counts)
+            with np.errstate(invalid="ignore", divide="ignore"):
                 out[a:b][nonempty] = np.where(
                     (counts >= 2) & np.isfinite(m2), m2 / (counts - 1), np.nan
                 )

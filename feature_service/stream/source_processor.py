@@ -135,10 +135,10 @@ class _EntityWrite:
 class FencedError(RuntimeError):
     """Another writer moved the partition's offset: our view of the state is stale.
 
-    `rewind`: the partitions whose pending work was dropped, and the committed offset
-    this worker knew for each; the consumer reads them again from there (the next
-    batch then finds where Redis really is). Without it a fenced worker that already
-    fetched everything would wait for new events forever.
+    `rewind`: the partitions whose pending work was dropped, and the offset to read
+    each again from (no later than what Redis holds); the next batch then finds where
+    Redis really is. Without it a fenced worker that already fetched everything would
+    wait for new events forever.
     """
 
     def __init__(self, message: str) -> None:
@@ -285,15 +285,11 @@ class SourceProcessor:
         checked = sorted(assigned)
         if not checked:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for p in checked:
-                pipe.get(offset_key(self.source.name, p))
-            current = await pipe.execute()
         rewind: dict[int, int] = {}
         lost = False
-        for p, raw in zip(checked, current, strict=True):
+        for p, raw in zip(checked, await self._read_offsets(checked), strict=True):
             state = self.partitions.get(p)
-            stored = -1 if raw is None else int(orjson.loads(raw)[0])
+            stored = _stored_offset(raw)
             if state is not None and state.raw is not None:
                 moved = raw != state.raw
             else:  # gone or behind what this worker committed: lost
@@ -428,15 +424,17 @@ class SourceProcessor:
         self._pending_since = None
         return result
 
+    async def _read_offsets(self, partitions: Sequence[int]) -> list[bytes | None]:
+        """The offset keys' values of `partitions` (one pipeline; None where absent)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in partitions:
+                pipe.get(offset_key(self.source.name, p))
+            return cast(list[bytes | None], await pipe.execute())
+
     async def _check_offsets(self, parts: dict[int, _Partition]) -> None:
         """Raise `StoreLostError` if an offset key is gone or behind what this worker
         committed, `FencedError` if another worker moved one; else nothing."""
-        keys = [offset_key(self.source.name, p) for p in parts]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.get(key)
-            current = await pipe.execute()
-        self._raise_if_moved(parts, current)
+        self._raise_if_moved(parts, await self._read_offsets(list(parts)))
 
     def _raise_if_moved(self, parts: dict[int, _Partition], current: list[Any]) -> None:
         """Raise if an offset key of `parts` is not what this worker last saw; the
@@ -446,7 +444,7 @@ class SourceProcessor:
         moved = False
         rewind: dict[int, int] = {}
         for (p, state), raw in zip(parts.items(), current, strict=True):
-            stored = -1 if raw is None else int(orjson.loads(raw)[0])
+            stored = _stored_offset(raw)
             rewind[p] = min(state.next_offset, max(stored, 0))
             if raw == state.raw:
                 continue
@@ -729,15 +727,16 @@ class SourceProcessor:
             *stats,
         )
         if not committed:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.get(key)
-                current = await pipe.execute()
-            self._raise_if_moved(parts, current)
+            await self._check_offsets(parts)  # Redis lost data, or another worker moved one
             raise FencedError(f"an offset of {self.source.topic} moved: another worker owns it")
         for p in parts:
             parts[p].raw = new_raw[p]
         self.store_resets = 0
+
+
+def _stored_offset(raw: bytes | None) -> int:
+    """The next offset an offset key's value holds; -1 for an absent key."""
+    return -1 if raw is None else int(orjson.loads(raw)[0])
 
 
 def _record_time(record: Any) -> float | None:

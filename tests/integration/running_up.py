@@ -203,3 +203,11 @@ def run_cli(
         cwd=cwd,
         env=env,
     )
+
+
+def error_line(run: subprocess.CompletedProcess[str]) -> str:
+    """The one line a command that failed (exit code 1) printed on stderr."""
+    assert run.returncode == 1, run.stdout + run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, run.stderr
+    return lines[0]

@@ -7,8 +7,6 @@ remembered offsets; the worker stops with one line instead (`up` starts clean it
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import redis
 
 from feature_service.embedded import EmbeddedStack
 from feature_service.online.redis_layout import offset_key
+from tests.integration.running_up import error_line, run_cli
 from tests.integration.streaming import make_events, produce, write_definitions
 
 pytestmark = pytest.mark.integration
@@ -38,17 +37,7 @@ def test_offsets_past_the_end_of_the_topic_stop_the_worker_with_one_line(
         "FS_OFFLINE_URI": str(tmp_path / "offline"),
         "FS_CONSUMER_GROUP": f"fs-test-{uuid.uuid4().hex[:8]}",
     }
-    run = subprocess.run(
-        [sys.executable, "-m", "feature_service.cli.main", "worker"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 1
-    lines = [line for line in run.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, run.stderr
-    assert f"{source.topic}[1]: Redis has events up to offset 10000" in lines[0]
-    assert "the broker lost this topic" in lines[0]
+    line = error_line(run_cli("worker", env=env))
+    assert f"{source.topic}[1]: Redis has events up to offset 10000" in line
+    assert "the broker lost this topic" in line
     assert not (tmp_path / "offline").exists(), "nothing was written"

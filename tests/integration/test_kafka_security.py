@@ -32,6 +32,7 @@ from feature_service.observability.pipeline import BrokerOffsets, read_pipeline_
 from feature_service.stream.producer import produce_messages
 from feature_service.stream.topics import ensure_topics
 from tests.conditions import wait_for
+from tests.integration.running_up import error_line, run_cli
 from tests.integration.streaming import (
     make_events,
     messages,
@@ -215,16 +216,6 @@ def test_a_wrong_password_stops_the_worker_with_one_clear_line(
     broker, ca_file = secured
     env = sasl_env(broker, ca_file, "wrong-password")
     definitions, _ = write_definitions(tmp_path, partitions=1)
-    run = subprocess.run(
-        [*CLI, "worker", "-d", str(definitions)],
-        env={**stack.env(), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 1
-    lines = [line for line in run.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, run.stderr
-    assert "authentication failed" in lines[0].lower(), lines[0]
-    assert USER in lines[0] and "wrong-password" not in lines[0]
+    line = error_line(run_cli("worker", "-d", str(definitions), env={**stack.env(), **env}))
+    assert "authentication failed" in line.lower(), line
+    assert USER in line and "wrong-password" not in line
