@@ -543,9 +543,17 @@ class Sum(Aggregator):
         return _finite(s + c)
 
     def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
-        total, scale = events.window_sums(lo, hi)
-        with np.errstate(over="ignore"):  # a window sum beyond float64 is null
-            value = np.ldexp(total, scale)
+        small = events.gathered(lo, hi)
+        if small is not None:
+            x, starts, nonempty = small
+            value = np.full(lo.size, np.nan)
+            if x.size:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    value[nonempty] = np.add.reduceat(x, starts)
+        else:
+            total, scale = events.window_sums(lo, hi)
+            with np.errstate(over="ignore"):  # a window sum beyond float64 is null
+                value = np.ldexp(total, scale)
         return np.where((hi > lo) & np.isfinite(value), value, np.nan)
 
     def _grouped(
@@ -655,9 +663,16 @@ class Mean(Aggregator):
         return float(ir[1]) if ir[0] and ir[1] is not None else None
 
     def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
-        total, scale = events.window_sums(lo, hi)
-        with np.errstate(over="ignore"):
-            value = np.ldexp(total / np.maximum(hi - lo, 1), scale)
+        small = events.gathered(lo, hi)
+        if small is not None:
+            x, starts, nonempty = small
+            value = np.full(lo.size, np.nan)
+            if x.size:
+                value[nonempty] = safe_means(x, starts, (hi - lo)[nonempty])
+        else:
+            total, scale = events.window_sums(lo, hi)
+            with np.errstate(over="ignore"):
+                value = np.ldexp(total / np.maximum(hi - lo, 1), scale)
         return np.where((hi > lo) & np.isfinite(value), value, np.nan)
 
     def _grouped(

@@ -9,7 +9,9 @@ class in `aggregation.algebra`, next to the online fold and merge of the same
 statistic, so the two cannot drift apart:
 
 - ``count``: difference of bounds (exact);
-- ``sum``/``mean``: window differences of prefix sums split into an exact part and a
+- ``sum``/``mean``: each window's own values added (`WindowEvents.gathered`) when the
+  windows hold at most `GATHER_BUDGET` events together (online reads); beyond that,
+  window differences of prefix sums split into an exact part and a
   tiny remainder (`WindowEvents.exact_prefix`): values are rounded to a grid ``2**q``
   coarse enough that every partial sum of the rounded values is an exact float, so
   their window differences are exact, and the remainders are below ``2**q`` (error
@@ -129,6 +131,17 @@ class WindowEvents:
         head, tail, scale = self.exact_prefix()
         return (head[hi] - head[lo]) + (tail[hi] - tail[lo]), scale
 
+    def gathered(self, lo: Int, hi: Int) -> tuple[Float, Int, npt.NDArray[np.bool_]] | None:
+        """The values of windows [lo, hi) end to end, each non-empty window's start in
+        them and which windows are non-empty, when they hold at most `GATHER_BUDGET`
+        events together (online reads, short windows); else None (use prefix sums).
+        Summing a window's own values keeps its sum accurate relative to the window,
+        where a prefix difference is accurate relative to the whole log."""
+        if int((hi - lo).sum()) > GATHER_BUDGET:
+            return None
+        idx, starts, nonempty = gather(lo, hi)
+        return self.floats()[idx], starts, nonempty
+
     def previous_same(self) -> Int:
         """prev[i]: the previous stream event of the same entity and value, else -1."""
         if "prev" not in self.cache:
@@ -147,6 +160,55 @@ class WindowEvents:
             self.cache["prev"] = prev
         prev_: Int = self.cache["prev"]
         return prev_
+
+
+@dataclass
+class EventIndex:
+    """Binary searches over events sorted by (entity code, event_ts): where each query's
+    window begins and ends, for many queries at once (training sets and online reads).
+
+    Each event gets the int64 key ``code * (U + 1) + rank(event_ts)`` (``U`` distinct
+    times, ranks 1-based), which is sorted, so a bound is one `numpy.searchsorted` over
+    the times and one over the keys.
+
+    >>> index = EventIndex.of(np.array([0, 0, 1]), np.array([1.0, 5.0, 2.0]))
+    >>> index.upto(np.array([0, 1, -1]), np.array([4.0, 9.0, 9.0])).tolist()
+    [1, 3, 0]
+    >>> index.since(np.array([0, 1]), np.array([2.0, 0.0])).tolist()
+    [1, 2]
+    """
+
+    key: Int
+    times: Float
+
+    @classmethod
+    def of(cls, code: Int, ts: Float) -> EventIndex:
+        times, rank = np.unique(ts, return_inverse=True)
+        key = np.asarray(code, dtype=np.int64) * (times.size + 1) + rank.reshape(-1) + 1
+        return cls(key, times)
+
+    def _base(self, code: Int) -> Int:
+        return np.asarray(code, dtype=np.int64) * (self.times.size + 1)
+
+    def upto(self, code: Int, t: Float) -> Int:
+        """End (exclusive) of entity `code`'s events with ``ts <= t`` (0 for code -1)."""
+        hi_key = self._base(code) + np.searchsorted(self.times, t, "right")
+        hi = np.searchsorted(self.key, hi_key, "right").astype(np.int64)
+        hi[np.asarray(code) < 0] = 0
+        return hi
+
+    def since(self, code: Int, start: Float) -> Int:
+        """First of entity `code`'s events with ``ts >= start`` (0 for code -1)."""
+        lo_key = self._base(code) + np.searchsorted(self.times, start, "left")
+        lo = np.searchsorted(self.key, lo_key, "right").astype(np.int64)
+        lo[np.asarray(code) < 0] = 0
+        return lo
+
+    def first(self, code: Int) -> Int:
+        """First event of entity `code` (0 for code -1)."""
+        lo = np.searchsorted(self.key, self._base(code), "right").astype(np.int64)
+        lo[np.asarray(code) < 0] = 0
+        return lo
 
 
 def chunks(lo: Int, hi: Int) -> list[tuple[int, int]]:

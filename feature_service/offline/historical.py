@@ -18,9 +18,9 @@ online semantics (DESIGN.md, `aggregation.windows`):
 How (vectorised, no Python loop over rows or events): this module only loads, locates
 and unsorts. Per view, the log's needed columns are read once (`EventLog.scan`, each
 ``(partition, offset)`` once), late events dropped, and events sorted by ``(entity,
-event_ts, seq)``. Every event gets an int64 key ``entity * (U + 1) + rank(event_ts)``
-(``U`` distinct times), which is sorted, so the first and last event of any row's window
-are two `numpy.searchsorted` calls over all rows at once. The events a feature
+event_ts, seq)``. The first and last event of every row's window
+are found by binary search for all rows at once (`window_events.EventIndex`, which the
+online reads use too). The events a feature
 aggregates (its `where`, its column not null) are an `aggregation.window_events.
 WindowEvents`; its aggregation's own class computes every row's window from them
 (`Aggregator.over_windows`, beside the online fold and merge of the same statistic).
@@ -40,7 +40,7 @@ import pandas as pd
 import pyarrow as pa
 
 from feature_service.aggregation.algebra import AGGREGATORS
-from feature_service.aggregation.window_events import WindowEvents
+from feature_service.aggregation.window_events import EventIndex, WindowEvents
 from feature_service.aggregation.windows import window_starts
 from feature_service.definitions import Feature, FeatureView, Registry
 from feature_service.events.parsing import column_from_arrow
@@ -158,8 +158,7 @@ class _Events:
     ts: Float
     seq: Int
     columns: dict[str, npt.NDArray[Any]]
-    key: Int  # code * (U + 1) + rank of ts in `times` (1-based): sorted
-    times: Float  # the distinct event times
+    index: EventIndex  # window bounds by binary search
     entities: pd.Index  # entity id (str) of each code
 
 
@@ -259,8 +258,8 @@ def _load_events(
         for c in sorted(needed)
         if c != key_col or c in _value_columns(feats)
     }
-    key = code * (times.size + 1) + rank
-    return _Events(code, ts, seq, columns, key, times, pd.Index(uniques))
+    index = EventIndex(code * (times.size + 1) + rank, times)
+    return _Events(code, ts, seq, columns, index, pd.Index(uniques))
 
 
 def _value_columns(feats: Sequence[Feature]) -> set[str]:
@@ -292,25 +291,18 @@ def _locate(events: _Events, keys: npt.NDArray[Any], t: Float) -> _Queries:
     order = np.lexsort((t, code))
     code, t_sorted = code[order], t[order]
     known = code >= 0
-    hi_key = code * (events.times.size + 1) + np.searchsorted(events.times, t_sorted, "right")
-    hi = np.searchsorted(events.key, hi_key, "right").astype(np.int64)
-    hi[~known] = 0
+    hi = events.index.upto(code, t_sorted)
     return _Queries(order, code, t_sorted, hi, known)
 
 
 def _bounds(events: _Events, queries: _Queries, feature: Feature) -> tuple[Int, Int]:
     """Window [lo, hi) of each (sorted) row in event positions."""
-    base = queries.code * (events.times.size + 1)
     if feature.window_s is None:
-        lo_key = base
-    else:
-        hop = feature.hop_s
-        assert hop is not None
-        start = window_starts(queries.t, feature.window_s, hop)
-        lo_key = base + np.searchsorted(events.times, start, "left")
-    lo = np.searchsorted(events.key, lo_key, "right").astype(np.int64)
-    lo[~queries.known] = 0
-    return lo, queries.hi
+        return events.index.first(queries.code), queries.hi
+    hop = feature.hop_s
+    assert hop is not None
+    start = window_starts(queries.t, feature.window_s, hop)
+    return events.index.since(queries.code, start), queries.hi
 
 
 def _feature_events(view: FeatureView, feature: Feature, events: _Events) -> WindowEvents:

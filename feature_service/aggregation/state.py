@@ -1,0 +1,791 @@
+"""Online state of a feature view (engine v2): each entity's retained events, packed.
+
+What an entity's state holds. Every event of the entity the view takes (not late) with
+``ts >= cutoff(w)``, sorted by ``(ts, seq)``, with only what the view's features read:
+the event time, the ordering tiebreak ``seq``, one pass flag per distinct `where`
+filter (evaluated once, when the event is written), and each aggregated column. Events
+below the cutoff are folded into the lifetime features' IRs (the *base*) and dropped.
+A feature is evaluated at ``t`` the way training sets evaluate it over the offline log:
+the window's events are a range of the sorted events (two binary searches) and the
+aggregation's own `Aggregator.over_windows` computes it (`aggregation.window_events`),
+so online values and training sets share one implementation by construction.
+
+Why events and not tiles. The window semantics (``floor(t - W, h) <= ts <= t`` at any
+``t`` within one longest window of the watermark, DESIGN.md) need every retained
+event's own time: a tile state must keep the raw events anyway, and the tiles on top
+of them (one per level per slot, as JSON) were 80-90% of the bytes and of the write
+cost. Reads cost O(events in the windows read), vectorised over all the entities of a
+request; a view with very hot entities (thousands of events per window) would want
+per-hop summaries on top, as the next step.
+
+Compaction. With ``w`` the newest watermark the state was written at and ``C`` the
+coarsest hop, ``cutoff(w) = floor((w - retention_s) / C) * C`` (`StateLayout.cutoff`):
+an event below it is folded into the base (lifetime features) and dropped. A window
+starting before the cutoff, or a lifetime feature at a time before the newest event in
+the base, would not be exact: `evaluate` raises `OutsideRetentionError` instead. Events
+of a lagging partition that arrive below an entity's cutoff go straight to the base,
+so nothing is lost to the lifetime features.
+
+The encoding (the contract between the worker, the backfill and the readers; one Redis
+string per (view, entity), `online.redis_layout`):
+
+=========  ==================================================================
+bytes      content
+=========  ==================================================================
+0..19      the state's version, 20 ASCII digits (writers compare-and-set on it)
+20..21     ``F2``: this format
+22..29     two little-endian uint32: ``n`` events, ``m`` header bytes
+30..       the header, ``m`` bytes of JSON: ``v`` layout fingerprint, ``w``
+           watermark, ``l`` newest event time, ``b`` base IRs (lifetime features
+           in order), ``bh`` newest time folded into the base, ``o`` per
+           ``topic:partition`` the next offset whose events the state holds,
+           ``bf`` set by a backfill, ``c`` the values of the columns stored as
+           JSON (strings, ints, bools), one list per column
+then       ``n`` packed records (`StateLayout.record`): ``ts`` float64, ``seq``
+           int64, one uint8 per filter, one float64 per float/timestamp column
+=========  ==================================================================
+
+A blob is decoded with one `numpy.frombuffer` and one `orjson.loads`; many blobs are
+decoded, merged and encoded together (`decode`, `write`), so a flush costs a few numpy
+passes over all its entities plus a few microseconds per entity.
+
+>>> from feature_service.aggregation.spec import FeatureSpec
+>>> layout = StateLayout([FeatureSpec("n_1h", "count", window_s=3600),
+...                       FeatureSpec("total", "sum", "amount")], {"amount": "float"})
+>>> state = EntityState(layout)
+>>> state.add(1000.5, 0, {"amount": 2.0}), state.add(1100.0, 1, {"amount": 3.0})
+(True, True)
+>>> state.evaluate(1100.0)
+{'n_1h': 2, 'total': 5.0}
+>>> state.evaluate(5000.0)
+{'n_1h': 0, 'total': 5.0}
+>>> EntityState.from_bytes(layout, state.to_bytes()).evaluate(1050.0)
+{'n_1h': 1, 'total': 2.0}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pandas as pd
+
+from feature_service.aggregation.algebra import AGGREGATORS, IR, Aggregator
+from feature_service.aggregation.spec import FeatureLike, check_feature
+from feature_service.aggregation.window_events import EventIndex, WindowEvents, gather
+from feature_service.aggregation.windows import (
+    check_levels,
+    default_hop,
+    tile_start,
+    window_starts,
+)
+
+__all__ = [
+    "EntityState",
+    "Events",
+    "LayoutMismatchError",
+    "Meta",
+    "OutsideRetentionError",
+    "StaleFormatError",
+    "StateLayout",
+    "States",
+    "decode",
+    "evaluate",
+    "write",
+]
+
+MAGIC = b"F2"
+VERSION_DIGITS = 20
+_COUNTS = struct.Struct("<II")
+_HEAD = VERSION_DIGITS + len(MAGIC) + _COUNTS.size
+BINARY_KINDS = frozenset({"float", "timestamp"})
+"""Schema types stored packed as float64 (NaN: null); others go to the JSON header."""
+LIFETIME_ONLY_LEVELS: tuple[int, ...] = (60, 3600)
+
+Int = npt.NDArray[np.int64]
+Float = npt.NDArray[np.float64]
+
+
+class OutsideRetentionError(ValueError):
+    """The query time reaches before the retained state: the answer would not be exact."""
+
+
+class LayoutMismatchError(ValueError):
+    """A state was written by another layout of the view (features, filters, order)."""
+
+
+class StaleFormatError(ValueError):
+    """A stored value is not in this format (e.g. written before engine v2)."""
+
+
+def _filter_key(feature: FeatureLike) -> Hashable | None:
+    where = getattr(feature, "where", None)
+    if where is None:
+        return None
+    return getattr(where, "text", where)
+
+
+class StateLayout:
+    """What a view's state stores and how it is evaluated: built once per view.
+
+    `features` are `FeatureSpec`s or the registry's `Feature`s; `kinds` maps columns to
+    their schema type (columns of type float/timestamp are packed as float64; others,
+    and columns without a kind, are kept as JSON values). `retention_s` (default: the
+    longest window) is how far behind the watermark events are kept.
+
+    >>> from feature_service.aggregation.spec import FeatureSpec
+    >>> layout = StateLayout([FeatureSpec("s", "sum", "x", 3600)], {"x": "float"})
+    >>> layout.record.names, layout.coarsest, layout.retention_s
+    (('ts', 'seq', 'x'), 60, 3600)
+    """
+
+    def __init__(
+        self,
+        features: Sequence[FeatureLike],
+        kinds: Mapping[str, str] | None = None,
+        *,
+        retention_s: int | None = None,
+    ) -> None:
+        if not features:
+            raise ValueError("a layout needs at least one feature")
+        self.features: tuple[FeatureLike, ...] = tuple(features)
+        self.names: tuple[str, ...] = tuple(f.name for f in self.features)
+        if len(set(self.names)) != len(self.names):
+            raise ValueError("feature names must be unique within a view")
+        for f in self.features:
+            check_feature(f)
+        self.aggs: tuple[Aggregator, ...] = tuple(AGGREGATORS[f.aggregation] for f in features)
+        self.windows: tuple[tuple[int, int] | None, ...] = tuple(
+            None
+            if f.window_s is None
+            else (f.window_s, f.hop_s if f.hop_s is not None else default_hop(f.window_s))
+            for f in self.features
+        )
+        hops = {w[1] for w in self.windows if w is not None}
+        self.levels: tuple[int, ...] = check_levels(hops or LIFETIME_ONLY_LEVELS)
+        self.coarsest = self.levels[-1]
+        self.max_window: int = max((w[0] for w in self.windows if w is not None), default=0)
+        retention = self.max_window if retention_s is None else retention_s
+        if not isinstance(retention, int) or retention < self.max_window:
+            raise ValueError(
+                f"retention_s must be a whole number of seconds >= the longest window "
+                f"({self.max_window}), not {retention!r}"
+            )
+        self.retention_s: int = retention
+        self.lifetime: tuple[int, ...] = tuple(i for i, w in enumerate(self.windows) if w is None)
+
+        filters: list[Hashable] = []
+        feature_filter: list[int | None] = []
+        for f in self.features:
+            key = _filter_key(f)
+            if key is None:
+                feature_filter.append(None)
+                continue
+            if key not in filters:
+                filters.append(key)
+            feature_filter.append(filters.index(key))
+        self.feature_filter: tuple[int | None, ...] = tuple(feature_filter)
+        """Index of each feature's `where` among the view's distinct filters (None: none)."""
+        self.filter_feature: tuple[int, ...] = tuple(
+            feature_filter.index(k) for k in range(len(filters))
+        )
+        """First feature of each filter: its column of `passes` is the filter's."""
+        self.takes_all = any(k is None for k in feature_filter)
+        """Some feature has no filter: every event is kept."""
+
+        self.columns: tuple[str, ...] = tuple(
+            sorted({f.column for f in self.features if f.column is not None})
+        )
+        given = dict(kinds or {})
+        self.kinds: dict[str, str | None] = {c: given.get(c) for c in self.columns}
+        self.binary: tuple[str, ...] = tuple(
+            c for c in self.columns if given.get(c) in BINARY_KINDS
+        )
+        self.json_columns: tuple[str, ...] = tuple(c for c in self.columns if c not in self.binary)
+        self.record = np.dtype(
+            [
+                ("ts", "<f8"),
+                ("seq", "<i8"),
+                *[(f"w{k}", "u1") for k in range(len(filters))],
+                *[(c, "<f8") for c in self.binary],
+            ]
+        )
+        self.filter_fields = tuple(f"w{k}" for k in range(len(filters)))
+        description = [
+            [f.name, f.aggregation, f.column, *(w or (None, None)), k]
+            for f, w, k in zip(self.features, self.windows, feature_filter, strict=True)
+        ]
+        digest = hashlib.sha1(
+            json.dumps(["F2", description, self.binary]).encode(), usedforsecurity=False
+        )
+        self.fingerprint: str = digest.hexdigest()[:16]
+
+    @property
+    def n_filters(self) -> int:
+        return len(self.filter_feature)
+
+    def cutoff(self, watermark: float) -> int:
+        """Events below this time are folded into the base once the state is at `watermark`."""
+        return tile_start(watermark - self.retention_s, self.coarsest)
+
+    def cutoffs(self, watermarks: Float) -> Float:
+        """`cutoff` of many watermarks (-inf for none)."""
+        out = np.full(watermarks.shape, -np.inf)
+        has = np.isfinite(watermarks)
+        if has.any():
+            shifted = np.floor(watermarks[has] - self.retention_s)
+            out[has] = np.floor(shifted / self.coarsest) * self.coarsest
+        return out
+
+    def is_late(self, ts: float, watermark: float | None) -> bool:
+        """Whether an event at `ts` is refused by a state compacted at `watermark`."""
+        return watermark is not None and ts < watermark - self.retention_s
+
+    def filter_flags(self, passes: npt.ArrayLike | None, n: int) -> npt.NDArray[np.bool_]:
+        """The ``(n, filters)`` pass flags from an ``(n, features)`` matrix of `where`
+        results (None: every event passes)."""
+        if passes is None:
+            return np.ones((n, self.n_filters), dtype=np.bool_)
+        per_feature = np.asarray(passes, dtype=np.bool_).reshape(n, len(self.features))
+        return per_feature[:, list(self.filter_feature)]
+
+    def member(self, feature: int, flags: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        """Which events (given their filter flags) feature number `feature` takes."""
+        k = self.feature_filter[feature]
+        if k is None:
+            return np.ones(flags.shape[0], dtype=np.bool_)
+        return flags[:, k]
+
+
+# --------------------------------------------------------------------------- containers
+
+
+@dataclass
+class Meta:
+    """An entity's state apart from its events."""
+
+    version: int = 0
+    w: float | None = None
+    last: float | None = None
+    base: list[IR] | None = None
+    base_hi: float | None = None
+    applied: dict[str, int] = field(default_factory=dict)
+    backfilled: bool = False
+
+
+@dataclass
+class Events:
+    """Events of many entities: ``code`` is each event's entity (an index)."""
+
+    code: Int
+    ts: Float
+    seq: Int
+    flags: npt.NDArray[np.bool_]  # (n, filters)
+    columns: dict[str, npt.NDArray[Any]]
+
+    def __len__(self) -> int:
+        return int(self.ts.size)
+
+    def take(self, idx: npt.NDArray[Any]) -> Events:
+        return Events(
+            self.code[idx],
+            self.ts[idx],
+            self.seq[idx],
+            self.flags[idx],
+            {c: v[idx] for c, v in self.columns.items()},
+        )
+
+    @classmethod
+    def of(
+        cls,
+        layout: StateLayout,
+        code: npt.ArrayLike,
+        ts: npt.ArrayLike,
+        seq: npt.ArrayLike,
+        columns: Mapping[str, npt.ArrayLike],
+        passes: npt.ArrayLike | None = None,
+    ) -> Events:
+        """Events from arrays: `columns` holds (at least) the layout's columns, absent
+        ones are null; `passes` is the ``(n, features)`` matrix of `where` results."""
+        ts_a = np.asarray(ts, dtype=np.float64)
+        n = ts_a.size
+        cols = {}
+        for c in layout.columns:
+            if c in columns:
+                arr = np.asarray(columns[c])
+                if arr.shape != (n,):
+                    raise ValueError(f"column {c!r} must have one value per event")
+            else:
+                arr = np.full(n, None, dtype=object)
+            cols[c] = _stored_column(arr, c in layout.binary)
+        return cls(
+            np.asarray(code, dtype=np.int64).reshape(n),
+            ts_a,
+            np.asarray(seq, dtype=np.int64).reshape(n),
+            layout.filter_flags(passes, n),
+            cols,
+        )
+
+
+def _stored_column(values: npt.NDArray[Any], binary: bool) -> npt.NDArray[Any]:
+    if binary:
+        if values.dtype.kind == "O":
+            return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        return values.astype(np.float64, copy=False)
+    return values if values.dtype.kind == "O" else values.astype(object)
+
+
+def _empty_events(layout: StateLayout) -> Events:
+    return Events.of(layout, [], [], [], {})
+
+
+@dataclass
+class States:
+    """Decoded states of many entities: `metas[i]` is None where entity i has none;
+    `events` are sorted by (code, ts, seq)."""
+
+    metas: list[Meta | None]
+    events: Events
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def decode(layout: StateLayout, blobs: Sequence[bytes | None]) -> States:
+    """The states of many entities from their stored values (None: no state)."""
+    metas: list[Meta | None] = []
+    records: list[npt.NDArray[Any]] = []
+    counts: list[int] = []
+    json_values: list[list[Any]] = [[] for _ in layout.json_columns]
+    for blob in blobs:
+        if blob is None:
+            metas.append(None)
+            counts.append(0)
+            continue
+        if blob[VERSION_DIGITS : _HEAD - _COUNTS.size] != MAGIC:
+            raise StaleFormatError("the stored state is not in the format of engine v2")
+        n, m = _COUNTS.unpack_from(blob, VERSION_DIGITS + len(MAGIC))
+        header = orjson.loads(blob[_HEAD : _HEAD + m])
+        if header["v"] != layout.fingerprint:
+            raise LayoutMismatchError(
+                f"state written by layout {header['v']}, this layout is {layout.fingerprint}"
+            )
+        metas.append(
+            Meta(
+                int(blob[:VERSION_DIGITS]),
+                header.get("w"),
+                header.get("l"),
+                header.get("b"),
+                header.get("bh"),
+                header.get("o", {}),
+                bool(header.get("bf")),
+            )
+        )
+        counts.append(n)
+        if n:
+            records.append(np.frombuffer(blob, dtype=layout.record, count=n, offset=_HEAD + m))
+            for values, column in zip(json_values, header["c"], strict=True):
+                values.extend(column)
+    if not records:
+        return States(metas, _empty_events(layout))
+    rec = np.concatenate(records) if len(records) > 1 else records[0]
+    code = np.repeat(np.arange(len(metas), dtype=np.int64), counts)
+    flags = (
+        np.stack([rec[f] for f in layout.filter_fields], axis=1).astype(np.bool_)
+        if layout.filter_fields
+        else np.ones((rec.size, 0), dtype=np.bool_)
+    )
+    columns: dict[str, npt.NDArray[Any]] = {c: rec[c].copy() for c in layout.binary}
+    for c, values in zip(layout.json_columns, json_values, strict=True):
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = values
+        columns[c] = arr
+    return States(metas, Events(code, rec["ts"].copy(), rec["seq"].copy(), flags, columns))
+
+
+def _encode_all(layout: StateLayout, metas: Sequence[Meta], events: Events) -> list[bytes]:
+    """Blobs of entities 0..len(metas)-1 (`events` sorted by code, ts, seq)."""
+    n = len(events)
+    rec = np.empty(n, dtype=layout.record)
+    rec["ts"] = events.ts
+    rec["seq"] = events.seq
+    for k, name in enumerate(layout.filter_fields):
+        rec[name] = events.flags[:, k]
+    for c in layout.binary:
+        rec[c] = events.columns[c]
+    raw = rec.tobytes()
+    size = layout.record.itemsize
+    lists = [events.columns[c].tolist() for c in layout.json_columns]
+    bounds = np.searchsorted(events.code, np.arange(len(metas) + 1)).tolist()
+    out = []
+    for i, meta in enumerate(metas):
+        a, b = bounds[i], bounds[i + 1]
+        header: dict[str, Any] = {"v": layout.fingerprint, "l": meta.last}
+        if meta.w is not None:
+            header["w"] = meta.w
+        if meta.base is not None:
+            header["b"] = meta.base
+            header["bh"] = meta.base_hi
+        if meta.applied:
+            header["o"] = meta.applied
+        if meta.backfilled:
+            header["bf"] = 1
+        header["c"] = [values[a:b] for values in lists]
+        head = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)
+        out.append(
+            b"%020d" % meta.version
+            + MAGIC
+            + _COUNTS.pack(b - a, len(head))
+            + head
+            + raw[a * size : b * size]
+        )
+    return out
+
+
+def version_of(blob: bytes | None) -> str:
+    """The version prefix of a stored state ('' for none), as writers compare it."""
+    return "" if blob is None else blob[:VERSION_DIGITS].decode()
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write(
+    layout: StateLayout,
+    states: States,
+    new: Events,
+    watermark: Float,
+    last: Float,
+    applied: Sequence[Mapping[str, int]] | None = None,
+    backfilled: bool = False,
+) -> list[bytes]:
+    """New stored values of every entity of `states` with events `new` added: the one
+    state writer (merge, compact, encode) of the worker and the backfill.
+
+    `new.code` indexes `states.metas`; `watermark[i]` is what entity i compacts at (at
+    least its stored ``w``; -inf: none), `last[i]` its newest new event time (NaN:
+    none), `applied[i]` offset marks to set. Late events must be left out by the caller
+    (`plan.ViewPlan.late`); events below an entity's cutoff go to its base.
+    """
+    metas = [Meta() if meta is None else _copy(meta) for meta in states.metas]
+    if not layout.takes_all and len(new):
+        new = new.take(np.flatnonzero(new.flags.any(axis=1)))
+    old = states.events
+    events = _concat(layout, old, new)
+    if len(new):
+        order = np.lexsort((events.seq, events.ts, events.code))
+        events = events.take(order)
+    stored_w = np.array([-np.inf if meta.w is None else meta.w for meta in metas])
+    w = np.maximum(stored_w, np.asarray(watermark, dtype=np.float64))
+    cutoff = layout.cutoffs(w)
+    drop = events.ts < cutoff[events.code]
+    if drop.any():
+        _fold_into_base(layout, metas, events.take(np.flatnonzero(drop)))
+        events = events.take(np.flatnonzero(~drop))
+    last_a = np.asarray(last, dtype=np.float64)
+    for i, meta in enumerate(metas):
+        meta.version += 1
+        if math.isfinite(w[i]):
+            meta.w = float(w[i])
+        if not math.isnan(last_a[i]):
+            meta.last = float(last_a[i]) if meta.last is None else max(meta.last, float(last_a[i]))
+        if applied is not None:
+            meta.applied.update(applied[i])
+        meta.backfilled = meta.backfilled or backfilled
+    return _encode_all(layout, metas, events)
+
+
+def _copy(meta: Meta) -> Meta:
+    return Meta(
+        meta.version,
+        meta.w,
+        meta.last,
+        None if meta.base is None else list(meta.base),
+        meta.base_hi,
+        dict(meta.applied),
+        meta.backfilled,
+    )
+
+
+def _concat(layout: StateLayout, a: Events, b: Events) -> Events:
+    if not len(b):
+        return a
+    if not len(a):
+        return b
+    return Events(
+        np.concatenate([a.code, b.code]),
+        np.concatenate([a.ts, b.ts]),
+        np.concatenate([a.seq, b.seq]),
+        np.concatenate([a.flags, b.flags]),
+        {c: np.concatenate([a.columns[c], b.columns[c]]) for c in layout.columns},
+    )
+
+
+def _fold_into_base(layout: StateLayout, metas: list[Meta], dropped: Events) -> None:
+    """Fold events falling below their entities' cutoffs into the lifetime base."""
+    if not layout.lifetime:
+        return
+    entities = np.unique(dropped.code).tolist()
+    hi = pd.Series(dropped.ts).groupby(dropped.code).max()
+    per_feature = []
+    for i in layout.lifetime:
+        f = layout.features[i]
+        take = layout.member(i, dropped.flags)
+        values = None if f.column is None else dropped.columns[f.column][take]
+        per_feature.append(
+            layout.aggs[i].grouped(
+                dropped.ts[take], dropped.seq[take], values, dropped.code[take], len(metas)
+            )
+        )
+    for e in entities:
+        meta = metas[e]
+        base = meta.base or [layout.aggs[i].empty() for i in layout.lifetime]
+        meta.base = [
+            layout.aggs[i].merge(b, irs[e])
+            for i, b, irs in zip(layout.lifetime, base, per_feature, strict=True)
+        ]
+        top = float(hi[e])
+        meta.base_hi = top if meta.base_hi is None else max(meta.base_hi, top)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def evaluate(
+    layout: StateLayout,
+    states: States,
+    row_code: npt.ArrayLike,
+    row_t: npt.ArrayLike,
+    only: Sequence[str] | None = None,
+) -> dict[str, list[Any]]:
+    """Features (all, or those named in `only`, in layout order) of entity
+    ``row_code[r]`` at time ``row_t[r]`` for every row r, as lists of plain values.
+
+    Raises `OutsideRetentionError` when a row's window starts before its entity's
+    retained events (or a lifetime feature is asked about a time before its base).
+    """
+    codes = np.asarray(row_code, dtype=np.int64)
+    times = np.asarray(row_t, dtype=np.float64)
+    if codes.shape != times.shape or codes.ndim != 1:
+        raise ValueError("row_code and row_t must be 1-d arrays of one length")
+    if not np.all(np.isfinite(times)):
+        raise ValueError("query times must be finite")
+    wanted = range(len(layout.features)) if only is None else _indexes(layout, only)
+    order = np.lexsort((times, codes))  # rows by (entity, t): the algebra's cheapest order
+    codes, t = codes[order], times[order]
+    ev = states.events
+    index = EventIndex.of(ev.code, ev.ts)
+    hi = index.upto(codes, t)
+    start = index.first(codes)
+    cutoff = (
+        layout.cutoffs(
+            np.array([np.nan if m is None or m.w is None else m.w for m in states.metas])
+        )[codes]
+        if states.metas
+        else np.full(codes.size, -np.inf)
+    )
+    out: dict[str, list[Any]] = {}
+    streams: dict[tuple[str | None, int | None], WindowEvents] = {}
+    for i in wanted:
+        f = layout.features[i]
+        agg = layout.aggs[i]
+        key = (f.column, layout.feature_filter[i])
+        if key not in streams:
+            member = layout.member(i, ev.flags)
+            column, kind = None, None
+            if f.column is not None:
+                column = ev.columns[f.column]
+                kind = _kind(layout, f.column, column)
+            streams[key] = WindowEvents.select(ev.code, ev.ts, column, kind, member)
+        stream = streams[key]
+        window = layout.windows[i]
+        if window is None:
+            lo = start
+        else:
+            ws = window_starts(t, *window)
+            early = ws < cutoff
+            if early.any():
+                r = int(np.flatnonzero(early)[0])
+                raise OutsideRetentionError(
+                    f"the {window[0]} s window at t={t[r]} starts at {ws[r]}, before the "
+                    f"retained state (cutoff {cutoff[r]})"
+                )
+            lo = index.since(codes, ws)
+        a, b = stream.bounds(lo, hi)
+        values = _plain(agg.over_windows(stream, a, b, t, lifetime=window is None))
+        if window is None:
+            _with_base(layout, i, states, ev, codes, t, start, hi, values)
+        column_out: list[Any] = [None] * len(values)
+        for r, v in zip(order.tolist(), values, strict=True):
+            column_out[r] = v
+        out[f.name] = column_out
+    return out
+
+
+def _indexes(layout: StateLayout, only: Sequence[str]) -> list[int]:
+    names = set(only)
+    unknown = names - set(layout.names)
+    if unknown:
+        raise ValueError(f"unknown features {sorted(unknown)}")
+    return [i for i, name in enumerate(layout.names) if name in names]
+
+
+def _kind(layout: StateLayout, column: str, values: npt.NDArray[Any]) -> str | None:
+    kind = layout.kinds.get(column)
+    if kind is not None:
+        return kind
+    if values.dtype.kind == "O" and any(isinstance(v, str) for v in values):
+        return "string"
+    return None
+
+
+def _plain(values: Any) -> list[Any]:
+    """A column of results as plain Python values, nulls (NaN, NA) as None."""
+    if isinstance(values, pd.api.extensions.ExtensionArray):
+        return [None if v is pd.NA else v for v in values.tolist()]
+    arr = np.asarray(values)
+    if arr.dtype.kind == "f":
+        out: list[Any] = arr.tolist()
+        return [None if v != v else v for v in out]
+    if arr.dtype.kind == "O":
+        return [None if v is None or (isinstance(v, float) and v != v) else v for v in arr]
+    result: list[Any] = arr.tolist()
+    return result
+
+
+def _with_base(
+    layout: StateLayout,
+    i: int,
+    states: States,
+    ev: Events,
+    codes: Int,
+    t: Float,
+    start: Int,
+    hi: Int,
+    values: list[Any],
+) -> None:
+    """Lifetime feature `i` of rows whose entity has compacted events: the base IR
+    merged with the IR of the row's retained events at or before t."""
+    rows = [r for r, c in enumerate(codes.tolist()) if (m := states.metas[c]) and m.base]
+    if not rows:
+        return
+    j = layout.lifetime.index(i)
+    agg = layout.aggs[i]
+    f = layout.features[i]
+    idx = np.asarray(rows, dtype=np.int64)
+    for r in rows:
+        meta = states.metas[int(codes[r])]
+        assert meta is not None
+        if meta.base_hi is not None and t[r] < meta.base_hi:
+            raise OutsideRetentionError(
+                f"lifetime features at t={t[r]} are before the retained state "
+                f"(events up to {meta.base_hi} are compacted)"
+            )
+    pos, starts, nonempty = gather(start[idx], hi[idx])
+    group = np.repeat(np.flatnonzero(nonempty), np.diff(np.append(starts, pos.size)))
+    take = layout.member(i, ev.flags[pos]) if pos.size else np.zeros(0, dtype=np.bool_)
+    pos, group = pos[take], group[take]
+    column = None if f.column is None else ev.columns[f.column][pos]
+    irs = agg.grouped(ev.ts[pos], ev.seq[pos], column, group, len(rows))
+    for g, r in enumerate(rows):
+        meta = states.metas[int(codes[r])]
+        assert meta is not None and meta.base is not None
+        value = agg.finalize(agg.merge(meta.base[j], irs[g]), float(t[r]))
+        values[r] = None if isinstance(value, float) and value != value else value
+
+
+# --------------------------------------------------------------------------- one entity
+
+
+class EntityState:
+    """The state of one entity, for tools and tests: events added one by one, then
+    compacted, evaluated and encoded through the same `write` and `evaluate`.
+
+    `add` refuses (returns False) an event older than ``w - retention_s`` of the last
+    compaction, as the worker's lateness rule would have.
+    """
+
+    def __init__(self, layout: StateLayout, blob: bytes | None = None) -> None:
+        self.layout = layout
+        self.blob = blob
+        self._pending: list[tuple[float, int, Mapping[str, Any], Sequence[bool] | None]] = []
+
+    @classmethod
+    def from_bytes(cls, layout: StateLayout, blob: bytes | None) -> EntityState:
+        state = cls(layout, blob)
+        decode(layout, [blob])  # refuse another layout or format now
+        return state
+
+    @property
+    def meta(self) -> Meta | None:
+        return decode(self.layout, [self._flushed()]).metas[0]
+
+    @property
+    def watermark(self) -> float | None:
+        meta = self.meta
+        return None if meta is None else meta.w
+
+    def add(
+        self, ts: float, seq: int, values: Mapping[str, Any], passes: Sequence[bool] | None = None
+    ) -> bool:
+        if self.layout.is_late(ts, self.watermark):
+            return False
+        self._pending.append((float(ts), int(seq), dict(values), passes))
+        return True
+
+    def compact(self, watermark: float) -> None:
+        self._flushed(watermark)
+
+    def _flushed(self, watermark: float = -math.inf) -> bytes | None:
+        if not self._pending and watermark == -math.inf:
+            return self.blob
+        layout = self.layout
+        states = decode(layout, [self.blob])
+        rows = self._pending
+        self._pending = []
+        n = len(rows)
+        passes = None
+        if any(p is not None for *_, p in rows):
+            passes = [[True] * len(layout.features) if p is None else list(p) for *_, p in rows]
+        columns = {}
+        for c in layout.columns:
+            arr = np.empty(n, dtype=object)
+            arr[:] = [r[2].get(c) for r in rows]
+            columns[c] = arr
+        new = Events.of(
+            layout,
+            np.zeros(n, dtype=np.int64),
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            columns,
+            passes,
+        )
+        newest = max((r[0] for r in rows), default=math.nan)
+        self.blob = write(layout, states, new, np.array([watermark]), np.array([newest]))[0]
+        return self.blob
+
+    def to_bytes(self) -> bytes:
+        blob = self._flushed()
+        if blob is None:
+            blob = write(
+                self.layout,
+                decode(self.layout, [None]),
+                _empty_events(self.layout),
+                np.array([-np.inf]),
+                np.array([np.nan]),
+            )[0]
+            self.blob = blob
+        return blob
+
+    def evaluate(self, t: float, only: Sequence[str] | None = None) -> dict[str, Any]:
+        states = decode(self.layout, [self._flushed()])
+        values = evaluate(self.layout, states, np.zeros(1, dtype=np.int64), [float(t)], only)
+        return {name: column[0] for name, column in values.items()}
