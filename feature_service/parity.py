@@ -37,7 +37,7 @@ import pandas as pd
 from redis.asyncio import Redis
 
 from feature_service.aggregation.algebra import AGGREGATORS
-from feature_service.aggregation.tiles import OutsideRetentionError
+from feature_service.aggregation.state import OutsideRetentionError
 from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.offline.event_log import EventLog
 from feature_service.offline.historical import view_features

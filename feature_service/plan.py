@@ -13,7 +13,8 @@ check, so none of them can drift from the others.
   recompute from `_offset` and `_partition`.
 - `where`: the per-feature filter results of a batch as one ``(events, features)``
   boolean matrix, each distinct filter evaluated once.
-- The tile layout (`aggregation.tiles.TileLayout`) and the columns the view reads.
+- The state layout (`aggregation.state.StateLayout`: what an entity's online state
+  keeps of each event) and the columns the view reads.
 
 Plans are built once per view (views are immutable and hashed by identity).
 
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from feature_service.aggregation.tiles import TileLayout
+from feature_service.aggregation.state import StateLayout
 from feature_service.definitions import FeatureView
 
 SEQ_PARTITION_SLOTS = 4096
@@ -57,7 +58,7 @@ class ViewPlan:
     """What a feature view compiles to; see the module docstring."""
 
     view: FeatureView
-    layout: TileLayout = field(init=False)
+    layout: StateLayout = field(init=False)
     where_columns: tuple[str, ...] = field(init=False)
     """Columns the view's `where` filters read."""
     needed_columns: tuple[str, ...] = field(init=False)
@@ -65,7 +66,10 @@ class ViewPlan:
 
     def __post_init__(self) -> None:
         view = self.view
-        layout = TileLayout(list(view.features), retention_s=view.retention_s)
+        kinds = {
+            c: k for f in view.features if (c := f.column) and (k := view.source.schema.get(c))
+        }
+        layout = StateLayout(list(view.features), kinds, retention_s=view.retention_s)
         where_columns = sorted({c for f in view.features if f.where for c in f.where.columns})
         needed = {view.entity.join_key, *layout.columns, *where_columns}
         object.__setattr__(self, "layout", layout)

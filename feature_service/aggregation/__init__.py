@@ -1,26 +1,23 @@
-"""Aggregation: the algebra of the features, window arithmetic and exact tile state.
+"""Aggregation: the algebra of the features, window arithmetic and the online state.
 
-- `algebra`: one class per aggregation over JSON-able intermediate states (`AGGREGATORS`).
-- `windows`: every window and tile boundary (`default_hop`, `window_start`, `tile_start`).
-- `tiles`: the multi-resolution tile state of one entity of one view (`TileLayout`,
-  `TileState`), laid out as a flat field mapping for one Redis hash.
+- `algebra`: one class per aggregation: its IR (fold, merge, finalize) and its
+  evaluation of many windows over sorted events (`over_windows`), `AGGREGATORS`.
+- `windows`: every window boundary (`default_hop`, `window_start`, `tile_start`).
+- `window_events`: sorted events and the binary searches of windows (`EventIndex`).
+- `state`: an entity's online state, its packed retained events (`StateLayout`,
+  `EntityState`, `write`, `evaluate`), shared by the worker, the backfill and the reader.
 - `reference`: a brute-force implementation of the contract, for tests.
 """
 
 from feature_service.aggregation.algebra import AGGREGATORS, IR, PRESENT, Aggregator
 from feature_service.aggregation.spec import FeatureLike, FeatureSpec
-from feature_service.aggregation.tiles import (
-    Compaction,
+from feature_service.aggregation.state import (
+    EntityState,
     LayoutMismatchError,
-    NeedMoreFields,
     OutsideRetentionError,
-    TileLayout,
-    TileState,
-    decode_field,
-    encode_field,
+    StateLayout,
 )
 from feature_service.aggregation.windows import (
-    cover,
     default_hop,
     tile_start,
     tile_starts,
@@ -32,18 +29,13 @@ __all__ = [
     "IR",
     "PRESENT",
     "Aggregator",
-    "Compaction",
+    "EntityState",
     "FeatureLike",
     "FeatureSpec",
     "LayoutMismatchError",
-    "NeedMoreFields",
     "OutsideRetentionError",
-    "TileLayout",
-    "TileState",
-    "cover",
-    "decode_field",
+    "StateLayout",
     "default_hop",
-    "encode_field",
     "tile_start",
     "tile_starts",
     "window_start",

@@ -14,15 +14,13 @@ quotient (which may round across an integer) is ever taken.
 1699996440.0
 >>> tile_start(1_700_000_070.5, 60)
 1700000040
->>> cover(3300, 7380, (60, 300, 3600))
-[(300, 3300), (3600, 3600), (60, 7200), (60, 7260), (60, 7320)]
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +43,8 @@ def in_time_range(t: float) -> bool:
     (True, False)
     """
     return EARLIEST_TIME <= t < LATEST_TIME
+
+
 _INT64_SAFE = float(2**62)  # |floor(ts)| below this: the int64 tile start cannot overflow
 
 
@@ -85,9 +85,7 @@ def resolve_hop(window_s: int, hop_s: int | None) -> int:
     return hop
 
 
-def window_starts(
-    t: npt.NDArray[np.float64], window_s: int, hop_s: int
-) -> npt.NDArray[np.float64]:
+def window_starts(t: npt.NDArray[np.float64], window_s: int, hop_s: int) -> npt.NDArray[np.float64]:
     """`window_start` of many times at once: ``floor(t / h) * h - W`` (exact).
 
     >>> window_starts(np.array([1_700_000_070.5]), 3600, 60).tolist()
@@ -176,39 +174,6 @@ def check_levels(levels: Iterable[int]) -> tuple[int, ...]:
                 f"hops must each divide the next larger one: {small} does not divide {large}"
             )
     return ordered
-
-
-def cover(start: int, end: int, levels: Sequence[int]) -> list[tuple[int, int]]:
-    """Fewest aligned tiles ``(level, tile_start)`` that exactly tile ``[start, end)``.
-
-    `levels` must satisfy `check_levels`; `start` and `end` must be multiples of the finest
-    level. Greedy: at each point take the largest level whose tile is aligned there and
-    fits, which climbs to the coarsest level, runs along it, then descends.
-
-    >>> cover(60, 660, (60, 300))
-    [(60, 60), (60, 120), (60, 180), (60, 240), (300, 300), (60, 600)]
-    >>> cover(120, 120, (60,))
-    []
-    """
-    finest = levels[0]
-    if start % finest or end % finest:
-        raise ValueError(f"[{start}, {end}) is not aligned to the finest level {finest}")
-    pieces: list[tuple[int, int]] = []
-    cur = start
-    top = len(levels) - 1
-    while cur < end:
-        for i in range(top, -1, -1):
-            level = levels[i]
-            if cur % level == 0 and cur + level <= end:
-                break
-        count = (end - cur) // level
-        if i < top:
-            # stop where the next larger level becomes aligned: it may fit from there
-            nxt = levels[i + 1]
-            count = min(count, (-cur % nxt) // level or count)
-        pieces.extend((level, cur + k * level) for k in range(count))
-        cur += count * level
-    return pieces
 
 
 def _positive_int(value: object) -> bool:

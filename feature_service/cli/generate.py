@@ -32,7 +32,6 @@ if TYPE_CHECKING:  # the pipeline (pandas, featuretools) is imported when the co
 DEFAULT_TOPIC_EVENTS = 10_000
 
 
-
 def generate_command(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to write the definitions (YAML).")

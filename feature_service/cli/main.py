@@ -232,7 +232,10 @@ def up(
 
     signal.signal(signal.SIGTERM, terminate)
     stack = EmbeddedStack(
-        stores, write_stack_file=True, definitions=definitions, broker=kind  # type: ignore[arg-type]
+        stores,
+        write_stack_file=True,
+        definitions=definitions,
+        broker=kind,  # type: ignore[arg-type]
     )
     try:
         with console.status("starting broker and Redis"):

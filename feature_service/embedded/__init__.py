@@ -9,6 +9,8 @@ from feature_service.embedded.stack import EmbeddedStack
 __all__ = [
     "EmbeddedBroker",
     "EmbeddedKafka",
-    "EmbeddedRedis", "EmbeddedStack", "ManagedProcess",
+    "EmbeddedRedis",
+    "EmbeddedStack",
+    "ManagedProcess",
     "StackError",
 ]

@@ -63,9 +63,7 @@ FLUSH_SECONDS = Histogram(
 RATE = Gauge("fs_worker_events_per_second", "Events per second over the last 10 s", ["source"])
 REDIS_ERRORS = Counter("fs_worker_redis_errors", "Redis commands of the worker that failed")
 HEARTBEATS = Counter("fs_worker_heartbeats", "Heartbeats written to Redis")
-FAILING = Gauge(
-    "fs_worker_failing", "1 while the worker's processing fails attempt after attempt"
-)
+FAILING = Gauge("fs_worker_failing", "1 while the worker's processing fails attempt after attempt")
 
 
 class WorkerMonitor:

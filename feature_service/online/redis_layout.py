@@ -3,15 +3,13 @@
 Keys (all prefixed `fs:`; the part in braces is the Redis Cluster hash tag, so the keys
 sharing it live in one hash slot):
 
-- `fs:v:{<entity id>}:<view>` (hash): the view's tile state of one entity, the fields of
-  `aggregation.tiles.TileLayout` (`v`, `w`, `lo`, `hi`, `a`, `b`, `t:<level>:<start>`,
-  `r:<start>`), each compact JSON, plus:
-  - `last`: the entity's newest event time;
-  - `_n`: a version, incremented by every write (writers compare-and-set on it);
-  - `_o:<topic>:<partition>`: the next offset of that partition of the view's source
-    topic whose events this state already holds (all of this entity's events of that
-    partition below it are in the state).
-  All views of one entity id share a slot, so a lookup of one entity reads one slot.
+- `fs:v:{<entity id>}:<view>` (string): the view's state of one entity, in the format
+  of `aggregation.state` (its retained events packed, its version first, the newest
+  event time, the lifetime base, and per `<topic>:<partition>` of the view's source
+  the next offset whose events it holds; a backfill marks what it wrote). Writers
+  compare-and-set on the version. All views of one entity id share a slot, so a
+  lookup of one entity reads one slot. Engine v1 kept a hash of tile fields here;
+  such a key is refused (`online.view_layouts.stale_state_message`).
 - `fs:o:{<source>}:<partition>` (string): JSON `[next offset, watermark]`, how far the
   source's state (all entities) reflects that partition of its topic.
 - `fs:stats:{<source>}` (hash): counters `events`, `dlq`, `late:<view>`, `flushes`
@@ -33,7 +31,7 @@ sharing it live in one hash slot):
   events/s; entries of workers gone for long are pruned by the others.
 
 Writes go through two Lua scripts (standalone and Cluster alike): `APPLY_ENTITY`
-changes one entity hash if its version is still the one the writer read, and
+sets one entity's state if its version is still the one the writer read, and
 `COMMIT_OFFSETS` moves a source's offset keys, if each still holds what the writer
 read, together with its counters. The stream worker applies every entity of a flush,
 then commits the offsets (see `stream.source_processor` for why that is exactly once).
@@ -46,18 +44,14 @@ longest window, so idle entities do not pile up; a view without ttl keeps its ke
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-from feature_service.aggregation.tiles import TileLayout, decode_field
+from feature_service.aggregation.state import StateLayout
 from feature_service.definitions import FeatureView
 from feature_service.plan import view_plan
 
 PREFIX = "fs:"
-LAST_EVENT_FIELD = "last"
-VERSION_FIELD = "_n"
 
 
 def entity_key(view: str, entity_id: str) -> str:
@@ -98,10 +92,11 @@ def stats_key(source: str) -> str:
     return f"{PREFIX}stats:{{{source}}}"
 
 
-def applied_field(topic: str, partition: int) -> str:
-    """The entity field holding the next offset of `topic`'s `partition` already in its
-    state. Named by topic too, so a view moved to another topic starts afresh."""
-    return f"_o:{topic}:{partition}"
+def applied_mark(topic: str, partition: int) -> str:
+    """The name under which an entity's state keeps the next offset of `topic`'s
+    `partition` already in it. Named by topic too, so a view moved to another topic
+    starts afresh."""
+    return f"{topic}:{partition}"
 
 
 WORKERS_KEY = f"{PREFIX}workers"
@@ -114,83 +109,40 @@ def expiry_seconds(view: FeatureView) -> int | None:
     return view.ttl_s + (view.longest_window_s or 0)
 
 
-def merge_state(
-    layout: TileLayout,
-    encoded: Mapping[str, Any],
-    delta: Mapping[str, Any],
-    watermark: float,
-    last: float,
-) -> tuple[dict[str, Any], list[str]]:
-    """A field delta merged into an entity's stored (encoded) hash, the newest event
-    time raised to `last`, and compacted at `watermark` (at least the state's own `w`):
-    the changed fields (decoded) and the stored fields to delete. The one merge the
-    worker and the backfill share; only the fields it touches are decoded."""
-    current = {k: decode_field(encoded[k]) for k in delta if k in encoded}
-    changed = layout.merge_fields(current, delta)
-    stored_last = decode_field(encoded.get(LAST_EVENT_FIELD))
-    changed[LAST_EVENT_FIELD] = last if stored_last is None else max(stored_last, last)
-    stored_w = decode_field(encoded.get("w"))
-    if not math.isfinite(watermark) and stored_w is None:
-        return changed, []
-    plan = layout.plan_compaction(encoded.keys() | changed.keys(), watermark, stored_w)
-    read = {k: changed[k] if k in changed else decode_field(encoded.get(k)) for k in plan.read}
-    changed.update(layout.apply_compaction(plan, read))
-    for name in plan.delete:
-        changed.pop(name, None)
-    return changed, [name for name in plan.delete if name in encoded]
-
-
-def view_layout(view: FeatureView) -> TileLayout:
-    """The tile layout of a view (its plan's, built once)."""
+def view_layout(view: FeatureView) -> StateLayout:
+    """The state layout of a view (its plan's, built once)."""
     return view_plan(view).layout
 
 
 # KEYS[1]: an entity key. ARGV: expected version ('' = no state yet), expiry seconds
-# ('' = none), the number N of fields to delete, those N names, then field/value pairs.
-# Returns the new version, or 0 (nothing written) when the version moved.
+# ('' = none), the new value (its first 20 bytes: the new version, `aggregation.state`).
+# Returns 1, or 0 (nothing written) when the version moved.
 APPLY_ENTITY = """
-local cur = redis.call('HGET', KEYS[1], '_n')
-if (cur or '') ~= ARGV[1] then return 0 end
-local nd = tonumber(ARGV[3])
-local i = 4
-while i < 4 + nd do
-  local last = math.min(i + 999, 3 + nd)
-  redis.call('HDEL', KEYS[1], unpack(ARGV, i, last))
-  i = last + 1
+local cur = redis.call('GETRANGE', KEYS[1], 0, 19)
+if cur ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[3])
 end
-while i <= #ARGV do
-  local last = math.min(i + 999, #ARGV)
-  redis.call('HSET', KEYS[1], unpack(ARGV, i, last))
-  i = last + 1
-end
-local version = redis.call('HINCRBY', KEYS[1], '_n', 1)
-if ARGV[2] ~= '' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-return version
+return 1
 """
 
+
 def queue_apply_entity(
-    pipe: Any,
-    sha: str,
-    key: str,
-    expected: str,
-    expiry: int | None,
-    deleted: Sequence[str],
-    changed: Mapping[str, Any],
+    pipe: Any, sha: str, key: str, expected: str, expiry: int | None, value: bytes
 ) -> None:
-    """Queue one `APPLY_ENTITY` (loaded as `sha`) on a pipeline: change `key` if its
-    version is still `expected` ('' = no state yet). The one packing of its arguments,
-    for the worker and the backfill."""
-    args: list[Any] = ["" if expiry is None else expiry, len(deleted), *deleted]
-    for item in changed.items():
-        args += item
+    """Queue one `APPLY_ENTITY` (loaded as `sha`) on a pipeline: set `key` to `value` if
+    its version is still `expected` ('' = no state yet). The one packing of its
+    arguments, for the worker and the backfill."""
     # Not pipe.evalsha: redis-py refuses that name in cluster pipelines.
-    pipe.execute_command("EVALSHA", sha, 1, key, expected, *args)
+    pipe.execute_command("EVALSHA", sha, 1, key, expected, "" if expiry is None else expiry, value)
 
 
 # KEYS[1]: an entity key. ARGV[1]: a version. Deletes the key if it still has that
 # version (nobody wrote it since); returns 1 if deleted.
 DELETE_IF_VERSION = """
-if redis.call('HGET', KEYS[1], '_n') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GETRANGE', KEYS[1], 0, 19) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 

@@ -15,7 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from feature_service.aggregation.tiles import OutsideRetentionError
+from feature_service.aggregation.state import OutsideRetentionError
 from feature_service.online.reader import PRESENT, FeatureValue, read_views
 from feature_service.online.view_layouts import StaleStateError
 from feature_service.requests import (
@@ -80,5 +80,3 @@ async def online_features(
             )
         )
     return columns
-
-

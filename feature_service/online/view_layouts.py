@@ -1,15 +1,15 @@
-"""The tile layout each feature view's online state is written with, and the one rule
+"""The state layout each feature view's online state is written with, and the one rule
 for changing a view: a change that alters the layout of a view with state is refused.
 
-Why refuse. Every entity hash of a view carries the layout that wrote it (field `v`,
-`aggregation.tiles`): which features, in which order, over which tile levels. State
-of one layout cannot be merged with or read by another (its tiles hold other
-aggregation slots), so a view edited in place would make the worker's flushes fail
+Why refuse. Every entity state of a view carries the layout that wrote it (its
+fingerprint, `aggregation.state`): which features, in which order, over which windows and
+filters. State of one layout cannot be merged with or read by another (it keeps other
+columns and filter flags), so a view edited in place would make the worker's flushes fail
 for good and every lookup of the view fail, old features included. Rebuilding a
 view's state under its own name while it serves is not supported; a changed view is
 rolled out under a new name, which starts empty and is filled from the offline log
-by ``feature-service backfill --view NEW``. A changed `where` keeps the hash format
-but not its meaning (the tiles counted other events), so it is refused too. Changes
+by ``feature-service backfill --view NEW``. A changed `where` keeps the format but
+not its meaning (the flags record the old filter), so it is refused too. Changes
 that keep the layout (a description, the ttl, a feature service, a new view) are
 allowed.
 
@@ -32,11 +32,15 @@ Who applies the rule, always through `refused_changes`:
   shows the refusal on /health. A lookup of state written by another layout (e.g. an
   API started on refused definitions) answers 503 with `stale_state_message`.
 
+Upgrading from engine v1. A record without ``format`` (or format 1) is state of the
+tile hashes before engine v2: every view that has one is refused with
+`upgrade_message`, which says how to rebuild (README, "Upgrading"), and a lookup of a
+v1 hash answers 503.
+
 >>> from feature_service.aggregation.spec import FeatureSpec
->>> old = ViewLayout.of_features([FeatureSpec("n_1h", "count", window_s=3600)], (60,))
+>>> old = ViewLayout.of_features([FeatureSpec("n_1h", "count", window_s=3600)])
 >>> new = ViewLayout.of_features(
-...     [FeatureSpec("n_1h", "count", window_s=3600), FeatureSpec("n_1d", "count", window_s=86400)],
-...     (60, 3600),
+...     [FeatureSpec("n_1h", "count", window_s=3600), FeatureSpec("n_1d", "count", window_s=86400)]
 ... )
 >>> describe_change(old, new)
 'features added: n_1d'
@@ -52,12 +56,14 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisClusterException, RedisError
 
-from feature_service.aggregation.tiles import LayoutMismatchError, TileLayout
+from feature_service.aggregation.state import LayoutMismatchError, StateLayout
 from feature_service.definitions import FeatureView, Registry
 from feature_service.online.redis_layout import layouts_key, view_layout
 
 log = logging.getLogger(__name__)
 
+STATE_FORMAT = 2
+"""The format of entity states this version writes (`aggregation.state`)."""
 ONLINE_STATE = "its online state was written with the current one"
 DEPLOYED = "the deployed definitions run the current one"
 
@@ -76,11 +82,13 @@ class FeatureLayout:
 
 @dataclass(frozen=True)
 class ViewLayout:
-    """A view's tile layout as recorded: its fingerprint, features and levels."""
+    """A view's state layout as recorded: its fingerprint, features, hop levels and the
+    state format (1: the tile hashes before engine v2, 2: `aggregation.state`)."""
 
     fingerprint: str
     features: tuple[FeatureLayout, ...]
     levels: tuple[int, ...]
+    format: int = STATE_FORMAT
 
     @classmethod
     def of(cls, view: FeatureView) -> ViewLayout:
@@ -88,12 +96,12 @@ class ViewLayout:
         return cls.of_layout(view_layout(view))
 
     @classmethod
-    def of_features(cls, features: Sequence[Any], levels: Sequence[int] = ()) -> ViewLayout:
-        """The layout of a `TileLayout` built from `features` (and extra `levels`)."""
-        return cls.of_layout(TileLayout(list(features), levels=levels))
+    def of_features(cls, features: Sequence[Any]) -> ViewLayout:
+        """The layout of a `StateLayout` built from `features`."""
+        return cls.of_layout(StateLayout(list(features)))
 
     @classmethod
-    def of_layout(cls, layout: TileLayout) -> ViewLayout:
+    def of_layout(cls, layout: StateLayout) -> ViewLayout:
         features = []
         for f, window in zip(layout.features, layout.windows, strict=True):
             where = getattr(f, "where", None)
@@ -113,6 +121,7 @@ class ViewLayout:
         return orjson.dumps(
             {
                 "v": self.fingerprint,
+                "format": self.format,
                 "levels": list(self.levels),
                 "features": [
                     [f.name, f.aggregation, f.column, f.window_s, f.hop_s, f.where]
@@ -127,7 +136,8 @@ class ViewLayout:
         try:
             data = orjson.loads(raw)
             features = tuple(FeatureLayout(*f) for f in data["features"])
-            return cls(str(data["v"]), features, tuple(int(x) for x in data["levels"]))
+            levels = tuple(int(x) for x in data["levels"])
+            return cls(str(data["v"]), features, levels, int(data.get("format", 1)))
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"not a view layout record: {exc}") from None
 
@@ -189,6 +199,8 @@ class LayoutChange:
     def message(self) -> str:
         """One line: the view, what changed, and how to roll it out instead."""
         v = self.view
+        if self.old.format != self.new.format:
+            return upgrade_message(v)
         return (
             f"feature view {v!r}: change refused, it alters the view's tile layout "
             f"({describe_change(self.old, self.new)}) and {self.against}. Keep {v!r} as it "
@@ -328,6 +340,18 @@ async def check_definitions(
         except READ_ERRORS as exc:
             unchecked = f"Redis unreachable ({type(exc).__name__}: {exc})"
     return LayoutCheck(refused_changes(new, recorded, deployed), unchecked)
+
+
+def upgrade_message(view: str) -> str:
+    """Why state of an earlier engine cannot be used, and the way forward (README,
+    "Upgrading")."""
+    return (
+        f"feature view {view!r}: its online state was written by an earlier version "
+        "(engine v1 tile hashes), which this version cannot read. To upgrade: stop the "
+        "workers, empty the online store (`redis-cli -u $FS_REDIS_URL FLUSHDB`), start the "
+        "new workers (they rebuild the state from the topic), then run "
+        f"`feature-service backfill --view {view}` for events no longer on the topic"
+    )
 
 
 def stale_state_message(view: str) -> str:

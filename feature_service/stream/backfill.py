@@ -22,15 +22,17 @@ The boundary (no gap, no double count). Per partition ``p`` of the view's topic:
 
 Concurrency with the worker. The worker keeps entity states in memory between
 commits; a backfill write would be overwritten by a commit computed from a stale copy.
-So backfill writes each entity with the layout's ``APPLY_ENTITY`` script, which bumps
-the entity's version ``_n``: a worker whose cached copy predates the write fails its
+So backfill writes each entity with the ``APPLY_ENTITY`` script, which bumps the
+entity's version: a worker whose cached copy predates the write fails its
 compare-and-set and replays from its committed offsets with fresh states (the ordinary
 fenced path, exactly once). Backfill compares-and-sets on the same version, and
 re-reads and retries the entities a commit touched meanwhile. Every write touches one
 key, so this works on a Redis Cluster too.
 
-Idempotence: each entity hash written gets the field ``bf`` (in the same script);
-entities that have it are skipped, so a backfill interrupted halfway can be run again.
+Idempotence: each entity state written is marked as backfilled (``bf``, in the same
+write); entities that have the mark are skipped, so a backfill interrupted halfway can
+be run again. Backfill writes through the worker's own state writer
+(`aggregation.state.write`).
 A view whose definition changed under the same name has state written by the old
 layout: backfill refuses it (`LayoutMismatchError`); give the view a new name.
 
@@ -41,28 +43,26 @@ as the worker would; then the view reads exactly as if the stream had seen every
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 import orjson
+import pandas as pd
 import pyarrow as pa
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from feature_service.aggregation.tiles import LayoutMismatchError, encode_field
+from feature_service.aggregation.state import Events, LayoutMismatchError, decode, version_of, write
 from feature_service.definitions import FeatureView, Registry
 from feature_service.events.parsing import column_from_arrow
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_layout import (
     APPLY_ENTITY,
-    VERSION_FIELD,
     entity_key,
     expiry_seconds,
-    merge_state,
     offset_key,
     queue_apply_entity,
     view_layout,
@@ -70,7 +70,6 @@ from feature_service.online.redis_layout import (
 )
 from feature_service.plan import event_seq, view_plan
 
-BACKFILLED_FIELD = "bf"
 CHUNK_ENTITIES = 200
 """Entities per round trip (one pipeline of per-entity scripts)."""
 
@@ -180,7 +179,6 @@ async def backfill_view(
     events, report.late = await asyncio.to_thread(log_events, view, log, report.starts)
     report.events = int(events["ts"].size)
     entities = np.unique(events["entity"]).tolist() if report.events else []
-    layout = view_layout(view)
     order = np.argsort(events["entity"], kind="stable")
     sorted_entities = events["entity"][order]
     total = len(entities)
@@ -189,102 +187,80 @@ async def backfill_view(
         lo = int(np.searchsorted(sorted_entities, names[0], "left"))
         hi = int(np.searchsorted(sorted_entities, names[-1], "right"))
         idx = order[lo:hi]
-        deltas = layout.batch_fields(
-            events["ts"][idx],
-            events["seq"][idx],
-            {c: v[idx] for c, v in events["columns"].items()},
-            events["passes"][idx],
-            entities=events["entity"][idx],
+        await _write_chunk(
+            redis, view, names, {k: _take(v, idx) for k, v in events.items()}, watermarks, report
         )
-        compact_at = _entity_watermarks(events["entity"][idx], events["partition"][idx], watermarks)
-        last = _entity_last(events["entity"][idx], events["ts"][idx])
-        await _write_chunk(redis, view, deltas, compact_at, last, report)
         if progress is not None:
             progress(min(begin + chunk, total), total)
     return report
 
 
-def _entity_watermarks(
-    entities: npt.NDArray[Any], partitions: npt.NDArray[np.int64], watermarks: dict[int, float]
-) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for e, p in zip(entities.tolist(), partitions.tolist(), strict=True):
-        wm = watermarks.get(p, -math.inf)
-        if wm > out.get(e, -math.inf):
-            out[e] = wm
-    return out
-
-
-def _entity_last(entities: npt.NDArray[Any], ts: npt.NDArray[np.float64]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for e, t in zip(entities.tolist(), ts.tolist(), strict=True):
-        if t > out.get(e, -math.inf):
-            out[e] = t
-    return out
+def _take(value: Any, idx: npt.NDArray[np.intp]) -> Any:
+    if isinstance(value, dict):
+        return {k: v[idx] for k, v in value.items()}
+    return value[idx]
 
 
 async def _write_chunk(
     redis: Redis,
     view: FeatureView,
-    deltas: dict[Any, dict[str, Any]],
-    compact_at: dict[str, float],
-    last: dict[str, float],
+    entities: list[str],
+    events: dict[str, Any],
+    watermarks: dict[int, float],
     report: BackfillReport,
 ) -> None:
+    """Fold `events` (of `entities`) into their stored states, compacted at the newest
+    committed watermark of their partitions; compare-and-set, retried until it holds."""
     layout = view_layout(view)
     expiry = expiry_seconds(view)
-    pending = {str(e): delta for e, delta in deltas.items()}
     sha = await redis.script_load(APPLY_ENTITY)
+    pending = list(entities)
     while pending:
-        keys = {entity: entity_key(view.name, entity) for entity in pending}
+        keys = [entity_key(view.name, e) for e in pending]
+        stored = cast(list[bytes | None], await redis.mget(keys))
+        try:
+            states = decode(layout, stored)
+        except LayoutMismatchError:
+            raise LayoutMismatchError(
+                f"the online state of feature view {view.name!r} was written by another "
+                "definition of this view; give the changed view a new name and backfill that"
+            ) from None
+        todo = [i for i, meta in enumerate(states.metas) if meta is None or not meta.backfilled]
+        report.skipped_entities += len(pending) - len(todo)
+        if not todo:
+            return
+        if len(todo) < len(pending):
+            pending = [pending[i] for i in todo]
+            continue  # read only those again
+        index = pd.Index(pending)
+        code = np.asarray(index.get_indexer(events["entity"]), dtype=np.int64)
+        mine = np.flatnonzero(code >= 0)
+        m = len(pending)
+        compact_at = np.full(m, -np.inf)
+        last = np.full(m, np.nan)
+        wm = np.array([watermarks.get(int(p), -np.inf) for p in events["partition"][mine]])
+        np.maximum.at(compact_at, code[mine], wm)
+        newest = np.full(m, -np.inf)
+        np.maximum.at(newest, code[mine], events["ts"][mine])
+        last[np.isfinite(newest)] = newest[np.isfinite(newest)]
+        new = Events.of(
+            layout,
+            code[mine],
+            events["ts"][mine],
+            events["seq"][mine],
+            {c: v[mine] for c, v in events["columns"].items()},
+            events["passes"][mine],
+        )
+        values = write(layout, states, new, compact_at, last, backfilled=True)
         async with redis.pipeline(transaction=False) as pipe:
-            for key in keys.values():
-                pipe.hgetall(key)
-            stored = [{_text(k): v for k, v in raw.items()} for raw in await pipe.execute()]
-        writes: list[tuple[str, tuple[str, list[str], dict[str, str]]]] = []
-        for (entity, delta), encoded in zip(pending.items(), stored, strict=True):
-            if BACKFILLED_FIELD in encoded:
-                report.skipped_entities += 1
-                continue
-            changed, deleted = _merged(layout, encoded, delta, compact_at, last, entity)
-            version = encoded.get(VERSION_FIELD)
-            expected = "" if version is None else _text(version)
-            writes.append((entity, (expected, deleted, changed)))
-        async with redis.pipeline(transaction=False) as pipe:
-            for entity, (expected, deleted, changed) in writes:
-                queue_apply_entity(pipe, sha, keys[entity], expected, expiry, deleted, changed)
+            for key, old, value in zip(keys, stored, values, strict=True):
+                queue_apply_entity(pipe, sha, key, version_of(old), expiry, value)
             replies = await pipe.execute()
-        retry = {}
-        for (entity, _), version in zip(writes, replies, strict=True):
-            if version:
-                report.entities += 1
-            else:  # a worker's commit changed the entity since we read it: read again
-                retry[entity] = pending[entity]
-        if retry:
+        retry = [e for e, ok in zip(pending, replies, strict=True) if not ok]
+        report.entities += m - len(retry)
+        if retry:  # a worker's commit changed the entity since we read it: read again
             report.retries += 1
         pending = retry
-
-
-def _merged(
-    layout: Any,
-    encoded: dict[str, Any],
-    delta: dict[str, Any],
-    compact_at: dict[str, float],
-    last: dict[str, float],
-    entity: str,
-) -> tuple[dict[str, str], list[str]]:
-    """Fields to set and delete: `delta` merged into the stored state, then compacted."""
-    try:
-        changed, deleted = merge_state(
-            layout, encoded, delta, compact_at.get(entity, -math.inf), last[entity]
-        )
-    except LayoutMismatchError:
-        raise LayoutMismatchError(
-            f"the online state of entity {entity!r} was written by another definition of "
-            "this view; give the changed view a new name and backfill that"
-        ) from None
-    changed[BACKFILLED_FIELD] = 1
-    return {k: encode_field(v) for k, v in changed.items()}, deleted
 
 
 def _text(name: bytes | str) -> str:

@@ -87,7 +87,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from redis.exceptions import NoScriptError
 
-from feature_service.aggregation.tiles import encode_field
+from feature_service.aggregation.state import Events, States, decode, version_of, write
 from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.events.parsing import ParsedBatch, parse_records
 from feature_service.offline.event_log import EventLog
@@ -95,11 +95,9 @@ from feature_service.online.redis_layout import (
     APPLY_ENTITY,
     COMMIT_OFFSETS,
     DELETE_IF_VERSION,
-    VERSION_FIELD,
-    applied_field,
+    applied_mark,
     entity_key,
     expiry_seconds,
-    merge_state,
     offset_key,
     queue_apply_entity,
     stats_key,
@@ -117,19 +115,14 @@ IDLE_CHECK_S = 2.0
 ENTITY_RETRIES = 20
 
 
-# An entity's state as stored in Redis: field name -> encoded value (`tiles.encode_field`).
-Encoded = dict[str, str | bytes]
-
-
 @dataclass
 class _EntityWrite:
-    """One entity hash to change with `APPLY_ENTITY`, if its version is still `expected`."""
+    """One entity state to set with `APPLY_ENTITY`, if its version is still `expected`."""
 
     key: str
     expected: str  # '' when the entity had no state
     expiry: int | None
-    changed: Encoded
-    deleted: list[str]
+    value: bytes
 
 
 class FencedError(RuntimeError):
@@ -213,9 +206,7 @@ class SourceProcessor:
         self.flush_interval_s = flush_interval_s
         self.cache_entities = cache_entities
         self.partitions: dict[int, _Partition] = {}
-        self.cache: dict[str, OrderedDict[str, Encoded]] = {
-            v.name: OrderedDict() for v in self.views
-        }
+        self.cache: dict[str, OrderedDict[str, bytes]] = {v.name: OrderedDict() for v in self.views}
         self._pending_events = 0
         self._pending_since: float | None = None
         self._script_shas: tuple[str, str, str] | None = None
@@ -401,7 +392,7 @@ class SourceProcessor:
                 await asyncio.to_thread(
                     self.event_log.write_batch, self.source, p, state.first_pending, frame
                 )
-        staged: list[tuple[str, str, Encoded]] = []
+        staged: list[tuple[str, str, bytes]] = []
         try:
             for view in self.views:
                 staged += await self._apply_view(view, merged_batches, parts, result)
@@ -413,8 +404,8 @@ class SourceProcessor:
                 fenced.rewind = {p: state.next_offset for p, state in parts.items()}
             self._drop_pending()
             raise
-        for view_name, entity, fields in staged:
-            self._remember(view_name, entity, fields)
+        for view_name, entity, value in staged:
+            self._remember(view_name, entity, value)
         for p, state in parts.items():
             state.next_offset = self._known_offsets[p] = state.position
             state.pending, state.pending_wm = [], []
@@ -464,7 +455,7 @@ class SourceProcessor:
         error.rewind = rewind
         raise error
 
-    async def _undo(self, staged: list[tuple[str, str, Encoded]]) -> None:
+    async def _undo(self, staged: list[tuple[str, str, bytes]]) -> None:
         """Delete the entity states this flush wrote into a Redis that lost its data, if
         nobody wrote them since: they hold only this flush's events, yet mark them
         applied, and the rebuild must fold every event of those entities again."""
@@ -472,9 +463,9 @@ class SourceProcessor:
             return
         *_, undo_sha = await self._scripts()
         async with self.redis.pipeline(transaction=False) as pipe:
-            for view_name, entity, fields in staged:
+            for view_name, entity, value in staged:
                 key = entity_key(view_name, entity)
-                pipe.execute_command("EVALSHA", undo_sha, 1, key, _text(fields[VERSION_FIELD]))
+                pipe.execute_command("EVALSHA", undo_sha, 1, key, version_of(value))
             await pipe.execute(raise_on_error=False)
 
     def _drop_pending(self) -> None:
@@ -500,111 +491,79 @@ class SourceProcessor:
         view: FeatureView,
         batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]],
         parts: dict[int, _Partition],
-        stored: dict[str, Encoded],
-    ) -> tuple[dict[Any, dict[str, Any]], dict[Any, Any], dict[Any, list[int]], int]:
-        """Per-entity field deltas of the pending events of `view` (one numpy pass),
-        the watermark each entity compacts at, the partitions each entity's events came
-        from, and how many events were late. Events an entity's stored state already
-        holds (offset below its `_o:<topic>:<partition>`) are left out."""
+        entities: list[str],
+        states: States,
+    ) -> tuple[Events, npt.NDArray[np.float64], npt.NDArray[np.float64], list[dict[str, int]], int]:
+        """The pending events of `view` to add to the states of `entities` (one numpy
+        pass), the watermark each entity compacts at (the newest of the partitions its
+        events came from), its newest event time, the offset marks to set, and how many
+        events were late. Events a stored state already holds (offset below its mark
+        for the partition) are left out."""
         plan = view_plan(view)
-        layout = plan.layout
-        ts_l: list[npt.NDArray[np.float64]] = []
-        seq_l: list[npt.NDArray[np.int64]] = []
-        wm_l: list[npt.NDArray[np.float64]] = []
-        cols_l: list[dict[str, npt.NDArray[Any]]] = []
-        entity_parts: dict[Any, list[int]] = {}
+        index = pd.Index(entities)
+        m = len(entities)
+        watermark = np.full(m, -np.inf)
+        last = np.full(m, -np.inf)
+        marks: list[dict[str, int]] = [{} for _ in range(m)]
+        pieces: list[Events] = []
         late_total = 0
         for p, (batch, wm_before) in batches.items():
             accepted = ~plan.late(batch.ts, wm_before)
             late_total += int(len(batch) - accepted.sum())
-            applied = _already_applied(view, p, batch, stored)
+            keys = _keys(batch.columns[view.entity.join_key])
+            code = np.asarray(index.get_indexer(keys), dtype=np.int64)
+            accepted &= code >= 0  # (a retry of some entities: only theirs)
+            applied = _already_applied(view, p, batch, code, states)
             if applied is not None:
                 accepted &= ~applied
-            for entity in pd.unique(batch.columns[view.entity.join_key][accepted]):
-                entity_parts.setdefault(entity, []).append(p)
-            ts_l.append(batch.ts[accepted])
-            seq_l.append(event_seq(batch.offsets[accepted], p))
-            wm_l.append(np.full(int(accepted.sum()), parts[p].position_watermark))
-            cols_l.append({c: v[accepted] for c, v in batch.columns.items()})
-        ts = np.concatenate(ts_l)
-        n = len(ts)
-        if n == 0:
-            return {}, {}, {}, late_total
-        seq = np.concatenate(seq_l)
-        watermarks = np.concatenate(wm_l)
-        columns = {c: np.concatenate([cols[c] for cols in cols_l]) for c in cols_l[0]}
-        passes = plan.passes(columns, n)
-        entities = columns[view.entity.join_key]
-        deltas = layout.batch_fields(
-            ts, seq, {c: columns[c] for c in layout.columns}, passes, entities=entities
-        )
-        # An entity compacts at the newest watermark of the partitions its events came
-        # from; `last` is its newest event time (freshness and ttl for readers).
-        per_entity = pd.DataFrame({"wm": watermarks, "last": ts}).groupby(entities).max()
-        entity_wm = dict(zip(per_entity.index, per_entity.itertuples(index=False), strict=True))
-        return deltas, entity_wm, entity_parts, late_total
-
-    def _merge_view(
-        self,
-        view: FeatureView,
-        deltas: dict[Any, dict[str, Any]],
-        entity_wm: dict[Any, Any],
-        entity_parts: dict[Any, list[int]],
-        parts: dict[int, _Partition],
-        stored: dict[str, Encoded],
-        writes: list[_EntityWrite],
-        staged: list[tuple[str, str, Encoded]],
-    ) -> None:
-        """Merge deltas into the stored states and compact; stage what to write.
-
-        States stay encoded (as stored in Redis); only the fields a merge or compaction
-        touches are decoded. That keeps the cache small and the per-entity work
-        proportional to the batch, not to the entity's history.
-        """
-        layout = view_plan(view).layout
-        expiry = expiry_seconds(view)
-        for entity, delta in deltas.items():
-            key = str(entity)
-            encoded = stored[key]
-            watermark, last = entity_wm[entity]
-            changed, deleted = merge_state(layout, encoded, delta, watermark, last)
-            out: Encoded = {k: encode_field(v) for k, v in changed.items()}
-            for p in entity_parts[entity]:
-                out[applied_field(self.source.topic, p)] = str(parts[p].position)
-            version = encoded.get(VERSION_FIELD)
-            expected = "" if version is None else _text(version)
-            gone = set(deleted)
-            merged = {k: v for k, v in encoded.items() if k not in gone}
-            merged.update(out)
-            merged[VERSION_FIELD] = str(int(expected or 0) + 1)
-            writes.append(
-                _EntityWrite(entity_key(view.name, key), expected, expiry, out, deleted)
+            if not accepted.any():
+                continue
+            idx = np.flatnonzero(accepted)
+            code = code[idx]
+            ts = batch.ts[idx]
+            np.maximum.at(watermark, code, parts[p].position_watermark)
+            np.maximum.at(last, code, ts)
+            mark = applied_mark(view.source.topic, p)
+            for e in np.unique(code).tolist():
+                marks[e][mark] = parts[p].position
+            columns = {c: batch.columns[c][idx] for c in plan.needed_columns}
+            pieces.append(
+                Events.of(
+                    plan.layout,
+                    code,
+                    ts,
+                    event_seq(batch.offsets[idx], p),
+                    columns,
+                    plan.passes(columns, idx.size),
+                )
             )
-            staged.append((view.name, key, merged))
+        last[~np.isfinite(last)] = np.nan
+        new = pieces[0] if len(pieces) == 1 else _concat_events(plan.layout, pieces)
+        return new, watermark, last, marks, late_total
 
-    async def _load(self, view: FeatureView, entities: list[str]) -> dict[str, Encoded]:
+    async def _load(self, view: FeatureView, entities: list[str]) -> list[bytes | None]:
         cache = self.cache[view.name]
-        found: dict[str, Encoded] = {}
-        missing = []
-        for entity in entities:
-            fields = cache.get(entity)
-            if fields is None:
-                missing.append(entity)
+        found: list[bytes | None] = []
+        missing: list[int] = []
+        for i, entity in enumerate(entities):
+            value = cache.get(entity)
+            if value is None:
+                missing.append(i)
             else:
                 cache.move_to_end(entity)
-                found[entity] = fields
+            found.append(value)
         if missing:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for entity in missing:
-                    pipe.hgetall(entity_key(view.name, entity))
+                for i in missing:
+                    pipe.get(entity_key(view.name, entities[i]))
                 replies = await pipe.execute()
-            for entity, raw in zip(missing, replies, strict=True):
-                found[entity] = {k.decode(): v for k, v in raw.items()}
+            for i, raw in zip(missing, replies, strict=True):
+                found[i] = raw
         return found
 
-    def _remember(self, view_name: str, entity: str, fields: Encoded) -> None:
+    def _remember(self, view_name: str, entity: str, value: bytes) -> None:
         cache = self.cache[view_name]
-        cache[entity] = fields
+        cache[entity] = value
         cache.move_to_end(entity)
         while len(cache) > self.cache_entities:
             cache.popitem(last=False)
@@ -623,7 +582,7 @@ class SourceProcessor:
         batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]],
         parts: dict[int, _Partition],
         result: FlushResult,
-    ) -> list[tuple[str, str, Encoded]]:
+    ) -> list[tuple[str, str, bytes]]:
         """Fold, merge and apply the pending events of `view` (steps 6 and 7); return the
         new states to cache.
 
@@ -631,30 +590,38 @@ class SourceProcessor:
         several workers, a view not keyed by the topic's key has entities fed by
         partitions of different workers; or a backfill did) is read again and its events
         folded again, up to `ENTITY_RETRIES` times, without touching the entities that
-        were applied: their `_o:<topic>:<p>` now leaves the applied events out. Only an entity
-        that keeps losing the race fences the whole flush.
+        were applied: their offset marks now leave the applied events out. Only an
+        entity that keeps losing the race fences the whole flush.
         """
+        layout = view_plan(view).layout
+        expiry = expiry_seconds(view)
         entities = _entities(view, batches)
-        staged: list[tuple[str, str, Encoded]] = []
+        staged: list[tuple[str, str, bytes]] = []
         for attempt in range(ENTITY_RETRIES):
             stored = await self._load(view, entities)
-            deltas, entity_wm, entity_parts, late = self._fold_view(view, batches, parts, stored)
+            states = decode(layout, stored)
+            new, watermark, last, marks, late = self._fold_view(
+                view, batches, parts, entities, states
+            )
             if attempt == 0:
                 result.late[view.name] = late
-            writes: list[_EntityWrite] = []
-            new_states: list[tuple[str, str, Encoded]] = []
-            self._merge_view(
-                view, deltas, entity_wm, entity_parts, parts, stored, writes, new_states
-            )
+            values = write(layout, states, new, watermark, last, marks)
+            writes = [
+                _EntityWrite(entity_key(view.name, e), version_of(old), expiry, value)
+                for e, old, value in zip(entities, stored, values, strict=True)
+            ]
             lost = await self._apply(writes)
-            staged += [state for i, state in enumerate(new_states) if i not in lost]
+            staged += [
+                (view.name, e, value)
+                for i, (e, value) in enumerate(zip(entities, values, strict=True))
+                if i not in lost
+            ]
             if not lost:
                 return staged
             result.retried += len(lost)
-            entities = [new_states[i][1] for i in sorted(lost)]
+            entities = [entities[i] for i in sorted(lost)]
             for entity in entities:
                 self.cache[view.name].pop(entity, None)
-            batches = _only_entities(view, batches, set(entities))
         raise FencedError(
             f"{len(entities)} entities of {view.name} kept changing while being written"
         )
@@ -667,9 +634,7 @@ class SourceProcessor:
         apply_sha, *_ = await self._scripts()
         async with self.redis.pipeline(transaction=False) as pipe:
             for w in writes:
-                queue_apply_entity(
-                    pipe, apply_sha, w.key, w.expected, w.expiry, w.deleted, w.changed
-                )
+                queue_apply_entity(pipe, apply_sha, w.key, w.expected, w.expiry, w.value)
             replies = await pipe.execute(raise_on_error=False)
         errors = [r for r in replies if isinstance(r, Exception)]
         if errors:
@@ -751,6 +716,16 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _keys(column: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Entity ids as online keys them (strings)."""
+    if column.dtype.kind == "O" and all(isinstance(v, str) for v in column[:1]):
+        try:
+            return pd.Index(column).astype(str).to_numpy()
+        except (TypeError, ValueError):  # pragma: no cover
+            pass
+    return np.asarray([str(v) for v in column], dtype=object)
+
+
 def _entities(
     view: FeatureView, batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]]
 ) -> list[str]:
@@ -759,49 +734,49 @@ def _entities(
     return [str(e) for e in pd.unique(np.concatenate(columns))] if columns else []
 
 
-def _only_entities(
-    view: FeatureView,
-    batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]],
-    entities: set[str],
-) -> dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]]:
-    """The pending batches restricted to the events of `entities` of `view`."""
-    out = {}
-    for p, (batch, wm_before) in batches.items():
-        keys = pd.Series(batch.columns[view.entity.join_key], dtype=object).astype(str)
-        mask = keys.isin(entities).to_numpy()
-        if mask.any():
-            sub = ParsedBatch(
-                batch.offsets[mask], batch.ts[mask], {c: v[mask] for c, v in batch.columns.items()}
-            )
-            out[p] = (sub, wm_before[mask])
-    return out
-
-
 def _already_applied(
-    view: FeatureView, partition: int, batch: ParsedBatch, stored: dict[str, Encoded]
+    view: FeatureView,
+    partition: int,
+    batch: ParsedBatch,
+    code: npt.NDArray[np.int64],
+    states: States,
 ) -> npt.NDArray[np.bool_] | None:
-    """Which events of `batch` their entity's stored state already holds, if any does.
+    """Which events of `batch` (of entities `code` in `states`) their entity's stored
+    state already holds, if any does.
 
-    A state holds every event of the entity from `partition` below `_o:<topic>:<partition>`.
-    That is past the batch's first offset only after a flush applied this entity but
-    died (or was fenced) before committing the partition's offset; then the replay must
-    not add those events again. None (the usual case): nothing to leave out.
+    A state holds every event of the entity from `partition` below its mark for the
+    partition. That is past the batch's first offset only after a flush applied this
+    entity but died (or was fenced) before committing the partition's offset; then the
+    replay must not add those events again. None (the usual case): nothing to leave out.
     """
     if not len(batch):
         return None
     first = int(batch.offsets[0])
-    name = applied_field(view.source.topic, partition)
-    marks = {}
-    for entity, fields in stored.items():
-        raw = fields.get(name)
-        if raw is not None and int(raw) > first:
-            marks[entity] = int(raw)
-    if not marks:
+    name = applied_mark(view.source.topic, partition)
+    below = np.full(len(states.metas) + 1, -1, dtype=np.int64)  # last slot: code -1
+    found = False
+    for i, meta in enumerate(states.metas):
+        if meta is not None:
+            mark = meta.applied.get(name)
+            if mark is not None and mark > first:
+                below[i] = mark
+                found = True
+    if not found:
         return None
-    entities = batch.columns[view.entity.join_key]
-    below = np.fromiter((marks.get(str(e), -1) for e in entities), np.int64, len(entities))
-    result: npt.NDArray[np.bool_] = batch.offsets < below
+    result: npt.NDArray[np.bool_] = batch.offsets < below[code]
     return result
+
+
+def _concat_events(layout: Any, pieces: list[Events]) -> Events:
+    if not pieces:
+        return Events.of(layout, [], [], [], {})
+    return Events(
+        np.concatenate([e.code for e in pieces]),
+        np.concatenate([e.ts for e in pieces]),
+        np.concatenate([e.seq for e in pieces]),
+        np.concatenate([e.flags for e in pieces]),
+        {c: np.concatenate([e.columns[c] for e in pieces]) for c in layout.columns},
+    )
 
 
 def _concat(batches: list[ParsedBatch]) -> ParsedBatch:

@@ -141,9 +141,7 @@ def test_image_configuration_is_what_the_manifests_expect(
     assert config["WorkingDir"] == env["FS_STORES_DIR"]
     assert env["HOME"] == mount_path(api, "tmp") == mount_path(worker, "tmp")
     assert set(config["Volumes"]) == {mount_path(worker, "tmp"), mount_path(worker, "state")}
-    ports = {
-        f"{p['containerPort']}/tcp" for c in (worker, api) for p in c.get("ports", [])
-    }
+    ports = {f"{p['containerPort']}/tcp" for c in (worker, api) for p in c.get("ports", [])}
     assert ports <= set(config["ExposedPorts"])
     healthcheck = " ".join(config.get("Healthcheck", {}).get("Test", []))
     assert "/health/live" in healthcheck, "build with --format docker to keep HEALTHCHECK"
@@ -180,9 +178,7 @@ class Containers:
 
 
 @pytest.fixture()
-def containers(
-    engine: ContainerEngine, image: str, tmp_path: Path
-) -> Iterator[Containers]:
+def containers(engine: ContainerEngine, image: str, tmp_path: Path) -> Iterator[Containers]:
     started = Containers(engine, image, tmp_path / "logs")
     try:
         yield started

@@ -15,7 +15,7 @@ import pandas as pd
 import redis
 
 from feature_service.aggregation.reference import Event, brute_force, matches
-from feature_service.aggregation.tiles import TileState, decode_field
+from feature_service.aggregation.state import EntityState
 from feature_service.definitions import FeatureView, Registry, load_definitions
 from feature_service.embedded import EmbeddedStack, ManagedProcess
 from feature_service.offline.event_log import EventLog
@@ -183,11 +183,9 @@ def expected_events(view: FeatureView, log: pd.DataFrame) -> dict[str, list[Even
     return by_entity
 
 
-def online_state(client: redis.Redis, view: FeatureView, entity: str) -> TileState:
-    raw = client.hgetall(entity_key(view.name, entity))
-    return TileState.from_fields(
-        view_layout(view), {k.decode(): decode_field(v) for k, v in raw.items()}
-    )
+def online_state(client: redis.Redis, view: FeatureView, entity: str) -> EntityState:
+    raw = client.get(entity_key(view.name, entity))
+    return EntityState.from_bytes(view_layout(view), raw)
 
 
 def assert_online_equals_brute_force(

@@ -127,9 +127,7 @@ def test_up_with_kafka_restarted_keeps_topics_offsets_and_both_stores(tmp_path: 
         assert "clean start" not in up.output
         # nothing was replayed or re-read: the same counts, offsets and log
         assert _numbers(up) == before
-        produced = run_cli(
-            "produce", "transactions", str(sample), cwd=tmp_path, env=clean_env()
-        )
+        produced = run_cli("produce", "transactions", str(sample), cwd=tmp_path, env=clean_env())
         assert produced.returncode == 0, produced.stderr
         wait_for(lambda: settled(up, 2 * sent), 180, "the second copy counted and logged")
         counted, _, logged = _numbers(up)

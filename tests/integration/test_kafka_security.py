@@ -68,9 +68,15 @@ def make_ca_and_keystore(folder: Path) -> tuple[Path, Path]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -176,8 +182,9 @@ def test_worker_producer_admin_and_lag_work_over_sasl_ssl(
     worker = start_worker(stack, definitions, tmp_path / "offline", extra_env=env)
     try:
         wait_for(
-            lambda: sum(stats(client, registry).get(k, 0) for k in ("events", "dlq"))
-            >= len(events),
+            lambda: (
+                sum(stats(client, registry).get(k, 0) for k in ("events", "dlq")) >= len(events)
+            ),
             120,
             "every event processed over SASL_SSL",
             worker,

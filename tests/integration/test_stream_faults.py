@@ -283,9 +283,7 @@ def test_faults_during_a_100k_ingest_with_two_workers_leave_exact_state(
         store.stop()  # Redis restarts with empty data, mid-ingest
         store = EmbeddedRedis(tmp_path / "redis-b", tmp_path / "logs-b", port).start()
         client = redis.Redis.from_url(store.url)
-        wait_for(
-            lambda: committed() >= len(events), 300, "every event rebuilt", workers[0]
-        )
+        wait_for(lambda: committed() >= len(events), 300, "every event rebuilt", workers[0])
         wait_for(lambda: stats(client, registry).get("dlq", 0) >= len(poison), 60, "the DLQ")
     finally:
         for worker in workers:
@@ -357,13 +355,13 @@ def test_a_flush_that_keeps_failing_is_reported_failing_and_recovers(
         assert code == 503 and "No space left on device" in body["failing"]["error"]
         with TestClient(create_app(settings, registry)) as api:
             wait_for(
-                lambda: api.get("/health").json()["dependencies"]["worker"]["status"]
-                == "failing",
+                lambda: api.get("/health").json()["dependencies"]["worker"]["status"] == "failing",
                 30,
                 "the API reports the failing worker",
             )
-            assert "No space left on device" in (
-                api.get("/health").json()["dependencies"]["worker"]["detail"]
+            assert (
+                "No space left on device"
+                in (api.get("/health").json()["dependencies"]["worker"]["detail"])
             )
             source = next(iter(registry.sources))
             assert f'fs_failing_workers{{source="{source}"}} 1.0' in api.get("/metrics").text

@@ -20,12 +20,12 @@ import httpx
 import pytest
 import redis
 
-from feature_service.aggregation.tiles import TileState, encode_field
+from feature_service.aggregation.state import EntityState
 from feature_service.core.config import Settings
 from feature_service.definitions import load_definitions
 from feature_service.embedded import EmbeddedStack, ManagedProcess
 from feature_service.embedded.processes import free_port
-from feature_service.online.redis_layout import LAST_EVENT_FIELD, entity_key, view_layout
+from feature_service.online.redis_layout import entity_key, view_layout
 from tests.conditions import wait_for
 from tests.integration.streaming import (
     assert_online_equals_brute_force,
@@ -236,13 +236,11 @@ def test_a_lookup_of_state_written_by_another_layout_answers_503(
     definitions, registry = write_definitions(tmp_path)
     view = next(iter(registry.feature_views.values()))
     # state of one entity, written with the view's current layout (as the worker does)
-    state = TileState(view_layout(view))
+    state = EntityState(view_layout(view))
     for i, ts in enumerate([1_790_000_000.0, 1_790_000_100.0]):
         state.add(ts, i, {"amount": 5.0, "category": "fuel", "online": False})
-    fields = {k: encode_field(v) for k, v in state.to_fields().items()}
-    fields[LAST_EVENT_FIELD] = encode_field(1_790_000_100.0)
     client = redis.Redis.from_url(stack.redis.url)
-    client.hset(entity_key(view.name, "c1"), mapping=fields)
+    client.set(entity_key(view.name, "c1"), state.to_bytes())
 
     edited = tmp_path / "edited"
     edited.mkdir()

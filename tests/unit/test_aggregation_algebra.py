@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 import feature_service.aggregation.algebra as algebra_module
 import feature_service.aggregation.reference as reference_module
 import feature_service.aggregation.spec as spec_module
-import feature_service.aggregation.tiles as tiles_module
+import feature_service.aggregation.state as state_module
+import feature_service.aggregation.window_events as window_events_module
 import feature_service.aggregation.windows as windows_module
 from feature_service.aggregation.algebra import AGGREGATORS, PRESENT, Aggregator
 from feature_service.aggregation.reference import Event, FeatureSpec, brute_force, matches
@@ -313,7 +314,14 @@ def test_grouped_handles_no_events_and_default_group_count() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    [algebra_module, windows_module, spec_module, reference_module, tiles_module],
+    [
+        algebra_module,
+        windows_module,
+        spec_module,
+        reference_module,
+        state_module,
+        window_events_module,
+    ],
     ids=lambda m: m.__name__.rsplit(".", 1)[-1],
 )
 def test_docstring_examples_run(module: Any) -> None:

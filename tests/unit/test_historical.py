@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feature_service.aggregation.reference import Event, brute_force, matches, selected
-from feature_service.aggregation.tiles import OutsideRetentionError, TileState
+from feature_service.aggregation.state import EntityState, OutsideRetentionError
 from feature_service.definitions import FeatureView, Registry, load_definitions
 from feature_service.offline.event_log import EventLog
 from feature_service.offline.historical import get_historical_features
@@ -88,12 +88,12 @@ def _partition(rows: list[dict[str, Any]], p: int, partitions: int) -> list[dict
 
 def online_states(
     view: FeatureView, rows: list[dict[str, Any]], batch: int, partitions: int = 2
-) -> dict[str, TileState]:
+) -> dict[str, EntityState]:
     """Per entity, the tile state the worker builds from the events `write_log` wrote:
     accepted (not late) events, batch by batch, compacting each touched entity at its
     partition's watermark after each batch."""
     layout = view_layout(view)
-    states: dict[str, TileState] = {}
+    states: dict[str, EntityState] = {}
     for p in range(partitions):
         part = _partition(rows, p, partitions)
         ts = np.array([r["ts"] for r in part], dtype=np.float64)
@@ -108,7 +108,7 @@ def online_states(
                 passes = [
                     True if f.where is None else f.where.evaluate_row(values) for f in view.features
                 ]
-                state = states.setdefault(row["customer_id"], TileState(layout))
+                state = states.setdefault(row["customer_id"], EntityState(layout))
                 assert state.add(row["ts"], offset * 4096 + p, values, passes)
                 touched.add(row["customer_id"])
             watermark = float(ts[: start + batch].max())

@@ -54,8 +54,10 @@ def record(**changes: object) -> bytes:
         (record(ts=None), "timestamp field 'ts' is null"),
         (record(ts="yesterday"), "timestamp 'yesterday' is not epoch seconds or ISO-8601"),
         (record(ts="3000-01-01T00:00:00Z"), "timestamp '3000-01-01T00:00:00Z' is outside"),
-        (record(ts=1793491500000), "timestamp 1793491500000 is outside 1900-01-01..2199-12-31 "
-         "(epoch milliseconds?"),
+        (
+            record(ts=1793491500000),
+            "timestamp 1793491500000 is outside 1900-01-01..2199-12-31 (epoch milliseconds?",
+        ),
         (record(ts=1.7e308), "timestamp 1.7e+308 is outside"),
         (record(ts=-1e30), "timestamp -1e+30 is outside"),
         (record(n=2**63), f"field 'n': {2**63} is outside the int64 range"),
