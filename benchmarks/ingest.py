@@ -1,17 +1,43 @@
 """Ingest benchmark: events/s from the topic to Redis + Parquet, one worker process.
 
     .venv/bin/python benchmarks/ingest.py --events 1000000
+    .venv/bin/python benchmarks/ingest.py --events 200000 --quix-events 20000
     .venv/bin/python benchmarks/ingest.py --events 200000 --profile /tmp/worker.svg
 
 Uses the example definitions (definitions/transactions.yaml, 2 views, 32 features) and
-events from definitions/generate_sample.py (10k customers, 2k merchants, 30 days). The
-events are produced first; then a worker starts and the clock runs from its first
-committed batch to the last (steady state; start-up is reported apart). Peak RSS is the
-worker's VmHWM. In the same run, a plain Faust agent updating windowed Tables per event
-(count and sum of amount per customer, tumbling 1h) reads a slice of the same events,
-for the ratio. Results are appended to benchmarks/RESULTS.md with `--record`.
-"""
+events from definitions/generate_sample.py (10k customers, 2k merchants, 30 days; cached
+in stores/bench/). The events are produced first; then a worker starts and the clock
+runs from its first committed batch to the last (steady state; start-up is reported
+apart). Peak RSS is the worker's VmHWM.
 
+After the worker has stopped, the bytes its state takes in Redis (`"redis"` in its
+result): INFO memory `used_memory` and `used_memory_dataset` (and `used_memory` of the
+empty Redis before the worker), the keys of each view (SCAN MATCH `fs:v:{*}:<view>`),
+`MEMORY USAGE <key> SAMPLES 0` over a random sample of `--redis-sample` keys per view
+-> mean bytes per entity (whatever the Redis type of the keys: their types are
+reported), and `bytes_per_event` = used_memory / events.
+
+Then, in the same run and one at a time (the box has 2 cores), the peers, each in a
+subprocess reading the same events, with its own events/s and peak RSS:
+- the floor (`--no-floor` skips it): a bare aiokafka consumer, fresh group, `getmany()`
+  batches, no auto commit, that only reads and `orjson.loads` every event of the
+  worker's topic (benchmarks/peers/floor_aiokafka.py);
+- a plain Faust agent updating windowed Tables per event (count and sum of amount per
+  customer, tumbling 1h) over a slice of `--baseline-events` (`--no-baseline`);
+- Quix Streams 3.28 in its own venv `.venv-quix` (benchmarks/quix_env.py, created on
+  first use), 12 features per customer_id with hopping windows (count/sum/mean/max of
+  amount over 1h hop 1 min, 1d hop 1h, 7d hop 1h) over the first `--quix-events` of the
+  worker's topic (`--no-quix`; `--quix-sliding` adds a run with sliding windows of the
+  same lengths; `--quix-no-changelog` turns Quix's changelog topics off). RocksDB state,
+  changelog topics on, `.final()` emission, grace 0, at-least-once: the choices and the
+  Tansu settings they need are in benchmarks/peers/quix_windows.py.
+`--profile` records the worker only (py-spy slows it): the peers are skipped.
+
+Last, `"ratios"`: ours / plain Faust, ours / Quix, ours as % of the floor (steady
+events/s each). Everything is printed as it comes, then once more as one JSON object;
+`--json PATH` writes that object to a file. Results are appended to
+benchmarks/RESULTS.md with `--record`.
+"""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +45,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import subprocess
 import sys
 import tempfile
@@ -31,15 +58,22 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.quix_env import quix_python  # noqa: E402
 from definitions.generate_sample import generate_events, write_events  # noqa: E402
 from feature_service.definitions import load_definitions  # noqa: E402
 from feature_service.embedded import EmbeddedStack, ManagedProcess  # noqa: E402
-from feature_service.online.redis_layout import stats_key  # noqa: E402
+from feature_service.online.redis_layout import entity_keys_pattern, stats_key  # noqa: E402
 from feature_service.stream.event_files import read_event_messages  # noqa: E402
 from feature_service.stream.producer import produce_messages  # noqa: E402
 from feature_service.stream.topics import ensure_topics  # noqa: E402
 
 DEFINITIONS = ROOT / "definitions"
+PEERS = ROOT / "benchmarks" / "peers"
+OURS = "feature-service"
+PLAIN = "plain Faust windowed Tables"
+FLOOR = "bare aiokafka consumer (read + orjson)"
+QUIX = "Quix Streams hopping windows (12 features)"
+QUIX_SLIDING = "Quix Streams sliding windows (12 features)"
 
 
 def events_file(n: int, cache: Path) -> Path:
@@ -148,8 +182,11 @@ async def process(stream):
             sums[key] += amount
         if state["n"] >= n:
             elapsed = time.perf_counter() - state["t0"]
+            rss = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+            peak = int(rss[0].split()[1]) / 1024 if rss else None
             with open(os.environ["BENCH_OUT"], "w") as out:
-                json.dump({"events": n, "seconds": elapsed, "events_per_s": n / elapsed}, out)
+                json.dump({"events": n, "seconds": elapsed, "events_per_s": n / elapsed,
+                           "peak_rss_mib": peak}, out)
             os._exit(0)
 
 if __name__ == "__main__":
@@ -207,18 +244,126 @@ def run_faust_baseline(stack: EmbeddedStack, path: Path, n: int, work: Path) -> 
     return json.loads(out.read_text())
 
 
+def run_peer(argv: list[str], out: Path, log: Path, what: str, timeout: float) -> dict:
+    """Run one peer program to its end; its result is the JSON it wrote to `out`."""
+    with log.open("w") as stream:
+        subprocess.run(
+            argv, cwd=out.parent, timeout=timeout, stdout=stream, stderr=subprocess.STDOUT
+        )
+    if not out.exists():
+        raise SystemExit(f"{what} failed:\n" + log.read_text()[-3000:])
+    return json.loads(out.read_text())
+
+
+def run_floor(stack: EmbeddedStack, topic: str, n: int, work: Path) -> dict:
+    out = work / "floor.json"
+    argv = [sys.executable, str(PEERS / "floor_aiokafka.py"), "--broker", stack.broker.bootstrap]
+    argv += ["--topic", topic, "--events", str(n), "--out", str(out)]
+    return run_peer(argv, out, work / "floor.log", "the bare aiokafka consumer", 1800)
+
+
+def run_quix(
+    stack: EmbeddedStack, topic: str, n: int, work: Path, sliding: bool, changelog: bool
+) -> dict:
+    kind = "sliding" if sliding else "hopping"
+    out = work / f"quix-{kind}.json"
+    argv = [quix_python(ROOT), str(PEERS / "quix_windows.py"), "--broker", stack.broker.bootstrap]
+    argv += ["--topic", topic, "--events", str(n), "--out", str(out)]
+    argv += ["--state-dir", str(work / f"quix-{kind}-state")]
+    argv += ["--sliding"] if sliding else []
+    argv += [] if changelog else ["--no-changelog"]
+    return run_peer(argv, out, work / f"quix-{kind}.log", f"Quix Streams ({kind})", 7200)
+
+
+def redis_usage(url: str, views: list[str], events: int, sample: int, empty: int) -> dict:
+    """Bytes of the worker's state in Redis: in all, per event, per entity of each view.
+
+    MEMORY USAGE works on a key of any type (a hash today, maybe a string tomorrow); the
+    types met in the sample are reported with it.
+    """
+    client = redis.Redis.from_url(url)
+    memory = client.info("memory")
+    result: dict = {
+        "used_memory_bytes": int(memory["used_memory"]),
+        "used_memory_dataset_bytes": int(memory["used_memory_dataset"]),
+        "used_memory_empty_bytes": empty,
+        "events": events,
+        "bytes_per_event": int(memory["used_memory"]) / events,
+        "dataset_bytes_per_event": int(memory["used_memory_dataset"]) / events,
+        "keys": int(client.dbsize()),
+        "views": {},
+    }
+    rng = random.Random(7)
+    for view in views:
+        keys = list(client.scan_iter(match=entity_keys_pattern(view), count=1000))
+        chosen = rng.sample(keys, min(sample, len(keys)))
+        pipe = client.pipeline(transaction=False)
+        for key in chosen:
+            pipe.memory_usage(key, samples=0)
+            pipe.type(key)
+        replies = pipe.execute()
+        sizes = [int(size) for size in replies[0::2] if size is not None]
+        types: dict[str, int] = {}
+        for kind in replies[1::2]:
+            name = kind.decode() if isinstance(kind, bytes) else str(kind)
+            types[name] = types.get(name, 0) + 1
+        result["views"][view] = {
+            "keys": len(keys),
+            "sampled": len(sizes),
+            "types": types,
+            "bytes_per_entity": sum(sizes) / len(sizes) if sizes else None,
+            "bytes_per_entity_max": max(sizes) if sizes else None,
+            "bytes_all_keys_est": sum(sizes) / len(sizes) * len(keys) if sizes else None,
+        }
+    client.close()
+    return result
+
+
+def ratios(results: dict) -> dict:
+    """Steady events/s of ours against each peer that ran."""
+    ours = results[OURS]["events_per_s"]
+    out: dict = {}
+    if results.get(PLAIN):
+        out["ours_over_plain_faust"] = ours / results[PLAIN]["events_per_s"]
+    if results.get(QUIX):
+        out["ours_over_quix_hopping"] = ours / results[QUIX]["events_per_s"]
+    if results.get(QUIX_SLIDING):
+        out["ours_over_quix_sliding"] = ours / results[QUIX_SLIDING]["events_per_s"]
+    if results.get(FLOOR):
+        out["ours_pct_of_floor"] = 100 * ours / results[FLOOR]["events_per_s"]
+    return out
+
+
+def show(key: str, value: dict) -> None:
+    print(json.dumps({key: value}, indent=2), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--baseline-events", type=int, default=30_000)
+    parser.add_argument("--quix-events", type=int, default=20_000)
+    parser.add_argument("--redis-sample", type=int, default=500, help="keys sampled per view")
     parser.add_argument("--profile", help="py-spy flame graph of the worker to this file")
-    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the plain Faust agent")
+    parser.add_argument("--no-floor", action="store_true", help="skip the bare consumer")
+    parser.add_argument("--no-quix", action="store_true", help="skip Quix Streams")
+    parser.add_argument("--quix-sliding", action="store_true", help="also Quix sliding windows")
+    parser.add_argument("--quix-no-changelog", action="store_true")
+    parser.add_argument("--json", help="write all results as one JSON object to this file")
     parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
     args = parser.parse_args()
 
     path = events_file(args.events, ROOT / "stores" / "bench")
     registry = load_definitions(DEFINITIONS)
     source = registry.sources["transactions"]
+    views = [view.name for view in registry.views_of_source(source.name)]
+    quix_events = min(args.quix_events, args.events)
+    peers = not args.profile
+    if peers and not args.no_quix:
+        quix_python(ROOT)  # create the venv before any clock runs
+    load = os.getloadavg()[0]
+    results: dict = {}
     with (
         tempfile.TemporaryDirectory(prefix="fs-bench-") as tmp,
         EmbeddedStack(Path(tmp) / "stores") as stack,
@@ -230,25 +375,54 @@ def main() -> None:
         asyncio.run(produce_messages(stack.broker.bootstrap, source, messages))
         produce_s = time.perf_counter() - t0
         del messages
+        empty = int(redis.Redis.from_url(stack.redis.url).info("memory")["used_memory"])
         ours = run_worker(stack, args.events, work / "offline", args.profile)
         ours["produce_s"] = produce_s
-        print(json.dumps({"feature-service": ours}, indent=2))
-        plain = None
-        if not args.no_baseline and not args.profile:
-            plain = run_faust_baseline(stack, path, args.baseline_events, work)
-            print(json.dumps({"plain Faust windowed Tables": plain}, indent=2))
+        ours["redis"] = redis_usage(stack.redis.url, views, args.events, args.redis_sample, empty)
+        results[OURS] = ours
+        show(OURS, ours)
+        if peers and not args.no_floor:
+            results[FLOOR] = run_floor(stack, source.topic, args.events, work)
+            show(FLOOR, results[FLOOR])
+        if peers and not args.no_baseline:
+            results[PLAIN] = run_faust_baseline(stack, path, args.baseline_events, work)
+            show(PLAIN, results[PLAIN])
+        if peers and not args.no_quix:
+            changelog = not args.quix_no_changelog
+            results[QUIX] = run_quix(stack, source.topic, quix_events, work, False, changelog)
+            show(QUIX, results[QUIX])
+            if args.quix_sliding:
+                results[QUIX_SLIDING] = run_quix(
+                    stack, source.topic, quix_events, work, True, changelog
+                )
+                show(QUIX_SLIDING, results[QUIX_SLIDING])
+    results["ratios"] = ratios(results)
+    show("ratios", results["ratios"])
+    print(json.dumps(results, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     if args.record:
-        record(args, ours, plain)
+        record(results, load)
 
 
-def record(args: argparse.Namespace, ours: dict, plain: dict | None) -> None:
+def commit() -> str:
+    try:
+        argv = ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def record(results: dict, load: float) -> None:
+    ours = results[OURS]
+    command = " ".join([".venv/bin/python benchmarks/ingest.py", *sys.argv[1:]])
     lines = [
         "",
         f"### Ingest, {datetime.now(UTC):%Y-%m-%d}",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}. "
-        f"Command: `.venv/bin/python benchmarks/ingest.py --events {args.events} --record`.",
+        f"Python {platform.python_version()}; load average before the run {load:.1f}. "
+        f"Commit {commit()}. Command: `{command}`.",
         "",
         "| what | events | events/s | peak RSS |",
         "|---|---|---|---|",
@@ -257,13 +431,49 @@ def record(args: argparse.Namespace, ours: dict, plain: dict | None) -> None:
         f"| same, end to end including start-up ({ours['startup_s']:.1f} s) "
         f"| {ours['events']:,} | {ours['end_to_end_events_per_s']:,.0f} | |",
     ]
-    if plain:
-        ratio = ours["events_per_s"] / plain["events_per_s"]
+    rows = [
+        (FLOOR, "bare aiokafka consumer, fresh group, `getmany()`, `orjson.loads` only"),
+        (PLAIN, "plain Faust agent, per-event windowed Tables (count + sum, tumbling 1h)"),
+        (QUIX, "Quix Streams 3.28, hopping windows (count/sum/mean/max, 1h/1min, 1d/1h, 7d/1h)"),
+        (QUIX_SLIDING, "Quix Streams 3.28, sliding windows (count/sum/mean/max, 1h, 1d, 7d)"),
+    ]
+    for key, label in rows:
+        peer = results.get(key)
+        if peer:
+            if "changelog_topics" in peer:
+                label += ", RocksDB + changelog" if peer["changelog_topics"] else ", RocksDB"
+            rss = f"{peer['peak_rss_mib']:.0f} MiB" if peer.get("peak_rss_mib") else ""
+            lines.append(f"| {label} | {peer['events']:,} | {peer['events_per_s']:,.0f} | {rss} |")
+    mem = ours["redis"]
+    lines += [
+        "",
+        f"Redis after the worker: used_memory {mem['used_memory_bytes'] / 2**20:,.1f} MiB "
+        f"(dataset {mem['used_memory_dataset_bytes'] / 2**20:,.1f} MiB, empty "
+        f"{mem['used_memory_empty_bytes'] / 2**20:,.1f} MiB), "
+        f"{mem['bytes_per_event']:,.0f} bytes per event.",
+        "",
+        "| view | keys | bytes per entity (MEMORY USAGE, mean of a sample) | types |",
+        "|---|---|---|---|",
+    ]
+    for view, usage in mem["views"].items():
+        per = usage["bytes_per_entity"]
+        types = ", ".join(f"{t} {n}" for t, n in usage["types"].items())
         lines.append(
-            f"| plain Faust agent, per-event windowed Tables (count + sum, tumbling 1h) "
-            f"| {plain['events']:,} | {plain['events_per_s']:,.0f} | |"
+            f"| {view} | {usage['keys']:,} | "
+            f"{'' if per is None else f'{per:,.0f}'} ({usage['sampled']} sampled) | {types} |"
         )
-        lines += ["", f"Ratio: {ratio:.1f}x the plain Faust agent."]
+    ratio = results.get("ratios") or {}
+    said = []
+    if "ours_over_plain_faust" in ratio:
+        said.append(f"{ratio['ours_over_plain_faust']:.1f}x the plain Faust agent")
+    if "ours_over_quix_hopping" in ratio:
+        said.append(f"{ratio['ours_over_quix_hopping']:.1f}x Quix (hopping)")
+    if "ours_over_quix_sliding" in ratio:
+        said.append(f"{ratio['ours_over_quix_sliding']:.1f}x Quix (sliding)")
+    if "ours_pct_of_floor" in ratio:
+        said.append(f"{ratio['ours_pct_of_floor']:.1f}% of the bare consumer")
+    if said:
+        lines += ["", "Ratios (steady events/s): " + "; ".join(said) + "."]
     with (ROOT / "benchmarks" / "RESULTS.md").open("a") as out:
         out.write("\n".join(lines) + "\n")
 

@@ -1,0 +1,1 @@
+"""Peer programs that benchmarks/ingest.py runs in subprocesses beside the worker."""
