@@ -30,18 +30,25 @@ to the source's dead-letter topic and `/push` answers 422 with it. The worker an
 from __future__ import annotations
 
 import math
+import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import orjson
 import pyarrow as pa
 
-from feature_service.aggregation.windows import TIME_RANGE, in_time_range
+from feature_service.aggregation.windows import (
+    EARLIEST_TIME,
+    LATEST_TIME,
+    TIME_RANGE,
+    in_time_range,
+)
 from feature_service.definitions import Source
 
 
@@ -140,71 +147,184 @@ def parse_records(
 
     `written_at`: each record's time on the topic (epoch seconds, None if unknown), the
     reference of the `max_future` guard; without it, the wall clock.
+
+    Two paths, one set of rules. Each record is first decoded straight into a typed
+    struct by msgspec (C, strict types, `_fast_decoder`) and its times checked for the
+    whole batch at once; a record that does not pass that way (invalid, or a time
+    given as an ISO-8601 string) goes through `_parse_one`, the rules written out one
+    by one, which accepts it or names the first problem. The fast path accepts only
+    what `_parse_one` accepts, with the same values.
     """
+    now = time.time()
+    decoder, names = _fast_decoder(source)
+    schema = list(source.schema.items())
+    n = len(records)
+    structs: list[Any] = []
+    slow: list[int] = []
+    for i, (_, value) in enumerate(records):
+        try:
+            structs.append(decoder.decode(value))  # type: ignore[arg-type]
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+            structs.append(None)
+            slow.append(i)
+    fast = [i for i, struct in enumerate(structs) if struct is not None] if slow else range(n)
+    decoded = [structs[i] for i in fast] if slow else structs
+    by_name = {name: list(map(operator.attrgetter(name), decoded)) for name in names}
+    stamps = _fast_times(by_name[source.timestamp_field], len(fast))
+    ok = np.isfinite(stamps) & (stamps >= EARLIEST_TIME) & (stamps < LATEST_TIME)
+    if source.max_future_s is not None:
+        reference = _reference_times(written_at, n, now)
+        ok &= ~(stamps > (reference[fast] if slow else reference) + source.max_future_s)
+    fast_columns = {name: _column(by_name[name], kind) for name, kind in schema}
+    for name, kind in schema:
+        if kind == "float":  # msgspec refuses numbers beyond float64; never infinite
+            ok &= ~np.isinf(fast_columns[name])
+    if not ok.all():
+        bad = [fast[j] for j in np.flatnonzero(~ok).tolist()]
+        slow = sorted([*slow, *bad])
+    if not slow:
+        return ParsedBatch(
+            offsets=np.fromiter((o for o, _ in records), dtype=np.int64, count=n),
+            ts=stamps,
+            columns=fast_columns,
+        )
+    rows: dict[int, tuple[float, list[Any]]] = {}
+    rejected: list[Rejection] = []
+    for i in slow:
+        offset, value = records[i]
+        written = written_at[i] if written_at is not None else None
+        try:
+            rows[i] = _parse_one(source, value, now if written is None else written)
+        except _Invalid as exc:
+            rejected.append(Rejection(offset, str(exc), value))
+    keep = np.ones(len(fast), dtype=np.bool_)
+    position = {i: j for j, i in enumerate(fast)}
+    for i in slow:
+        if i in position:
+            keep[position[i]] = False
+    kept = np.flatnonzero(keep)
+    fast_offsets = np.asarray([records[i][0] for i in fast], dtype=np.int64)
+    if not rows:  # the usual case: the records the fast path missed are all refused
+        return ParsedBatch(
+            offsets=fast_offsets[kept],
+            ts=stamps[kept],
+            columns={name: column[kept] for name, column in fast_columns.items()},
+            rejected=sorted(rejected, key=lambda r: r.offset),
+        )
+    fast_at = {fast[j]: j for j in kept.tolist()}
+    accepted = sorted([*fast_at, *rows])
+    columns = {}
+    for c, (name, kind) in enumerate(schema):
+        column = fast_columns[name]
+        values = [column[fast_at[i]] if i in fast_at else rows[i][1][c] for i in accepted]
+        columns[name] = _column(values, kind)
+    ts = [float(stamps[fast_at[i]]) if i in fast_at else rows[i][0] for i in accepted]
+    return ParsedBatch(
+        offsets=np.asarray([records[i][0] for i in accepted], dtype=np.int64),
+        ts=np.asarray(ts, dtype=np.float64),
+        columns=columns,
+        rejected=sorted(rejected, key=lambda r: r.offset),
+    )
+
+
+def _reference_times(
+    written_at: Sequence[float | None] | None, n: int, now: float
+) -> npt.NDArray[np.float64]:
+    """Each record's time on the topic, the wall clock where unknown."""
+    if written_at is None:
+        return np.full(n, now)
+    try:
+        return np.asarray(written_at, dtype=np.float64).reshape(n)
+    except (TypeError, ValueError):
+        return np.asarray([now if w is None else w for w in written_at], dtype=np.float64)
+
+
+def _fast_times(values: Sequence[Any], n: int) -> npt.NDArray[np.float64]:
+    """Event times decoded as numbers; NaN where one is a string (the slow path parses
+    ISO-8601)."""
+    try:
+        return np.asarray(values, dtype=np.float64).reshape(n)
+    except (TypeError, ValueError):
+        return np.asarray(
+            [v if isinstance(v, float | int) else np.nan for v in values], dtype=np.float64
+        )
+
+
+_DECODERS: dict[tuple[Any, ...], tuple[Any, tuple[str, ...]]] = {}
+_FAST_TYPES: dict[str, Any] = {
+    "float": float,
+    "string": str,
+    "int": Annotated[int, msgspec.Meta(ge=_INT64[0], le=_INT64[1])],
+    "bool": bool,
+    "timestamp": float | str,
+}
+
+
+def _fast_decoder(source: Source) -> tuple[Any, tuple[str, ...]]:
+    """A msgspec decoder of `source`'s events into a struct of its schema's fields
+    (all required; null allowed except in keys and the timestamp; keys non-empty)."""
+    keys = set(source.join_keys) | ({source.key} if source.key is not None else set())
+    cache_key = (tuple(source.schema.items()), source.timestamp_field, tuple(sorted(keys)))
+    found = _DECODERS.get(cache_key)
+    if found is None:
+        fields = []
+        for name, kind in source.schema.items():
+            typ = _FAST_TYPES[kind]
+            if name in keys:
+                typ = Annotated[str, msgspec.Meta(min_length=1)] if kind == "string" else typ
+            elif name != source.timestamp_field:
+                typ = typ | None
+            fields.append((name, typ))
+        if source.timestamp_field not in source.schema:
+            fields.append((source.timestamp_field, float | str))
+        struct = msgspec.defstruct("Event", fields, gc=False)  # scalars only: no cycles
+        names = tuple(name for name, _ in fields)
+        found = _DECODERS[cache_key] = (msgspec.json.Decoder(struct), names)
+    return found
+
+
+def _parse_one(source: Source, value: bytes | None, reference: float) -> tuple[float, list[Any]]:
+    """One record by the rules, one by one: its time and its row (schema order), or
+    `_Invalid` naming the first problem. `reference` is the record's time on the topic."""
     schema = list(source.schema.items())
     ts_field = source.timestamp_field
     keys = set(source.join_keys) | ({source.key} if source.key is not None else set())
-    key_index = [(_index(schema, k), k) for k in sorted(keys) if k in source.schema]
     required = keys | {ts_field}
-    now = time.time()
+    if value is None:
+        raise _Invalid("empty message (no value)")
+    try:
+        document = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise _Invalid(f"not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise _Invalid(f"not a JSON object but {type(document).__name__}")
+    if ts_field not in document:
+        raise _Invalid(f"missing timestamp field {ts_field!r}")
+    raw_ts = document[ts_field]
+    if raw_ts is None:
+        raise _Invalid(f"timestamp field {ts_field!r} is null")
+    ts = parse_timestamp(raw_ts)
+    row: list[Any] = []
+    for name, kind in schema:
+        if name not in document:
+            raise _Invalid(f"missing field {name!r}")
+        cell = document[name]
+        if cell is None:
+            if name in required:
+                raise _Invalid(f"field {name!r} is null")
+            row.append(None)
+        else:
+            row.append(_check(name, kind, cell))
+    for name, cell in zip(source.schema, row, strict=True):
+        if name in keys and cell == "":
+            raise _Invalid(f"key field {name!r} is empty")
     max_future = source.max_future_s
-    rows: list[list[Any]] = []
-    offsets: list[int] = []
-    stamps: list[float] = []
-    rejected: list[Rejection] = []
-    for i, (offset, value) in enumerate(records):
-        try:
-            if value is None:
-                raise _Invalid("empty message (no value)")
-            try:
-                document = orjson.loads(value)
-            except orjson.JSONDecodeError as exc:
-                raise _Invalid(f"not valid JSON: {exc}") from None
-            if not isinstance(document, dict):
-                raise _Invalid(f"not a JSON object but {type(document).__name__}")
-            if ts_field not in document:
-                raise _Invalid(f"missing timestamp field {ts_field!r}")
-            raw_ts = document[ts_field]
-            if raw_ts is None:
-                raise _Invalid(f"timestamp field {ts_field!r} is null")
-            ts = parse_timestamp(raw_ts)
-            row: list[Any] = []
-            for name, kind in schema:
-                if name not in document:
-                    raise _Invalid(f"missing field {name!r}")
-                cell = document[name]
-                if cell is None:
-                    if name in required:
-                        raise _Invalid(f"field {name!r} is null")
-                    row.append(None)
-                else:
-                    row.append(_check(name, kind, cell))
-            for index, key in key_index:
-                if row[index] == "":
-                    raise _Invalid(f"key field {key!r} is empty")
-            if max_future is not None:
-                written = written_at[i] if written_at is not None else None
-                reference = now if written is None else written
-                if ts > reference + max_future:
-                    raise _Invalid(
-                        f"timestamp {raw_ts!r} is {ts - reference:.0f} s ahead of the time "
-                        f"the event was written (max_future {max_future} s)"
-                    )
-        except _Invalid as exc:
-            rejected.append(Rejection(offset, str(exc), value))
-            continue
-        rows.append(row)
-        offsets.append(offset)
-        stamps.append(ts)
-    columns = {
-        name: _column([row[i] for row in rows], kind) for i, (name, kind) in enumerate(schema)
-    }
-    return ParsedBatch(
-        offsets=np.asarray(offsets, dtype=np.int64),
-        ts=np.asarray(stamps, dtype=np.float64),
-        columns=columns,
-        rejected=rejected,
-    )
+    if max_future is not None and ts > reference + max_future:
+        raise _Invalid(
+            f"timestamp {raw_ts!r} is {ts - reference:.0f} s ahead of the time "
+            f"the event was written (max_future {max_future} s)"
+        )
+    return ts, row
 
 
 def _index(schema: list[tuple[str, str]], name: str) -> int:
@@ -227,7 +347,10 @@ def column_from_arrow(column: pa.ChunkedArray, kind: str) -> npt.NDArray[Any]:
 def _column(values: list[Any], kind: str) -> npt.NDArray[Any]:
     """Floats and timestamps as float64 (NaN for null); everything else as objects."""
     if kind in ("float", "timestamp"):
-        return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+        try:
+            return np.asarray(values, dtype=np.float64).reshape(len(values))
+        except (TypeError, ValueError):  # nulls
+            return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
     column = np.empty(len(values), dtype=object)
     column[:] = values
     return column
