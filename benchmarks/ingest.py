@@ -148,6 +148,8 @@ def run_worker(stack: EmbeddedStack, n: int, offline: Path, profile: str | None)
         "steady_s": finished - t_first,
         "events_per_s": (n - n_first) / (finished - t_first),
         "end_to_end_events_per_s": n / (finished - started),
+        "flushes": int(raw.get(b"flushes", 0)),
+        "last_flush_ms": float(raw.get(b"last_flush_ms", 0)),
         "peak_rss_mib": rss,
     }
 

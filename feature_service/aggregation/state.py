@@ -80,6 +80,7 @@ import pandas as pd
 
 from feature_service.aggregation.algebra import AGGREGATORS, IR, Aggregator
 from feature_service.aggregation.spec import FeatureLike, check_feature
+from feature_service.aggregation.values import as_float_array, non_null_mask
 from feature_service.aggregation.window_events import EventIndex, WindowEvents, gather
 from feature_service.aggregation.windows import (
     check_levels,
@@ -106,6 +107,9 @@ MAGIC = b"F2"
 VERSION_DIGITS = 20
 _COUNTS = struct.Struct("<II")
 _HEAD = VERSION_DIGITS + len(MAGIC) + _COUNTS.size
+WITNESSED = frozenset({"first", "last", "time_since_last", "min", "max", "count_distinct"})
+"""Lifetime aggregations whose value over compacted events a few of those events give:
+the first, the last, the smallest, the largest, one per distinct value."""
 BINARY_KINDS = frozenset({"float", "timestamp"})
 """Schema types stored packed as float64 (NaN: null); others go to the JSON header."""
 LIFETIME_ONLY_LEVELS: tuple[int, ...] = (60, 3600)
@@ -144,7 +148,7 @@ class StateLayout:
     >>> from feature_service.aggregation.spec import FeatureSpec
     >>> layout = StateLayout([FeatureSpec("s", "sum", "x", 3600)], {"x": "float"})
     >>> layout.record.names, layout.coarsest, layout.retention_s
-    (('ts', 'seq', 'x'), 60, 3600)
+    (('ts', 'seq', 'pin', 'x'), 60, 3600)
     """
 
     def __init__(
@@ -181,6 +185,12 @@ class StateLayout:
             )
         self.retention_s: int = retention
         self.lifetime: tuple[int, ...] = tuple(i for i, w in enumerate(self.windows) if w is None)
+        self.pinned: tuple[int, ...] = tuple(
+            i for i in self.lifetime if self.features[i].aggregation in WITNESSED
+        )
+        """Lifetime features whose compacted events are represented by witnesses."""
+        self.based: tuple[int, ...] = tuple(i for i in self.lifetime if i not in self.pinned)
+        """Lifetime features whose compacted events are folded into the base IRs."""
 
         filters: list[Hashable] = []
         feature_filter: list[int | None] = []
@@ -214,6 +224,7 @@ class StateLayout:
             [
                 ("ts", "<f8"),
                 ("seq", "<i8"),
+                ("pin", "u1"),
                 *[(f"w{k}", "u1") for k in range(len(filters))],
                 *[(c, "<f8") for c in self.binary],
             ]
@@ -290,9 +301,14 @@ class Events:
     seq: Int
     flags: npt.NDArray[np.bool_]  # (n, filters)
     columns: dict[str, npt.NDArray[Any]]
+    pin: npt.NDArray[np.bool_] | None = None  # a compacted event kept as a witness
 
     def __len__(self) -> int:
         return int(self.ts.size)
+
+    @property
+    def pins(self) -> npt.NDArray[np.bool_]:
+        return np.zeros(self.ts.size, dtype=np.bool_) if self.pin is None else self.pin
 
     def take(self, idx: npt.NDArray[Any]) -> Events:
         return Events(
@@ -301,6 +317,7 @@ class Events:
             self.seq[idx],
             self.flags[idx],
             {c: v[idx] for c, v in self.columns.items()},
+            None if self.pin is None else self.pin[idx],
         )
 
     @classmethod
@@ -362,15 +379,17 @@ class States:
 def decode(layout: StateLayout, blobs: Sequence[bytes | None]) -> States:
     """The states of many entities from their stored values (None: no state)."""
     metas: list[Meta | None] = []
-    records: list[npt.NDArray[Any]] = []
+    records: list[bytes] = []
     counts: list[int] = []
     json_values: list[list[Any]] = [[] for _ in layout.json_columns]
+    size = layout.record.itemsize
+    magic_at = slice(VERSION_DIGITS, VERSION_DIGITS + len(MAGIC))
     for blob in blobs:
         if blob is None:
             metas.append(None)
             counts.append(0)
             continue
-        if blob[VERSION_DIGITS : _HEAD - _COUNTS.size] != MAGIC:
+        if blob[magic_at] != MAGIC:
             raise StaleFormatError("the stored state is not in the format of engine v2")
         n, m = _COUNTS.unpack_from(blob, VERSION_DIGITS + len(MAGIC))
         header = orjson.loads(blob[_HEAD : _HEAD + m])
@@ -391,12 +410,12 @@ def decode(layout: StateLayout, blobs: Sequence[bytes | None]) -> States:
         )
         counts.append(n)
         if n:
-            records.append(np.frombuffer(blob, dtype=layout.record, count=n, offset=_HEAD + m))
+            records.append(blob[_HEAD + m : _HEAD + m + n * size])
             for values, column in zip(json_values, header["c"], strict=True):
                 values.extend(column)
     if not records:
         return States(metas, _empty_events(layout))
-    rec = np.concatenate(records) if len(records) > 1 else records[0]
+    rec = np.frombuffer(b"".join(records), dtype=layout.record)  # one pass for all
     code = np.repeat(np.arange(len(metas), dtype=np.int64), counts)
     flags = (
         np.stack([rec[f] for f in layout.filter_fields], axis=1).astype(np.bool_)
@@ -408,7 +427,9 @@ def decode(layout: StateLayout, blobs: Sequence[bytes | None]) -> States:
         arr = np.empty(len(values), dtype=object)
         arr[:] = values
         columns[c] = arr
-    return States(metas, Events(code, rec["ts"].copy(), rec["seq"].copy(), flags, columns))
+    pin = rec["pin"].astype(np.bool_)
+    events = Events(code, rec["ts"].copy(), rec["seq"].copy(), flags, columns, pin)
+    return States(metas, events)
 
 
 def _encode_all(layout: StateLayout, metas: Sequence[Meta], events: Events) -> list[bytes]:
@@ -417,6 +438,7 @@ def _encode_all(layout: StateLayout, metas: Sequence[Meta], events: Events) -> l
     rec = np.empty(n, dtype=layout.record)
     rec["ts"] = events.ts
     rec["seq"] = events.seq
+    rec["pin"] = events.pins
     for k, name in enumerate(layout.filter_fields):
         rec[name] = events.flags[:, k]
     for c in layout.binary:
@@ -473,9 +495,10 @@ def write(
     `new.code` indexes `states.metas`; `watermark[i]` is what entity i compacts at (at
     least its stored ``w``; -inf: none), `last[i]` its newest new event time (NaN:
     none), `applied[i]` offset marks to set. Late events must be left out by the caller
-    (`plan.ViewPlan.late`); events below an entity's cutoff go to its base.
+    (`plan.ViewPlan.late`); events below an entity's cutoff go to its base. `states`
+    is consumed (its metas are updated in place).
     """
-    metas = [Meta() if meta is None else _copy(meta) for meta in states.metas]
+    metas = [Meta() if meta is None else meta for meta in states.metas]
     if not layout.takes_all and len(new):
         new = new.take(np.flatnonzero(new.flags.any(axis=1)))
     old = states.events
@@ -488,8 +511,7 @@ def write(
     cutoff = layout.cutoffs(w)
     drop = events.ts < cutoff[events.code]
     if drop.any():
-        _fold_into_base(layout, metas, events.take(np.flatnonzero(drop)))
-        events = events.take(np.flatnonzero(~drop))
+        events = _compact(layout, metas, events, drop)
     last_a = np.asarray(last, dtype=np.float64)
     for i, meta in enumerate(metas):
         meta.version += 1
@@ -503,18 +525,6 @@ def write(
     return _encode_all(layout, metas, events)
 
 
-def _copy(meta: Meta) -> Meta:
-    return Meta(
-        meta.version,
-        meta.w,
-        meta.last,
-        None if meta.base is None else list(meta.base),
-        meta.base_hi,
-        dict(meta.applied),
-        meta.backfilled,
-    )
-
-
 def _concat(layout: StateLayout, a: Events, b: Events) -> Events:
     if not len(b):
         return a
@@ -526,34 +536,94 @@ def _concat(layout: StateLayout, a: Events, b: Events) -> Events:
         np.concatenate([a.seq, b.seq]),
         np.concatenate([a.flags, b.flags]),
         {c: np.concatenate([a.columns[c], b.columns[c]]) for c in layout.columns},
+        None if a.pin is None and b.pin is None else np.concatenate([a.pins, b.pins]),
     )
 
 
+def _compact(
+    layout: StateLayout, metas: list[Meta], events: Events, drop: npt.NDArray[np.bool_]
+) -> Events:
+    """`events` without those below their entities' cutoffs (`drop`), except the
+    witnesses the lifetime features need; the others are folded into the base IRs."""
+    m = len(metas)
+    hi = np.full(m, -np.inf)
+    np.maximum.at(hi, events.code[drop], events.ts[drop])
+    for e, top in zip(
+        np.flatnonzero(np.isfinite(hi)).tolist(), hi[np.isfinite(hi)].tolist(), strict=True
+    ):
+        meta = metas[e]
+        meta.base_hi = top if meta.base_hi is None else max(meta.base_hi, top)
+    pinned = events.pins
+    if layout.based:  # events pinned before were folded then already
+        _fold_into_base(layout, metas, events.take(np.flatnonzero(drop & ~pinned)))
+    witness = np.zeros(len(events), dtype=np.bool_)
+    for i in layout.pinned:
+        witness |= _witnesses(layout, i, events, drop)
+    keep = ~drop | witness
+    out = events.take(np.flatnonzero(keep))
+    out.pin = witness[keep]
+    return out
+
+
+def _witnesses(
+    layout: StateLayout, i: int, events: Events, drop: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """The dropped events that give lifetime feature `i`'s value over all of them, per
+    entity: its first, its last, its smallest, its largest, one per distinct value.
+    Events are sorted by (entity, ts, seq)."""
+    f = layout.features[i]
+    member = drop & layout.member(i, events.flags)
+    values = None if f.column is None else events.columns[f.column]
+    if values is not None:
+        member &= non_null_mask(values)
+    idx = np.flatnonzero(member)
+    out = np.zeros(len(events), dtype=np.bool_)
+    if idx.size == 0:
+        return out
+    code = events.code[idx]
+    agg = f.aggregation
+    if agg in ("first", "last", "time_since_last"):
+        edge = np.ones(idx.size, dtype=np.bool_)
+        if agg == "first":
+            edge[1:] = code[1:] != code[:-1]
+        else:
+            edge[:-1] = code[1:] != code[:-1]
+        out[idx[edge]] = True
+        return out
+    assert values is not None
+    if agg in ("min", "max"):
+        x = as_float_array(values[idx])
+        order = np.lexsort((x if agg == "min" else -x, code))
+        first = np.ones(order.size, dtype=np.bool_)
+        first[1:] = code[order][1:] != code[order][:-1]
+        out[idx[order[first]]] = True
+        return out
+    # count_distinct: the first event of each (entity, value)
+    kind = _kind(layout, f.column or "", values)
+    picked = values[idx] if kind == "string" else as_float_array(values[idx]) + 0.0
+    vcode = pd.factorize(picked)[0]
+    pairs = pd.DataFrame({"e": code, "v": vcode})
+    out[idx[~pairs.duplicated().to_numpy()]] = True
+    return out
+
+
 def _fold_into_base(layout: StateLayout, metas: list[Meta], dropped: Events) -> None:
-    """Fold events falling below their entities' cutoffs into the lifetime base."""
-    if not layout.lifetime:
-        return
+    """Fold compacted events into the base IRs of the `based` lifetime features."""
+    m = len(metas)
     entities = np.unique(dropped.code).tolist()
-    hi = pd.Series(dropped.ts).groupby(dropped.code).max()
     per_feature = []
-    for i in layout.lifetime:
+    for i in layout.based:
         f = layout.features[i]
         take = layout.member(i, dropped.flags)
         values = None if f.column is None else dropped.columns[f.column][take]
-        per_feature.append(
-            layout.aggs[i].grouped(
-                dropped.ts[take], dropped.seq[take], values, dropped.code[take], len(metas)
-            )
-        )
+        agg = layout.aggs[i]
+        irs = agg.grouped(dropped.ts[take], dropped.seq[take], values, dropped.code[take], m)
+        per_feature.append((agg, irs))
+    empty = [agg.empty() for agg, _ in per_feature]
     for e in entities:
         meta = metas[e]
-        base = meta.base or [layout.aggs[i].empty() for i in layout.lifetime]
-        meta.base = [
-            layout.aggs[i].merge(b, irs[e])
-            for i, b, irs in zip(layout.lifetime, base, per_feature, strict=True)
-        ]
-        top = float(hi[e])
-        meta.base_hi = top if meta.base_hi is None else max(meta.base_hi, top)
+        base = meta.base or empty
+        meta.base = [agg.merge(b, irs[e]) for (agg, irs), b in zip(per_feature, base, strict=True)]
 
 
 # --------------------------------------------------------------------------- reading
@@ -593,13 +663,16 @@ def evaluate(
         else np.full(codes.size, -np.inf)
     )
     out: dict[str, list[Any]] = {}
-    streams: dict[tuple[str | None, int | None], WindowEvents] = {}
+    streams: dict[tuple[str | None, int | None, bool], WindowEvents] = {}
     for i in wanted:
         f = layout.features[i]
         agg = layout.aggs[i]
-        key = (f.column, layout.feature_filter[i])
+        based = i in layout.based
+        key = (f.column, layout.feature_filter[i], based)
         if key not in streams:
             member = layout.member(i, ev.flags)
+            if based:  # witnesses of compacted events are in the base already
+                member = member & ~ev.pins
             column, kind = None, None
             if f.column is not None:
                 column = ev.columns[f.column]
@@ -622,6 +695,8 @@ def evaluate(
         a, b = stream.bounds(lo, hi)
         values = _plain(agg.over_windows(stream, a, b, t, lifetime=window is None))
         if window is None:
+            _check_base(states, codes, t)
+        if based:
             _with_base(layout, i, states, ev, codes, t, start, hi, values)
         column_out: list[Any] = [None] * len(values)
         for r, v in zip(order.tolist(), values, strict=True):
@@ -661,6 +736,17 @@ def _plain(values: Any) -> list[Any]:
     return result
 
 
+def _check_base(states: States, codes: Int, t: Float) -> None:
+    """Lifetime values are exact at times at or after every compacted event."""
+    for r, c in enumerate(codes.tolist()):
+        meta = states.metas[c]
+        if meta is not None and meta.base_hi is not None and t[r] < meta.base_hi:
+            raise OutsideRetentionError(
+                f"lifetime features at t={t[r]} are before the retained state "
+                f"(events up to {meta.base_hi} are compacted)"
+            )
+
+
 def _with_base(
     layout: StateLayout,
     i: int,
@@ -677,21 +763,15 @@ def _with_base(
     rows = [r for r, c in enumerate(codes.tolist()) if (m := states.metas[c]) and m.base]
     if not rows:
         return
-    j = layout.lifetime.index(i)
+    j = layout.based.index(i)
     agg = layout.aggs[i]
     f = layout.features[i]
     idx = np.asarray(rows, dtype=np.int64)
-    for r in rows:
-        meta = states.metas[int(codes[r])]
-        assert meta is not None
-        if meta.base_hi is not None and t[r] < meta.base_hi:
-            raise OutsideRetentionError(
-                f"lifetime features at t={t[r]} are before the retained state "
-                f"(events up to {meta.base_hi} are compacted)"
-            )
     pos, starts, nonempty = gather(start[idx], hi[idx])
     group = np.repeat(np.flatnonzero(nonempty), np.diff(np.append(starts, pos.size)))
-    take = layout.member(i, ev.flags[pos]) if pos.size else np.zeros(0, dtype=np.bool_)
+    take = (
+        layout.member(i, ev.flags[pos]) & ~ev.pins[pos] if pos.size else np.zeros(0, dtype=np.bool_)
+    )
     pos, group = pos[take], group[take]
     column = None if f.column is None else ev.columns[f.column][pos]
     irs = agg.grouped(ev.ts[pos], ev.seq[pos], column, group, len(rows))

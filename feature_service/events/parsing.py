@@ -163,7 +163,7 @@ def parse_records(
     slow: list[int] = []
     for i, (_, value) in enumerate(records):
         try:
-            structs.append(decoder.decode(value))  # type: ignore[arg-type]
+            structs.append(decoder.decode(value))
         except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
             structs.append(None)
             slow.append(i)

@@ -18,6 +18,9 @@ Contract with the application (`BatchApp.batch_handler`, `BatchApp.batch_flusher
   it dropped pending work, or found its stored state behind Kafka's position); a
   flusher may raise `RewindPartitions({tp: offset})` for several at once (after it
   dropped the pending work of those partitions).
+- After each batch, the events the partition still holds beyond it (its highwater
+  minus the next offset) are in `BatchApp.lag`: a flusher that sees itself behind
+  can wait for bigger batches (`stream.source_processor.SourceProcessor.flush_due`).
 - A rebalance waits for the handler or flush in progress, then forces a flush, before
   partitions are revoked; so a partition is never written by two workers at once
   through this process's fault.
@@ -97,12 +100,24 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         continue
                     try:
                         await self._retry(handler, tp, batch)
+                        self._note_lag(tp, batch[-1].offset + 1)
                     except Rewind as rewind:
                         log.info(
                             "%s[%d]: re-reading from %d", tp.topic, tp.partition, rewind.offset
                         )
                         await self.seek(tp, rewind.offset)
                 await self._retry(self._flush, False)
+
+    def _note_lag(self, tp: TP, next_offset: int) -> None:
+        try:
+            highwater = self.highwater(tp)
+        except Exception:  # no consumer state for it (mid-rebalance): unknown
+            self.batch_app.lag.pop(tp, None)
+            return
+        if highwater is None:
+            self.batch_app.lag.pop(tp, None)
+        else:
+            self.batch_app.lag[tp] = max(0, int(highwater) - next_offset)
 
     async def _flush(self, force: bool) -> None:
         flusher = self.batch_app.batch_flusher
@@ -153,6 +168,7 @@ class BatchApp(faust.App):
         self.batch_handlers: dict[str, BatchHandler] = {}
         self.batch_flusher: BatchFlusher | None = None
         self.batch_closer: Callable[[], Awaitable[None]] | None = None
+        self.lag: dict[TP, int] = {}  # events after the last batch handled, per partition
 
     def batch_handler(self, topic: str, handler: BatchHandler) -> None:
         """Subscribe to `topic` and hand its batches to `handler`."""

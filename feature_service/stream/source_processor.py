@@ -110,6 +110,8 @@ log = logging.getLogger(__name__)
 
 # How often an idle worker checks that Redis still holds its partitions' offsets.
 IDLE_CHECK_S = 2.0
+# How many flush intervals a worker that is behind may wait for a full flush.
+CATCH_UP_WAIT = 10
 # How often an entity written by someone else meanwhile is read and folded again before
 # the whole flush is fenced (see `SourceProcessor._apply_view`).
 ENTITY_RETRIES = 20
@@ -301,12 +303,21 @@ class SourceProcessor:
         fenced.rewind = rewind
         raise fenced
 
-    def flush_due(self) -> bool:
+    def flush_due(self, behind: int = 0) -> bool:
+        """Whether pending work should be made durable now: `flush_events` are pending,
+        or the oldest has waited `flush_interval_s`. A worker `behind` by enough events
+        to fill a whole flush (catching up: a backlog, a restart) waits for the full
+        flush instead, up to `CATCH_UP_WAIT` intervals: fewer, bigger flushes write
+        each entity once for more of its events, and latency does not matter for
+        events that are already that late."""
         if self._pending_since is None:
             return False
         if self._pending_events >= self.flush_events:
             return True
-        return time.monotonic() - self._pending_since >= self.flush_interval_s
+        waited = time.monotonic() - self._pending_since
+        if behind >= self.flush_events - self._pending_events:
+            return waited >= CATCH_UP_WAIT * self.flush_interval_s
+        return waited >= self.flush_interval_s
 
     async def _partition_state(self, partition: int) -> _Partition:
         state = self.partitions.get(partition)

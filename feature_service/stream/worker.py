@@ -78,6 +78,7 @@ class WorkerRuntime:
         )
         self.redis: Any = None
         self.refused_definitions = ""  # definitions on disk this worker refused to run
+        self.lag: dict[TP, int] = {}  # the app's: events not yet fetched, per partition
         self._started = False
         self._closers: list[Callable[[], Awaitable[Any]]] = []
 
@@ -154,7 +155,8 @@ class WorkerRuntime:
         await self.start()
         durable: dict[TP, int] = {}
         for topic, processor in self.processors.items():
-            due = force or processor.flush_due()
+            behind = sum(n for tp, n in self.lag.items() if tp.topic == topic)
+            due = force or processor.flush_due(behind)
             started = time.perf_counter()
             try:
                 if not due:  # Redis may have lost data meanwhile
@@ -212,6 +214,7 @@ def build_app(
         datadir=str(faust_dir / "{conf.id}-data"),
     )
     runtime = WorkerRuntime(settings, registry)
+    runtime.lag = app.lag
     topics = {s.topic for s in registry.sources.values()}
     runtime.monitor.assignment = lambda: [
         tp for tp in app.consumer.assignment() if tp.topic in topics

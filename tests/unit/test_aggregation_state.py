@@ -362,7 +362,9 @@ def test_lifetime_features_survive_compaction() -> None:
         state.add(i * 10.0, i, {"x": float(i), "k": "abc"[i % 3]})
     state.compact(watermark=1000.0)
     kept = decode(layout, [state.to_bytes()]).events
-    assert kept.ts.min() >= 1000 - 120 - 60 and len(kept) < 20
+    assert kept.ts[~kept.pins].min() >= 1000 - 120 - 60 and len(kept) < 20
+    # compacted: witnesses of the lifetime first and distinct kinds, the sum in the base
+    assert kept.ts[kept.pins].tolist() == [0.0, 10.0, 20.0]
     assert state.evaluate(1000.0) == {"total": 4950.0, "first_x": 0.0, "kinds": 3, "recent": 10}
     # before the latest event: base + the retained events up to t
     assert state.evaluate(975.0) == {"total": 4753.0, "first_x": 0.0, "kinds": 3, "recent": 8}
@@ -443,7 +445,7 @@ def test_features_sharing_a_filter_share_one_flag() -> None:
     ]
     layout = StateLayout(specs, {"x": "float"})
     assert layout.feature_filter == (None, None, None, None, 0, 0, None, None)
-    assert layout.record.names == ("ts", "seq", "w0", "x")
+    assert layout.record.names == ("ts", "seq", "pin", "w0", "x")
     state = EntityState(layout)
     for seq, (ts, x, ok) in enumerate([(10.0, 1.0, True), (20.0, 3.0, False), (4000.0, 5.0, True)]):
         state.add(ts, seq, {"x": x}, (True, True, True, True, ok, ok, True, True))
@@ -457,7 +459,7 @@ def test_features_sharing_a_filter_share_one_flag() -> None:
         "n_1h": 1,
         "total": 9.0,
     }
-    # 3 events of 8 + 8 + 1 + 8 bytes, one JSON header: far below a tile hash
+    # 3 events of 8 + 8 + 1 + 1 + 8 bytes, one JSON header: far below a tile hash
     assert len(state.to_bytes()) < 200
 
 
@@ -469,8 +471,9 @@ def test_layout_of_lifetime_features_only() -> None:
         assert state.add(ts, seq, {"k": k})
     assert state.evaluate(10.0) == {"n": 3, "last_k": "b"}
     assert state.evaluate(6.5) == {"n": 2, "last_k": "c"}
-    state.compact(10_000.0)  # cutoff 7200: every event now in the base
-    assert len(decode(layout, [state.to_bytes()]).events) == 0
+    state.compact(10_000.0)  # cutoff 7200: the count in the base, the last one kept
+    kept = decode(layout, [state.to_bytes()]).events
+    assert kept.ts.tolist() == [7.0] and kept.pins.all()
     assert state.evaluate(10_000.0) == {"n": 3, "last_k": "b"}
     with pytest.raises(OutsideRetentionError):
         state.evaluate(6.5)
