@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import fsspec
 import numpy as np
@@ -88,20 +89,33 @@ class EventLog:
         return f"{self.root}/events/source={source}"
 
     def write_batch(
-        self, source: Source, partition: int, first_offset: int, frame: pd.DataFrame
+        self,
+        source: Source,
+        partition: int,
+        first_offset: int,
+        frame: pd.DataFrame | Mapping[str, Any],
     ) -> list[str]:
-        """Write one batch (columns of `arrow_schema`), split by UTC date; return the paths."""
-        if frame.empty:
-            return []
-        end_offset = int(frame["_offset"].max()) + 1
+        """Write one batch (columns of `arrow_schema`, as a frame or a mapping of
+        arrays), split by UTC date; return the paths."""
         schema = arrow_schema(source)
+        if isinstance(frame, pd.DataFrame):
+            table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+        else:
+            table = pa.Table.from_arrays(
+                [pa.array(frame[f.name], type=f.type, from_pandas=True) for f in schema],
+                schema=schema,
+            )
+        if table.num_rows == 0:
+            return []
+        offsets = table["_offset"].to_numpy()
+        end_offset = int(offsets.max()) + 1
         # UTC days by integer division; only the distinct days are formatted as dates
-        days = np.floor(frame["event_ts"].to_numpy(dtype=np.float64) / 86400).astype(np.int64)
+        ts = table["event_ts"].to_numpy()
+        days = np.floor(np.asarray(ts, dtype=np.float64) / 86400).astype(np.int64)
         written = []
         for day in np.unique(days):
             date = pd.Timestamp(int(day) * 86400, unit="s", tz="UTC").strftime("%Y-%m-%d")
-            part = frame[days == day]
-            table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
+            part = table.filter(pa.array(days == day))
             directory = f"{self.source_dir(source.name)}/date={date}"
             name = f"p{partition}-o{first_offset:012d}-e{end_offset:012d}.parquet"
             path = f"{directory}/{name}"
@@ -109,7 +123,7 @@ class EventLog:
             tmp = f"{directory}/.tmp-{uuid.uuid4().hex}"
             try:
                 with self.fs.open(tmp, "wb") as out:
-                    pq.write_table(table, out, compression="zstd")
+                    pq.write_table(part, out, compression="zstd")
                 self.fs.mv(tmp, path)
             except BaseException:
                 self._remove_quietly(tmp)  # e.g. a full disk: no temporary file per retry

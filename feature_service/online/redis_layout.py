@@ -31,7 +31,8 @@ sharing it live in one hash slot):
   events/s; entries of workers gone for long are pruned by the others.
 
 Writes go through two Lua scripts (standalone and Cluster alike): `APPLY_ENTITY`
-sets one entity's state if its version is still the one the writer read, and
+sets one entity's state if its version is still the one the writer read (on a
+standalone Redis `APPLY_ENTITIES` does it for many entities in one call), and
 `COMMIT_OFFSETS` moves a source's offset keys, if each still holds what the writer
 read, together with its counters. The stream worker applies every entity of a flush,
 then commits the offsets (see `stream.source_processor` for why that is exactly once).
@@ -138,6 +139,29 @@ def queue_apply_entity(
     # Not pipe.evalsha: redis-py refuses that name in cluster pipelines.
     pipe.execute_command("EVALSHA", sha, 1, key, expected, "" if expiry is None else expiry, value)
 
+
+# KEYS: entity keys (of one hash slot, or any on a standalone Redis). ARGV: expiry
+# seconds ('' = none), then per key its expected version and its new value. Returns per
+# key 1 (written) or 0 (its version moved: not written): `APPLY_ENTITY` for many keys.
+APPLY_ENTITIES = """
+local ok = {}
+for i, key in ipairs(KEYS) do
+  local cur = redis.call('GETRANGE', key, 0, 19)
+  if cur == ARGV[2 * i] then
+    if ARGV[1] ~= '' then
+      redis.call('SET', key, ARGV[2 * i + 1], 'EX', ARGV[1])
+    else
+      redis.call('SET', key, ARGV[2 * i + 1])
+    end
+    ok[i] = 1
+  else
+    ok[i] = 0
+  end
+end
+return ok
+"""
+APPLY_CHUNK = 500
+"""Entities per `APPLY_ENTITIES` call: each call blocks Redis for its duration."""
 
 # KEYS[1]: an entity key. ARGV[1]: a version. Deletes the key if it still has that
 # version (nobody wrote it since); returns 1 if deleted.

@@ -85,6 +85,7 @@ import orjson
 import pandas as pd
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from feature_service.aggregation.state import Events, States, decode, version_of, write
@@ -92,6 +93,8 @@ from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.events.parsing import ParsedBatch, parse_records
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_layout import (
+    APPLY_CHUNK,
+    APPLY_ENTITIES,
     APPLY_ENTITY,
     COMMIT_OFFSETS,
     DELETE_IF_VERSION,
@@ -211,7 +214,7 @@ class SourceProcessor:
         self.cache: dict[str, OrderedDict[str, bytes]] = {v.name: OrderedDict() for v in self.views}
         self._pending_events = 0
         self._pending_since: float | None = None
-        self._script_shas: tuple[str, str, str] | None = None
+        self._script_shas: tuple[str, str, str, str] | None = None
         # The committed next offset of each partition as this worker last saw or wrote
         # it: an offset key found below it (or gone) means Redis lost data.
         self._known_offsets: dict[int, int] = {}
@@ -472,7 +475,7 @@ class SourceProcessor:
         applied, and the rebuild must fold every event of those entities again."""
         if not staged:
             return
-        *_, undo_sha = await self._scripts()
+        _, _, undo_sha, _ = await self._scripts()
         async with self.redis.pipeline(transaction=False) as pipe:
             for view_name, entity, value in staged:
                 key = entity_key(view_name, entity)
@@ -489,13 +492,13 @@ class SourceProcessor:
 
     def _offline_frame(
         self, batch: ParsedBatch, partition: int, wm_before: npt.NDArray[np.float64]
-    ) -> pd.DataFrame:
+    ) -> dict[str, Any]:
         data: dict[str, Any] = dict(batch.columns)
         data["event_ts"] = batch.ts
         data["_partition"] = np.full(len(batch), partition, dtype=np.int32)
         data["_offset"] = batch.offsets
         data["_watermark"] = wm_before
-        return pd.DataFrame(data)
+        return data
 
     def _fold_view(
         self,
@@ -579,12 +582,13 @@ class SourceProcessor:
         while len(cache) > self.cache_entities:
             cache.popitem(last=False)
 
-    async def _scripts(self) -> tuple[str, str, str]:
+    async def _scripts(self) -> tuple[str, str, str, str]:
         if self._script_shas is None:
             apply_sha = await self.redis.script_load(APPLY_ENTITY)
             commit_sha = await self.redis.script_load(COMMIT_OFFSETS)
             undo_sha = await self.redis.script_load(DELETE_IF_VERSION)
-            self._script_shas = (str(apply_sha), str(commit_sha), str(undo_sha))
+            many_sha = await self.redis.script_load(APPLY_ENTITIES)
+            self._script_shas = (str(apply_sha), str(commit_sha), str(undo_sha), str(many_sha))
         return self._script_shas
 
     async def _apply_view(
@@ -639,26 +643,42 @@ class SourceProcessor:
 
     async def _apply(self, writes: list[_EntityWrite]) -> set[int]:
         """Apply entity writes (compare-and-set on each version, one pipeline); return
-        the indexes of those whose version had moved (nothing written for them)."""
+        the indexes of those whose version had moved (nothing written for them).
+
+        On a Redis Cluster each entity is one `APPLY_ENTITY` (its key's slot); on a
+        standalone Redis chunks of `APPLY_CHUNK` entities are one `APPLY_ENTITIES`."""
         if not writes:
             return set()
-        apply_sha, *_ = await self._scripts()
+        apply_sha, _, _, many_sha = await self._scripts()
+        cluster = isinstance(self.redis, RedisCluster)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for w in writes:
-                queue_apply_entity(pipe, apply_sha, w.key, w.expected, w.expiry, w.value)
+            if cluster:
+                for w in writes:
+                    queue_apply_entity(pipe, apply_sha, w.key, w.expected, w.expiry, w.value)
+            else:
+                for begin in range(0, len(writes), APPLY_CHUNK):
+                    chunk = writes[begin : begin + APPLY_CHUNK]
+                    expiry = chunk[0].expiry
+                    args: list[Any] = ["" if expiry is None else expiry]
+                    for w in chunk:
+                        args += (w.expected, w.value)
+                    keys = [w.key for w in chunk]
+                    pipe.execute_command("EVALSHA", many_sha, len(keys), *keys, *args)
             replies = await pipe.execute(raise_on_error=False)
         errors = [r for r in replies if isinstance(r, Exception)]
         if errors:
             if any(isinstance(e, NoScriptError) for e in errors):
                 self._script_shas = None  # Redis restarted: load the scripts again
             raise errors[0]
+        if not cluster:
+            replies = [ok for chunk in replies for ok in chunk]
         return {i for i, reply in enumerate(replies) if not reply}
 
     async def _commit(
         self, parts: dict[int, _Partition], result: FlushResult, flush_ms: float
     ) -> None:
         """Move the offsets and counters at once, if no offset key moved (step 8)."""
-        _, commit_sha, _ = await self._scripts()
+        _, commit_sha, _, _ = await self._scripts()
         keys = [offset_key(self.source.name, p) for p in parts]
         new_raw = {
             p: orjson.dumps(
