@@ -567,10 +567,17 @@ class SourceProcessor:
                 cache.move_to_end(entity)
             found.append(value)
         if missing:
+            keys = [entity_key(view.name, entities[i]) for i in missing]
             async with self.redis.pipeline(transaction=False) as pipe:
-                for i in missing:
-                    pipe.get(entity_key(view.name, entities[i]))
+                if isinstance(self.redis, RedisCluster):  # keys of many slots
+                    for key in keys:
+                        pipe.get(key)
+                else:
+                    for begin in range(0, len(keys), APPLY_CHUNK):
+                        pipe.mget(keys[begin : begin + APPLY_CHUNK])
                 replies = await pipe.execute()
+            if not isinstance(self.redis, RedisCluster):
+                replies = [value for chunk in replies for value in chunk]
             for i, raw in zip(missing, replies, strict=True):
                 found[i] = raw
         return found
