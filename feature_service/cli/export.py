@@ -51,12 +51,7 @@ _JOIN_KEY_TYPES = {"string": "STRING", "int": "INT64"}
 
 
 def feast_dtype(view: FeatureView, feature: Feature) -> str:
-    """The name of the `feast.types` type of a feature's values.
-
-    >>> from feature_service.definitions.registry import Feature
-    >>> feast_dtype(None, Feature("n", "count", None, 3600, 60))  # type: ignore[arg-type]
-    'Int64'
-    """
+    """The name of the `feast.types` type of a feature's values (`_COLUMN_TYPES`)."""
     if feature.aggregation in _INT_AGGREGATIONS:
         return "Int64"
     if feature.aggregation in _COLUMN_TYPED_AGGREGATIONS and feature.column is not None:
@@ -75,6 +70,7 @@ def _feature_tags(feature: Feature) -> dict[str, str]:
 
 
 def _check_exportable(registry: Registry) -> None:
+    key_types: dict[str, tuple[str, str]] = {}
     for view in registry.feature_views.values():
         key = view.entity.join_key
         kind = view.source.schema[key]
@@ -82,6 +78,13 @@ def _check_exportable(registry: Registry) -> None:
             raise ValueError(
                 f"feature view {view.name!r} joins on {key!r} of type {kind}; lookups (and "
                 "so Feast's client) take string or int join keys only"
+            )
+        first = key_types.setdefault(view.entity.name, (kind, view.source.name))
+        if first[0] != kind:
+            raise ValueError(
+                f"entity {view.entity.name!r} joins on {key!r}, of type {first[0]} in source "
+                f"{first[1]!r} but {kind} in {view.source.name!r}; Feast gives an entity one "
+                "type"
             )
 
 
@@ -99,10 +102,11 @@ def render_features_py(registry: Registry, definitions: str) -> str:
         f'"""Feast definitions of the features feature-service {__version__} serves.',
         "",
         f"Written by `feature-service export feast` from {definitions}; regenerate it",
-        "rather than edit it. Apply with `feast apply` in this folder. feature-service",
-        "computes the values from Kafka and serves them; Feast's client reads them through",
-        "the remote online store of feature_store.yaml. The FileSources below only name",
-        "the event sources: Feast's materialisation, offline store and push do not apply.",
+        "rather than edit it. Apply it with `feast apply --skip-source-validation` in this",
+        "folder. feature-service computes the values from Kafka and serves them; Feast's",
+        "client reads them through the remote online store of feature_store.yaml. The",
+        "FileSources below only name the event sources (there is no file): Feast's",
+        "materialisation, offline store and push do not apply.",
         '"""',
         "",
         "from datetime import timedelta",
@@ -258,8 +262,8 @@ def export_feast(
     store_yaml = render_feature_store_yaml(project, base, api_key_env)
     output.mkdir(parents=True, exist_ok=True)
     (output / "data").mkdir(exist_ok=True)
-    (output / "feature_store.yaml").write_text(store_yaml)
-    (output / "features.py").write_text(features_py)
+    (output / "feature_store.yaml").write_text(store_yaml, encoding="utf-8")
+    (output / "features.py").write_text(features_py, encoding="utf-8")
     n_features = sum(len(v.features) for v in registry.feature_views.values())
     counts = ", ".join(
         _count(n, what)

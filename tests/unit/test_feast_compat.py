@@ -76,3 +76,15 @@ def test_export_errors_are_one_line(tmp_path: Path) -> None:
     )
     refused = run_cli("export", "feast", "-d", str(floats), "-o", str(tmp_path / "out"))
     assert "joins on 'sensor_id' of type float" in error_line(refused)
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text(
+        "entities: [{name: shop, join_key: shop_id}]\n"
+        "sources:\n"
+        "  - {name: a, topic: a, timestamp_field: ts, schema: {shop_id: string, ts: timestamp}}\n"
+        "  - {name: b, topic: b, timestamp_field: ts, schema: {shop_id: int, ts: timestamp}}\n"
+        "feature_views:\n"
+        "  - {name: va, source: a, entity: shop, features: [{name: n, aggregation: count}]}\n"
+        "  - {name: vb, source: b, entity: shop, features: [{name: n, aggregation: count}]}\n"
+    )
+    refused = run_cli("export", "feast", "-d", str(mixed), "-o", str(tmp_path / "out"))
+    assert "of type string in source 'a' but int in 'b'" in error_line(refused)
