@@ -8,7 +8,7 @@ PYTEST_WORKERS ?= 2
 
 IMAGE ?= feature-service:0.1.0
 
-.PHONY: install run test test-kafka lint typecheck unit integration clean chromium engine image test-image
+.PHONY: install run test test-kafka lint typecheck unit integration clean chromium feast engine image test-image
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,13 +35,20 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
 	  >/dev/null) || echo "warning: could not install chromium"; }
 
-test: lint typecheck chromium
+# Feast 0.67 in its own venv, outside the checkout (benchmarks/feast_env.py), for the
+# Feast-client test (tests/integration/test_feast_client.py) and the benchmarks: created
+# here on first use (a few minutes, once per machine) rather than inside the test.
+feast: install
+	@$(BIN)/python benchmarks/feast_env.py >/dev/null || echo "warning: could not create" \
+	  "Feast's venv; tests/integration/test_feast_client.py will try again"
+
+test: lint typecheck chromium feast
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 # The broker-facing tests (marker `broker`: every test using the session's `stack`) on a
 # real Apache Kafka 4 broker (KRaft, one node per test process), its jars resolved with
 # Maven on first use into ~/.cache/feature-service/. Needs Java 17+ and Maven.
-test-kafka: install
+test-kafka: install feast
 	FS_TEST_BROKER=kafka $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m broker \
 	  --timeout 600 tests/integration
 

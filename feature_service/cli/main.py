@@ -365,6 +365,7 @@ def _replay(bootstrap: str, registry: Any, files: list[tuple[str, Path]]) -> Non
 
 from feature_service.cli.apply import apply_command  # noqa: E402 (registered here)
 from feature_service.cli.backfill import backfill  # noqa: E402
+from feature_service.cli.export import export_feast  # noqa: E402
 from feature_service.cli.feature_log import feature_log_command  # noqa: E402
 from feature_service.cli.generate import generate_command  # noqa: E402
 from feature_service.cli.parity import parity  # noqa: E402
@@ -376,6 +377,9 @@ app.command(name="training-set")(user_errors(training_set))
 app.command(name="parity")(user_errors(parity))
 app.command(name="backfill")(user_errors(backfill))
 app.command(name="feature-log")(user_errors(feature_log_command))
+export_app = typer.Typer(help="Write the definitions for another tool.", no_args_is_help=True)
+export_app.command(name="feast")(user_errors(export_feast))
+app.add_typer(export_app, name="export")
 
 
 if __name__ == "__main__":

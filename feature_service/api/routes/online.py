@@ -19,7 +19,14 @@ _EPOCH = "1970-01-01T00:00:00Z"
 
 
 class OnlineFeaturesRequest(BaseModel):
-    """Feast's request, plus `as_of` (epoch seconds or ISO-8601; default: now)."""
+    """Feast's request, plus `as_of` (epoch seconds or ISO-8601; default: now).
+
+    Every field Feast 0.67's clients send is accepted (its remote online store, its MCP
+    server; README "Feast compatibility"); any other field is a 422.
+    `include_feature_view_version_metadata` is ignored: views have no versions here, so
+    the answer carries no `feature_view_metadata`. `features: []` beside a
+    `feature_service` (Feast's MCP client sends both) means the service.
+    """
 
     model_config = ConfigDict(
         extra="forbid",
@@ -32,11 +39,14 @@ class OnlineFeaturesRequest(BaseModel):
         },
     )
 
-    features: list[str] | None = Field(default=None, min_length=1)
+    features: list[str] | None = None
     feature_service: str | None = None
     entities: dict[str, list[str | int]] = Field(min_length=1)
     full_feature_names: bool = False
     as_of: float | str | None = None
+    include_feature_view_version_metadata: bool = Field(
+        default=False, description="Sent by Feast's client; ignored (views have no versions)."
+    )
 
 
 class FeatureColumn(BaseModel):
@@ -76,8 +86,11 @@ def _iso(ts: float | None) -> str:
 async def get_online_features(request: OnlineFeaturesRequest, state: State) -> Response:
     """Features of entities at `as_of` (default now); windows decay with time."""
     try:
+        features = request.features
+        if not features and request.feature_service is not None:
+            features = None  # Feast's MCP client sends `features: []` with a service
         refs = resolve_features(
-            state.registry, request.features, request.feature_service, request.full_feature_names
+            state.registry, features, request.feature_service, request.full_feature_names
         )
         columns = await online_features(
             state.redis,

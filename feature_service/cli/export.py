@@ -1,0 +1,291 @@
+"""`feature-service export feast`: a Feast repository whose client reads from our API.
+
+Feast's Python SDK reads online features through its remote online store
+(`online_store: {type: remote, path: URL}`), which posts to our
+`POST /get-online-features`. The SDK also needs a registry describing the entities,
+feature views and feature services (a feature service is looked up there by name, and
+`feast feature-views list` and the Feast UI read it). This command writes both from
+our definitions:
+
+- `feature_store.yaml`: the remote online store pointing at our API, a local file
+  registry (`data/registry.db`), the API key as a bearer token read from an
+  environment variable when `--api-key-env` is given;
+- `features.py`: Feast's own Python definitions (entities, feature views with typed
+  fields, feature services), which `feast apply` turns into the registry. Plain
+  Python, readable and diffable; regenerate it when the definitions change.
+
+The sources in `features.py` are placeholders: feature-service computes the features
+from Kafka and serves them, so Feast's materialisation, offline store and push do
+not apply (README "Feast compatibility").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from feature_service import __version__
+from feature_service.cli.console import console
+from feature_service.core.config import load_settings
+from feature_service.definitions import Feature, FeatureView, Registry, load_definitions
+from feature_service.definitions.durations import format_duration
+
+DEFAULT_API = "http://127.0.0.1:8000"
+
+# Feast's types of a feature's values, as our API returns them (JSON numbers, strings,
+# booleans): counts are integers, every numeric statistic a float; first/last keep the
+# column's type, timestamps as epoch seconds.
+_COLUMN_TYPES = {
+    "string": "String",
+    "int": "Int64",
+    "float": "Float64",
+    "bool": "Bool",
+    "timestamp": "Float64",
+}
+_INT_AGGREGATIONS = frozenset({"count", "count_distinct"})
+_COLUMN_TYPED_AGGREGATIONS = frozenset({"first", "last"})
+# The join key types a lookup accepts (`entities` values are strings or integers).
+_JOIN_KEY_TYPES = {"string": "STRING", "int": "INT64"}
+
+
+def feast_dtype(view: FeatureView, feature: Feature) -> str:
+    """The name of the `feast.types` type of a feature's values (`_COLUMN_TYPES`)."""
+    if feature.aggregation in _INT_AGGREGATIONS:
+        return "Int64"
+    if feature.aggregation in _COLUMN_TYPED_AGGREGATIONS and feature.column is not None:
+        return _COLUMN_TYPES[view.source.schema[feature.column]]
+    return "Float64"
+
+
+def _feature_tags(feature: Feature) -> dict[str, str]:
+    tags = {"aggregation": feature.aggregation}
+    if feature.column is not None:
+        tags["column"] = feature.column
+    tags["window"] = format_duration(feature.window_s) if feature.window_s else "lifetime"
+    if feature.where is not None:
+        tags["where"] = feature.where.text
+    return tags
+
+
+def _check_exportable(registry: Registry) -> None:
+    key_types: dict[str, tuple[str, str]] = {}
+    for view in registry.feature_views.values():
+        key = view.entity.join_key
+        kind = view.source.schema[key]
+        if kind not in _JOIN_KEY_TYPES:
+            raise ValueError(
+                f"feature view {view.name!r} joins on {key!r} of type {kind}; lookups (and "
+                "so Feast's client) take string or int join keys only"
+            )
+        first = key_types.setdefault(view.entity.name, (kind, view.source.name))
+        if first[0] != kind:
+            raise ValueError(
+                f"entity {view.entity.name!r} joins on {key!r}, of type {first[0]} in source "
+                f"{first[1]!r} but {kind} in {view.source.name!r}; Feast gives an entity one "
+                "type"
+            )
+
+
+def render_features_py(registry: Registry, definitions: str) -> str:
+    """Feast definitions of every entity, view and feature service, as Python source."""
+    _check_exportable(registry)
+    used = {v.entity.name for v in registry.feature_views.values()}
+    sources = {v.source.name: v.source for v in registry.feature_views.values()}
+    views = list(registry.feature_views.values())
+    dtypes = sorted(
+        {feast_dtype(v, f) for v in views for f in v.features}
+        | {_COLUMN_TYPES[v.source.schema[v.entity.join_key]] for v in views}
+    )
+    out = [
+        f'"""Feast definitions of the features feature-service {__version__} serves.',
+        "",
+        f"Written by `feature-service export feast` from {definitions}; regenerate it",
+        "rather than edit it. Apply it with `feast apply --skip-source-validation` in this",
+        "folder. feature-service computes the values from Kafka and serves them; Feast's",
+        "client reads them through the remote online store of feature_store.yaml. The",
+        "FileSources below only name the event sources (there is no file): Feast's",
+        "materialisation, offline store and push do not apply.",
+        '"""',
+        "",
+        "from datetime import timedelta",
+        "",
+        "from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType",
+        f"from feast.types import {', '.join(dtypes)}",
+        "",
+    ]
+    for entity in registry.entities.values():
+        if entity.name not in used:
+            continue
+        view = next(v for v in registry.feature_views.values() if v.entity.name == entity.name)
+        value_type = _JOIN_KEY_TYPES[view.source.schema[entity.join_key]]
+        out += [
+            f"entity_{entity.name} = Entity(",
+            f"    name={entity.name!r},",
+            f"    join_keys=[{entity.join_key!r}],",
+            f"    value_type=ValueType.{value_type},",
+            f"    description={entity.description!r},",
+            ")",
+            "",
+        ]
+    for source in sources.values():
+        out += [
+            f"source_{source.name} = FileSource(",
+            f"    name={source.name!r},",
+            f"    path={'feature-service/' + source.name!r},  # placeholder: events are on Kafka",
+            f"    timestamp_field={source.timestamp_field!r},",
+            f"    description={f'Kafka topic {source.topic}. ' + source.description!r},",
+            f"    tags={{'topic': {source.topic!r}}},",
+            ")",
+            "",
+        ]
+    for view in registry.feature_views.values():
+        key = view.entity.join_key
+        ttl = f"timedelta(seconds={view.ttl_s})" if view.ttl_s else "timedelta(0)"
+        out += [
+            f"view_{view.name} = FeatureView(",
+            f"    name={view.name!r},",
+            f"    entities=[entity_{view.entity.name}],",
+            f"    ttl={ttl},",
+            "    schema=[",
+            f"        Field(name={key!r}, dtype={_COLUMN_TYPES[view.source.schema[key]]}),",
+        ]
+        for feature in view.features:
+            out += [
+                "        Field(",
+                f"            name={feature.name!r},",
+                f"            dtype={feast_dtype(view, feature)},",
+                f"            description={feature.description!r},",
+                f"            tags={_feature_tags(feature)!r},",
+                "        ),",
+            ]
+        out += [
+            "    ],",
+            f"    source=source_{view.source.name},",
+            "    online=True,",
+            f"    description={view.description!r},",
+            "    tags={'served_by': 'feature-service'},",
+            ")",
+            "",
+        ]
+    for service in registry.feature_services.values():
+        by_view: dict[str, list[str]] = {}
+        for ref in service.features:
+            view_name, _, feature_name = ref.partition(":")
+            by_view.setdefault(view_name, []).append(feature_name)
+        out += [
+            f"service_{service.name} = FeatureService(",
+            f"    name={service.name!r},",
+            "    features=[",
+            *(f"        view_{name}[{features!r}]," for name, features in by_view.items()),
+            "    ],",
+            f"    description={service.description!r},",
+            ")",
+            "",
+        ]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_feature_store_yaml(project: str, api: str, api_key_env: str | None) -> str:
+    """Feast's configuration: the remote online store at `api`, a local file registry."""
+    lines = [
+        "# Feast's client reading from feature-service (written by `feature-service export",
+        "# feast`). Run `feast apply` here once to build data/registry.db from features.py.",
+        f"project: {project}",
+        "provider: local",
+        "registry: data/registry.db",
+        "online_store:",
+        "  type: remote",
+        f"  path: {api}",
+        "entity_key_serialization_version: 3",
+    ]
+    if api_key_env:
+        lines += [
+            f"# The API key, sent as `Authorization: Bearer <key>`, read from ${api_key_env}.",
+            "auth:",
+            "  type: oidc",
+            f"  token_env_var: {api_key_env}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _check_options(project: str, api: str, api_key_env: str | None) -> str:
+    if not project.isidentifier() or not project.isascii():
+        raise ValueError(f"--project {project!r}: use letters, digits and underscores")
+    if not api.startswith(("http://", "https://")):
+        raise ValueError(f"--api {api!r}: give the API's base URL, e.g. {DEFAULT_API}")
+    if api_key_env is not None and not (api_key_env.isidentifier() and api_key_env.isascii()):
+        raise ValueError(f"--api-key-env {api_key_env!r}: give an environment variable name")
+    return api.rstrip("/")
+
+
+def export_feast(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The Feast repository folder to write.")
+    ],
+    definitions: Annotated[
+        Path | None,
+        typer.Option(
+            "--definitions", "-d", help="A YAML file or folder (default: FS_DEFINITIONS)."
+        ),
+    ] = None,
+    api: Annotated[
+        str | None,
+        typer.Option(help=f"Base URL of our lookup API (default: FS_API_URL, else {DEFAULT_API})."),
+    ] = None,
+    project: Annotated[str, typer.Option(help="The Feast project name.")] = "feature_service",
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            help="When the API needs a key (FS_API_KEYS): the environment variable Feast's "
+            "client reads it from, sent as a bearer token."
+        ),
+    ] = None,
+) -> None:
+    """Write a Feast repository (feature_store.yaml, features.py) reading from our API.
+
+    Feast's client (`FeatureStore.get_online_features`) then reads our features through
+    its remote online store. Run `feast apply` in the folder, where Feast is installed,
+    to build its registry (data/registry.db) from features.py.
+
+    Example: feature-service export feast -d definitions/ --api http://127.0.0.1:8000 \\
+             -o feast_repo && cd feast_repo && feast apply
+    """
+    settings = load_settings()
+    path = definitions or settings.definitions
+    base = _check_options(project, api or settings.api_url or DEFAULT_API, api_key_env)
+    registry = load_definitions(path)
+    if not registry.feature_views:
+        raise ValueError(f"{path}: no feature views to export")
+    features_py = render_features_py(registry, str(path))
+    store_yaml = render_feature_store_yaml(project, base, api_key_env)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "data").mkdir(exist_ok=True)
+    (output / "feature_store.yaml").write_text(store_yaml, encoding="utf-8")
+    (output / "features.py").write_text(features_py, encoding="utf-8")
+    n_features = sum(len(v.features) for v in registry.feature_views.values())
+    counts = ", ".join(
+        _count(n, what)
+        for n, what in (
+            (len(registry.feature_views), "feature view"),
+            (n_features, "feature"),
+            (len(registry.feature_services), "feature service"),
+        )
+    )
+    console.print(
+        f"wrote {output / 'feature_store.yaml'} (online store: {base}) and "
+        f"{output / 'features.py'}: {counts}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"next: cd {output} && feast apply --skip-source-validation  (where Feast is "
+        "installed; the FileSources are placeholders, so there is nothing to validate)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
