@@ -39,10 +39,12 @@ bytes      content
            watermark, ``l`` newest event time, ``b`` base IRs (lifetime features
            in order), ``bh`` newest time folded into the base, ``o`` per
            ``topic:partition`` the next offset whose events the state holds,
-           ``bf`` set by a backfill, ``c`` the values of the columns stored as
-           JSON (strings, ints, bools), one list per column
+           ``bf`` set by a backfill, ``c`` per column of strings, ints or bools
+           the entity's dictionary: its distinct values, as JSON
 then       ``n`` packed records (`StateLayout.record`): ``ts`` float64, ``seq``
-           int64, one uint8 per filter, one float64 per float/timestamp column
+           int64, ``pin`` uint8 (a witness, see Compaction), one uint8 per
+           filter, one float64 per float/timestamp column, one uint32 per
+           dictionary column (the value's index in the dictionary, 2**32-1: null)
 =========  ==================================================================
 
 A blob is decoded with one `numpy.frombuffer` and one `orjson.loads`; many blobs are
@@ -111,6 +113,8 @@ WITNESSED = frozenset({"first", "last", "time_since_last", "min", "max", "count_
 """Lifetime aggregations whose value over compacted events a few of those events give:
 the first, the last, the smallest, the largest, one per distinct value."""
 BINARY_KINDS = frozenset({"float", "timestamp"})
+NULL_CODE = 0xFFFFFFFF
+"""The dictionary index of a null value."""
 """Schema types stored packed as float64 (NaN: null); others go to the JSON header."""
 LIFETIME_ONLY_LEVELS: tuple[int, ...] = (60, 3600)
 
@@ -227,9 +231,11 @@ class StateLayout:
                 ("pin", "u1"),
                 *[(f"w{k}", "u1") for k in range(len(filters))],
                 *[(c, "<f8") for c in self.binary],
+                *[(f"d{j}", "<u4") for j in range(len(self.json_columns))],
             ]
         )
         self.filter_fields = tuple(f"w{k}" for k in range(len(filters)))
+        self.code_fields = tuple(f"d{j}" for j in range(len(self.json_columns)))
         description = [
             [f.name, f.aggregation, f.column, *(w or (None, None)), k]
             for f, w, k in zip(self.features, self.windows, feature_filter, strict=True)
@@ -381,7 +387,8 @@ def decode(layout: StateLayout, blobs: Sequence[bytes | None]) -> States:
     metas: list[Meta | None] = []
     records: list[bytes] = []
     counts: list[int] = []
-    json_values: list[list[Any]] = [[] for _ in layout.json_columns]
+    dictionaries: list[list[Any]] = [[] for _ in layout.json_columns]
+    offsets: list[list[int]] = [[] for _ in layout.json_columns]
     size = layout.record.itemsize
     magic_at = slice(VERSION_DIGITS, VERSION_DIGITS + len(MAGIC))
     for blob in blobs:
@@ -411,8 +418,9 @@ def decode(layout: StateLayout, blobs: Sequence[bytes | None]) -> States:
         counts.append(n)
         if n:
             records.append(blob[_HEAD + m : _HEAD + m + n * size])
-            for values, column in zip(json_values, header["c"], strict=True):
-                values.extend(column)
+            for j, words in enumerate(header["c"]):
+                offsets[j].append(len(dictionaries[j]))
+                dictionaries[j].extend(words)
     if not records:
         return States(metas, _empty_events(layout))
     rec = np.frombuffer(b"".join(records), dtype=layout.record)  # one pass for all
@@ -423,10 +431,14 @@ def decode(layout: StateLayout, blobs: Sequence[bytes | None]) -> States:
         else np.ones((rec.size, 0), dtype=np.bool_)
     )
     columns: dict[str, npt.NDArray[Any]] = {c: rec[c].copy() for c in layout.binary}
-    for c, values in zip(layout.json_columns, json_values, strict=True):
-        arr = np.empty(len(values), dtype=object)
-        arr[:] = values
-        columns[c] = arr
+    nonzero = [k for k in counts if k]
+    for j, c in enumerate(layout.json_columns):
+        words = np.empty(len(dictionaries[j]) + 1, dtype=object)  # last: null
+        words[:-1] = dictionaries[j]
+        base = np.repeat(np.asarray(offsets[j], dtype=np.int64), nonzero)
+        local = rec[layout.code_fields[j]].astype(np.int64)
+        index = np.where(local == NULL_CODE, words.size - 1, base + local)
+        columns[c] = words[index]
     pin = rec["pin"].astype(np.bool_)
     events = Events(code, rec["ts"].copy(), rec["seq"].copy(), flags, columns, pin)
     return States(metas, events)
@@ -443,10 +455,15 @@ def _encode_all(layout: StateLayout, metas: Sequence[Meta], events: Events) -> l
         rec[name] = events.flags[:, k]
     for c in layout.binary:
         rec[c] = events.columns[c]
-    raw = rec.tobytes()
     size = layout.record.itemsize
-    lists = [events.columns[c].tolist() for c in layout.json_columns]
-    bounds = np.searchsorted(events.code, np.arange(len(metas) + 1)).tolist()
+    bounds_a = np.searchsorted(events.code, np.arange(len(metas) + 1))
+    words_of: list[tuple[list[Any], list[int]]] = []
+    for j, c in enumerate(layout.json_columns):
+        local, words, starts = _dictionary(events.code, events.columns[c], len(metas))
+        rec[layout.code_fields[j]] = local
+        words_of.append((words, starts))
+    raw = rec.tobytes()
+    bounds = bounds_a.tolist()
     out = []
     for i, meta in enumerate(metas):
         a, b = bounds[i], bounds[i + 1]
@@ -460,7 +477,7 @@ def _encode_all(layout: StateLayout, metas: Sequence[Meta], events: Events) -> l
             header["o"] = meta.applied
         if meta.backfilled:
             header["bf"] = 1
-        header["c"] = [values[a:b] for values in lists]
+        header["c"] = [words[starts[i] : starts[i + 1]] for words, starts in words_of]
         head = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)
         out.append(
             b"%020d" % meta.version
@@ -470,6 +487,25 @@ def _encode_all(layout: StateLayout, metas: Sequence[Meta], events: Events) -> l
             + raw[a * size : b * size]
         )
     return out
+
+
+def _dictionary(
+    code: Int, values: npt.NDArray[Any], m: int
+) -> tuple[npt.NDArray[np.uint32], list[Any], list[int]]:
+    """Per entity, the distinct values of a JSON column (its dictionary) and each
+    event's index in its entity's dictionary (`NULL_CODE`: null): the distinct values
+    of all entities, end to end, and where each entity's begin."""
+    gv, uniques = pd.factorize(values, use_na_sentinel=True)
+    local = np.full(values.size, NULL_CODE, dtype=np.uint32)
+    present = gv >= 0
+    g = len(uniques) + 1
+    key = code[present] * g + gv[present]
+    pairs, inverse = np.unique(key, return_inverse=True)
+    pair_code = pairs // g
+    starts = np.searchsorted(pair_code, np.arange(m + 1))
+    local[present] = (inverse.reshape(-1) - starts[code[present]]).astype(np.uint32)
+    words = np.asarray(uniques, dtype=object)[pairs % g].tolist()
+    return local, words, starts.tolist()
 
 
 def version_of(blob: bytes | None) -> str:
