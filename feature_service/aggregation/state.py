@@ -377,13 +377,19 @@ class States:
 
     metas: list[Meta | None]
     events: Events
+    words: dict[str, npt.NDArray[Any]] | None = None
+    """With `decode(coded=True)`: per JSON column the distinct values of each entity end
+    to end (plus a last null slot), and `events.columns[c]` indexes them."""
 
 
 # --------------------------------------------------------------------------- encoding
 
 
-def decode(layout: StateLayout, blobs: Sequence[bytes | None]) -> States:
-    """The states of many entities from their stored values (None: no state)."""
+def decode(layout: StateLayout, blobs: Sequence[bytes | None], coded: bool = False) -> States:
+    """The states of many entities from their stored values (None: no state).
+
+    `coded` (the writer's way): the values of JSON columns are not built; each event
+    holds its value's index into `States.words` instead."""
     metas: list[Meta | None] = []
     records: list[bytes] = []
     counts: list[int] = []
@@ -422,7 +428,13 @@ def decode(layout: StateLayout, blobs: Sequence[bytes | None]) -> States:
                 offsets[j].append(len(dictionaries[j]))
                 dictionaries[j].extend(words)
     if not records:
-        return States(metas, _empty_events(layout))
+        empty = _empty_events(layout)
+        if coded:
+            for c in layout.json_columns:
+                empty.columns[c] = np.zeros(0, dtype=np.int64)
+            words = {c: np.full(1, None, dtype=object) for c in layout.json_columns}
+            return States(metas, empty, words)
+        return States(metas, empty)
     rec = np.frombuffer(b"".join(records), dtype=layout.record)  # one pass for all
     code = np.repeat(np.arange(len(metas), dtype=np.int64), counts)
     flags = (
@@ -432,20 +444,28 @@ def decode(layout: StateLayout, blobs: Sequence[bytes | None]) -> States:
     )
     columns: dict[str, npt.NDArray[Any]] = {c: rec[c].copy() for c in layout.binary}
     nonzero = [k for k in counts if k]
+    all_words: dict[str, npt.NDArray[Any]] = {}
     for j, c in enumerate(layout.json_columns):
         words = np.empty(len(dictionaries[j]) + 1, dtype=object)  # last: null
         words[:-1] = dictionaries[j]
         base = np.repeat(np.asarray(offsets[j], dtype=np.int64), nonzero)
         local = rec[layout.code_fields[j]].astype(np.int64)
         index = np.where(local == NULL_CODE, words.size - 1, base + local)
-        columns[c] = words[index]
+        all_words[c] = words
+        columns[c] = index if coded else words[index]
     pin = rec["pin"].astype(np.bool_)
     events = Events(code, rec["ts"].copy(), rec["seq"].copy(), flags, columns, pin)
-    return States(metas, events)
+    return States(metas, events, all_words if coded else None)
 
 
-def _encode_all(layout: StateLayout, metas: Sequence[Meta], events: Events) -> list[bytes]:
-    """Blobs of entities 0..len(metas)-1 (`events` sorted by code, ts, seq)."""
+def _encode_all(
+    layout: StateLayout,
+    metas: Sequence[Meta],
+    events: Events,
+    uniques: Mapping[str, npt.NDArray[Any]],
+) -> list[bytes]:
+    """Blobs of entities 0..len(metas)-1 (`events` sorted by code, ts, seq; JSON
+    columns as codes of `uniques`, -1 null)."""
     n = len(events)
     rec = np.empty(n, dtype=layout.record)
     rec["ts"] = events.ts
@@ -459,7 +479,7 @@ def _encode_all(layout: StateLayout, metas: Sequence[Meta], events: Events) -> l
     bounds_a = np.searchsorted(events.code, np.arange(len(metas) + 1))
     words_of: list[tuple[list[Any], list[int]]] = []
     for j, c in enumerate(layout.json_columns):
-        local, words, starts = _dictionary(events.code, events.columns[c], len(metas))
+        local, words, starts = _dictionary(events.code, events.columns[c], uniques[c], len(metas))
         rec[layout.code_fields[j]] = local
         words_of.append((words, starts))
     raw = rec.tobytes()
@@ -490,13 +510,13 @@ def _encode_all(layout: StateLayout, metas: Sequence[Meta], events: Events) -> l
 
 
 def _dictionary(
-    code: Int, values: npt.NDArray[Any], m: int
+    code: Int, gv: Int, uniques: npt.NDArray[Any], m: int
 ) -> tuple[npt.NDArray[np.uint32], list[Any], list[int]]:
     """Per entity, the distinct values of a JSON column (its dictionary) and each
     event's index in its entity's dictionary (`NULL_CODE`: null): the distinct values
-    of all entities, end to end, and where each entity's begin."""
-    gv, uniques = pd.factorize(values, use_na_sentinel=True)
-    local = np.full(values.size, NULL_CODE, dtype=np.uint32)
+    of all entities, end to end, and where each entity's begin. `gv`: each event's
+    value as a code of `uniques` (-1: null)."""
+    local = np.full(gv.size, NULL_CODE, dtype=np.uint32)
     present = gv >= 0
     g = len(uniques) + 1
     key = code[present] * g + gv[present]
@@ -504,7 +524,7 @@ def _dictionary(
     pair_code = pairs // g
     starts = np.searchsorted(pair_code, np.arange(m + 1))
     local[present] = (inverse.reshape(-1) - starts[code[present]]).astype(np.uint32)
-    words = np.asarray(uniques, dtype=object)[pairs % g].tolist()
+    words = uniques[pairs % g].tolist()
     return local, words, starts.tolist()
 
 
@@ -538,16 +558,17 @@ def write(
     if not layout.takes_all and len(new):
         new = new.take(np.flatnonzero(new.flags.any(axis=1)))
     old = states.events
+    old, new, uniques = _coded(layout, states, new)
     events = _concat(layout, old, new)
     if len(new):
-        order = np.lexsort((events.seq, events.ts, events.code))
+        order = _merged_order(old, new)
         events = events.take(order)
     stored_w = np.array([-np.inf if meta.w is None else meta.w for meta in metas])
     w = np.maximum(stored_w, np.asarray(watermark, dtype=np.float64))
     cutoff = layout.cutoffs(w)
     drop = events.ts < cutoff[events.code]
     if drop.any():
-        events = _compact(layout, metas, events, drop)
+        events = _compact(layout, metas, events, drop, uniques)
     last_a = np.asarray(last, dtype=np.float64)
     for i, meta in enumerate(metas):
         meta.version += 1
@@ -558,7 +579,77 @@ def write(
         if applied is not None:
             meta.applied.update(applied[i])
         meta.backfilled = meta.backfilled or backfilled
-    return _encode_all(layout, metas, events)
+    return _encode_all(layout, metas, events, uniques)
+
+
+def _coded(
+    layout: StateLayout, states: States, new: Events
+) -> tuple[Events, Events, dict[str, npt.NDArray[Any]]]:
+    """Old and new events with JSON columns as codes of one factorization per column
+    (-1: null), and the values the codes stand for. Only the old dictionaries and the
+    new values are hashed, never each old event's value."""
+    old = states.events
+    uniques: dict[str, npt.NDArray[Any]] = {}
+    if not layout.json_columns:
+        return old, new, uniques
+    old_cols = dict(old.columns)
+    new_cols = dict(new.columns)
+    for c in layout.json_columns:
+        if states.words is not None:
+            words = states.words[c]
+            index = old.columns[c]
+        else:  # values decoded: they are their own dictionary
+            words = _with_null(old.columns[c])
+            index = np.arange(len(old), dtype=np.int64)
+        both = np.concatenate([words, np.asarray(new.columns[c], dtype=object)])
+        gv, u = pd.factorize(both, use_na_sentinel=True)
+        old_cols[c] = gv[: words.size][index]
+        new_cols[c] = gv[words.size :]
+        uniques[c] = np.asarray(u, dtype=object)
+    return (
+        Events(old.code, old.ts, old.seq, old.flags, old_cols, old.pin),
+        Events(new.code, new.ts, new.seq, new.flags, new_cols, new.pin),
+        uniques,
+    )
+
+
+def _with_null(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    out = np.empty(values.size + 1, dtype=object)
+    out[:-1] = values
+    return out
+
+
+def _merged_order(old: Events, new: Events) -> Int:
+    """The (code, ts, seq) order of `old` then `new` end to end. Events arrive mostly
+    in order: a stable sort by entity of the two sorted runs (linear) puts each
+    entity's new events after its stored ones, which is the order for every entity
+    whose new events all come later; only the others are sorted again."""
+    inner = np.lexsort((new.seq, new.ts, new.code))
+    n_old = len(old)
+    codes = np.concatenate([old.code, new.code[inner]])
+    position = np.concatenate([np.arange(n_old), n_old + inner])
+    order = position[np.argsort(codes, kind="stable")]  # two sorted runs: a merge
+    if not n_old:
+        return order
+    m = int(max(old.code.max(), new.code.max())) + 1
+    last_ts = np.full(m, -np.inf)
+    last_seq = np.full(m, np.iinfo(np.int64).min)
+    ends = np.flatnonzero(np.append(old.code[1:] != old.code[:-1], True))
+    last_ts[old.code[ends]] = old.ts[ends]
+    last_seq[old.code[ends]] = old.seq[ends]
+    new_code = new.code[inner]
+    first = np.flatnonzero(np.insert(new_code[1:] != new_code[:-1], 0, True))
+    fc, ft, fs = new_code[first], new.ts[inner][first], new.seq[inner][first]
+    later = (ft > last_ts[fc]) | ((ft == last_ts[fc]) & (fs > last_seq[fc]))
+    if later.all():
+        return order
+    all_code = np.concatenate([old.code, new.code])
+    redo = np.flatnonzero(np.isin(all_code[order], fc[~later]))  # whole entity blocks
+    sub = order[redo]
+    all_ts = np.concatenate([old.ts, new.ts])
+    all_seq = np.concatenate([old.seq, new.seq])
+    order[redo] = sub[np.lexsort((all_seq[sub], all_ts[sub], all_code[sub]))]
+    return order
 
 
 def _concat(layout: StateLayout, a: Events, b: Events) -> Events:
@@ -577,7 +668,11 @@ def _concat(layout: StateLayout, a: Events, b: Events) -> Events:
 
 
 def _compact(
-    layout: StateLayout, metas: list[Meta], events: Events, drop: npt.NDArray[np.bool_]
+    layout: StateLayout,
+    metas: list[Meta],
+    events: Events,
+    drop: npt.NDArray[np.bool_],
+    uniques: Mapping[str, npt.NDArray[Any]],
 ) -> Events:
     """`events` without those below their entities' cutoffs (`drop`), except the
     witnesses the lifetime features need; the others are folded into the base IRs."""
@@ -591,27 +686,41 @@ def _compact(
         meta.base_hi = top if meta.base_hi is None else max(meta.base_hi, top)
     pinned = events.pins
     if layout.based:  # events pinned before were folded then already
-        _fold_into_base(layout, metas, events.take(np.flatnonzero(drop & ~pinned)))
+        dropped = events.take(np.flatnonzero(drop & ~pinned))
+        _fold_into_base(layout, metas, _valued(layout, dropped, uniques))
     witness = np.zeros(len(events), dtype=np.bool_)
     for i in layout.pinned:
-        witness |= _witnesses(layout, i, events, drop)
+        witness |= _witnesses(layout, i, events, drop, uniques)
     keep = ~drop | witness
     out = events.take(np.flatnonzero(keep))
     out.pin = witness[keep]
     return out
 
 
+def _valued(layout: StateLayout, events: Events, uniques: Mapping[str, Any]) -> Events:
+    """`events` with JSON columns as values again (from their codes)."""
+    columns = dict(events.columns)
+    for c, u in uniques.items():
+        columns[c] = _with_null(u)[events.columns[c]]  # code -1: the null slot
+    return Events(events.code, events.ts, events.seq, events.flags, columns, events.pin)
+
+
 def _witnesses(
-    layout: StateLayout, i: int, events: Events, drop: npt.NDArray[np.bool_]
+    layout: StateLayout,
+    i: int,
+    events: Events,
+    drop: npt.NDArray[np.bool_],
+    uniques: Mapping[str, npt.NDArray[Any]],
 ) -> npt.NDArray[np.bool_]:
     """The dropped events that give lifetime feature `i`'s value over all of them, per
     entity: its first, its last, its smallest, its largest, one per distinct value.
-    Events are sorted by (entity, ts, seq)."""
+    Events are sorted by (entity, ts, seq); JSON columns are codes of `uniques`."""
     f = layout.features[i]
     member = drop & layout.member(i, events.flags)
     values = None if f.column is None else events.columns[f.column]
+    coded = f.column in uniques
     if values is not None:
-        member &= non_null_mask(values)
+        member &= (values >= 0) if coded else non_null_mask(values)
     idx = np.flatnonzero(member)
     out = np.zeros(len(events), dtype=np.bool_)
     if idx.size == 0:
@@ -628,15 +737,20 @@ def _witnesses(
         return out
     assert values is not None
     if agg in ("min", "max"):
-        x = as_float_array(values[idx])
+        x = as_float_array(uniques[f.column or ""][values[idx]] if coded else values[idx])
         order = np.lexsort((x if agg == "min" else -x, code))
         first = np.ones(order.size, dtype=np.bool_)
         first[1:] = code[order][1:] != code[order][:-1]
         out[idx[order[first]]] = True
         return out
     # count_distinct: the first event of each (entity, value)
-    kind = _kind(layout, f.column or "", values)
-    picked = values[idx] if kind == "string" else as_float_array(values[idx]) + 0.0
+    if coded:
+        picked: Any = uniques[f.column or ""][values[idx]]
+        kind = _kind(layout, f.column or "", picked)
+        if kind != "string":  # numbers are one value when equal (1 == 1.0)
+            picked = as_float_array(picked) + 0.0
+    else:
+        picked = as_float_array(values[idx]) + 0.0
     vcode = pd.factorize(picked)[0]
     pairs = pd.DataFrame({"e": code, "v": vcode})
     out[idx[~pairs.duplicated().to_numpy()]] = True
@@ -864,7 +978,7 @@ class EntityState:
         if not self._pending and watermark == -math.inf:
             return self.blob
         layout = self.layout
-        states = decode(layout, [self.blob])
+        states = decode(layout, [self.blob], coded=True)
         rows = self._pending
         self._pending = []
         n = len(rows)

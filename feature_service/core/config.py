@@ -86,7 +86,9 @@ class Settings(BaseSettings):
         default=20_000, ge=1, description="Most records the worker fetches per poll."
     )
     flush_events: int = Field(
-        default=50_000, ge=1, description="Pending events that make the worker commit."
+        default=200_000,
+        ge=1,
+        description="Pending events that make the worker commit (a worker behind waits for them).",
     )
     state_cache_entities: int = Field(
         default=20_000,

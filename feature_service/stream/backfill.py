@@ -219,7 +219,7 @@ async def _write_chunk(
         keys = [entity_key(view.name, e) for e in pending]
         stored = cast(list[bytes | None], await redis.mget(keys))
         try:
-            states = decode(layout, stored)
+            states = decode(layout, stored, coded=True)
         except LayoutMismatchError:
             raise LayoutMismatchError(
                 f"the online state of feature view {view.name!r} was written by another "

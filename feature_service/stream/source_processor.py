@@ -19,7 +19,8 @@ before partitions are revoked), for all pending batches of all partitions at onc
 
 5. Write each partition's pending events to the offline log (whole files, named by
    partition and offset range; a replay of a range rewrites the same file, and no
-   writer deletes or replaces another range, see `offline.event_log`).
+   writer deletes or replaces another range, see `offline.event_log`), in a thread,
+   while 6 and 7 run; 8 waits for the files.
 6. Read the state of every entity the events touch (cached in memory, else one
    pipelined HGETALL), leave out the events a state already holds (offset below its
    `_o:<topic>:<partition>`, see 8), fold the rest into each view's tiles in one vectorised
@@ -198,7 +199,7 @@ class SourceProcessor:
         redis: aioredis.Redis,
         event_log: EventLog,
         producer: AIOKafkaProducer | None,
-        flush_events: int = 50_000,
+        flush_events: int = 200_000,
         flush_interval_s: float = 0.5,
         cache_entities: int = 20_000,
     ) -> None:
@@ -394,6 +395,7 @@ class SourceProcessor:
             self._drop_pending()
             raise
         merged_batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]] = {}
+        files: list[tuple[int, int, dict[str, Any]]] = []
         for p, state in parts.items():
             batch = _concat(state.pending)
             wm_before = np.concatenate(state.pending_wm) if state.pending_wm else np.empty(0)
@@ -401,15 +403,18 @@ class SourceProcessor:
             result.accepted += len(batch)
             result.rejected += state.rejected
             if len(batch):
-                frame = self._offline_frame(batch, p, wm_before)
                 assert state.first_pending is not None
-                await asyncio.to_thread(
-                    self.event_log.write_batch, self.source, p, state.first_pending, frame
-                )
+                files.append((p, state.first_pending, self._offline_frame(batch, p, wm_before)))
+        # The offline files are written in a thread while the views are folded (Parquet
+        # encoding releases the GIL); both are done before the offsets move (step 8).
+        offline = asyncio.ensure_future(asyncio.to_thread(self._write_offline, files))
         staged: list[tuple[str, str, bytes]] = []
         try:
-            for view in self.views:
-                staged += await self._apply_view(view, merged_batches, parts, result)
+            try:
+                for view in self.views:
+                    staged += await self._apply_view(view, merged_batches, parts, result)
+            finally:
+                await asyncio.shield(offline)  # never commit (or give up) before the files
             await self._commit(parts, result, (time.perf_counter() - started) * 1000)
         except FencedError as fenced:
             if isinstance(fenced, StoreLostError):
@@ -489,6 +494,10 @@ class SourceProcessor:
             cache.clear()
         self._pending_events = 0
         self._pending_since = None
+
+    def _write_offline(self, files: list[tuple[int, int, dict[str, Any]]]) -> None:
+        for p, first_offset, frame in files:
+            self.event_log.write_batch(self.source, p, first_offset, frame)
 
     def _offline_frame(
         self, batch: ParsedBatch, partition: int, wm_before: npt.NDArray[np.float64]
@@ -621,7 +630,7 @@ class SourceProcessor:
         staged: list[tuple[str, str, bytes]] = []
         for attempt in range(ENTITY_RETRIES):
             stored = await self._load(view, entities)
-            states = decode(layout, stored)
+            states = decode(layout, stored, coded=True)
             new, watermark, last, marks, late = self._fold_view(
                 view, batches, parts, entities, states
             )

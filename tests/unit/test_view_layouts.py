@@ -1,4 +1,4 @@
-"""The one compatibility rule for editing a view: what alters its tile layout is refused."""
+"""The one compatibility rule for editing a view: what alters its state layout is refused."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 from feature_service.definitions import Registry, load_definitions
@@ -135,3 +136,16 @@ def test_a_record_reads_back_as_the_same_layout(tmp_path: Path) -> None:
     layout = ViewLayout.of(view)
     assert ViewLayout.from_json(layout.to_json()) == layout
     assert layout.fingerprint == view_layout(view).fingerprint  # the entity hashes' `v`
+
+
+def test_a_record_of_engine_v1_is_refused_with_the_upgrade_steps(tmp_path: Path) -> None:
+    reg = registry(tmp_path, BASE)
+    current = ViewLayout.of(reg.feature_views["cust"])
+    # the record an engine v1 worker left: its tile fingerprint, no format
+    v1 = orjson.loads(current.to_json())
+    del v1["format"]
+    v1["v"] = "0123456789abcdef"
+    [change] = refused_changes(reg, {"cust": ViewLayout.from_json(orjson.dumps(v1))})
+    assert change.old.format == 1 and change.new.format == 2
+    assert "earlier version" in change.message
+    assert "FLUSHDB" in change.message and "feature-service backfill --view cust" in change.message
