@@ -175,8 +175,13 @@ def parse_records(
     if source.max_future_s is not None:
         reference = _reference_times(written_at, n, now)
         ok &= ~(stamps > (reference[fast] if slow else reference) + source.max_future_s)
-    fast_columns = {name: _column(by_name[name], kind) for name, kind in schema}
+    fast_columns = {}
     for name, kind in schema:
+        if kind == "timestamp":  # an ISO-8601 string: the slow path parses it
+            fast_columns[name] = _fast_times(by_name[name], len(fast))
+            ok &= ~np.fromiter((type(v) is str for v in by_name[name]), np.bool_, len(fast))
+            continue
+        fast_columns[name] = _column(by_name[name], kind)
         if kind == "float":  # msgspec refuses numbers beyond float64; never infinite
             ok &= ~np.isinf(fast_columns[name])
     if not ok.all():
@@ -240,7 +245,7 @@ def _reference_times(
 
 
 def _fast_times(values: Sequence[Any], n: int) -> npt.NDArray[np.float64]:
-    """Event times decoded as numbers; NaN where one is a string (the slow path parses
+    """Times decoded as numbers; NaN where one is null or a string (the slow path parses
     ISO-8601)."""
     try:
         return np.asarray(values, dtype=np.float64).reshape(n)

@@ -125,3 +125,45 @@ def test_the_future_guard_uses_the_wall_clock_without_record_times() -> None:
     )
     unguarded = dataclasses.replace(SOURCE, max_future_s=None)
     assert len(parse_records(unguarded, [(0, record(ts=year_2100))])) == 1
+
+
+def test_batches_take_exactly_what_the_rules_one_by_one_take() -> None:
+    """The fast path (msgspec, whole batch) and the rules written out record by record
+    (`_parse_one`) accept the same records with the same values; timestamps may be ISO
+    strings, numbers or (outside the event time) null, and bad records are mixed in."""
+    from feature_service.events.parsing import _Invalid, _parse_one
+
+    source = dataclasses.replace(
+        SOURCE,
+        schema={**SOURCE.schema, "ts": "timestamp", "paid_at": "timestamp"},
+    )
+    good = {**GOOD, "paid_at": 7.5}
+    values = [
+        record(**good),
+        record(**{**good, "ts": "2026-11-01T00:00:00Z", "paid_at": "2026-11-01T00:00:01"}),
+        record(**{**good, "paid_at": None, "amount": 2}),
+        record(**{**good, "ts": "yesterday"}),
+        record(**{**good, "ok": 1}),
+        b"not json",
+        record(**{**good, "paid_at": "2014-01-01T00:00:00", "n": 2**63}),
+        record(**{**good, "amount": 1e300, "n": -(2**63)}),
+    ]
+    for batch_values in (values, values[:3], [values[0], values[2]]):
+        records = list(enumerate(batch_values))
+        batch = parse_records(source, records, [1e9] * len(records))
+        expected_rows, expected_offsets, expected_reasons = [], [], []
+        for offset, value in records:
+            try:
+                expected_rows.append(_parse_one(source, value, 1e9))
+                expected_offsets.append(offset)
+            except _Invalid as exc:
+                expected_reasons.append((offset, str(exc)))
+        assert batch.offsets.tolist() == expected_offsets
+        assert [(r.offset, r.reason) for r in batch.rejected] == expected_reasons
+        assert batch.ts.tolist() == [ts for ts, _ in expected_rows]
+        for c, name in enumerate(source.schema):
+            got = [
+                None if isinstance(v, float) and np.isnan(v) else v
+                for v in batch.columns[name].tolist()
+            ]
+            assert got == [row[c] for _, row in expected_rows], name
