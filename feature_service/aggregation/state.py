@@ -79,6 +79,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 import pandas as pd
+import pyarrow as pa
 
 from feature_service.aggregation.algebra import AGGREGATORS, IR, Aggregator
 from feature_service.aggregation.spec import FeatureLike, check_feature
@@ -602,7 +603,7 @@ def _coded(
             words = _with_null(old.columns[c])
             index = np.arange(len(old), dtype=np.int64)
         both = np.concatenate([words, np.asarray(new.columns[c], dtype=object)])
-        gv, u = pd.factorize(both, use_na_sentinel=True)
+        gv, u = _factorize(both, layout.kinds.get(c))
         old_cols[c] = gv[: words.size][index]
         new_cols[c] = gv[words.size :]
         uniques[c] = np.asarray(u, dtype=object)
@@ -617,6 +618,18 @@ def _with_null(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
     out = np.empty(values.size + 1, dtype=object)
     out[:-1] = values
     return out
+
+
+def _factorize(values: npt.NDArray[Any], kind: str | None) -> tuple[Int, npt.NDArray[Any]]:
+    """Codes of `values` (-1: null) and the distinct values; strings are hashed by
+    Arrow (C++, no Python object per value), anything else by pandas."""
+    if kind == "string":
+        encoded = pa.array(values, type=pa.string(), from_pandas=True).dictionary_encode()
+        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        uniques = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+        return codes.astype(np.int64, copy=False), uniques
+    gv, u = pd.factorize(values, use_na_sentinel=True)
+    return gv.astype(np.int64, copy=False), np.asarray(u, dtype=object)
 
 
 def _merged_order(old: Events, new: Events) -> Int:
