@@ -827,6 +827,7 @@ def evaluate(
     )
     out: dict[str, list[Any]] = {}
     streams: dict[tuple[str | None, int | None, bool], WindowEvents] = {}
+    starts: dict[tuple[int, int], Int] = {}  # first event of each window, per row
     for i in wanted:
         f = layout.features[i]
         agg = layout.aggs[i]
@@ -845,6 +846,8 @@ def evaluate(
         window = layout.windows[i]
         if window is None:
             lo = start
+        elif window in starts:
+            lo = starts[window]
         else:
             ws = window_starts(t, *window)
             early = ws < cutoff
@@ -854,7 +857,7 @@ def evaluate(
                     f"the {window[0]} s window at t={t[r]} starts at {ws[r]}, before the "
                     f"retained state (cutoff {cutoff[r]})"
                 )
-            lo = index.since(codes, ws)
+            lo = starts[window] = index.since(codes, ws)
         a, b = stream.bounds(lo, hi)
         values = _plain(agg.over_windows(stream, a, b, t, lifetime=window is None))
         if window is None:
