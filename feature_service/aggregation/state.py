@@ -493,6 +493,7 @@ def _encode_all(
             header["w"] = meta.w
         if meta.base is not None:
             header["b"] = meta.base
+        if meta.base_hi is not None:
             header["bh"] = meta.base_hi
         if meta.applied:
             header["o"] = meta.applied

@@ -544,3 +544,20 @@ def test_random_long_history_with_realistic_hops() -> None:
     state.compact(t0 + 14 * 86400)
     for t in [t0 + 14 * 86400, t0 + 13.5 * 86400 + 0.5, t0 + 15 * 86400, t0 + 22 * 86400]:
         check_against_reference(specs, events, t, state.evaluate(t))
+
+
+def test_times_before_compacted_witnesses_are_refused_not_answered() -> None:
+    """Lifetime features kept by witnesses only (no base IRs): a time before the newest
+    compacted event must be refused after a round trip through the stored bytes, not
+    answered from the witnesses (the last one at or before it would be wrong)."""
+    layout = StateLayout(
+        [FeatureSpec("first_x", "first", "x"), FeatureSpec("last_x", "last", "x")], {"x": "float"}
+    )
+    state = EntityState(layout)
+    for i in range(10):
+        state.add(i * 10.0, i, {"x": float(i)})
+    state.compact(watermark=10_000.0)  # cutoff 7200: all compacted, first and last kept
+    state = EntityState.from_bytes(layout, state.to_bytes())
+    assert state.evaluate(10_000.0) == {"first_x": 0.0, "last_x": 9.0}
+    with pytest.raises(OutsideRetentionError):
+        state.evaluate(45.0)
