@@ -71,6 +71,7 @@ import hashlib
 import json
 import math
 import struct
+from bisect import bisect_left, bisect_right
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,7 +82,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from feature_service.aggregation.algebra import AGGREGATORS, IR, Aggregator
+from feature_service.aggregation.algebra import AGGREGATORS, IR, PRESENT, Aggregator
 from feature_service.aggregation.spec import FeatureLike, check_feature
 from feature_service.aggregation.values import as_float_array, non_null_mask
 from feature_service.aggregation.window_events import EventIndex, WindowEvents, gather
@@ -114,6 +115,8 @@ WITNESSED = frozenset({"first", "last", "time_since_last", "min", "max", "count_
 """Lifetime aggregations whose value over compacted events a few of those events give:
 the first, the last, the smallest, the largest, one per distinct value."""
 BINARY_KINDS = frozenset({"float", "timestamp"})
+SCALAR_EVENTS = 64
+"""A one-row evaluation over at most this many events folds them one by one."""
 NULL_CODE = 0xFFFFFFFF
 """The dictionary index of a null value."""
 """Schema types stored packed as float64 (NaN: null); others go to the JSON header."""
@@ -813,6 +816,8 @@ def evaluate(
     if not np.all(np.isfinite(times)):
         raise ValueError("query times must be finite")
     wanted = range(len(layout.features)) if only is None else _indexes(layout, only)
+    if codes.size == 1 and len(states.events) <= SCALAR_EVENTS:
+        return _evaluate_one(layout, states, int(codes[0]), float(times[0]), wanted)
     order = np.lexsort((times, codes))  # rows by (entity, t): the algebra's cheapest order
     codes, t = codes[order], times[order]
     ev = states.events
@@ -869,6 +874,59 @@ def evaluate(
         for r, v in zip(order.tolist(), values, strict=True):
             column_out[r] = v
         out[f.name] = column_out
+    return out
+
+
+def _evaluate_one(
+    layout: StateLayout, states: States, code: int, t: float, wanted: Sequence[int]
+) -> dict[str, list[Any]]:
+    """`evaluate` of one row over few events: each feature folds its window's events
+    with its aggregation's own `update` and `finalize` (`aggregation.algebra`), where
+    the numpy passes of `over_windows` would cost more in overhead than the work."""
+    ev = states.events
+    meta = states.metas[code] if 0 <= code < len(states.metas) else None
+    mine = np.flatnonzero(ev.code == code)
+    ts = ev.ts[mine].tolist()
+    end = bisect_right(ts, t)
+    ts = ts[:end]
+    mine = mine[:end]
+    seq = ev.seq[mine].tolist()
+    flags = ev.flags[mine].tolist()
+    pins = ev.pins[mine].tolist()
+    columns = {c: _plain(v[mine]) for c, v in ev.columns.items()}
+    cutoff = -math.inf if meta is None or meta.w is None else float(layout.cutoff(meta.w))
+    out: dict[str, list[Any]] = {}
+    for i in wanted:
+        f = layout.features[i]
+        agg = layout.aggs[i]
+        window = layout.windows[i]
+        lo = 0
+        if window is None:
+            if meta is not None and meta.base_hi is not None and t < meta.base_hi:
+                raise OutsideRetentionError(
+                    f"lifetime features at t={t} are before the retained state "
+                    f"(events up to {meta.base_hi} are compacted)"
+                )
+        else:
+            ws = float(tile_start(t, window[1]) - window[0])
+            if ws < cutoff:
+                raise OutsideRetentionError(
+                    f"the {window[0]} s window at t={t} starts at {ws}, before the "
+                    f"retained state (cutoff {cutoff})"
+                )
+            lo = bisect_left(ts, ws)
+        k = layout.feature_filter[i]
+        based = i in layout.based
+        values = None if f.column is None else columns[f.column]
+        ir = agg.empty()
+        for j in range(lo, end):
+            if (k is not None and not flags[j][k]) or (based and pins[j]):
+                continue
+            ir = agg.update(ir, ts[j], seq[j], PRESENT if values is None else values[j])
+        if based and meta is not None and meta.base:
+            ir = agg.merge(meta.base[layout.based.index(i)], ir)
+        value = agg.finalize(ir, t)
+        out[f.name] = [None if isinstance(value, float) and value != value else value]
     return out
 
 
