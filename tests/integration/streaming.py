@@ -18,6 +18,7 @@ from feature_service.aggregation.reference import Event, brute_force, matches
 from feature_service.aggregation.state import EntityState
 from feature_service.definitions import FeatureView, Registry, load_definitions
 from feature_service.embedded import EmbeddedStack, ManagedProcess
+from feature_service.embedded.processes import free_port
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_layout import entity_key, stats_key, view_layout
 from feature_service.stream.event_files import EventMessage
@@ -204,3 +205,22 @@ def assert_online_equals_brute_force(
                 )
                 checked += 1
     return checked
+
+
+def start_api(
+    stack: EmbeddedStack, definitions: Path, log_dir: Path, name: str, **env: str
+) -> tuple[ManagedProcess, str]:
+    """A `feature-service serve` process on `definitions` beside `stack` (extra `env`
+    settings), and its address; the caller waits for it to answer and stops it."""
+    port = free_port()
+    environment = stack.env()
+    environment.pop("FS_LOG_LEVEL", None)
+    environment.update(env)
+    api = ManagedProcess(
+        name,
+        [sys.executable, "-m", "feature_service.cli.main", "serve", "--port", str(port),
+         "--definitions", str(definitions)],
+        log_path=log_dir / "api.log",
+        env=environment,
+    ).start()  # fmt: skip
+    return api, f"http://127.0.0.1:{port}"

@@ -4,7 +4,6 @@ used to wedge it or turn it away: absurd `as_of` times and many concurrent looku
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,10 +11,9 @@ import httpx
 import pytest
 
 from feature_service.definitions import FeatureView
-from feature_service.embedded import EmbeddedStack, ManagedProcess
-from feature_service.embedded.processes import free_port
+from feature_service.embedded import EmbeddedStack
 from tests.conditions import wait_for
-from tests.integration.streaming import write_definitions
+from tests.integration.streaming import start_api, write_definitions
 
 pytestmark = pytest.mark.integration
 
@@ -34,17 +32,7 @@ def served(
     """`feature-service serve` on a free port over the session's Redis."""
     tmp: Path = tmp_path_factory.mktemp("api-limits")
     definitions, registry = write_definitions(tmp)
-    port = free_port()
-    env = stack.env()
-    env.pop("FS_LOG_LEVEL", None)
-    api = ManagedProcess(
-        "api-limits",
-        [sys.executable, "-m", "feature_service.cli.main", "serve", "--port", str(port),
-         "--definitions", str(definitions)],
-        log_path=tmp / "api.log",
-        env=env,
-    ).start()  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    api, url = start_api(stack, definitions, tmp, "api-limits")
     try:
         wait_for(lambda: _answers(url), 60, "API serving", api)
         yield url, next(iter(registry.feature_views.values()))

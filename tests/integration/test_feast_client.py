@@ -32,10 +32,9 @@ import redis
 
 from benchmarks.feast_env import feast_cli, feast_python
 from feature_service.definitions import Registry, load_definitions
-from feature_service.embedded import EmbeddedStack, ManagedProcess
-from feature_service.embedded.processes import free_port
+from feature_service.embedded import EmbeddedStack
 from tests.conditions import wait_for
-from tests.integration.streaming import produce, start_worker, stats
+from tests.integration.streaming import produce, start_api, start_worker, stats
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # Feast's venv, once
 
@@ -189,18 +188,9 @@ def world(
     finally:
         worker.stop()
         client.close()
-    port = free_port()
-    env = stack.env()
-    env.pop("FS_LOG_LEVEL", None)
-    env["FS_API_KEYS"] = json.dumps([API_KEY])
-    api = ManagedProcess(
-        "api-feast",
-        [sys.executable, "-m", "feature_service.cli.main", "serve", "--port", str(port),
-         "--definitions", str(definitions)],
-        log_path=tmp / "api.log",
-        env=env,
-    ).start()  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    api, url = start_api(
+        stack, definitions, tmp, "api-feast", FS_API_KEYS=json.dumps([API_KEY])
+    )
     feast = None
     try:
         wait_for(lambda: _live(url), 60, "API serving", api)
