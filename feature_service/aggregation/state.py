@@ -90,8 +90,6 @@ from feature_service.aggregation.windows import (
     check_levels,
     default_hop,
     tile_start,
-    tile_starts,
-    window_start,
     window_starts,
 )
 
@@ -104,7 +102,6 @@ __all__ = [
     "StaleFormatError",
     "StateLayout",
     "States",
-    "concat_events",
     "decode",
     "evaluate",
     "write",
@@ -118,11 +115,11 @@ WITNESSED = frozenset({"first", "last", "time_since_last", "min", "max", "count_
 """Lifetime aggregations whose value over compacted events a few of those events give:
 the first, the last, the smallest, the largest, one per distinct value."""
 BINARY_KINDS = frozenset({"float", "timestamp"})
-"""Schema types stored packed as float64 (NaN: null); others as per-entity dictionaries."""
 SCALAR_EVENTS = 64
 """A one-row evaluation over at most this many events folds them one by one."""
 NULL_CODE = 0xFFFFFFFF
 """The dictionary index of a null value."""
+"""Schema types stored packed as float64 (NaN: null); others go to the JSON header."""
 LIFETIME_ONLY_LEVELS: tuple[int, ...] = (60, 3600)
 
 Int = npt.NDArray[np.int64]
@@ -265,7 +262,8 @@ class StateLayout:
         out = np.full(watermarks.shape, -np.inf)
         has = np.isfinite(watermarks)
         if has.any():
-            out[has] = tile_starts(watermarks[has] - self.retention_s, self.coarsest)
+            shifted = np.floor(watermarks[has] - self.retention_s)
+            out[has] = np.floor(shifted / self.coarsest) * self.coarsest
         return out
 
     def is_late(self, ts: float, watermark: float | None) -> bool:
@@ -564,8 +562,9 @@ def write(
     metas = [Meta() if meta is None else meta for meta in states.metas]
     if not layout.takes_all and len(new):
         new = new.take(np.flatnonzero(new.flags.any(axis=1)))
+    old = states.events
     old, new, uniques = _coded(layout, states, new)
-    events = concat_events(layout, [old, new])
+    events = _concat(layout, old, new)
     if len(new):
         order = _merged_order(old, new)
         events = events.take(order)
@@ -670,23 +669,18 @@ def _merged_order(old: Events, new: Events) -> Int:
     return order
 
 
-def concat_events(layout: StateLayout, pieces: Sequence[Events]) -> Events:
-    """Events of several pieces end to end (an empty set for none)."""
-    pieces = [p for p in pieces if len(p)]
-    if not pieces:
-        return _empty_events(layout)
-    if len(pieces) == 1:
-        return pieces[0]
-    pins = None
-    if any(p.pin is not None for p in pieces):
-        pins = np.concatenate([p.pins for p in pieces])
+def _concat(layout: StateLayout, a: Events, b: Events) -> Events:
+    if not len(b):
+        return a
+    if not len(a):
+        return b
     return Events(
-        np.concatenate([p.code for p in pieces]),
-        np.concatenate([p.ts for p in pieces]),
-        np.concatenate([p.seq for p in pieces]),
-        np.concatenate([p.flags for p in pieces]),
-        {c: np.concatenate([p.columns[c] for p in pieces]) for c in layout.columns},
-        pins,
+        np.concatenate([a.code, b.code]),
+        np.concatenate([a.ts, b.ts]),
+        np.concatenate([a.seq, b.seq]),
+        np.concatenate([a.flags, b.flags]),
+        {c: np.concatenate([a.columns[c], b.columns[c]]) for c in layout.columns},
+        None if a.pin is None and b.pin is None else np.concatenate([a.pins, b.pins]),
     )
 
 
@@ -837,9 +831,6 @@ def evaluate(
         if states.metas
         else np.full(codes.size, -np.inf)
     )
-    if any(layout.windows[i] is None for i in wanted):
-        for c, r_t in zip(codes.tolist(), t.tolist(), strict=True):
-            _check_lifetime(states.metas[c], r_t)
     out: dict[str, list[Any]] = {}
     streams: dict[tuple[str | None, int | None, bool], WindowEvents] = {}
     starts: dict[tuple[int, int], Int] = {}  # first event of each window, per row
@@ -865,13 +856,18 @@ def evaluate(
             lo = starts[window]
         else:
             ws = window_starts(t, *window)
-            early = np.flatnonzero(ws < cutoff)
-            if early.size:
-                r = int(early[0])
-                _check_window(window, float(t[r]), float(ws[r]), float(cutoff[r]))
+            early = ws < cutoff
+            if early.any():
+                r = int(np.flatnonzero(early)[0])
+                raise OutsideRetentionError(
+                    f"the {window[0]} s window at t={t[r]} starts at {ws[r]}, before the "
+                    f"retained state (cutoff {cutoff[r]})"
+                )
             lo = starts[window] = index.since(codes, ws)
         a, b = stream.bounds(lo, hi)
         values = _plain(agg.over_windows(stream, a, b, t, lifetime=window is None))
+        if window is None:
+            _check_base(states, codes, t)
         if based:
             _with_base(layout, i, states, ev, codes, t, start, hi, values)
         column_out: list[Any] = [None] * len(values)
@@ -899,17 +895,25 @@ def _evaluate_one(
     pins = ev.pins[mine].tolist()
     columns = {c: _plain(v[mine]) for c, v in ev.columns.items()}
     cutoff = -math.inf if meta is None or meta.w is None else float(layout.cutoff(meta.w))
-    if any(layout.windows[i] is None for i in wanted):
-        _check_lifetime(meta, t)
     out: dict[str, list[Any]] = {}
     for i in wanted:
         f = layout.features[i]
         agg = layout.aggs[i]
         window = layout.windows[i]
         lo = 0
-        if window is not None:
-            ws = window_start(t, *window)
-            _check_window(window, t, ws, cutoff)
+        if window is None:
+            if meta is not None and meta.base_hi is not None and t < meta.base_hi:
+                raise OutsideRetentionError(
+                    f"lifetime features at t={t} are before the retained state "
+                    f"(events up to {meta.base_hi} are compacted)"
+                )
+        else:
+            ws = float(tile_start(t, window[1]) - window[0])
+            if ws < cutoff:
+                raise OutsideRetentionError(
+                    f"the {window[0]} s window at t={t} starts at {ws}, before the "
+                    f"retained state (cutoff {cutoff})"
+                )
             lo = bisect_left(ts, ws)
         k = layout.feature_filter[i]
         based = i in layout.based
@@ -957,22 +961,15 @@ def _plain(values: Any) -> list[Any]:
     return result
 
 
-def _check_lifetime(meta: Meta | None, t: float) -> None:
+def _check_base(states: States, codes: Int, t: Float) -> None:
     """Lifetime values are exact at times at or after every compacted event."""
-    if meta is not None and meta.base_hi is not None and t < meta.base_hi:
-        raise OutsideRetentionError(
-            f"lifetime features at t={t} are before the retained state "
-            f"(events up to {meta.base_hi} are compacted)"
-        )
-
-
-def _check_window(window: tuple[int, int], t: float, start: float, cutoff: float) -> None:
-    """A window is exact when it starts at or after the retained state's cutoff."""
-    if start < cutoff:
-        raise OutsideRetentionError(
-            f"the {window[0]} s window at t={t} starts at {start}, before the retained "
-            f"state (cutoff {cutoff})"
-        )
+    for r, c in enumerate(codes.tolist()):
+        meta = states.metas[c]
+        if meta is not None and meta.base_hi is not None and t[r] < meta.base_hi:
+            raise OutsideRetentionError(
+                f"lifetime features at t={t[r]} are before the retained state "
+                f"(events up to {meta.base_hi} are compacted)"
+            )
 
 
 def _with_base(

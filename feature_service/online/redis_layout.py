@@ -30,13 +30,13 @@ sharing it live in one hash slot):
   (`observability.worker_monitor`): when it was last seen, per source its events and
   events/s; entries of workers gone for long are pruned by the others.
 
-Writes go through two Lua scripts (standalone and Cluster alike): `APPLY_ENTITIES`
-sets entity states if each version is still the one the writer read (many entities
-per call on a standalone Redis, one on a Cluster; `apply_states`), and
+Writes go through two Lua scripts (standalone and Cluster alike): `APPLY_ENTITY`
+sets one entity's state if its version is still the one the writer read (on a
+standalone Redis `APPLY_ENTITIES` does it for many entities in one call), and
 `COMMIT_OFFSETS` moves a source's offset keys, if each still holds what the writer
 read, together with its counters. The stream worker applies every entity of a flush,
 then commits the offsets (see `stream.source_processor` for why that is exactly once).
-Another writer of view state (e.g. a backfill) must use `apply_states` too, so the
+Another writer of view state (e.g. a backfill) must use `APPLY_ENTITY` too, so the
 worker's compare-and-set sees its writes.
 
 An entity key expires (wall clock, from its last write) after the view's ttl plus its
@@ -46,10 +46,7 @@ longest window, so idle entities do not pile up; a view without ttl keeps its ke
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import Any
-
-from redis.asyncio.cluster import RedisCluster
 
 from feature_service.aggregation.state import StateLayout
 from feature_service.definitions import FeatureView
@@ -118,10 +115,34 @@ def view_layout(view: FeatureView) -> StateLayout:
     return view_plan(view).layout
 
 
+# KEYS[1]: an entity key. ARGV: expected version ('' = no state yet), expiry seconds
+# ('' = none), the new value (its first 20 bytes: the new version, `aggregation.state`).
+# Returns 1, or 0 (nothing written) when the version moved.
+APPLY_ENTITY = """
+local cur = redis.call('GETRANGE', KEYS[1], 0, 19)
+if cur ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+return 1
+"""
+
+
+def queue_apply_entity(
+    pipe: Any, sha: str, key: str, expected: str, expiry: int | None, value: bytes
+) -> None:
+    """Queue one `APPLY_ENTITY` (loaded as `sha`) on a pipeline: set `key` to `value` if
+    its version is still `expected` ('' = no state yet). The one packing of its
+    arguments, for the worker and the backfill."""
+    # Not pipe.evalsha: redis-py refuses that name in cluster pipelines.
+    pipe.execute_command("EVALSHA", sha, 1, key, expected, "" if expiry is None else expiry, value)
+
+
 # KEYS: entity keys (of one hash slot, or any on a standalone Redis). ARGV: expiry
-# seconds ('' = none), then per key its expected version ('' = no state yet) and its
-# new value (whose first 20 bytes are the new version, `aggregation.state`). Returns per
-# key 1 (written) or 0 (its version moved: not written).
+# seconds ('' = none), then per key its expected version and its new value. Returns per
+# key 1 (written) or 0 (its version moved: not written): `APPLY_ENTITY` for many keys.
 APPLY_ENTITIES = """
 local ok = {}
 for i, key in ipairs(KEYS) do
@@ -140,60 +161,7 @@ end
 return ok
 """
 APPLY_CHUNK = 500
-"""Entities per `APPLY_ENTITIES` call or MGET: each call blocks Redis for its duration."""
-
-
-def _chunk(redis: Any) -> int:
-    """Keys per multi-key command: one on a Redis Cluster (keys of many slots)."""
-    return 1 if isinstance(redis, RedisCluster) else APPLY_CHUNK
-
-
-async def read_states(redis: Any, keys: Sequence[str]) -> list[bytes | None]:
-    """The stored values of entity `keys` (None where absent), in one round trip: MGETs
-    of `APPLY_CHUNK` keys, or one GET per key on a Redis Cluster (its pipelines refuse
-    MGET). The worker's and the backfill's one way to read states."""
-    cluster = isinstance(redis, RedisCluster)
-    async with redis.pipeline(transaction=False) as pipe:
-        if cluster:
-            for key in keys:
-                pipe.get(key)
-        else:
-            for begin in range(0, len(keys), APPLY_CHUNK):
-                pipe.mget(keys[begin : begin + APPLY_CHUNK])
-        replies = await pipe.execute()
-    return list(replies) if cluster else [value for chunk in replies for value in chunk]
-
-
-async def apply_states(
-    redis: Any,
-    sha: str,
-    keys: Sequence[str],
-    expected: Sequence[str],
-    values: Sequence[bytes],
-    expiry: int | None,
-) -> list[bool]:
-    """Set each of `keys` to its value if its version is still the expected one ('' =
-    no state yet): `APPLY_ENTITIES` (loaded as `sha`) over chunks of keys, one pipeline.
-    Per key, whether it was written. The worker's and the backfill's one way to write
-    states; raises the first error a script answered (e.g. `NoScriptError`)."""
-    size = _chunk(redis)
-    head = "" if expiry is None else expiry
-    async with redis.pipeline(transaction=False) as pipe:
-        for begin in range(0, len(keys), size):
-            chunk = keys[begin : begin + size]
-            args: list[Any] = [head]
-            for version, value in zip(
-                expected[begin : begin + size], values[begin : begin + size], strict=True
-            ):
-                args += (version, value)
-            # Not pipe.evalsha: redis-py refuses that name in cluster pipelines.
-            pipe.execute_command("EVALSHA", sha, len(chunk), *chunk, *args)
-        replies = await pipe.execute(raise_on_error=False)
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    return [bool(ok) for chunk in replies for ok in chunk]
-
+"""Entities per `APPLY_ENTITIES` call: each call blocks Redis for its duration."""
 
 # KEYS[1]: an entity key. ARGV[1]: a version. Deletes the key if it still has that
 # version (nobody wrote it since); returns 1 if deleted.

@@ -22,12 +22,12 @@ The boundary (no gap, no double count). Per partition ``p`` of the view's topic:
 
 Concurrency with the worker. The worker keeps entity states in memory between
 commits; a backfill write would be overwritten by a commit computed from a stale copy.
-So backfill writes each entity with the worker's compare-and-set
-(`redis_layout.apply_states`), which bumps the entity's version: a worker whose cached
-copy predates the write fails its compare-and-set and replays from its committed
-offsets with fresh states (the ordinary fenced path, exactly once). Backfill
-compares-and-sets on the same version, and re-reads and retries the entities a commit
-touched meanwhile. On a Redis Cluster every write touches one key.
+So backfill writes each entity with the ``APPLY_ENTITY`` script, which bumps the
+entity's version: a worker whose cached copy predates the write fails its
+compare-and-set and replays from its committed offsets with fresh states (the ordinary
+fenced path, exactly once). Backfill compares-and-sets on the same version, and
+re-reads and retries the entities a commit touched meanwhile. Every write touches one
+key, so this works on a Redis Cluster too.
 
 Idempotence: each entity state written is marked as backfilled (``bf``, in the same
 write); entities that have the mark are skipped, so a backfill interrupted halfway can
@@ -45,7 +45,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -60,12 +60,11 @@ from feature_service.definitions import FeatureView, Registry
 from feature_service.events.parsing import column_from_arrow
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_layout import (
-    APPLY_ENTITIES,
-    apply_states,
+    APPLY_ENTITY,
     entity_key,
     expiry_seconds,
     offset_key,
-    read_states,
+    queue_apply_entity,
     view_layout,
     view_start_key,
 )
@@ -214,11 +213,11 @@ async def _write_chunk(
     committed watermark of their partitions; compare-and-set, retried until it holds."""
     layout = view_layout(view)
     expiry = expiry_seconds(view)
-    sha = await redis.script_load(APPLY_ENTITIES)
+    sha = await redis.script_load(APPLY_ENTITY)
     pending = list(entities)
     while pending:
         keys = [entity_key(view.name, e) for e in pending]
-        stored = await read_states(redis, keys)
+        stored = cast(list[bytes | None], await redis.mget(keys))
         try:
             states = decode(layout, stored, coded=True)
         except LayoutMismatchError:
@@ -253,10 +252,16 @@ async def _write_chunk(
             events["passes"][mine],
         )
         values = write(layout, states, new, compact_at, last, backfilled=True)
-        expected = [version_of(old) for old in stored]
-        written = await apply_states(redis, str(sha), keys, expected, values, expiry)
-        retry = [e for e, ok in zip(pending, written, strict=True) if not ok]
+        async with redis.pipeline(transaction=False) as pipe:
+            for key, old, value in zip(keys, stored, values, strict=True):
+                queue_apply_entity(pipe, sha, key, version_of(old), expiry, value)
+            replies = await pipe.execute()
+        retry = [e for e, ok in zip(pending, replies, strict=True) if not ok]
         report.entities += m - len(retry)
         if retry:  # a worker's commit changed the entity since we read it: read again
             report.retries += 1
         pending = retry
+
+
+def _text(name: bytes | str) -> str:
+    return name.decode() if isinstance(name, bytes) else name

@@ -21,19 +21,18 @@ before partitions are revoked), for all pending batches of all partitions at onc
    partition and offset range; a replay of a range rewrites the same file, and no
    writer deletes or replaces another range, see `offline.event_log`), in a thread,
    while 6 and 7 run; 8 waits for the files.
-6. Read the state of every entity the events touch (cached in memory, else MGETs,
-   `redis_layout.read_states`), leave out the events a state already holds (offset
-   below its mark for the partition, see 8), and write the rest into the states of
-   all those entities at once with the one state writer (`aggregation.state.write`:
-   merge, compact what fell out of retention, encode). Grouping many fetched batches
-   into one commit is what makes an entity's state be written once for many of its
-   events.
-7. Apply: one pipeline of `APPLY_ENTITIES` scripts (`redis_layout.apply_states`):
-   each entity's new state, holding every contributing partition's mark = the
-   partition's new position and the next version, is set only if the stored version
-   is still the one read in 6 (compare-and-set). On a Redis Cluster each script
-   touches one key (their keys live in different slots, where a MULTI/EXEC over many
-   entities cannot run); on a standalone Redis one script sets a chunk of entities.
+6. Read the state of every entity the events touch (cached in memory, else one
+   pipelined HGETALL), leave out the events a state already holds (offset below its
+   `_o:<topic>:<partition>`, see 8), fold the rest into each view's tiles in one vectorised
+   pass, merge into each entity's state and compact what fell out of retention.
+   Grouping many fetched batches into one commit is what makes an entity's state be
+   written once for many of its events.
+7. Apply: one pipeline of `APPLY_ENTITY` scripts (`online.redis_layout`), one per
+   changed entity hash: it writes the changed fields, each contributing partition's
+   `_o:<topic>:<p>` = the partition's new position, and bumps the version `_n`, only if `_n` is
+   still the one read in 6 (compare-and-set). Each script touches one key, so this
+   works on a Redis Cluster, where a MULTI/EXEC over many entities cannot (their keys
+   live in different slots).
 8. Commit: one `COMMIT_OFFSETS` script sets each partition's `[next offset, watermark]`
    and the counters, only if every offset key still holds what this worker last saw.
    The same script records, per view and partition, the first offset the stream
@@ -49,8 +48,8 @@ succeeded, so a state always holds all of its events below the committed offset.
 flush that dies (SIGKILL, fenced, Redis gone) between 7 and 8 leaves some entities
 ahead of the offset; the replay starts from the stored offset with the stored
 watermark, so it recomputes the same watermarks and lateness, and step 6 leaves out,
-per entity, exactly the events its state already holds (its partition marks say how
-far, and are written atomically with the state they describe), whatever batch boundaries the
+per entity, exactly the events its state already holds (`_o:<topic>:<p>` marks how far, and
+is written atomically with the state it describes), whatever batch boundaries the
 replay takes. Two writers cannot both apply a stale read: the version check refuses
 the second, which then re-reads (a backfill writing an entity this worker has cached
 fences the worker's next flush the same way). Offline files are never deleted or
@@ -62,7 +61,7 @@ are the view's plan's (`feature_service.plan`), as in every reader.
 
 Several workers and views not keyed by the topic's key (merchants on a topic keyed by
 customer): a merchant's events come from every partition, so several workers write
-the same merchant state. Each keeps its own partitions' marks in it, so neither can
+the same merchant hash. Each keeps its own partitions' `_o:<topic>:<p>` in it, so neither can
 count the other's events, and a write that loses the race (version moved) is redone for
 that entity alone: read again, fold again, apply again (`_apply_view`), while the
 entities already applied stay applied. No repartition topic, no extra hop; the price is
@@ -87,29 +86,24 @@ import orjson
 import pandas as pd
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-from feature_service.aggregation.state import (
-    Events,
-    States,
-    concat_events,
-    decode,
-    version_of,
-    write,
-)
+from feature_service.aggregation.state import Events, States, decode, version_of, write
 from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.events.parsing import ParsedBatch, parse_records
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_layout import (
+    APPLY_CHUNK,
     APPLY_ENTITIES,
+    APPLY_ENTITY,
     COMMIT_OFFSETS,
     DELETE_IF_VERSION,
     applied_mark,
-    apply_states,
     entity_key,
     expiry_seconds,
     offset_key,
-    read_states,
+    queue_apply_entity,
     stats_key,
     view_start_key,
 )
@@ -129,7 +123,7 @@ ENTITY_RETRIES = 20
 
 @dataclass
 class _EntityWrite:
-    """One entity state to set with `APPLY_ENTITIES`, if its version is still `expected`."""
+    """One entity state to set with `APPLY_ENTITY`, if its version is still `expected`."""
 
     key: str
     expected: str  # '' when the entity had no state
@@ -221,7 +215,7 @@ class SourceProcessor:
         self.cache: dict[str, OrderedDict[str, bytes]] = {v.name: OrderedDict() for v in self.views}
         self._pending_events = 0
         self._pending_since: float | None = None
-        self._script_shas: tuple[str, str, str] | None = None
+        self._script_shas: tuple[str, str, str, str] | None = None
         # The committed next offset of each partition as this worker last saw or wrote
         # it: an offset key found below it (or gone) means Redis lost data.
         self._known_offsets: dict[int, int] = {}
@@ -486,7 +480,7 @@ class SourceProcessor:
         applied, and the rebuild must fold every event of those entities again."""
         if not staged:
             return
-        _, _, undo_sha = await self._scripts()
+        _, _, undo_sha, _ = await self._scripts()
         async with self.redis.pipeline(transaction=False) as pipe:
             for view_name, entity, value in staged:
                 key = entity_key(view_name, entity)
@@ -567,7 +561,7 @@ class SourceProcessor:
                 )
             )
         last[~np.isfinite(last)] = np.nan
-        new = concat_events(plan.layout, pieces)
+        new = pieces[0] if len(pieces) == 1 else _concat_events(plan.layout, pieces)
         return new, watermark, last, marks, late_total
 
     async def _load(self, view: FeatureView, entities: list[str]) -> list[bytes | None]:
@@ -583,7 +577,17 @@ class SourceProcessor:
             found.append(value)
         if missing:
             keys = [entity_key(view.name, entities[i]) for i in missing]
-            for i, raw in zip(missing, await read_states(self.redis, keys), strict=True):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if isinstance(self.redis, RedisCluster):  # keys of many slots
+                    for key in keys:
+                        pipe.get(key)
+                else:
+                    for begin in range(0, len(keys), APPLY_CHUNK):
+                        pipe.mget(keys[begin : begin + APPLY_CHUNK])
+                replies = await pipe.execute()
+            if not isinstance(self.redis, RedisCluster):
+                replies = [value for chunk in replies for value in chunk]
+            for i, raw in zip(missing, replies, strict=True):
                 found[i] = raw
         return found
 
@@ -594,12 +598,13 @@ class SourceProcessor:
         while len(cache) > self.cache_entities:
             cache.popitem(last=False)
 
-    async def _scripts(self) -> tuple[str, str, str]:
+    async def _scripts(self) -> tuple[str, str, str, str]:
         if self._script_shas is None:
-            apply_sha = await self.redis.script_load(APPLY_ENTITIES)
+            apply_sha = await self.redis.script_load(APPLY_ENTITY)
             commit_sha = await self.redis.script_load(COMMIT_OFFSETS)
             undo_sha = await self.redis.script_load(DELETE_IF_VERSION)
-            self._script_shas = (str(apply_sha), str(commit_sha), str(undo_sha))
+            many_sha = await self.redis.script_load(APPLY_ENTITIES)
+            self._script_shas = (str(apply_sha), str(commit_sha), str(undo_sha), str(many_sha))
         return self._script_shas
 
     async def _apply_view(
@@ -653,31 +658,43 @@ class SourceProcessor:
         )
 
     async def _apply(self, writes: list[_EntityWrite]) -> set[int]:
-        """Apply entity writes of one view (compare-and-set on each version, one
-        pipeline, `redis_layout.apply_states`); return the indexes of those whose
-        version had moved (nothing written for them)."""
+        """Apply entity writes (compare-and-set on each version, one pipeline); return
+        the indexes of those whose version had moved (nothing written for them).
+
+        On a Redis Cluster each entity is one `APPLY_ENTITY` (its key's slot); on a
+        standalone Redis chunks of `APPLY_CHUNK` entities are one `APPLY_ENTITIES`."""
         if not writes:
             return set()
-        apply_sha, _, _ = await self._scripts()
-        try:
-            written = await apply_states(
-                self.redis,
-                apply_sha,
-                [w.key for w in writes],
-                [w.expected for w in writes],
-                [w.value for w in writes],
-                writes[0].expiry,
-            )
-        except NoScriptError:
-            self._script_shas = None  # Redis restarted: load the scripts again
-            raise
-        return {i for i, ok in enumerate(written) if not ok}
+        apply_sha, _, _, many_sha = await self._scripts()
+        cluster = isinstance(self.redis, RedisCluster)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if cluster:
+                for w in writes:
+                    queue_apply_entity(pipe, apply_sha, w.key, w.expected, w.expiry, w.value)
+            else:
+                for begin in range(0, len(writes), APPLY_CHUNK):
+                    chunk = writes[begin : begin + APPLY_CHUNK]
+                    expiry = chunk[0].expiry
+                    args: list[Any] = ["" if expiry is None else expiry]
+                    for w in chunk:
+                        args += (w.expected, w.value)
+                    keys = [w.key for w in chunk]
+                    pipe.execute_command("EVALSHA", many_sha, len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+        errors = [r for r in replies if isinstance(r, Exception)]
+        if errors:
+            if any(isinstance(e, NoScriptError) for e in errors):
+                self._script_shas = None  # Redis restarted: load the scripts again
+            raise errors[0]
+        if not cluster:
+            replies = [ok for chunk in replies for ok in chunk]
+        return {i for i, reply in enumerate(replies) if not reply}
 
     async def _commit(
         self, parts: dict[int, _Partition], result: FlushResult, flush_ms: float
     ) -> None:
         """Move the offsets and counters at once, if no offset key moved (step 8)."""
-        _, commit_sha, _ = await self._scripts()
+        _, commit_sha, _, _ = await self._scripts()
         keys = [offset_key(self.source.name, p) for p in parts]
         new_raw = {
             p: orjson.dumps(
@@ -742,9 +759,18 @@ def _record_time(record: Any) -> float | None:
     return stamp / 1000
 
 
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _keys(column: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """Entity ids as online keys them (strings)."""
-    return pd.Index(column, dtype=object).astype(str).to_numpy()
+    if column.dtype.kind == "O" and all(isinstance(v, str) for v in column[:1]):
+        try:
+            return pd.Index(column).astype(str).to_numpy()
+        except (TypeError, ValueError):  # pragma: no cover
+            pass
+    return np.asarray([str(v) for v in column], dtype=object)
 
 
 def _entities(
@@ -786,6 +812,18 @@ def _already_applied(
         return None
     result: npt.NDArray[np.bool_] = batch.offsets < below[code]
     return result
+
+
+def _concat_events(layout: Any, pieces: list[Events]) -> Events:
+    if not pieces:
+        return Events.of(layout, [], [], [], {})
+    return Events(
+        np.concatenate([e.code for e in pieces]),
+        np.concatenate([e.ts for e in pieces]),
+        np.concatenate([e.seq for e in pieces]),
+        np.concatenate([e.flags for e in pieces]),
+        {c: np.concatenate([e.columns[c] for e in pieces]) for c in layout.columns},
+    )
 
 
 def _concat(batches: list[ParsedBatch]) -> ParsedBatch:
