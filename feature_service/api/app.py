@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI
 from feature_service import __version__
 from feature_service.api import ui
 from feature_service.api.deps import ApiState, require_api_key
+from feature_service.api.lookup_path import LookupPath
 from feature_service.api.observability import RequestObservability
 from feature_service.api.routes import (
     entities,
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
     app.include_router(status.router)
     app.include_router(ui.router)
     app.mount("/ui", ui.static_files(), name="ui")
+    app.add_middleware(LookupPath)  # inside the observability: ids, metrics and logs stay
     app.add_middleware(RequestObservability)
     return app
 

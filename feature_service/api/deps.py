@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -92,5 +93,12 @@ def require_api_key(
         raise HTTPException(
             401, "missing API key: send X-API-Key", headers={"WWW-Authenticate": "Bearer"}
         )
-    if not any(secrets.compare_digest(given.encode(), key.encode()) for key in accepted):
+    if not key_accepted(accepted, given):
         raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
+
+
+def key_accepted(accepted: Sequence[str], given: str | None) -> bool:
+    """Whether `given` is one of the `accepted` keys (compared in constant time)."""
+    if given is None:
+        return False
+    return any(secrets.compare_digest(given.encode(), key.encode()) for key in accepted)

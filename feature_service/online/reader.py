@@ -1,7 +1,7 @@
 """Read features at a time `t` from the online state: one round trip per request.
 
-For every (view, entity) the reader GETs the entity's state (`aggregation.state`, one
-value per key), all in one pipeline, decodes each view's states together and evaluates
+For every (view, entity) the reader reads the entity's state (`aggregation.state`, one
+value per key), all at once (one MGET), decodes each view's states together and evaluates
 every requested feature for all of them at once (`aggregation.state.evaluate`, the
 training sets' window code). Values are computed at request time, so windows decay: a
 1h count read two hours after the last event is 0.
@@ -16,11 +16,11 @@ an `as_of` in the past may be later than `as_of`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from feature_service.aggregation.state import (
     LayoutMismatchError,
@@ -29,7 +29,7 @@ from feature_service.aggregation.state import (
     evaluate,
 )
 from feature_service.definitions import FeatureView
-from feature_service.online.redis_layout import entity_key, view_layout
+from feature_service.online.redis_layout import entity_key, read_states, stale_keys, view_layout
 from feature_service.online.view_layouts import StaleStateError
 
 PRESENT = "PRESENT"
@@ -44,38 +44,71 @@ class FeatureValue(NamedTuple):
     event_ts: float | None  # the entity's newest event time, if known
 
 
+@dataclass(frozen=True)
+class ViewColumns:
+    """The features of one view for a request's entities, by column: for each feature
+    name its values and statuses, one per entity, and per entity its newest event time
+    in the store (None: not found), shared by every feature of the view."""
+
+    values: dict[str, list[Any]]
+    statuses: dict[str, list[str]]
+    event_ts: list[float | None]
+
+    def rows(self) -> list[dict[str, FeatureValue]]:
+        """The same by entity: one dict per entity, feature name -> `FeatureValue`."""
+        names = list(self.values)
+        return [
+            {
+                n: FeatureValue(self.values[n][r], self.statuses[n][r], self.event_ts[r])
+                for n in names
+            }
+            for r in range(len(self.event_ts))
+        ]
+
+
+async def read_columns(
+    redis: Redis,
+    requests: Sequence[tuple[FeatureView, Sequence[str]]],
+    t: float,
+    only: Mapping[str, frozenset[str]] | None = None,
+) -> list[ViewColumns]:
+    """For each (view, entities): its features (those named in `only[view name]`, when
+    given) of the entities at time `t`.
+
+    All views' states are read at once (`redis_layout.read_states`: one round trip; a
+    second one only when some entity is absent, to tell a missing state from an engine
+    v1 hash). Raises `aggregation.state.OutsideRetentionError` when `t` reaches before
+    the state, and `view_layouts.StaleStateError` when a view's state was written by
+    another layout (or by engine v1).
+    """
+    only = only or {}
+    keys = [key for view, entities in requests for key in _keys(view, entities)]
+    blobs = await read_states(redis, keys)
+    absent = [key for key, blob in zip(keys, blobs, strict=True) if blob is None]
+    stale = await stale_keys(redis, absent)
+    if stale:  # not a string: a hash of engine v1
+        view_of = {key: view.name for view, entities in requests for key in _keys(view, entities)}
+        raise StaleStateError(view_of[stale[0]])
+    out = []
+    at = 0
+    for view, entities in requests:
+        out.append(view_values(view, blobs[at : at + len(entities)], t, only.get(view.name)))
+        at += len(entities)
+    return out
+
+
+def _keys(view: FeatureView, entities: Sequence[str]) -> list[str]:
+    return [entity_key(view.name, entity) for entity in entities]
+
+
 async def read_views(
     redis: Redis,
     requests: Sequence[tuple[FeatureView, Sequence[str]]],
     t: float,
     only: Mapping[str, frozenset[str]] | None = None,
 ) -> list[list[dict[str, FeatureValue]]]:
-    """For each (view, entities): every feature of each entity at time `t`, in order
-    (only the features named in `only[view name]`, when given).
-
-    All views are read in one pipeline (one round trip). Raises
-    `aggregation.state.OutsideRetentionError` when `t` reaches before the state, and
-    `view_layouts.StaleStateError` when a view's state was written by another layout
-    (or by engine v1).
-    """
-    only = only or {}
-    async with redis.pipeline(transaction=False) as pipe:
-        for view, entities in requests:
-            for entity in entities:
-                pipe.get(entity_key(view.name, entity))
-        replies = await pipe.execute(raise_on_error=False)
-    out = []
-    at = 0
-    for view, entities in requests:
-        blobs = replies[at : at + len(entities)]
-        at += len(entities)
-        if any(isinstance(b, ResponseError) for b in blobs):  # WRONGTYPE: a v1 hash
-            raise StaleStateError(view.name)
-        for b in blobs:
-            if isinstance(b, Exception):
-                raise b
-        out.append(view_values(view, blobs, t, only.get(view.name)))
-    return out
+    """`read_columns` by entity: for each (view, entities) one dict per entity."""
+    return [columns.rows() for columns in await read_columns(redis, requests, t, only)]
 
 
 def view_values(
@@ -83,7 +116,7 @@ def view_values(
     blobs: Sequence[bytes | None],
     t: float,
     only: frozenset[str] | None = None,
-) -> list[dict[str, FeatureValue]]:
+) -> ViewColumns:
     """The features of `view` at `t` of entities whose stored states are `blobs`."""
     layout = view_layout(view)
     names = [n for n in layout.names if only is None or n in only]
@@ -91,23 +124,24 @@ def view_values(
         states = decode(layout, blobs)
     except (LayoutMismatchError, StaleFormatError):  # the view's definition changed
         raise StaleStateError(view.name) from None
-    present = [i for i, meta in enumerate(states.metas) if meta is not None]
-    not_found = {name: FeatureValue(None, NOT_FOUND, None) for name in names}
-    out: list[dict[str, FeatureValue]] = [not_found] * len(blobs)
+    n = len(blobs)
+    metas = states.metas
+    present = [i for i, meta in enumerate(metas) if meta is not None]
+    values: dict[str, list[Any]] = {name: [None] * n for name in names}
+    statuses: dict[str, list[str]] = {name: [NOT_FOUND] * n for name in names}
+    event_ts: list[float | None] = [None] * n
     if not present:
-        return out
+        return ViewColumns(values, statuses, event_ts)
     codes = np.asarray(present, dtype=np.int64)
-    values = evaluate(layout, states, codes, np.full(codes.size, float(t)), names)
-    columns = [values[name] for name in names]
-    for r, i in enumerate(present):
-        meta = states.metas[i]
-        assert meta is not None
-        last = meta.last
-        expired = view.ttl_s is not None and last is not None and t - last > view.ttl_s
-        row = {}
-        for name, column in zip(names, columns, strict=True):
-            value = column[r]
-            status = OUTSIDE_MAX_AGE if expired else (NULL_VALUE if value is None else PRESENT)
-            row[name] = FeatureValue(value, status, last)
-        out[i] = row
-    return out
+    evaluated = evaluate(layout, states, codes, np.full(codes.size, float(t)), names)
+    expired = []
+    for i in present:
+        last = metas[i].last  # type: ignore[union-attr]
+        event_ts[i] = last
+        expired.append(view.ttl_s is not None and last is not None and t - last > view.ttl_s)
+    for name in names:
+        column, out, status = evaluated[name], values[name], statuses[name]
+        for i, value, old in zip(present, column, expired, strict=True):
+            out[i] = value
+            status[i] = OUTSIDE_MAX_AGE if old else (NULL_VALUE if value is None else PRESENT)
+    return ViewColumns(values, statuses, event_ts)

@@ -46,7 +46,10 @@ longest window, so idle entities do not pile up; a view without ttl keeps its ke
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from feature_service.aggregation.state import StateLayout
 from feature_service.definitions import FeatureView
@@ -113,6 +116,48 @@ def expiry_seconds(view: FeatureView) -> int | None:
 def view_layout(view: FeatureView) -> StateLayout:
     """The state layout of a view (its plan's, built once)."""
     return view_plan(view).layout
+
+
+async def read_states(redis: Redis, keys: list[str]) -> list[bytes | None]:
+    """The stored values of entity `keys`, in order (None where absent), in one round
+    trip: MGETs of `APPLY_CHUNK` keys on a standalone Redis; on a Cluster one GET per
+    key in a pipeline (an MGET across hash slots is refused there with CROSSSLOT).
+
+    The one read of entity states for the worker, the backfill and the lookups. A key
+    of another type (an engine v1 hash) reads as None, as MGET answers it; readers that
+    must tell the two apart check the absent keys (`stale_keys`).
+    """
+    if not keys:
+        return []
+    cluster = isinstance(redis, RedisCluster)
+    if not cluster and len(keys) <= APPLY_CHUNK:
+        return cast(list[bytes | None], await redis.mget(keys))
+    async with redis.pipeline(transaction=False) as pipe:
+        if cluster:
+            for key in keys:
+                pipe.get(key)
+        else:
+            for begin in range(0, len(keys), APPLY_CHUNK):
+                pipe.mget(keys[begin : begin + APPLY_CHUNK])
+        replies = await pipe.execute(raise_on_error=False)
+    for reply in replies:
+        if isinstance(reply, Exception) and not str(reply).startswith("WRONGTYPE"):
+            raise reply
+    if cluster:
+        return [None if isinstance(r, Exception) else r for r in replies]
+    return [value for chunk in replies for value in chunk]
+
+
+async def stale_keys(redis: Redis, keys: list[str]) -> list[str]:
+    """Those of `keys`, which `read_states` found absent, that hold a value of another
+    type (an engine v1 hash): one more round trip, only for absent entities."""
+    if not keys:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.exists(key)
+        found = await pipe.execute()
+    return [key for key, exists in zip(keys, found, strict=True) if exists]
 
 
 # KEYS[1]: an entity key. ARGV: expected version ('' = no state yet), expiry seconds

@@ -45,7 +45,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -65,6 +65,7 @@ from feature_service.online.redis_layout import (
     expiry_seconds,
     offset_key,
     queue_apply_entity,
+    read_states,
     view_layout,
     view_start_key,
 )
@@ -217,7 +218,7 @@ async def _write_chunk(
     pending = list(entities)
     while pending:
         keys = [entity_key(view.name, e) for e in pending]
-        stored = cast(list[bytes | None], await redis.mget(keys))
+        stored = await read_states(redis, keys)
         try:
             states = decode(layout, stored, coded=True)
         except LayoutMismatchError:

@@ -104,6 +104,7 @@ from feature_service.online.redis_layout import (
     expiry_seconds,
     offset_key,
     queue_apply_entity,
+    read_states,
     stats_key,
     view_start_key,
 )
@@ -577,16 +578,7 @@ class SourceProcessor:
             found.append(value)
         if missing:
             keys = [entity_key(view.name, entities[i]) for i in missing]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                if isinstance(self.redis, RedisCluster):  # keys of many slots
-                    for key in keys:
-                        pipe.get(key)
-                else:
-                    for begin in range(0, len(keys), APPLY_CHUNK):
-                        pipe.mget(keys[begin : begin + APPLY_CHUNK])
-                replies = await pipe.execute()
-            if not isinstance(self.redis, RedisCluster):
-                replies = [value for chunk in replies for value in chunk]
+            replies = await read_states(self.redis, keys)
             for i, raw in zip(missing, replies, strict=True):
                 found[i] = raw
         return found

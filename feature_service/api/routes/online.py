@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,7 +10,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from feature_service.api.deps import State
+from feature_service.api.deps import ApiState, State
 from feature_service.observability.prometheus import REDIS_ERRORS
 from feature_service.online.service import ViewUnavailable, online_features
 from feature_service.requests import RequestError, StoreUnavailable, query_time, resolve_features
@@ -85,27 +86,58 @@ def _iso(ts: float | None) -> str:
 )
 async def get_online_features(request: OnlineFeaturesRequest, state: State) -> Response:
     """Features of entities at `as_of` (default now); windows decay with time."""
+    # Most lookups are answered before they reach here, by `api.lookup_path` (the same
+    # `lookup`); this route answers the rest and documents the contract.
     try:
-        features = request.features
-        if not features and request.feature_service is not None:
-            features = None  # Feast's MCP client sends `features: []` with a service
-        refs = resolve_features(
-            state.registry, features, request.feature_service, request.full_feature_names
+        body = await lookup(
+            state,
+            request.features,
+            request.feature_service,
+            request.full_feature_names,
+            request.entities,
+            request.as_of,
         )
+    except LookupFailed as exc:
+        raise HTTPException(exc.status, exc.detail) from None
+    return Response(body, media_type="application/json")
+
+
+class LookupFailed(Exception):
+    """A lookup refused: the HTTP status and the message of its `{"detail": ...}`."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+async def lookup(
+    state: ApiState,
+    features: list[str] | None,
+    feature_service: str | None,
+    full_feature_names: bool,
+    entities: Mapping[str, Sequence[str | int]],
+    as_of: float | str | None,
+) -> bytes:
+    """The JSON answer to a lookup (Feast's response shape); `LookupFailed` otherwise."""
+    try:
+        if not features and feature_service is not None:
+            features = None  # Feast's MCP client sends `features: []` with a service
+        refs = resolve_features(state.registry, features, feature_service, full_feature_names)
         columns = await online_features(
             state.redis,
             refs,
-            request.entities,
-            query_time(request.as_of),
+            entities,
+            query_time(as_of),
             state.settings.max_entities_per_request,
         )
     except RequestError as exc:
-        raise HTTPException(exc.status, str(exc)) from None
+        raise LookupFailed(exc.status, str(exc)) from None
     except StoreUnavailable as exc:
         REDIS_ERRORS.inc()
-        raise HTTPException(503, str(exc)) from None
+        raise LookupFailed(503, str(exc)) from None
     except ViewUnavailable as exc:
-        raise HTTPException(503, str(exc)) from None
+        raise LookupFailed(503, str(exc)) from None
     # Serialised here with orjson rather than validated again through `response_model`
     # (which still documents the shape): a 100 x 50 answer has 15,000 cells.
     iso: dict[float | None, str] = {}
@@ -119,4 +151,4 @@ async def get_online_features(request: OnlineFeaturesRequest, state: State) -> R
             stamps.append(text)
         results.append({"values": c.values, "statuses": c.statuses, "event_timestamps": stamps})
     body = {"metadata": {"feature_names": [c.name for c in columns]}, "results": results}
-    return Response(orjson.dumps(body), media_type="application/json")
+    return orjson.dumps(body)

@@ -1,0 +1,67 @@
+"""The lookup fast path decodes exactly the bodies the route's pydantic model takes.
+
+`api.lookup_path` answers a lookup itself only when msgspec's `LookupBody` decodes it;
+anything it refuses goes to the FastAPI route. So a body msgspec takes and pydantic
+refuses would be answered where the API promises a 422: that must never happen, and the
+values both give must be the same.
+"""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import pytest
+from pydantic import ValidationError
+
+from feature_service.api.lookup_path import LookupBody, _decoder
+from feature_service.api.routes.online import OnlineFeaturesRequest
+
+BODIES = [
+    {"features": ["v:a"], "entities": {"customer_id": ["c1", 2]}},
+    {"features": ["v:a"], "entities": {"customer_id": ["c1"]}, "as_of": 1_793_491_200},
+    {"features": ["v:a"], "entities": {"customer_id": ["c1"]}, "as_of": 1.5e9},
+    {"features": ["v:a"], "entities": {"customer_id": ["c1"]}, "as_of": "2026-11-03"},
+    {"features": ["v:a"], "entities": {"customer_id": ["c1"]}, "as_of": None},
+    {"features": [], "feature_service": "s", "entities": {"k": [1]}},
+    {"feature_service": "s", "entities": {"k": [1]}, "full_feature_names": True},
+    {"features": ["v:a"], "entities": {"k": [1]}, "include_feature_view_version_metadata": True},
+    # refused by the route: the fast path must refuse them too
+    {"features": ["v:a"], "entities": {"customer_id": [True]}},
+    {"features": ["v:a"], "entities": {"customer_id": [1.5]}},
+    {"features": ["v:a"], "entities": {"customer_id": [None]}},
+    {"features": ["v:a"], "entities": {"customer_id": "c1"}},
+    {"features": ["v:a"], "entities": {}},
+    {"features": ["v:a"]},
+    {"features": ["v:a"], "entities": {"k": ["c1"]}, "as_of": False},
+    {"features": ["v:a"], "entities": {"k": ["c1"]}, "as_of": [1]},
+    {"features": ["v:a"], "entities": {"k": ["c1"]}, "full_feature_names": "yes"},
+    {"features": ["v:a"], "entities": {"k": ["c1"]}, "full_feature_names": 1},
+    {"features": "v:a", "entities": {"k": ["c1"]}},
+    {"features": [1], "entities": {"k": ["c1"]}},
+    {"features": ["v:a"], "entities": {"k": ["c1"]}, "extra": 1},
+    {"features": ["v:a"], "entities": {"k": ["c1"]}, "feature_service": 3},
+    [],
+    "x",
+]
+
+
+@pytest.mark.parametrize("body", BODIES, ids=range(len(BODIES)))
+def test_the_fast_path_takes_a_body_only_as_the_route_does(body: object) -> None:
+    raw = json.dumps(body).encode()
+    try:
+        fast: LookupBody | None = _decoder.decode(raw)
+    except msgspec.DecodeError:
+        fast = None
+    try:
+        route: OnlineFeaturesRequest | None = OnlineFeaturesRequest.model_validate_json(raw)
+    except ValidationError:
+        route = None
+    assert (fast is None) == (route is None), (fast, route)
+    if fast is not None and route is not None:
+        assert msgspec.structs.asdict(fast) == route.model_dump()
+
+
+def test_a_body_that_is_not_json_goes_to_the_route() -> None:
+    with pytest.raises(msgspec.DecodeError):
+        _decoder.decode(b"{not json")
