@@ -12,6 +12,7 @@ neither reaches into the other for its request rules.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,17 +71,21 @@ def resolve_features(
     if not names:
         raise RequestError("no features requested")
     refs = []
+    known: dict[str, set[str]] = {}  # view -> its feature names
     for name in names:
         view_name, sep, feature = name.partition(":")
         view = registry.feature_views.get(view_name)
         if not sep or view is None:
             raise RequestError(f"unknown feature {name!r}: use view:feature")
-        if all(f.name != feature for f in view.features):
+        features_of = known.get(view_name)
+        if features_of is None:
+            features_of = known[view_name] = {f.name for f in view.features}
+        if feature not in features_of:
             raise RequestError(f"unknown feature {name!r}: view {view_name!r} has no {feature!r}")
         output = f"{view_name}__{feature}" if full_feature_names else feature
         refs.append(FeatureRef(view, feature, output))
-    outputs = [ref.output_name for ref in refs]
-    clashes = sorted({o for o in outputs if outputs.count(o) > 1})
+    seen = Counter(ref.output_name for ref in refs)
+    clashes = sorted(o for o, n in seen.items() if n > 1)
     if clashes:
         hint = "" if full_feature_names else "; set full_feature_names: true"
         raise RequestError(f"feature names collide ({', '.join(clashes)}){hint}")

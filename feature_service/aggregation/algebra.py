@@ -143,6 +143,10 @@ def _py(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _time_key(candidate: tuple[float, int, Any]) -> tuple[float, int]:
+    return candidate[0], candidate[1]
+
+
 def _value_key(value: Any) -> tuple[int, Any]:
     """Total order over the scalars an IR may hold (numbers before strings)."""
     if isinstance(value, str):
@@ -232,8 +236,11 @@ class Aggregator(ABC):
     ) -> list[IR]:
         """`grouped` over non-null events (numeric aggregators get float64 values)."""
 
-    def fold(self, ts: Iterable[float], seq: Iterable[int], values: Iterable[Any] | None) -> IR:
-        """Fold `update` over events given as parallel sequences (None: no column)."""
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        """Fold `update` over events given as parallel sequences (None: no column).
+
+        Subclasses compute the same IR, bit for bit, in one tight loop (a lookup of one
+        entity folds its windows' events with it; tests hold the two equal)."""
         ir = self.empty()
         if values is None:
             for t_, s_ in zip(ts, seq, strict=True):
@@ -312,6 +319,11 @@ class Count(Aggregator):
     def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
         return ir if is_null(value) else ir + 1
 
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        if values is None:
+            return len(ts)
+        return sum(1 for v in values if v is not None and v == v)
+
     def merge(self, a: IR, b: IR) -> IR:
         return a + b
 
@@ -381,6 +393,14 @@ class CountDistinct(Aggregator):
         if i < len(ir) and _value_key(ir[i]) == key:
             return ir
         return [*ir[:i], c, *ir[i:]]
+
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        assert values is not None
+        seen: dict[Any, None] = {}  # insertion order: the first of equal values is kept
+        for v in values:
+            if v is not None and v == v:
+                seen.setdefault(_canonical(v))
+        return sorted(seen, key=_value_key)
 
     def merge(self, a: IR, b: IR) -> IR:
         if not a:
@@ -515,6 +535,25 @@ class Sum(Aggregator):
         c += (s - total) + x if abs(s) >= abs(x) else (x - total) + s
         return [n + 1, total, c]
 
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        assert values is not None
+        n, c = 0, 0.0
+        s: float | None = 0.0
+        for v in values:
+            if v is None or v != v:
+                continue
+            x = v if type(v) is float else to_float(v)
+            n += 1
+            if s is None:
+                continue
+            total = s + x
+            if not math.isfinite(total):
+                s, c = None, 0.0
+                continue
+            c += (s - total) + x if abs(s) >= abs(x) else (x - total) + s
+            s = total
+        return [n, s, c]
+
     def merge(self, a: IR, b: IR) -> IR:
         if not a[0]:
             return list(b)
@@ -637,6 +676,19 @@ class Mean(Aggregator):
             return [n + 1, None]
         return [n + 1, _finite(_welford(m, n + 1, x))]
 
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        assert values is not None
+        n = 0
+        m: float | None = 0.0
+        for v in values:
+            if v is None or v != v:
+                continue
+            x = v if type(v) is float else to_float(v)
+            n += 1
+            if m is not None:
+                m = _finite(_welford(m, n, x))
+        return [n, m]
+
     def merge(self, a: IR, b: IR) -> IR:
         if _order(b) < _order(a):  # canonical order: merge is exactly commutative
             a, b = b, a
@@ -712,6 +764,26 @@ class _Moments(Aggregator):
         m_new = _welford(m, n + 1, x)
         m2_new = None if m2 is None else _finite(m2 + d * (x - m_new))
         return [n + 1, _finite(m_new), m2_new]
+
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        assert values is not None
+        n = 0
+        m: float | None = 0.0
+        m2: float | None = 0.0
+        for v in values:
+            if v is None or v != v:
+                continue
+            x = v if type(v) is float else to_float(v)
+            n += 1
+            if m is None:
+                m2 = None
+                continue
+            d = x - m
+            m_new = _welford(m, n, x)
+            if m2 is not None:
+                m2 = _finite(m2 + d * (x - m_new))
+            m = _finite(m_new)
+        return [n, m, m2]
 
     def merge(self, a: IR, b: IR) -> IR:
         if _order(b) < _order(a):  # canonical order: merge is exactly commutative
@@ -844,6 +916,11 @@ class _Extreme(Aggregator):
         x = to_float(value) + 0.0
         return x if ir is None else type(self)._pick(ir, x)
 
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        assert values is not None
+        xs = [to_float(v) + 0.0 for v in values if v is not None and v == v]
+        return type(self)._pick(xs) if xs else None
+
     def merge(self, a: IR, b: IR) -> IR:
         if a is None:
             return b
@@ -951,6 +1028,22 @@ class _Ordered(Aggregator):
         cand = [float(ts), int(seq), _py(value)]
         return cand if ir is None or self._wins(cand, ir) else ir
 
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        assert values is not None
+        candidates = [
+            (float(t_), int(s_), _py(v))
+            for t_, s_, v in zip(ts, seq, values, strict=True)
+            if v is not None and v == v
+        ]
+        if not candidates:
+            return None
+        pick = min if self._sign < 0 else max  # the first of equal keys, as `update` keeps
+        best = pick(candidates, key=_time_key)
+        ties = [c for c in candidates if c[0] == best[0] and c[1] == best[1]]
+        if len(ties) > 1:  # one (ts, seq) twice: the value decides, as in `_wins`
+            best = pick(ties, key=lambda c: _value_key(c[2]))
+        return list(best)
+
     def merge(self, a: IR, b: IR) -> IR:
         if a is None:
             return b
@@ -1043,6 +1136,12 @@ class TimeSinceLast(Aggregator):
             return ir
         ts = float(ts)
         return ts if ir is None or ts > ir else ir
+
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        if values is None:
+            return float(max(ts)) if len(ts) else None
+        kept = [t_ for t_, v in zip(ts, values, strict=True) if v is not None and v == v]
+        return float(max(kept)) if kept else None
 
     def merge(self, a: IR, b: IR) -> IR:
         if a is None:

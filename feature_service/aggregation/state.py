@@ -82,7 +82,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from feature_service.aggregation.algebra import AGGREGATORS, IR, PRESENT, Aggregator
+from feature_service.aggregation.algebra import AGGREGATORS, IR, Aggregator
 from feature_service.aggregation.spec import FeatureLike, check_feature
 from feature_service.aggregation.values import as_float_array, non_null_mask
 from feature_service.aggregation.window_events import EventIndex, WindowEvents, gather
@@ -881,20 +881,31 @@ def _evaluate_one(
     layout: StateLayout, states: States, code: int, t: float, wanted: Sequence[int]
 ) -> dict[str, list[Any]]:
     """`evaluate` of one row over few events: each feature folds its window's events
-    with its aggregation's own `update` and `finalize` (`aggregation.algebra`), where
-    the numpy passes of `over_windows` would cost more in overhead than the work."""
+    with its aggregation's own `fold` (`aggregation.algebra`, the `update` loop in one
+    pass), where the numpy passes of `over_windows` would cost more in overhead than
+    the work. Windows and their member events are found once and shared by the
+    features over them (a lookup at ``t`` at or after the newest event, the usual one,
+    reads every window to the end)."""
     ev = states.events
     meta = states.metas[code] if 0 <= code < len(states.metas) else None
-    mine = np.flatnonzero(ev.code == code)
-    ts = ev.ts[mine].tolist()
-    end = bisect_right(ts, t)
+    if len(states.metas) == 1:
+        ts = ev.ts.tolist()
+        end = bisect_right(ts, t)
+        mine: Any = slice(0, end)
+    else:
+        mine = np.flatnonzero(ev.code == code)
+        ts = ev.ts[mine].tolist()
+        end = bisect_right(ts, t)
+        mine = mine[:end]
     ts = ts[:end]
-    mine = mine[:end]
     seq = ev.seq[mine].tolist()
     flags = ev.flags[mine].tolist()
     pins = ev.pins[mine].tolist()
     columns = {c: _plain(v[mine]) for c, v in ev.columns.items()}
     cutoff = -math.inf if meta is None or meta.w is None else float(layout.cutoff(meta.w))
+    starts: dict[tuple[int, int], int] = {}  # window -> its first event
+    members: dict[tuple[int | None, bool], list[int]] = {}  # (filter, based) -> events
+    picked: dict[tuple[Any, ...], tuple[list[float], list[int], list[Any] | None]] = {}
     out: dict[str, list[Any]] = {}
     for i in wanted:
         f = layout.features[i]
@@ -907,6 +918,8 @@ def _evaluate_one(
                     f"lifetime features at t={t} are before the retained state "
                     f"(events up to {meta.base_hi} are compacted)"
                 )
+        elif window in starts:
+            lo = starts[window]
         else:
             ws = float(tile_start(t, window[1]) - window[0])
             if ws < cutoff:
@@ -914,15 +927,28 @@ def _evaluate_one(
                     f"the {window[0]} s window at t={t} starts at {ws}, before the "
                     f"retained state (cutoff {cutoff})"
                 )
-            lo = bisect_left(ts, ws)
+            lo = starts[window] = bisect_left(ts, ws)
         k = layout.feature_filter[i]
         based = i in layout.based
-        values = None if f.column is None else columns[f.column]
-        ir = agg.empty()
-        for j in range(lo, end):
-            if (k is not None and not flags[j][k]) or (based and pins[j]):
-                continue
-            ir = agg.update(ir, ts[j], seq[j], PRESENT if values is None else values[j])
+        chosen = members.get((k, based))
+        if chosen is None:
+            chosen = members[(k, based)] = [
+                j
+                for j in range(end)
+                if (k is None or flags[j][k]) and not (based and pins[j])
+            ]
+        first = bisect_left(chosen, lo)
+        key = (k, based, f.column, first)
+        events = picked.get(key)
+        if events is None:
+            sel = chosen[first:]
+            values = None if f.column is None else columns[f.column]
+            events = picked[key] = (
+                [ts[j] for j in sel],
+                [seq[j] for j in sel],
+                None if values is None else [values[j] for j in sel],
+            )
+        ir = agg.fold(*events)
         if based and meta is not None and meta.base:
             ir = agg.merge(meta.base[layout.based.index(i)], ir)
         value = agg.finalize(ir, t)

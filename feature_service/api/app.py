@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -58,6 +59,9 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
             socket_timeout=1.0,
         )
         app.state.api = state = ApiState(settings=settings, registry=loaded, redis=client)
+        # Everything loaded so far lives as long as the process: out of the collector's
+        # way, a full collection no longer walks it in the middle of a lookup (~10 ms).
+        gc.freeze()
         reload = None
         if watcher is not None and settings.definitions_poll_s > 0:
             reload = asyncio.create_task(_reload(state, watcher, settings.definitions_poll_s))

@@ -95,6 +95,58 @@ def test_folding_updates_matches_brute_force(case: tuple[str, list[Any]]) -> Non
     )
 
 
+extremes = st.sampled_from([1.7e308, -1.7e308, math.inf, -math.inf, -0.0, 1e-300, 2**60])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    aggregation_and_events(),
+    st.lists(st.tuples(st.integers(0, 30), extremes), max_size=4),
+    st.booleans(),
+)
+def test_fold_is_the_update_loop_bit_for_bit(
+    case: tuple[str, list[Any]], extreme: list[tuple[int, float]], columnless: bool
+) -> None:
+    """Each aggregation's own `fold` (the one-loop form a lookup of one entity uses)
+    gives exactly the IR of folding `update`, overflow and signed zeros included."""
+    name, events = case
+    events = list(events)
+    for at, x in extreme:  # overflowing sums and means, infinities, -0.0
+        if name in NUMERIC or not events:
+            events.insert(min(at, len(events)), (float(at), len(events) + at, x))
+    agg = AGGREGATORS[name]
+    if columnless and not agg.needs_column:
+        events = [(ts, seq, PRESENT) for ts, seq, _ in events]
+        got = agg.fold([e[0] for e in events], [e[1] for e in events], None)
+    else:
+        got = agg.fold([e[0] for e in events], [e[1] for e in events], [e[2] for e in events])
+    assert json.dumps(got) == json.dumps(fold(agg, events)), (name, events)
+
+
+EDGES = [
+    [-0.0],
+    [0.0, -0.0],
+    [1.7e308, 1.7e308, 1.0],
+    [-1.7e308, 1.7e308, 1.7e308],
+    [math.inf, 1.0],
+    [1.0, NAN, None, 2.0],
+    [1e16, 1.0, -1e16],
+    [2**60, 3, True],
+    ["b", "a", None, "b", 1, 1.0],
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("values", EDGES, ids=range(len(EDGES)))
+def test_fold_is_the_update_loop_on_edge_values(name: str, values: list[Any]) -> None:
+    if name in NUMERIC and any(isinstance(v, str) for v in values):
+        return
+    agg = AGGREGATORS[name]
+    events = [(float(i // 2), i, v) for i, v in enumerate(values)]  # ties of time too
+    got = agg.fold([e[0] for e in events], [e[1] for e in events], values)
+    assert json.dumps(got) == json.dumps(fold(agg, events))
+
+
 @pytest.mark.parametrize("name", ["count", "time_since_last"])
 def test_columnless_aggregations_use_every_event(name: str) -> None:
     agg = AGGREGATORS[name]
