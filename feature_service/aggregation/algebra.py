@@ -940,7 +940,9 @@ class _Extreme(Aggregator):
         out = np.full(lo.size, np.nan)
         if not has.any():
             return out
-        if lifetime:  # every window starts at its entity's first event: a running extreme
+        if lifetime and int((hi - lo)[has].sum()) > x.size:
+            # every window starts at its entity's first event, and the windows overlap
+            # (many times per entity, training sets): a running extreme, one pass
             key = f"running_{self.name}"
             if key not in events.cache:
                 grouped = pd.Series(x).groupby(events.code, sort=False)

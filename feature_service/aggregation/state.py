@@ -819,6 +819,7 @@ def evaluate(
     if codes.size == 1 and len(states.events) <= SCALAR_EVENTS:
         return _evaluate_one(layout, states, int(codes[0]), float(times[0]), wanted)
     order = np.lexsort((times, codes))  # rows by (entity, t): the algebra's cheapest order
+    in_order = bool((order == np.arange(order.size)).all())  # a lookup's rows usually are
     codes, t = codes[order], times[order]
     ev = states.events
     index = EventIndex.of(ev.code, ev.ts)
@@ -870,6 +871,9 @@ def evaluate(
             _check_base(states, codes, t)
         if based:
             _with_base(layout, i, states, ev, codes, t, start, hi, values)
+        if in_order:
+            out[f.name] = values
+            continue
         column_out: list[Any] = [None] * len(values)
         for r, v in zip(order.tolist(), values, strict=True):
             column_out[r] = v

@@ -139,8 +139,14 @@ def view_values(
         last = metas[i].last  # type: ignore[union-attr]
         event_ts[i] = last
         expired.append(view.ttl_s is not None and last is not None and t - last > view.ttl_s)
+    everyone = len(present) == n and not any(expired)  # the usual lookup: all found, fresh
     for name in names:
-        column, out, status = evaluated[name], values[name], statuses[name]
+        column = evaluated[name]
+        if everyone:
+            values[name] = column
+            statuses[name] = [NULL_VALUE if v is None else PRESENT for v in column]
+            continue
+        out, status = values[name], statuses[name]
         for i, value, old in zip(present, column, expired, strict=True):
             out[i] = value
             status[i] = OUTSIDE_MAX_AGE if old else (NULL_VALUE if value is None else PRESENT)
