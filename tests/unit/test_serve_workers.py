@@ -1,8 +1,10 @@
-"""`feature-service serve`'s default number of processes: the CPU cores available to it."""
+"""`feature-service serve`'s default number of processes: the CPU cores available to it;
+the k8s API Deployment sets `--workers` to its CPU limit."""
 
 from __future__ import annotations
 
 import doctest
+import math
 import os
 from pathlib import Path
 
@@ -10,6 +12,10 @@ import pytest
 
 from feature_service.cli import main
 from feature_service.cli.main import available_cpus
+from tests.kustomize import build
+from tests.unit.test_k8s_manifests import K8S, OVERLAYS, containers, one
+
+API = "feature-service-api"
 
 
 @pytest.mark.parametrize(
@@ -67,3 +73,20 @@ def test_serve_runs_that_many_processes_unless_told(monkeypatch: pytest.MonkeyPa
         assert runs.pop()["workers"] == workers
     result = runner.invoke(main.app, ["serve", "--workers", "0"])
     assert result.exit_code != 0 and not runs
+
+
+def cpu_limit(value: str) -> float:
+    """A Kubernetes CPU quantity ("1", "1.5", "500m") in CPUs."""
+    return int(value[:-1]) / 1000 if value.endswith("m") else float(value)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_api_deployment_runs_as_many_processes_as_its_cpu_limit(overlay: str) -> None:
+    """`--workers` explicit in the manifests, equal to what `serve` would find in the pod
+    (its CPU limit, rounded up): one process per CPU the pod may use, none starved."""
+    (container,) = containers(one(build(K8S / "overlays" / overlay), "Deployment", API))
+    args = container["args"]
+    assert args[0] == "serve" and "--workers" in args, f"{overlay}: --workers not explicit"
+    workers = int(args[args.index("--workers") + 1])
+    limit = cpu_limit(str(container["resources"]["limits"]["cpu"]))
+    assert workers == max(1, math.ceil(limit)), f"{overlay}: {workers} processes, {limit} CPUs"
