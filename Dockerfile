@@ -67,4 +67,5 @@ EXPOSE 8000 9000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('FS_HEALTH_PORT', '8000') + '/health/live', timeout=2)"]
 ENTRYPOINT ["feature-service"]
-CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]
+# The API as k8s/base/api.yaml runs it, one process (without --workers: one per core).
+CMD ["serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "1"]

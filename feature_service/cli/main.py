@@ -91,6 +91,34 @@ def validate(
     )
 
 
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def available_cpus(cpu_max: Path = CGROUP_CPU_MAX, cores: int | None = None) -> int:
+    """The CPU cores this process can use: `serve`'s default number of processes.
+
+    The cores it may run on (`cores`, by default `len(os.sched_getaffinity(0))`, as
+    `taskset` or a cpuset restricts them), capped by the cgroup v2 CPU quota in `cpu_max`
+    when it sets one: "<quota> <period>" in microseconds, quota / period rounded up (a
+    Kubernetes limit of 500m gives 1, of 1.5 gives 2). "max <period>" (no quota), no file
+    (cgroup v1, or outside a container) or an unreadable one leave the cores. Always at
+    least 1. Only this cgroup's own file is read, not its parents'.
+
+    >>> available_cpus(Path("/nonexistent"), cores=4)
+    4
+    """
+    if cores is None:
+        affinity = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere all cores
+        cores = len(affinity(0)) if affinity else os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max" and int(period) > 0:
+            cores = min(cores, -(-int(quota) // int(period)))  # rounded up
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
 @app.command()
 @user_errors
 def serve(
@@ -98,15 +126,17 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
     definitions: DefinitionsOption = None,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=1,
-            help="Processes serving the port (the API is stateless; one per core). "
-            "Prometheus counters are then per process.",
+            show_default=False,
+            help="Processes serving the port (the API is stateless). Default: the CPU cores "
+            "available to this process (its CPU affinity, capped by a cgroup v2 CPU quota, "
+            "e.g. a Kubernetes CPU limit, rounded up). Prometheus counters are per process.",
         ),
-    ] = 1,
+    ] = None,
 ) -> None:
-    """Run the lookup API under uvicorn.
+    """Run the lookup API under uvicorn, one process per available CPU core by default.
 
     Example: FS_REDIS_URL=redis://127.0.0.1:6379/0 feature-service serve --port 8000
     """
@@ -118,6 +148,7 @@ def serve(
     overrides = {"definitions": definitions} if definitions else {}
     settings = load_settings(**overrides)
     configure_logging(settings.log_level)  # JSON lines with request ids; uvicorn's too
+    workers = workers or available_cpus()
     if workers > 1:  # each process builds the app from the same settings
         if definitions:
             os.environ["FS_DEFINITIONS"] = str(definitions)

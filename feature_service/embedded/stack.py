@@ -140,8 +140,10 @@ class EmbeddedStack:
         self.broker.stop()
         self.broker.start()
 
-    def api_process(self, port: int | None, definitions: Path) -> ManagedProcess:
-        """A not-yet-started API process (`feature-service serve`) bound to loopback."""
+    def api_process(self, port: int | None, definitions: Path, workers: int = 1) -> ManagedProcess:
+        """A not-yet-started API (`feature-service serve`) bound to loopback: `workers`
+        uvicorn processes on its port, one unless asked (not `serve`'s default of one per
+        core: tests and benchmarks run several stacks side by side on one machine)."""
         if port is None:
             port = free_port(HOST)
         else:
@@ -161,6 +163,8 @@ class EmbeddedStack:
                 HOST,
                 "--port",
                 str(port),
+                "--workers",
+                str(workers),
             ],
             log_path=self.log_dir / "api.log",
             env=env,
@@ -178,8 +182,10 @@ class EmbeddedStack:
             env=env,
         )
 
-    def start_api(self, port: int | None, definitions: Path, timeout: float = 60) -> None:
-        self.api = self.api_process(port, definitions).start()
+    def start_api(
+        self, port: int | None, definitions: Path, timeout: float = 60, workers: int = 1
+    ) -> None:
+        self.api = self.api_process(port, definitions, workers).start()
         self.wait_api(timeout)
         self._describe()
 

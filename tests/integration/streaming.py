@@ -210,8 +210,9 @@ def assert_online_equals_brute_force(
 def start_api(
     stack: EmbeddedStack, definitions: Path, log_dir: Path, name: str, **env: str
 ) -> tuple[ManagedProcess, str]:
-    """A `feature-service serve` process on `definitions` beside `stack` (extra `env`
-    settings), and its address; the caller waits for it to answer and stops it."""
+    """A `feature-service serve` process (one: `--workers 1`) on `definitions` beside
+    `stack` (extra `env` settings), and its address; the caller waits for it to answer and
+    stops it."""
     port = free_port()
     environment = stack.env()
     environment.pop("FS_LOG_LEVEL", None)
@@ -219,7 +220,7 @@ def start_api(
     api = ManagedProcess(
         name,
         [sys.executable, "-m", "feature_service.cli.main", "serve", "--port", str(port),
-         "--definitions", str(definitions)],
+         "--workers", "1", "--definitions", str(definitions)],
         log_path=log_dir / "api.log",
         env=environment,
     ).start()  # fmt: skip
