@@ -90,6 +90,8 @@ from feature_service.aggregation.windows import (
     check_levels,
     default_hop,
     tile_start,
+    tile_starts,
+    window_start,
     window_starts,
 )
 
@@ -263,8 +265,7 @@ class StateLayout:
         out = np.full(watermarks.shape, -np.inf)
         has = np.isfinite(watermarks)
         if has.any():
-            shifted = np.floor(watermarks[has] - self.retention_s)
-            out[has] = np.floor(shifted / self.coarsest) * self.coarsest
+            out[has] = tile_starts(watermarks[has] - self.retention_s, self.coarsest)
         return out
 
     def is_late(self, ts: float, watermark: float | None) -> bool:
@@ -329,6 +330,27 @@ class Events:
             self.flags[idx],
             {c: v[idx] for c, v in self.columns.items()},
             None if self.pin is None else self.pin[idx],
+        )
+
+    @classmethod
+    def concat(cls, layout: StateLayout, pieces: Sequence[Events]) -> Events:
+        """The events of `pieces` end to end (no pieces: an empty `Events`). Empty pieces
+        are left out; one piece left is returned as it is (its columns' types too)."""
+        if not pieces:
+            return _empty_events(layout)
+        full = [p for p in pieces if len(p)]
+        if len(full) <= 1:
+            return full[0] if full else pieces[0]
+        pieces = full
+        return cls(
+            np.concatenate([p.code for p in pieces]),
+            np.concatenate([p.ts for p in pieces]),
+            np.concatenate([p.seq for p in pieces]),
+            np.concatenate([p.flags for p in pieces]),
+            {c: np.concatenate([p.columns[c] for p in pieces]) for c in layout.columns},
+            None
+            if all(p.pin is None for p in pieces)
+            else np.concatenate([p.pins for p in pieces]),
         )
 
     @classmethod
@@ -565,7 +587,7 @@ def write(
         new = new.take(np.flatnonzero(new.flags.any(axis=1)))
     old = states.events
     old, new, uniques = _coded(layout, states, new)
-    events = _concat(layout, old, new)
+    events = Events.concat(layout, [old, new])
     if len(new):
         order = _merged_order(old, new)
         events = events.take(order)
@@ -668,21 +690,6 @@ def _merged_order(old: Events, new: Events) -> Int:
     all_seq = np.concatenate([old.seq, new.seq])
     order[redo] = sub[np.lexsort((all_seq[sub], all_ts[sub], all_code[sub]))]
     return order
-
-
-def _concat(layout: StateLayout, a: Events, b: Events) -> Events:
-    if not len(b):
-        return a
-    if not len(a):
-        return b
-    return Events(
-        np.concatenate([a.code, b.code]),
-        np.concatenate([a.ts, b.ts]),
-        np.concatenate([a.seq, b.seq]),
-        np.concatenate([a.flags, b.flags]),
-        {c: np.concatenate([a.columns[c], b.columns[c]]) for c in layout.columns},
-        None if a.pin is None and b.pin is None else np.concatenate([a.pins, b.pins]),
-    )
 
 
 def _compact(
@@ -861,10 +868,7 @@ def evaluate(
             early = ws < cutoff
             if early.any():
                 r = int(np.flatnonzero(early)[0])
-                raise OutsideRetentionError(
-                    f"the {window[0]} s window at t={t[r]} starts at {ws[r]}, before the "
-                    f"retained state (cutoff {cutoff[r]})"
-                )
+                raise _window_refused(window[0], float(t[r]), float(ws[r]), float(cutoff[r]))
             lo = starts[window] = index.since(codes, ws)
         a, b = stream.bounds(lo, hi)
         values = _plain(agg.over_windows(stream, a, b, t, lifetime=window is None))
@@ -919,28 +923,20 @@ def _evaluate_one(
         lo = 0
         if window is None:
             if meta is not None and meta.base_hi is not None and t < meta.base_hi:
-                raise OutsideRetentionError(
-                    f"lifetime features at t={t} are before the retained state "
-                    f"(events up to {meta.base_hi} are compacted)"
-                )
+                raise _lifetime_refused(t, meta.base_hi)
         elif window in starts:
             lo = starts[window]
         else:
-            ws = float(tile_start(t, window[1]) - window[0])
+            ws = window_start(t, *window)
             if ws < cutoff:
-                raise OutsideRetentionError(
-                    f"the {window[0]} s window at t={t} starts at {ws}, before the "
-                    f"retained state (cutoff {cutoff})"
-                )
+                raise _window_refused(window[0], t, ws, cutoff)
             lo = starts[window] = bisect_left(ts, ws)
         k = layout.feature_filter[i]
         based = i in layout.based
         chosen = members.get((k, based))
         if chosen is None:
             chosen = members[(k, based)] = [
-                j
-                for j in range(end)
-                if (k is None or flags[j][k]) and not (based and pins[j])
+                j for j in range(end) if (k is None or flags[j][k]) and not (based and pins[j])
             ]
         first = bisect_left(chosen, lo)
         key = (k, based, f.column, first)
@@ -997,10 +993,21 @@ def _check_base(states: States, codes: Int, t: Float) -> None:
     for r, c in enumerate(codes.tolist()):
         meta = states.metas[c]
         if meta is not None and meta.base_hi is not None and t[r] < meta.base_hi:
-            raise OutsideRetentionError(
-                f"lifetime features at t={t[r]} are before the retained state "
-                f"(events up to {meta.base_hi} are compacted)"
-            )
+            raise _lifetime_refused(float(t[r]), meta.base_hi)
+
+
+def _window_refused(window_s: int, t: float, ws: float, cutoff: float) -> OutsideRetentionError:
+    return OutsideRetentionError(
+        f"the {window_s} s window at t={t} starts at {ws}, before the retained state "
+        f"(cutoff {cutoff})"
+    )
+
+
+def _lifetime_refused(t: float, base_hi: float) -> OutsideRetentionError:
+    return OutsideRetentionError(
+        f"lifetime features at t={t} are before the retained state "
+        f"(events up to {base_hi} are compacted)"
+    )
 
 
 def _with_base(

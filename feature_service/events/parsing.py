@@ -265,10 +265,15 @@ _FAST_TYPES: dict[str, Any] = {
 }
 
 
+def _key_fields(source: Source) -> set[str]:
+    """The fields an event of `source` cannot do without: its join keys and topic key."""
+    return set(source.join_keys) | ({source.key} if source.key is not None else set())
+
+
 def _fast_decoder(source: Source) -> tuple[Any, tuple[str, ...]]:
     """A msgspec decoder of `source`'s events into a struct of its schema's fields
     (all required; null allowed except in keys and the timestamp; keys non-empty)."""
-    keys = set(source.join_keys) | ({source.key} if source.key is not None else set())
+    keys = _key_fields(source)
     cache_key = (tuple(source.schema.items()), source.timestamp_field, tuple(sorted(keys)))
     found = _DECODERS.get(cache_key)
     if found is None:
@@ -293,7 +298,7 @@ def _parse_one(source: Source, value: bytes | None, reference: float) -> tuple[f
     `_Invalid` naming the first problem. `reference` is the record's time on the topic."""
     schema = list(source.schema.items())
     ts_field = source.timestamp_field
-    keys = set(source.join_keys) | ({source.key} if source.key is not None else set())
+    keys = _key_fields(source)
     required = keys | {ts_field}
     if value is None:
         raise _Invalid("empty message (no value)")

@@ -262,7 +262,3 @@ async def _write_chunk(
         if retry:  # a worker's commit changed the entity since we read it: read again
             report.retries += 1
         pending = retry
-
-
-def _text(name: bytes | str) -> str:
-    return name.decode() if isinstance(name, bytes) else name

@@ -21,18 +21,19 @@ before partitions are revoked), for all pending batches of all partitions at onc
    partition and offset range; a replay of a range rewrites the same file, and no
    writer deletes or replaces another range, see `offline.event_log`), in a thread,
    while 6 and 7 run; 8 waits for the files.
-6. Read the state of every entity the events touch (cached in memory, else one
-   pipelined HGETALL), leave out the events a state already holds (offset below its
-   `_o:<topic>:<partition>`, see 8), fold the rest into each view's tiles in one vectorised
-   pass, merge into each entity's state and compact what fell out of retention.
-   Grouping many fetched batches into one commit is what makes an entity's state be
-   written once for many of its events.
-7. Apply: one pipeline of `APPLY_ENTITY` scripts (`online.redis_layout`), one per
-   changed entity hash: it writes the changed fields, each contributing partition's
-   `_o:<topic>:<p>` = the partition's new position, and bumps the version `_n`, only if `_n` is
-   still the one read in 6 (compare-and-set). Each script touches one key, so this
-   works on a Redis Cluster, where a MULTI/EXEC over many entities cannot (their keys
-   live in different slots).
+6. Read the state of every entity the events touch (cached in memory, else one MGET
+   per chunk, `redis_layout.read_states`), leave out the events a state already holds
+   (offset below its mark for `<topic>:<partition>`, see 8), and write each view's
+   states anew with `aggregation.state.write`: decode, merge the new events into the
+   retained ones, compact what fell out of retention, encode, for all touched entities
+   at once. Grouping many fetched batches into one commit is what makes an entity's
+   state be written once for many of its events.
+7. Apply: compare-and-set each changed entity's value (`online.redis_layout`:
+   `APPLY_ENTITIES` for chunks of entities on a standalone Redis, one `APPLY_ENTITY`
+   per entity on a Cluster, where a script over many entities cannot run: their keys
+   live in different slots). A value carries each contributing partition's mark = the
+   partition's new position and a new version, and is written only if the stored
+   version is still the one read in 6.
 8. Commit: one `COMMIT_OFFSETS` script sets each partition's `[next offset, watermark]`
    and the counters, only if every offset key still holds what this worker last saw.
    The same script records, per view and partition, the first offset the stream
@@ -48,8 +49,8 @@ succeeded, so a state always holds all of its events below the committed offset.
 flush that dies (SIGKILL, fenced, Redis gone) between 7 and 8 leaves some entities
 ahead of the offset; the replay starts from the stored offset with the stored
 watermark, so it recomputes the same watermarks and lateness, and step 6 leaves out,
-per entity, exactly the events its state already holds (`_o:<topic>:<p>` marks how far, and
-is written atomically with the state it describes), whatever batch boundaries the
+per entity, exactly the events its state already holds (its `<topic>:<p>` mark says how
+far, and is written atomically with the state it describes), whatever batch boundaries the
 replay takes. Two writers cannot both apply a stale read: the version check refuses
 the second, which then re-reads (a backfill writing an entity this worker has cached
 fences the worker's next flush the same way). Offline files are never deleted or
@@ -61,8 +62,8 @@ are the view's plan's (`feature_service.plan`), as in every reader.
 
 Several workers and views not keyed by the topic's key (merchants on a topic keyed by
 customer): a merchant's events come from every partition, so several workers write
-the same merchant hash. Each keeps its own partitions' `_o:<topic>:<p>` in it, so neither can
-count the other's events, and a write that loses the race (version moved) is redone for
+the same merchant state. Each keeps its own partitions' `<topic>:<p>` marks in it, so neither
+can count the other's events, and a write that loses the race (version moved) is redone for
 that entity alone: read again, fold again, apply again (`_apply_view`), while the
 entities already applied stay applied. No repartition topic, no extra hop; the price is
 a retry per collision, counted in `fs:stats` as `entity_retries`
@@ -562,7 +563,7 @@ class SourceProcessor:
                 )
             )
         last[~np.isfinite(last)] = np.nan
-        new = pieces[0] if len(pieces) == 1 else _concat_events(plan.layout, pieces)
+        new = Events.concat(plan.layout, pieces)
         return new, watermark, last, marks, late_total
 
     async def _load(self, view: FeatureView, entities: list[str]) -> list[bytes | None]:
@@ -751,10 +752,6 @@ def _record_time(record: Any) -> float | None:
     return stamp / 1000
 
 
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _keys(column: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """Entity ids as online keys them (strings)."""
     if column.dtype.kind == "O" and all(isinstance(v, str) for v in column[:1]):
@@ -804,18 +801,6 @@ def _already_applied(
         return None
     result: npt.NDArray[np.bool_] = batch.offsets < below[code]
     return result
-
-
-def _concat_events(layout: Any, pieces: list[Events]) -> Events:
-    if not pieces:
-        return Events.of(layout, [], [], [], {})
-    return Events(
-        np.concatenate([e.code for e in pieces]),
-        np.concatenate([e.ts for e in pieces]),
-        np.concatenate([e.seq for e in pieces]),
-        np.concatenate([e.flags for e in pieces]),
-        {c: np.concatenate([e.columns[c] for e in pieces]) for c in layout.columns},
-    )
 
 
 def _concat(batches: list[ParsedBatch]) -> ParsedBatch:
