@@ -30,13 +30,13 @@ sharing it live in one hash slot):
   (`observability.worker_monitor`): when it was last seen, per source its events and
   events/s; entries of workers gone for long are pruned by the others.
 
-Writes go through two Lua scripts (standalone and Cluster alike): `APPLY_ENTITY`
-sets one entity's state if its version is still the one the writer read (on a
-standalone Redis `APPLY_ENTITIES` does it for many entities in one call), and
-`COMMIT_OFFSETS` moves a source's offset keys, if each still holds what the writer
+Writes go through two Lua scripts (standalone and Cluster alike): `APPLY_ENTITIES`
+sets entities' states, each if its version is still the one the writer read (many
+entities per call on a standalone Redis, one per call on a Cluster: `apply_states`),
+and `COMMIT_OFFSETS` moves a source's offset keys, if each still holds what the writer
 read, together with its counters. The stream worker applies every entity of a flush,
 then commits the offsets (see `stream.source_processor` for why that is exactly once).
-Another writer of view state (e.g. a backfill) must use `APPLY_ENTITY` too, so the
+Another writer of view state (e.g. a backfill) must use `apply_states` too, so the
 worker's compare-and-set sees its writes.
 
 An entity key expires (wall clock, from its last write) after the view's ttl plus its
@@ -46,10 +46,13 @@ longest window, so idle entities do not pile up; a view without ttl keeps its ke
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from feature_service.aggregation.state import StateLayout
 from feature_service.definitions import FeatureView
@@ -160,34 +163,10 @@ async def stale_keys(redis: Redis, keys: list[str]) -> list[str]:
     return [key for key, exists in zip(keys, found, strict=True) if exists]
 
 
-# KEYS[1]: an entity key. ARGV: expected version ('' = no state yet), expiry seconds
-# ('' = none), the new value (its first 20 bytes: the new version, `aggregation.state`).
-# Returns 1, or 0 (nothing written) when the version moved.
-APPLY_ENTITY = """
-local cur = redis.call('GETRANGE', KEYS[1], 0, 19)
-if cur ~= ARGV[1] then return 0 end
-if ARGV[2] ~= '' then
-  redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2])
-else
-  redis.call('SET', KEYS[1], ARGV[3])
-end
-return 1
-"""
-
-
-def queue_apply_entity(
-    pipe: Any, sha: str, key: str, expected: str, expiry: int | None, value: bytes
-) -> None:
-    """Queue one `APPLY_ENTITY` (loaded as `sha`) on a pipeline: set `key` to `value` if
-    its version is still `expected` ('' = no state yet). The one packing of its
-    arguments, for the worker and the backfill."""
-    # Not pipe.evalsha: redis-py refuses that name in cluster pipelines.
-    pipe.execute_command("EVALSHA", sha, 1, key, expected, "" if expiry is None else expiry, value)
-
-
 # KEYS: entity keys (of one hash slot, or any on a standalone Redis). ARGV: expiry
 # seconds ('' = none), then per key its expected version and its new value. Returns per
-# key 1 (written) or 0 (its version moved: not written): `APPLY_ENTITY` for many keys.
+# key 1 (written) or 0 (its version moved: not written). The new value's first 20 bytes
+# are its version (`aggregation.state`).
 APPLY_ENTITIES = """
 local ok = {}
 for i, key in ipairs(KEYS) do
@@ -207,6 +186,46 @@ return ok
 """
 APPLY_CHUNK = 500
 """Entities per `APPLY_ENTITIES` call: each call blocks Redis for its duration."""
+
+
+@dataclass(frozen=True)
+class StateWrite:
+    """One entity state to set if its stored version is still `expected`."""
+
+    key: str
+    expected: str  # '' when the entity had no state
+    value: bytes  # its first 20 bytes: the new version (`aggregation.state`)
+
+
+async def apply_states(
+    redis: Redis, sha: str, writes: Sequence[StateWrite], expiry: int | None
+) -> set[int]:
+    """Compare-and-set `writes` with `APPLY_ENTITIES` (loaded as `sha`), all in one
+    pipeline: chunks of `APPLY_CHUNK` keys on a standalone Redis, one key per call on a
+    Cluster (a script's keys must share a hash slot). Returns the indexes of the writes
+    whose version had moved (nothing written for them). `expiry`: seconds, or None.
+
+    The one write of entity states, for the worker and the backfill, so each one's
+    compare-and-set sees the other's writes. A script error (NOSCRIPT after a Redis
+    restart) is raised."""
+    if not writes:
+        return set()
+    per_call = 1 if isinstance(redis, RedisCluster) else APPLY_CHUNK
+    ttl = "" if expiry is None else expiry
+    async with redis.pipeline(transaction=False) as pipe:
+        for begin in range(0, len(writes), per_call):
+            chunk = writes[begin : begin + per_call]
+            args: list[Any] = [ttl]
+            for w in chunk:
+                args += (w.expected, w.value)
+            # Not pipe.evalsha: redis-py refuses that name in cluster pipelines.
+            pipe.execute_command("EVALSHA", sha, len(chunk), *(w.key for w in chunk), *args)
+        replies = await pipe.execute(raise_on_error=False)
+    errors = [reply for reply in replies if isinstance(reply, Exception)]
+    if errors:  # a NOSCRIPT first: the caller loads its scripts again
+        raise next((e for e in errors if isinstance(e, NoScriptError)), errors[0])
+    return {i for i, ok in enumerate(ok for chunk in replies for ok in chunk) if not ok}
+
 
 # KEYS[1]: an entity key. ARGV[1]: a version. Deletes the key if it still has that
 # version (nobody wrote it since); returns 1 if deleted.

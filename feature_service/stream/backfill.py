@@ -22,12 +22,12 @@ The boundary (no gap, no double count). Per partition ``p`` of the view's topic:
 
 Concurrency with the worker. The worker keeps entity states in memory between
 commits; a backfill write would be overwritten by a commit computed from a stale copy.
-So backfill writes each entity with the ``APPLY_ENTITY`` script, which bumps the
-entity's version: a worker whose cached copy predates the write fails its
+So backfill writes each entity as the worker does (``redis_layout.apply_states``),
+which bumps the entity's version: a worker whose cached copy predates the write fails its
 compare-and-set and replays from its committed offsets with fresh states (the ordinary
 fenced path, exactly once). Backfill compares-and-sets on the same version, and
-re-reads and retries the entities a commit touched meanwhile. Every write touches one
-key, so this works on a Redis Cluster too.
+re-reads and retries the entities a commit touched meanwhile. On a Redis Cluster
+every write touches one key, so this works there too.
 
 Idempotence: each entity state written is marked as backfilled (``bf``, in the same
 write); entities that have the mark are skipped, so a backfill interrupted halfway can
@@ -60,11 +60,12 @@ from feature_service.definitions import FeatureView, Registry
 from feature_service.events.parsing import column_from_arrow
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_layout import (
-    APPLY_ENTITY,
+    APPLY_ENTITIES,
+    StateWrite,
+    apply_states,
     entity_key,
     expiry_seconds,
     offset_key,
-    queue_apply_entity,
     read_states,
     view_layout,
     view_start_key,
@@ -72,7 +73,7 @@ from feature_service.online.redis_layout import (
 from feature_service.plan import event_seq, view_plan
 
 CHUNK_ENTITIES = 200
-"""Entities per round trip (one pipeline of per-entity scripts)."""
+"""Entities read and written per round trip (`redis_layout.read_states`, `apply_states`)."""
 
 
 @dataclass
@@ -214,7 +215,7 @@ async def _write_chunk(
     committed watermark of their partitions; compare-and-set, retried until it holds."""
     layout = view_layout(view)
     expiry = expiry_seconds(view)
-    sha = await redis.script_load(APPLY_ENTITY)
+    sha = str(await redis.script_load(APPLY_ENTITIES))
     pending = list(entities)
     while pending:
         keys = [entity_key(view.name, e) for e in pending]
@@ -253,11 +254,12 @@ async def _write_chunk(
             events["passes"][mine],
         )
         values = write(layout, states, new, compact_at, last, backfilled=True)
-        async with redis.pipeline(transaction=False) as pipe:
-            for key, old, value in zip(keys, stored, values, strict=True):
-                queue_apply_entity(pipe, sha, key, version_of(old), expiry, value)
-            replies = await pipe.execute()
-        retry = [e for e, ok in zip(pending, replies, strict=True) if not ok]
+        writes = [
+            StateWrite(key, version_of(old), value)
+            for key, old, value in zip(keys, stored, values, strict=True)
+        ]
+        lost = await apply_states(redis, sha, writes, expiry)
+        retry = [e for i, e in enumerate(pending) if i in lost]
         report.entities += m - len(retry)
         if retry:  # a worker's commit changed the entity since we read it: read again
             report.retries += 1

@@ -28,10 +28,10 @@ before partitions are revoked), for all pending batches of all partitions at onc
    retained ones, compact what fell out of retention, encode, for all touched entities
    at once. Grouping many fetched batches into one commit is what makes an entity's
    state be written once for many of its events.
-7. Apply: compare-and-set each changed entity's value (`online.redis_layout`:
-   `APPLY_ENTITIES` for chunks of entities on a standalone Redis, one `APPLY_ENTITY`
-   per entity on a Cluster, where a script over many entities cannot run: their keys
-   live in different slots). A value carries each contributing partition's mark = the
+7. Apply: compare-and-set each changed entity's value (`redis_layout.apply_states`:
+   one `APPLY_ENTITIES` script for each chunk of entities on a standalone Redis, one per
+   entity on a Cluster, where a script over many entities cannot run: their keys live
+   in different slots). A value carries each contributing partition's mark = the
    partition's new position and a new version, and is written only if the stored
    version is still the one read in 6.
 8. Commit: one `COMMIT_OFFSETS` script sets each partition's `[next offset, watermark]`
@@ -87,7 +87,6 @@ import orjson
 import pandas as pd
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from feature_service.aggregation.state import Events, States, decode, version_of, write
@@ -95,16 +94,15 @@ from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.events.parsing import ParsedBatch, parse_records
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_layout import (
-    APPLY_CHUNK,
     APPLY_ENTITIES,
-    APPLY_ENTITY,
     COMMIT_OFFSETS,
     DELETE_IF_VERSION,
+    StateWrite,
     applied_mark,
+    apply_states,
     entity_key,
     expiry_seconds,
     offset_key,
-    queue_apply_entity,
     read_states,
     stats_key,
     view_start_key,
@@ -121,16 +119,6 @@ CATCH_UP_WAIT = 10
 # How often an entity written by someone else meanwhile is read and folded again before
 # the whole flush is fenced (see `SourceProcessor._apply_view`).
 ENTITY_RETRIES = 20
-
-
-@dataclass
-class _EntityWrite:
-    """One entity state to set with `APPLY_ENTITY`, if its version is still `expected`."""
-
-    key: str
-    expected: str  # '' when the entity had no state
-    expiry: int | None
-    value: bytes
 
 
 class FencedError(RuntimeError):
@@ -217,7 +205,7 @@ class SourceProcessor:
         self.cache: dict[str, OrderedDict[str, bytes]] = {v.name: OrderedDict() for v in self.views}
         self._pending_events = 0
         self._pending_since: float | None = None
-        self._script_shas: tuple[str, str, str, str] | None = None
+        self._script_shas: tuple[str, str, str] | None = None
         # The committed next offset of each partition as this worker last saw or wrote
         # it: an offset key found below it (or gone) means Redis lost data.
         self._known_offsets: dict[int, int] = {}
@@ -482,7 +470,7 @@ class SourceProcessor:
         applied, and the rebuild must fold every event of those entities again."""
         if not staged:
             return
-        _, _, undo_sha, _ = await self._scripts()
+        _, undo_sha, _ = await self._scripts()
         async with self.redis.pipeline(transaction=False) as pipe:
             for view_name, entity, value in staged:
                 key = entity_key(view_name, entity)
@@ -591,13 +579,12 @@ class SourceProcessor:
         while len(cache) > self.cache_entities:
             cache.popitem(last=False)
 
-    async def _scripts(self) -> tuple[str, str, str, str]:
+    async def _scripts(self) -> tuple[str, str, str]:
         if self._script_shas is None:
-            apply_sha = await self.redis.script_load(APPLY_ENTITY)
             commit_sha = await self.redis.script_load(COMMIT_OFFSETS)
             undo_sha = await self.redis.script_load(DELETE_IF_VERSION)
-            many_sha = await self.redis.script_load(APPLY_ENTITIES)
-            self._script_shas = (str(apply_sha), str(commit_sha), str(undo_sha), str(many_sha))
+            apply_sha = await self.redis.script_load(APPLY_ENTITIES)
+            self._script_shas = (str(commit_sha), str(undo_sha), str(apply_sha))
         return self._script_shas
 
     async def _apply_view(
@@ -631,10 +618,10 @@ class SourceProcessor:
                 result.late[view.name] = late
             values = write(layout, states, new, watermark, last, marks)
             writes = [
-                _EntityWrite(entity_key(view.name, e), version_of(old), expiry, value)
+                StateWrite(entity_key(view.name, e), version_of(old), value)
                 for e, old, value in zip(entities, stored, values, strict=True)
             ]
-            lost = await self._apply(writes)
+            lost = await self._apply(writes, expiry)
             staged += [
                 (view.name, e, value)
                 for i, (e, value) in enumerate(zip(entities, values, strict=True))
@@ -650,44 +637,22 @@ class SourceProcessor:
             f"{len(entities)} entities of {view.name} kept changing while being written"
         )
 
-    async def _apply(self, writes: list[_EntityWrite]) -> set[int]:
-        """Apply entity writes (compare-and-set on each version, one pipeline); return
-        the indexes of those whose version had moved (nothing written for them).
-
-        On a Redis Cluster each entity is one `APPLY_ENTITY` (its key's slot); on a
-        standalone Redis chunks of `APPLY_CHUNK` entities are one `APPLY_ENTITIES`."""
-        if not writes:
-            return set()
-        apply_sha, _, _, many_sha = await self._scripts()
-        cluster = isinstance(self.redis, RedisCluster)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            if cluster:
-                for w in writes:
-                    queue_apply_entity(pipe, apply_sha, w.key, w.expected, w.expiry, w.value)
-            else:
-                for begin in range(0, len(writes), APPLY_CHUNK):
-                    chunk = writes[begin : begin + APPLY_CHUNK]
-                    expiry = chunk[0].expiry
-                    args: list[Any] = ["" if expiry is None else expiry]
-                    for w in chunk:
-                        args += (w.expected, w.value)
-                    keys = [w.key for w in chunk]
-                    pipe.execute_command("EVALSHA", many_sha, len(keys), *keys, *args)
-            replies = await pipe.execute(raise_on_error=False)
-        errors = [r for r in replies if isinstance(r, Exception)]
-        if errors:
-            if any(isinstance(e, NoScriptError) for e in errors):
-                self._script_shas = None  # Redis restarted: load the scripts again
-            raise errors[0]
-        if not cluster:
-            replies = [ok for chunk in replies for ok in chunk]
-        return {i for i, reply in enumerate(replies) if not reply}
+    async def _apply(self, writes: list[StateWrite], expiry: int | None) -> set[int]:
+        """Apply entity writes (`redis_layout.apply_states`: compare-and-set on each
+        version, one pipeline); return the indexes of those whose version had moved
+        (nothing written for them)."""
+        _, _, apply_sha = await self._scripts()
+        try:
+            return await apply_states(self.redis, apply_sha, writes, expiry)
+        except NoScriptError:
+            self._script_shas = None  # Redis restarted: load the scripts again
+            raise
 
     async def _commit(
         self, parts: dict[int, _Partition], result: FlushResult, flush_ms: float
     ) -> None:
         """Move the offsets and counters at once, if no offset key moved (step 8)."""
-        _, commit_sha, _, _ = await self._scripts()
+        commit_sha, _, _ = await self._scripts()
         keys = [offset_key(self.source.name, p) for p in parts]
         new_raw = {
             p: orjson.dumps(
