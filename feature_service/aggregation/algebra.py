@@ -50,7 +50,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Final, TypeAlias
 
 import numpy as np
@@ -141,6 +141,11 @@ def _order(ir: IR) -> tuple[Any, ...]:
 def _py(value: Any) -> Any:
     """A numpy scalar as the Python scalar JSON understands."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _numbers(values: Sequence[Any]) -> Iterator[float]:
+    """The non-null values as floats (`to_float`: TypeError for text), in order."""
+    return (v if type(v) is float else to_float(v) for v in values if v is not None and v == v)
 
 
 def _time_key(candidate: tuple[float, int, Any]) -> tuple[float, int]:
@@ -539,10 +544,7 @@ class Sum(Aggregator):
         assert values is not None
         n, c = 0, 0.0
         s: float | None = 0.0
-        for v in values:
-            if v is None or v != v:
-                continue
-            x = v if type(v) is float else to_float(v)
+        for x in _numbers(values):
             n += 1
             if s is None:
                 continue
@@ -680,10 +682,7 @@ class Mean(Aggregator):
         assert values is not None
         n = 0
         m: float | None = 0.0
-        for v in values:
-            if v is None or v != v:
-                continue
-            x = v if type(v) is float else to_float(v)
+        for x in _numbers(values):
             n += 1
             if m is not None:
                 m = _finite(_welford(m, n, x))
@@ -770,10 +769,7 @@ class _Moments(Aggregator):
         n = 0
         m: float | None = 0.0
         m2: float | None = 0.0
-        for v in values:
-            if v is None or v != v:
-                continue
-            x = v if type(v) is float else to_float(v)
+        for x in _numbers(values):
             n += 1
             if m is None:
                 m2 = None
@@ -918,7 +914,7 @@ class _Extreme(Aggregator):
 
     def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
         assert values is not None
-        xs = [to_float(v) + 0.0 for v in values if v is not None and v == v]
+        xs = [x + 0.0 for x in _numbers(values)]
         return type(self)._pick(xs) if xs else None
 
     def merge(self, a: IR, b: IR) -> IR:

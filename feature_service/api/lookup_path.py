@@ -101,14 +101,7 @@ class LookupPath:
         except msgspec.DecodeError:  # also a ValidationError: FastAPI says what is wrong
             return None
         try:
-            return 200, await lookup(
-                state,
-                request.features,
-                request.feature_service,
-                request.full_feature_names,
-                request.entities,
-                request.as_of,
-            )
+            return 200, await lookup(state, request)
         except LookupFailed as exc:
             return exc.status, orjson.dumps({"detail": exc.detail})
 

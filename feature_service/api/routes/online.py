@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from fastapi import APIRouter, HTTPException, Response
@@ -96,14 +96,7 @@ async def get_online_features(request: OnlineFeaturesRequest, state: State) -> R
     # Most lookups are answered before they reach here, by `api.lookup_path` (the same
     # `lookup`); this route answers the rest and documents the contract.
     try:
-        body = await lookup(
-            state,
-            request.features,
-            request.feature_service,
-            request.full_feature_names,
-            request.entities,
-            request.as_of,
-        )
+        body = await lookup(state, request)
     except LookupFailed as exc:
         raise HTTPException(exc.status, exc.detail) from None
     return Response(body, media_type="application/json")
@@ -146,15 +139,28 @@ class LookupFailed(Exception):
         self.detail = detail
 
 
-async def lookup(
-    state: ApiState,
-    features: list[str] | None,
-    feature_service: str | None,
-    full_feature_names: bool,
-    entities: Mapping[str, Sequence[str | int]],
-    as_of: float | str | None,
-) -> bytes:
+class LookupRequest(Protocol):
+    """A decoded lookup body: `OnlineFeaturesRequest`, or the fast path's `LookupBody`."""
+
+    @property
+    def features(self) -> list[str] | None: ...
+    @property
+    def feature_service(self) -> str | None: ...
+    @property
+    def full_feature_names(self) -> bool: ...
+    @property
+    def entities(self) -> Mapping[str, Sequence[str | int]]: ...
+    @property
+    def as_of(self) -> float | str | None: ...
+
+
+async def lookup(state: ApiState, request: LookupRequest) -> bytes:
     """The JSON answer to a lookup (Feast's response shape); `LookupFailed` otherwise."""
+    features = request.features
+    feature_service = request.feature_service
+    full_feature_names = request.full_feature_names
+    entities = request.entities
+    as_of = request.as_of
     try:
         if not features and feature_service is not None:
             features = None  # Feast's MCP client sends `features: []` with a service
