@@ -165,6 +165,32 @@ def test_malformed_json_is_a_422(served) -> None:  # type: ignore[no-untyped-def
     assert response.status_code == 422
 
 
+def test_a_body_sent_in_pieces_gets_the_same_answer(served) -> None:  # type: ignore[no-untyped-def]
+    """A body in many ASGI messages gets the answer of the same body in one (whichever
+    of the lookup path and the FastAPI route answers it); a body that is not JSON by
+    its content type goes on to the FastAPI route, which refuses it."""
+    api, view, expected = served
+    body = json.dumps(
+        {
+            "features": [f"{view.name}:{f.name}" for f in view.features],
+            "entities": {"customer_id": sorted(expected)[:5]},
+            "as_of": 1_793_491_200,
+        }
+    ).encode()
+    json_type = {"content-type": "application/json"}
+    whole = api.post("/get-online-features", content=body, headers=json_type)
+
+    def pieces():  # type: ignore[no-untyped-def]
+        for i in range(0, len(body), 7):
+            yield body[i : i + 7]
+
+    chunked = api.post("/get-online-features", content=pieces(), headers=json_type)
+    assert whole.status_code == chunked.status_code == 200, chunked.text
+    assert chunked.json() == whole.json()
+    text = api.post("/get-online-features", content=body, headers={"content-type": "text/plain"})
+    assert 400 <= text.status_code < 500, text.text
+
+
 def test_api_answers_503_while_redis_is_down_and_recovers_without_restart(
     tmp_path: Path,
 ) -> None:
