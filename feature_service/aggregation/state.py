@@ -74,7 +74,7 @@ import struct
 from bisect import bisect_left, bisect_right
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -215,6 +215,19 @@ class StateLayout:
             feature_filter.append(filters.index(key))
         self.feature_filter: tuple[int | None, ...] = tuple(feature_filter)
         """Index of each feature's `where` among the view's distinct filters (None: none)."""
+        self.folds: tuple[_Fold, ...] = tuple(
+            _Fold(
+                f.name,
+                self.aggs[i],
+                self.windows[i],
+                feature_filter[i],
+                i in self.based,
+                f.column,
+                self.based.index(i) if i in self.based else -1,
+            )
+            for i, f in enumerate(self.features)
+        )
+        """What the one-entity evaluation reads of each feature, looked up once."""
         self.filter_feature: tuple[int, ...] = tuple(
             feature_filter.index(k) for k in range(len(filters))
         )
@@ -289,6 +302,18 @@ class StateLayout:
 
 
 # --------------------------------------------------------------------------- containers
+
+
+class _Fold(NamedTuple):
+    """What the one-entity evaluation reads of a feature (`StateLayout.folds`)."""
+
+    name: str
+    agg: Aggregator
+    window: tuple[int, int] | None
+    filter: int | None  # `StateLayout.feature_filter`
+    based: bool  # in `StateLayout.based`
+    column: str | None
+    base_at: int  # its index in the base IRs (-1: not based)
 
 
 @dataclass
@@ -915,11 +940,10 @@ def _evaluate_one(
     starts: dict[tuple[int, int], int] = {}  # window -> its first event
     members: dict[tuple[int | None, bool], list[int]] = {}  # (filter, based) -> events
     picked: dict[tuple[Any, ...], tuple[list[float], list[int], list[Any] | None]] = {}
+    everything = list(range(end))
     out: dict[str, list[Any]] = {}
     for i in wanted:
-        f = layout.features[i]
-        agg = layout.aggs[i]
-        window = layout.windows[i]
+        name, agg, window, k, based, column, base_at = layout.folds[i]
         lo = 0
         if window is None:
             if meta is not None and meta.base_hi is not None and t < meta.base_hi:
@@ -931,29 +955,35 @@ def _evaluate_one(
             if ws < cutoff:
                 raise _window_refused(window[0], t, ws, cutoff)
             lo = starts[window] = bisect_left(ts, ws)
-        k = layout.feature_filter[i]
-        based = i in layout.based
         chosen = members.get((k, based))
         if chosen is None:
-            chosen = members[(k, based)] = [
-                j for j in range(end) if (k is None or flags[j][k]) and not (based and pins[j])
-            ]
+            chosen = members[(k, based)] = (
+                everything
+                if k is None and not (based and any(pins))
+                else [
+                    j for j in everything if (k is None or flags[j][k]) and not (based and pins[j])
+                ]
+            )
         first = bisect_left(chosen, lo)
-        key = (k, based, f.column, first)
+        key = (k, based, column, first)
         events = picked.get(key)
         if events is None:
-            sel = chosen[first:]
-            values = None if f.column is None else columns[f.column]
-            events = picked[key] = (
-                [ts[j] for j in sel],
-                [seq[j] for j in sel],
-                None if values is None else [values[j] for j in sel],
-            )
+            values = None if column is None else columns[column]
+            if chosen is everything:  # every event from `first` on: slices, no gathering
+                events = (ts[first:], seq[first:], None if values is None else values[first:])
+            else:
+                sel = chosen[first:]
+                events = (
+                    [ts[j] for j in sel],
+                    [seq[j] for j in sel],
+                    None if values is None else [values[j] for j in sel],
+                )
+            picked[key] = events
         ir = agg.fold(*events)
-        if based and meta is not None and meta.base:
-            ir = agg.merge(meta.base[layout.based.index(i)], ir)
+        if base_at >= 0 and meta is not None and meta.base:
+            ir = agg.merge(meta.base[base_at], ir)
         value = agg.finalize(ir, t)
-        out[f.name] = [None if isinstance(value, float) and value != value else value]
+        out[name] = [None if isinstance(value, float) and value != value else value]
     return out
 
 
