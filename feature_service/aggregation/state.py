@@ -121,6 +121,9 @@ BINARY_KINDS = frozenset({"float", "timestamp"})
 SCALAR_EVENTS = 200
 """A one-row evaluation over at most this many events folds them one by one (faster
 than the numpy passes of `over_windows` up to ~250 events on this stack)."""
+SCALAR_ROWS = 8
+"""Up to this many rows, each of few events, are folded row by row (the numpy passes
+pay for themselves from ~10 rows on)."""
 NULL_CODE = 0xFFFFFFFF
 """The dictionary index of a null value."""
 LIFETIME_ONLY_LEVELS: tuple[int, ...] = (60, 3600)
@@ -851,6 +854,14 @@ def evaluate(
     wanted = range(len(layout.features)) if only is None else _indexes(layout, only)
     if codes.size == 1 and len(states.events) <= SCALAR_EVENTS:
         return _evaluate_one(layout, states, int(codes[0]), float(times[0]), wanted)
+    if 0 < codes.size <= SCALAR_ROWS:
+        sizes = np.bincount(states.events.code, minlength=len(states.metas))
+        if int(sizes[codes].max()) <= SCALAR_EVENTS:
+            rows = [
+                _evaluate_one(layout, states, c, r_t, wanted)
+                for c, r_t in zip(codes.tolist(), times.tolist(), strict=True)
+            ]
+            return {name: [row[name][0] for row in rows] for name in rows[0]}
     order = np.lexsort((times, codes))  # rows by (entity, t): the algebra's cheapest order
     in_order = bool((order == np.arange(order.size)).all())  # a lookup's rows usually are
     codes, t = codes[order], times[order]

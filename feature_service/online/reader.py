@@ -15,6 +15,8 @@ an `as_of` in the past may be later than `as_of`.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -24,6 +26,7 @@ from redis.asyncio import Redis
 
 from feature_service.aggregation.state import (
     LayoutMismatchError,
+    OutsideRetentionError,
     StaleFormatError,
     decode,
     evaluate,
@@ -114,10 +117,12 @@ async def read_views(
 def view_values(
     view: FeatureView,
     blobs: Sequence[bytes | None],
-    t: float,
+    t: float | Sequence[float],
     only: frozenset[str] | None = None,
 ) -> ViewColumns:
-    """The features of `view` at `t` of entities whose stored states are `blobs`."""
+    """The features of `view` of entities whose stored states are `blobs`, at `t` (one
+    time, or one per entity)."""
+    times = [float(t)] * len(blobs) if isinstance(t, float | int) else [float(x) for x in t]
     layout = view_layout(view)
     names = [n for n in layout.names if only is None or n in only]
     try:
@@ -133,12 +138,13 @@ def view_values(
     if not present:
         return ViewColumns(values, statuses, event_ts)
     codes = np.asarray(present, dtype=np.int64)
-    evaluated = evaluate(layout, states, codes, np.full(codes.size, float(t)), names)
+    row_t = [times[i] for i in present]
+    evaluated = evaluate(layout, states, codes, np.asarray(row_t, dtype=np.float64), names)
     expired = []
-    for i in present:
+    for i, at in zip(present, row_t, strict=True):
         last = metas[i].last  # type: ignore[union-attr]
         event_ts[i] = last
-        expired.append(view.ttl_s is not None and last is not None and t - last > view.ttl_s)
+        expired.append(view.ttl_s is not None and last is not None and at - last > view.ttl_s)
     everyone = len(present) == n and not any(expired)  # the usual lookup: all found, fresh
     for name in names:
         column = evaluated[name]
@@ -151,3 +157,150 @@ def view_values(
             out[i] = value
             status[i] = OUTSIDE_MAX_AGE if old else (NULL_VALUE if value is None else PRESENT)
     return ViewColumns(values, statuses, event_ts)
+
+
+# --------------------------------------------------------------------------- batching
+
+
+@dataclass
+class _Ask:
+    requests: Sequence[tuple[FeatureView, Sequence[str]]]
+    t: float
+    only: Mapping[str, frozenset[str]]
+    answer: asyncio.Future[list[ViewColumns]]
+
+
+class ReadBatcher:
+    """Lookups that arrive together are read and evaluated together.
+
+    A lookup handed to `read` waits for the end of the event loop's current turn, or,
+    while a batch is being answered, for its end; every lookup that arrived by then
+    (under load: the requests of many connections) shares one `read_states` round trip, and each view is decoded and evaluated
+    once for all their entities, each at its own lookup's time (`view_values`). The
+    answers are the ones `read_columns` gives each lookup alone: the same window code,
+    only over more rows (the numpy path of `aggregation.state.evaluate` instead of the
+    one-entity fold, equal to rounding of the float sums, DESIGN.md's 1e-9). A lone
+    lookup is `read_columns` itself. When the shared evaluation refuses (a time before
+    the retained state, a stale state), each lookup is answered on its own, so one
+    bad request fails alone.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._pending: list[_Ask] = []
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def read(
+        self,
+        requests: Sequence[tuple[FeatureView, Sequence[str]]],
+        t: float,
+        only: Mapping[str, frozenset[str]] | None = None,
+    ) -> list[ViewColumns]:
+        loop = asyncio.get_running_loop()
+        ask = _Ask(requests, t, only or {}, loop.create_future())
+        if not self._pending and not self._running:
+            loop.call_soon(self._start)
+        self._pending.append(ask)
+        return await ask.answer
+
+    def _start(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        task = asyncio.get_running_loop().create_task(self._answer(batch))
+        self._running.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        """One batch at a time: the lookups that came in meanwhile are the next one."""
+        self._running.discard(task)
+        if self._pending:
+            asyncio.get_running_loop().call_soon(self._start)
+
+    async def _answer(self, batch: list[_Ask]) -> None:
+        if len(batch) > 1:
+            try:
+                answers = await self._together(batch)
+            except (OutsideRetentionError, StaleStateError):
+                pass  # answered one by one below, so each gets its own refusal
+            except Exception as exc:  # Redis down: the same for every lookup
+                for ask in batch:
+                    if not ask.answer.done():
+                        ask.answer.set_exception(exc)
+                return
+            else:
+                for ask, answer in zip(batch, answers, strict=True):
+                    if not ask.answer.done():
+                        ask.answer.set_result(answer)
+                return
+        for ask in batch:
+            try:
+                answer = await read_columns(self.redis, ask.requests, ask.t, ask.only)
+            except Exception as exc:
+                if not ask.answer.done():
+                    ask.answer.set_exception(exc)
+            else:
+                if not ask.answer.done():
+                    ask.answer.set_result(answer)
+
+    async def _together(self, batch: list[_Ask]) -> list[list[ViewColumns]]:
+        keys = [
+            key for ask in batch for view, entities in ask.requests for key in _keys(view, entities)
+        ]
+        blobs = await read_states(self.redis, keys)
+        absent = [key for key, blob in zip(keys, blobs, strict=True) if blob is None]
+        if await stale_keys(self.redis, absent):
+            raise StaleStateError("")  # answered one by one, each naming its view
+        # per view: the rows of every lookup of it, end to end
+        rows: dict[str, tuple[FeatureView, list[bytes | None], list[float], set[str] | None]] = {}
+        at = 0
+        for ask in batch:
+            for view, entities in ask.requests:
+                _, view_blobs, times, names = rows.setdefault(view.name, (view, [], [], set()))
+                view_blobs += blobs[at : at + len(entities)]
+                times += [ask.t] * len(entities)
+                wanted = ask.only.get(view.name)
+                if wanted is None or names is None:
+                    rows[view.name] = (view, view_blobs, times, None)
+                else:
+                    names |= wanted
+                at += len(entities)
+        together = {
+            name: view_values(view, view_blobs, times, None if names is None else frozenset(names))
+            for name, (view, view_blobs, times, names) in rows.items()
+        }
+        answers = []
+        start = dict.fromkeys(rows, 0)
+        for ask in batch:
+            answer = []
+            for view, entities in ask.requests:
+                whole = together[view.name]
+                a = start[view.name]
+                b = start[view.name] = a + len(entities)
+                wanted = ask.only.get(view.name)
+                asked = [n for n in whole.values if wanted is None or n in wanted]
+                answer.append(
+                    ViewColumns(
+                        {n: whole.values[n][a:b] for n in asked},
+                        {n: whole.statuses[n][a:b] for n in asked},
+                        whole.event_ts[a:b],
+                    )
+                )
+            answers.append(answer)
+        return answers
+
+
+_batchers: weakref.WeakKeyDictionary[Redis, ReadBatcher] = weakref.WeakKeyDictionary()
+
+
+async def read_batched(
+    redis: Redis,
+    requests: Sequence[tuple[FeatureView, Sequence[str]]],
+    t: float,
+    only: Mapping[str, frozenset[str]] | None = None,
+) -> list[ViewColumns]:
+    """`read_columns`, batched with the other lookups on `redis` (`ReadBatcher`)."""
+    batcher = _batchers.get(redis)
+    if batcher is None:
+        batcher = _batchers[redis] = ReadBatcher(redis)
+    return await batcher.read(requests, t, only)

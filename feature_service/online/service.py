@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from feature_service.aggregation.state import OutsideRetentionError
-from feature_service.online.reader import PRESENT, read_columns
+from feature_service.online.reader import PRESENT, read_batched
 from feature_service.online.view_layouts import StaleStateError
 from feature_service.requests import (
     FeatureRef,
@@ -58,7 +58,7 @@ async def online_features(
         for ref in refs:
             wanted.setdefault(ref.view.name, set()).add(ref.feature)
         only = {name: frozenset(features) for name, features in wanted.items()}
-        read = dict(zip(views, await read_columns(redis, requested, t, only), strict=True))
+        read = dict(zip(views, await read_batched(redis, requested, t, only), strict=True))
     except OutsideRetentionError as exc:
         raise RequestError(f"as_of is too far in the past for the online store: {exc}") from None
     except StaleStateError as exc:

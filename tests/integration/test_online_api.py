@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +17,13 @@ import redis
 from fastapi.testclient import TestClient
 
 from feature_service.aggregation.reference import brute_force, matches
+from feature_service.aggregation.state import OutsideRetentionError
 from feature_service.api.app import create_app
 from feature_service.core.config import Settings
 from feature_service.embedded import EmbeddedRedis, EmbeddedStack
 from feature_service.embedded.processes import free_port
+from feature_service.online.reader import ViewColumns, read_batched, read_columns
+from feature_service.online.redis_client import connect
 from tests.conditions import wait_for
 from tests.integration.streaming import (
     expected_events,
@@ -189,6 +194,58 @@ def test_a_body_sent_in_pieces_gets_the_same_answer(served) -> None:  # type: ig
     assert chunked.json() == whole.json()
     text = api.post("/get-online-features", content=body, headers={"content-type": "text/plain"})
     assert 400 <= text.status_code < 500, text.text
+
+
+def test_lookups_read_together_get_the_answers_each_gets_alone(
+    served, stack: EmbeddedStack
+) -> None:  # type: ignore[no-untyped-def]
+    """Concurrent lookups share one read and one evaluation (`reader.ReadBatcher`): each
+    still gets what `read_columns` answers it alone, at its own time and for its own
+    features, and one that asks too far back fails alone."""
+    _, view, expected = served
+    entities = sorted(expected)
+    names = [f.name for f in view.features]
+    newest = max(e.ts for events in expected.values() for e in events)
+    rng = random.Random(5)
+    asks = []
+    for _ in range(40):
+        chosen = rng.sample([*entities, "nobody"], rng.randint(1, 12))
+        only = frozenset(rng.sample(names, rng.randint(1, len(names))))
+        t = newest + rng.choice([0.0, 30.5, 3600.0, 86_400.0 * 2]) - rng.choice([0.0, 600.0])
+        asks.append(([(view, chosen)], t, {view.name: only}))
+
+    def mgets() -> int:
+        return int(stats_of.info("commandstats").get("cmdstat_mget", {}).get("calls", 0))
+
+    async def run() -> tuple[list[list[ViewColumns]], list[object], list[list[ViewColumns]]]:
+        redis_client = connect(stack.redis.url)
+        try:
+            together = await asyncio.gather(*(read_batched(redis_client, *a) for a in asks))
+            reads = mgets()
+            mixed = await asyncio.gather(
+                read_batched(redis_client, [(view, entities[:3])], newest - 400 * 86_400.0),
+                *(read_batched(redis_client, *a) for a in asks[:3]),
+                return_exceptions=True,
+            )
+            alone = [await read_columns(redis_client, *a) for a in asks]
+        finally:
+            await redis_client.aclose()
+        return together, [reads, *mixed], alone
+
+    stats_of = redis.Redis.from_url(stack.redis.url)
+    before = mgets()
+    together, (reads, too_old, *rest), alone = asyncio.run(run())
+    assert reads - before == 1, "40 lookups, one read"
+    assert isinstance(too_old, OutsideRetentionError)
+    assert rest == alone[:3], "the others of its batch are answered"
+    for got, want in zip(together, alone, strict=True):
+        (g,), (w,) = got, want
+        assert g.statuses == w.statuses and g.event_ts == w.event_ts
+        assert g.values.keys() == w.values.keys()
+        for name in w.values:
+            for a, b in zip(g.values[name], w.values[name], strict=True):
+                floats = isinstance(a, float) and isinstance(b, float)
+                assert a == b or (floats and math.isclose(a, b, rel_tol=1e-9)), (name, a, b)
 
 
 def test_api_answers_503_while_redis_is_down_and_recovers_without_restart(
