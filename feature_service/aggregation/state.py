@@ -118,9 +118,9 @@ WITNESSED = frozenset({"first", "last", "time_since_last", "min", "max", "count_
 the first, the last, the smallest, the largest, one per distinct value."""
 BINARY_KINDS = frozenset({"float", "timestamp"})
 """Schema types stored packed as float64 (NaN: null); others go to the JSON header."""
-SCALAR_EVENTS = 200
+SCALAR_EVENTS = 320
 """A one-row evaluation over at most this many events folds them one by one (faster
-than the numpy passes of `over_windows` up to ~250 events on this stack)."""
+than the numpy passes of `over_windows` up to ~350 events on this stack)."""
 SCALAR_ROWS = 8
 """Up to this many rows, each of few events, are folded row by row (the numpy passes
 pay for themselves from ~10 rows on)."""
