@@ -175,14 +175,14 @@ class ReadBatcher:
 
     A lookup handed to `read` waits for the end of the event loop's current turn, or,
     while a batch is being answered, for its end; every lookup that arrived by then
-    (under load: the requests of many connections) shares one `read_states` round trip, and each view is decoded and evaluated
-    once for all their entities, each at its own lookup's time (`view_values`). The
-    answers are the ones `read_columns` gives each lookup alone: the same window code,
-    only over more rows (the numpy path of `aggregation.state.evaluate` instead of the
-    one-entity fold, equal to rounding of the float sums, DESIGN.md's 1e-9). A lone
-    lookup is `read_columns` itself. When the shared evaluation refuses (a time before
-    the retained state, a stale state), each lookup is answered on its own, so one
-    bad request fails alone.
+    (under load: the requests of many connections) shares one `read_states` round trip,
+    and each view is decoded and evaluated once for all their entities, each at its own
+    lookup's time (`view_values`). The answers are the ones `read_columns` gives each
+    lookup alone: the same window code, only over more rows (the numpy path of
+    `aggregation.state.evaluate` rather than the one-entity fold, equal to rounding of
+    the float sums, DESIGN.md's 1e-9). A lone lookup is `read_columns` itself. When the
+    shared evaluation refuses (a time before the retained state, a stale state), each
+    lookup is answered on its own, so one bad request fails alone.
     """
 
     def __init__(self, redis: Redis) -> None:
