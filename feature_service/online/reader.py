@@ -189,6 +189,7 @@ class ReadBatcher:
         self.redis = redis
         self._pending: list[_Ask] = []
         self._running: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def read(
         self,
@@ -197,6 +198,8 @@ class ReadBatcher:
         only: Mapping[str, frozenset[str]] | None = None,
     ) -> list[ViewColumns]:
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # the client is used from another event loop now
+            self._loop, self._pending, self._running = loop, [], set()
         ask = _Ask(requests, t, only or {}, loop.create_future())
         if not self._pending and not self._running:
             loop.call_soon(self._start)
