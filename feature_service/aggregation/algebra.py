@@ -51,6 +51,7 @@ import math
 from abc import ABC, abstractmethod
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any, ClassVar, Final, TypeAlias
 
 import numpy as np
@@ -146,10 +147,6 @@ def _py(value: Any) -> Any:
 def _numbers(values: Sequence[Any]) -> Iterator[float]:
     """The non-null values as floats (`to_float`: TypeError for text), in order."""
     return (v if type(v) is float else to_float(v) for v in values if v is not None and v == v)
-
-
-def _time_key(candidate: tuple[float, int, Any]) -> tuple[float, int]:
-    return candidate[0], candidate[1]
 
 
 def _value_key(value: Any) -> tuple[int, Any]:
@@ -1036,7 +1033,7 @@ class _Ordered(Aggregator):
         if not candidates:
             return None
         pick = min if self._sign < 0 else max  # the first of equal keys, as `update` keeps
-        best = pick(candidates, key=_time_key)
+        best = pick(candidates, key=itemgetter(0, 1))  # (ts, seq)
         ties = [c for c in candidates if c[0] == best[0] and c[1] == best[1]]
         if len(ties) > 1:  # one (ts, seq) twice: the value decides, as in `_wins`
             best = pick(ties, key=lambda c: _value_key(c[2]))

@@ -224,7 +224,6 @@ class StateLayout:
                 self.aggs[i],
                 self.windows[i],
                 feature_filter[i],
-                i in self.based,
                 f.column,
                 self.based.index(i) if i in self.based else -1,
             )
@@ -314,9 +313,8 @@ class _Fold(NamedTuple):
     agg: Aggregator
     window: tuple[int, int] | None
     filter: int | None  # `StateLayout.feature_filter`
-    based: bool  # in `StateLayout.based`
     column: str | None
-    base_at: int  # its index in the base IRs (-1: not based)
+    base_at: int  # its index in the base IRs (-1: not in `StateLayout.based`)
 
 
 @dataclass
@@ -954,7 +952,8 @@ def _evaluate_one(
     everything = list(range(end))
     out: dict[str, list[Any]] = {}
     for i in wanted:
-        name, agg, window, k, based, column, base_at = layout.folds[i]
+        name, agg, window, k, column, base_at = layout.folds[i]
+        based = base_at >= 0
         lo = 0
         if window is None:
             if meta is not None and meta.base_hi is not None and t < meta.base_hi:
@@ -991,7 +990,7 @@ def _evaluate_one(
                 )
             picked[key] = events
         ir = agg.fold(*events)
-        if base_at >= 0 and meta is not None and meta.base:
+        if based and meta is not None and meta.base:
             ir = agg.merge(meta.base[base_at], ir)
         value = agg.finalize(ir, t)
         out[name] = [None if isinstance(value, float) and value != value else value]

@@ -74,7 +74,7 @@ class LookupPath:
         body, received = await _read_body(receive)
         answer = await self._answer(scope, headers, body)
         if answer is None:
-            await self.app(scope, _replay(body, received, receive), send)
+            await self.app(scope, _replay(received, receive), send)
             return
         status, payload = answer
         scope["route"] = _ROUTE  # what `RequestObservability` labels the metrics by
@@ -138,7 +138,7 @@ async def _read_body(receive: Receive) -> tuple[bytes, list[Message]]:
     return b"".join(chunks), messages
 
 
-def _replay(body: bytes, received: list[Message], receive: Receive) -> Receive:
+def _replay(received: list[Message], receive: Receive) -> Receive:
     """A `receive` that gives the messages already read again, then the real ones."""
     pending = list(received)
 

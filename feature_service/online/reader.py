@@ -85,6 +85,20 @@ async def read_columns(
     another layout (or by engine v1).
     """
     only = only or {}
+    blobs = await _read_blobs(redis, requests)
+    out = []
+    at = 0
+    for view, entities in requests:
+        out.append(view_values(view, blobs[at : at + len(entities)], t, only.get(view.name)))
+        at += len(entities)
+    return out
+
+
+async def _read_blobs(
+    redis: Redis, requests: Sequence[tuple[FeatureView, Sequence[str]]]
+) -> list[bytes | None]:
+    """The stored state of every (view, entity) of `requests`, end to end; a
+    `StaleStateError` naming the view when one is a hash of engine v1."""
     keys = [key for view, entities in requests for key in _keys(view, entities)]
     blobs = await read_states(redis, keys)
     absent = [key for key, blob in zip(keys, blobs, strict=True) if blob is None]
@@ -92,12 +106,7 @@ async def read_columns(
     if stale:  # not a string: a hash of engine v1
         view_of = {key: view.name for view, entities in requests for key in _keys(view, entities)}
         raise StaleStateError(view_of[stale[0]])
-    out = []
-    at = 0
-    for view, entities in requests:
-        out.append(view_values(view, blobs[at : at + len(entities)], t, only.get(view.name)))
-        at += len(entities)
-    return out
+    return blobs
 
 
 def _keys(view: FeatureView, entities: Sequence[str]) -> list[str]:
@@ -228,32 +237,22 @@ class ReadBatcher:
                 pass  # answered one by one below, so each gets its own refusal
             except Exception as exc:  # Redis down: the same for every lookup
                 for ask in batch:
-                    if not ask.answer.done():
-                        ask.answer.set_exception(exc)
+                    _settle(ask, error=exc)
                 return
             else:
                 for ask, answer in zip(batch, answers, strict=True):
-                    if not ask.answer.done():
-                        ask.answer.set_result(answer)
+                    _settle(ask, answer)
                 return
         for ask in batch:
             try:
                 answer = await read_columns(self.redis, ask.requests, ask.t, ask.only)
             except Exception as exc:
-                if not ask.answer.done():
-                    ask.answer.set_exception(exc)
+                _settle(ask, error=exc)
             else:
-                if not ask.answer.done():
-                    ask.answer.set_result(answer)
+                _settle(ask, answer)
 
     async def _together(self, batch: list[_Ask]) -> list[list[ViewColumns]]:
-        keys = [
-            key for ask in batch for view, entities in ask.requests for key in _keys(view, entities)
-        ]
-        blobs = await read_states(self.redis, keys)
-        absent = [key for key, blob in zip(keys, blobs, strict=True) if blob is None]
-        if await stale_keys(self.redis, absent):
-            raise StaleStateError("")  # answered one by one, each naming its view
+        blobs = await _read_blobs(self.redis, [r for ask in batch for r in ask.requests])
         # per view: the rows of every lookup of it, end to end
         rows: dict[str, tuple[FeatureView, list[bytes | None], list[float], set[str] | None]] = {}
         at = 0
@@ -291,6 +290,19 @@ class ReadBatcher:
                 )
             answers.append(answer)
         return answers
+
+
+def _settle(
+    ask: _Ask, answer: list[ViewColumns] | None = None, error: Exception | None = None
+) -> None:
+    """Give `ask` its answer or error, unless it is no longer waiting (cancelled)."""
+    if ask.answer.done():
+        return
+    if error is not None:
+        ask.answer.set_exception(error)
+    else:
+        assert answer is not None
+        ask.answer.set_result(answer)
 
 
 _batchers: weakref.WeakKeyDictionary[Redis, ReadBatcher] = weakref.WeakKeyDictionary()
