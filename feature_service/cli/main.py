@@ -236,7 +236,9 @@ def up(
     in memory, so the previous run's offline log is moved aside (stores/offline.previous).
     A worker or API that dies, or an API that stops answering /health/live, is restarted
     with a backoff (1 s doubling to 30 s); Redis or the broker that exits is restarted,
-    saying what was lost. Ctrl-C or SIGTERM stops everything.
+    saying what was lost. Ctrl-C or SIGTERM stops everything. One `up` per stores
+    folder: a second one in the same folder refuses, naming the running one, and changes
+    nothing. Without --api-port it takes 8000, or says which port it took instead.
 
     With `--broker kafka` the broker and Redis keep their data under the stores folder,
     so stopping and starting `up` again keeps topics, offsets, online state and the
@@ -255,19 +257,23 @@ def up(
     kind = broker or settings.embedded_broker
     if kind not in ("tansu", "kafka"):
         raise ValueError(f"--broker must be tansu or kafka, not {kind!r}")
-    if api_port is None:
-        api_port = 8000 if not port_open("127.0.0.1", 8000) else free_port()
-
-    def terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
     stack = EmbeddedStack(
         stores,
         write_stack_file=True,
         definitions=definitions,
         broker=kind,  # type: ignore[arg-type]
     )
+    stack.claim()  # another `up` in this folder: refuse before anything is changed
+    if api_port is None:
+        api_port = 8000
+        if port_open("127.0.0.1", 8000):  # e.g. another stack: `curl :8000` would reach it
+            api_port = free_port()
+            _warn(f"port 8000 is taken: API on {api_port} (use --api-port)")
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         with console.status("starting broker and Redis"):
             stack.start()

@@ -4,6 +4,9 @@
 `<stores>/logs/`, and describes itself in `<stores>/stack.json` (servers, API, the
 definitions and the offline store it runs with) so that commands started beside it
 (`feature-service produce`, `training-set`, the SDK) find it without any `FS_` setting.
+A stack that writes `stack.json` (the one of `feature-service up`) first takes the
+folder's lock (`embedded.stack_lock`): a second one in the same folder stops before it
+changes anything, and `stack.json` is only removed by the process that wrote it.
 
 >>> with EmbeddedStack(Path("stores")) as stack:  # doctest: +SKIP
 ...     print(stack.broker.bootstrap, stack.redis.url)
@@ -30,6 +33,7 @@ from feature_service.embedded.processes import (
     port_open,
 )
 from feature_service.embedded.redis_server import EmbeddedRedis
+from feature_service.embedded.stack_lock import StackLock
 
 HOST = "127.0.0.1"
 
@@ -64,6 +68,7 @@ class EmbeddedStack:
         self.worker: ManagedProcess | None = None
         self.api_url: str | None = None
         self.write_stack_file = write_stack_file
+        self.lock = StackLock(stores_dir)
 
     @property
     def stack_file(self) -> Path:
@@ -88,7 +93,14 @@ class EmbeddedStack:
         env.setdefault("FS_REBALANCE_TIMEOUT_S", "4")
         return env
 
+    def claim(self) -> None:
+        """Take the stores folder for this stack (a stack that writes `stack.json` only);
+        StackInUse, with nothing changed, while another `up` runs there."""
+        if self.write_stack_file:
+            self.lock.acquire()
+
     def start(self) -> EmbeddedStack:
+        self.claim()
         self.stores_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.broker.start()
@@ -195,7 +207,7 @@ class EmbeddedStack:
         self.api.wait_until(lambda: port_open(host, int(port)), timeout, "serving HTTP")
 
     def _describe(self) -> None:
-        if not self.write_stack_file:
+        if not self.write_stack_file or not self.lock.held:
             return
         self.stack_file.write_text(
             json.dumps(
@@ -213,12 +225,20 @@ class EmbeddedStack:
         )
 
     def stop(self) -> None:
-        """Stop every process this stack started (API first, servers last)."""
-        if self.write_stack_file and self.stack_file.exists():
+        """Stop every process this stack started (API first, servers last); remove the
+        `stack.json` this process wrote, and only that one; release the folder's lock."""
+        if self.write_stack_file and self.lock.held and self._wrote_stack_file():
             self.stack_file.unlink(missing_ok=True)
         for part in (self.api, self.worker, self.redis, self.broker):
             if part is not None:
                 part.stop()
+        self.lock.release()
+
+    def _wrote_stack_file(self) -> bool:
+        try:
+            return bool(json.loads(self.stack_file.read_text()).get("pid") == os.getpid())
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def __enter__(self) -> EmbeddedStack:
         return self.start()
