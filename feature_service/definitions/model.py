@@ -15,6 +15,16 @@ from feature_service.aggregation.algebra import AGGREGATORS
 from feature_service.definitions.durations import parse_duration
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
+
+
+def _duration_or_none(value: object) -> object:
+    if value == "none":
+        return value
+    return parse_duration(value if isinstance(value, int) else str(value))
+
+
+# One validator, so an error names `max_future` itself, not each member of a union.
+DurationOrNone = Annotated[int | Literal["none"], BeforeValidator(_duration_or_none)]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
 ColumnType = Literal["string", "int", "float", "bool", "timestamp"]
 NUMERIC_TYPES = frozenset({"int", "float", "bool"})
@@ -44,7 +54,7 @@ class SourceDef(_Strict):
         description="The join key the topic is keyed by; default: the entity of its first view.",
     )
     partitions: int = Field(default=3, ge=1, le=10_000)
-    max_future: Duration | Literal["none"] = Field(
+    max_future: DurationOrNone = Field(
         default=86400,
         description="Events whose time is further ahead than this of the time their "
         "record was written to the topic go to the dead-letter topic (default 1d; "

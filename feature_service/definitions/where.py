@@ -12,12 +12,29 @@ null value is false, as in SQL.
 True
 >>> sorted(w.columns)
 ['amount', 'category']
+
+YAML's spellings of the literals are accepted beside Python's: `true`, `false` and
+`null` (also `TRUE`, `FALSE`, `Null`, `NULL`) mean `True`, `False` and `None`, so
+`ok == false` works as a YAML user writes it. A source column with one of those names
+would make the word ambiguous: a filter using it is refused (not silently read one way),
+and such a column cannot be used in a filter.
+
+>>> parse_where("ok == false", {"ok"}).evaluate_row({"ok": False})
+True
+
+Limits, so that a filter can neither crash the parser (a thousand nested `not` used
+to raise RecursionError) nor slow every flush (20,000 `or` terms made a flush take
+1.7 s): at most `MAX_WHERE_CHARS` characters, nested at most `MAX_WHERE_DEPTH` deep
+(parentheses, `not` and signs in a row), at most `MAX_WHERE_TERMS` terms (columns,
+literals and operations). Length and an estimate of the nesting are checked on the text
+before it is parsed; the exact depth and size on the parsed tree.
 """
 
 from __future__ import annotations
 
 import ast
 import operator
+import re
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +50,31 @@ _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.Gt: operator.gt,
     ast.GtE: operator.ge,
 }
+
+
+MAX_WHERE_CHARS = 4_000
+MAX_WHERE_DEPTH = 32
+MAX_WHERE_TERMS = 500
+
+# YAML's spellings of the literals (its core schema's), read as Python's.
+YAML_LITERALS: dict[str, bool | None] = {
+    "true": True,
+    "TRUE": True,
+    "false": False,
+    "FALSE": False,
+    "null": None,
+    "Null": None,
+    "NULL": None,
+}
+
+# Tokens that matter to the nesting estimate; string literals are matched whole so that
+# brackets or words inside them do not count.
+_TOKENS = re.compile(
+    r"""'(?:[^'\\]|\\.)*'?|"(?:[^"\\]|\\.)*"?|[(\[{]|[)\]}]|,|[A-Za-z_][A-Za-z_0-9]*"""
+    r"""|\*\*|//|<<|>>|[=!<>]=|[-+~*/%@&|^<>]"""
+)
+_ARITHMETIC = frozenset({"-", "+", "~", "*", "/", "//", "%", "**", "@", "&", "|", "^", "<<", ">>"})
+_SEPARATORS = frozenset({",", "and", "or", "in", "is", "==", "!=", "<", "<=", ">", ">="})
 
 
 class WhereError(ValueError):
@@ -59,10 +101,27 @@ class WhereExpr:
 
 def parse_where(text: str, known_columns: Set[str]) -> WhereExpr:
     """Parse and check `text`; raise WhereError saying what is wrong."""
+    if len(text) > MAX_WHERE_CHARS:
+        raise WhereError(
+            f"is {len(text)} characters, longer than {MAX_WHERE_CHARS} characters allowed"
+        )
+    if estimated_depth(text) > MAX_WHERE_DEPTH:
+        raise WhereError(_too_deep())
     try:
         tree = ast.parse(text, mode="eval").body
     except SyntaxError as exc:
-        raise WhereError(f"does not parse: {text!r} ({exc.msg})") from None
+        raise WhereError(f"does not parse: {_shown(text)} ({exc.msg})") from None
+    except (RecursionError, MemoryError):  # the estimate missed a nesting the parser hit
+        raise WhereError(_too_deep()) from None
+    depth, terms = _size(tree)
+    if depth > MAX_WHERE_DEPTH:
+        raise WhereError(_too_deep())
+    if terms > MAX_WHERE_TERMS:
+        raise WhereError(
+            f"has {terms} terms, more than {MAX_WHERE_TERMS} terms allowed (columns, "
+            "literals and operations); a long list of values belongs in one `in [...]`"
+        )
+    tree = _yaml_literals(tree, known_columns)
     names: set[str] = set()
     _check(tree, names)
     unknown = sorted(names - set(known_columns))
@@ -72,6 +131,81 @@ def parse_where(text: str, known_columns: Set[str]) -> WhereExpr:
             f"the source has {', '.join(sorted(known_columns))}"
         )
     return WhereExpr(text=text, tree=tree, columns=frozenset(names))
+
+
+def estimated_depth(text: str) -> int:
+    """How deep `text` would nest once parsed, from its tokens, without parsing it.
+
+    Brackets open a level; within a level, `not` and arithmetic signs in a row (up to
+    the next `,`, `and`, `or` or comparison) nest one more each, as `not not x` or
+    `1+1+1` do in Python's tree. An upper estimate for the filters this grammar allows.
+
+    >>> estimated_depth("not (not (a == -1))")
+    5
+    >>> estimated_depth("a in [-1, -2, -3] and not b")
+    2
+    """
+    chains = [0]  # per open bracket level: nesting operators since the last separator
+    deepest = 0
+    for match in _TOKENS.finditer(text):
+        token = match.group()
+        if token in "([{":
+            chains.append(0)
+        elif token in ")]}":
+            if len(chains) > 1:
+                chains.pop()
+        elif token in _SEPARATORS:
+            chains[-1] = 0
+        elif token == "not" or token in _ARITHMETIC:
+            chains[-1] += 1
+        deepest = max(deepest, len(chains) - 1 + sum(chains))
+    return deepest
+
+
+def _size(tree: ast.expr) -> tuple[int, int]:
+    """(depth, number of expression nodes) of `tree`, walked without recursion."""
+    depth, terms = 0, 0
+    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, ast.expr):
+            terms += 1
+            depth = max(depth, level)
+        stack.extend((child, level + 1) for child in ast.iter_child_nodes(node))
+    return depth, terms
+
+
+def _too_deep() -> str:
+    return (
+        f"is nested more than {MAX_WHERE_DEPTH} deep, the most allowed (parentheses, `not` "
+        "or signs in a row)"
+    )
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 80 else repr(text[:77]) + "..."
+
+
+def _yaml_literals(tree: ast.expr, known_columns: Set[str]) -> ast.expr:
+    """`tree` with YAML's `true`, `false`, `null` (...) as literals; WhereError if the
+    source has a column of that name, which would make the word mean two things."""
+
+    class Literals(ast.NodeTransformer):
+        def visit_Name(self, node: ast.Name) -> ast.AST:
+            if node.id not in YAML_LITERALS:
+                return node
+            value = YAML_LITERALS[node.id]
+            if node.id in known_columns:
+                raise WhereError(
+                    f"{node.id!r} is both a column of the source and YAML's spelling of "
+                    f"{value}; write {value} for the literal (a column named {node.id!r} "
+                    "cannot be used in a filter: rename it)"
+                )
+            return ast.copy_location(ast.Constant(value), node)
+
+    result = Literals().visit(tree)
+    assert isinstance(result, ast.expr)
+    return result
 
 
 def _check(node: ast.expr, names: set[str]) -> None:

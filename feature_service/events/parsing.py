@@ -29,12 +29,10 @@ to the source's dead-letter topic and `/push` answers 422 with it. The worker an
 
 from __future__ import annotations
 
-import math
 import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -46,10 +44,9 @@ import pyarrow as pa
 from feature_service.aggregation.windows import (
     EARLIEST_TIME,
     LATEST_TIME,
-    TIME_RANGE,
-    in_time_range,
 )
 from feature_service.definitions import Source
+from feature_service.times import InvalidTime, parse_time
 
 
 @dataclass(frozen=True)
@@ -81,36 +78,18 @@ class _Invalid(ValueError):
 _INT64 = (-(2**63), 2**63 - 1)
 
 
-def _in_range(ts: float, raw: Any) -> float:
-    if in_time_range(ts):
-        return ts
-    hint = ""
-    if isinstance(raw, (int, float)) and in_time_range(ts / 1000):
-        hint = " (epoch milliseconds? times are epoch seconds)"
-    raise _Invalid(f"timestamp {raw!r} is outside {TIME_RANGE}{hint}")
-
-
 def parse_timestamp(value: Any) -> float:
-    """Epoch seconds from a JSON number or an ISO-8601 string (naive means UTC).
+    """Epoch seconds from a JSON number or an ISO-8601 string (naive means UTC), exact
+    to the microsecond: `feature_service.times.parse_time`, the one conversion of times
+    that `as_of` and training-set rows use too.
 
     >>> parse_timestamp("2026-11-01T00:00:00Z"), parse_timestamp(5)
     (1793491200.0, 5.0)
     """
-    if isinstance(value, bool):
-        raise _Invalid("a timestamp must be epoch seconds or ISO-8601, got a boolean")
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise _Invalid(f"timestamp {value!r} is not finite")
-        return _in_range(float(value), value)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise _Invalid(f"timestamp {value!r} is not epoch seconds or ISO-8601") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return _in_range(parsed.timestamp(), value)
-    raise _Invalid(f"a timestamp must be epoch seconds or ISO-8601, got {value!r}")
+    try:
+        return parse_time(value)
+    except InvalidTime as exc:
+        raise _Invalid(str(exc)) from None
 
 
 def _check(name: str, kind: str, value: Any) -> Any:

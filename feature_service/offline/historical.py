@@ -46,7 +46,8 @@ from feature_service.definitions import Feature, FeatureView, Registry
 from feature_service.events.parsing import column_from_arrow
 from feature_service.offline.event_log import EventLog
 from feature_service.plan import event_seq, view_plan
-from feature_service.requests import RequestError, check_query_time, resolve_features
+from feature_service.requests import RequestError, resolve_features
+from feature_service.times import InvalidTime, time_column
 
 TIMESTAMP_COLUMN = "event_timestamp"
 
@@ -117,34 +118,17 @@ def get_historical_features(
 
 
 def epoch_seconds(column: pd.Series) -> Float:
-    """Timestamps as float epoch seconds: datetimes (naive = UTC), numbers or ISO strings.
+    """Timestamps as float epoch seconds: datetimes (naive = UTC), numbers or ISO strings,
+    each exactly the float an event at that time has (`feature_service.times`), so a row
+    at an event's own time includes that event, as the online `as_of` does.
 
     >>> epoch_seconds(pd.Series(["2026-11-01T00:00:00Z", "2026-11-01 00:00:01"])).tolist()
     [1793491200.0, 1793491201.0]
     """
-    if column.isna().any():
-        raise RequestError(f"{TIMESTAMP_COLUMN} has {int(column.isna().sum())} missing values")
-    if pd.api.types.is_bool_dtype(column):
-        raise RequestError(f"{TIMESTAMP_COLUMN} must be datetimes, epoch seconds or ISO-8601")
-    if pd.api.types.is_numeric_dtype(column):
-        out = column.to_numpy(dtype=np.float64)
-    elif isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column):
-        stamps = pd.to_datetime(column, utc=True)
-        out = stamps.dt.tz_localize(None).to_numpy("datetime64[ns]").astype(np.int64) / 1e9
-    else:
-        try:
-            stamps = pd.to_datetime(column, utc=True, format="ISO8601")
-        except (ValueError, TypeError) as exc:
-            raise RequestError(
-                f"{TIMESTAMP_COLUMN} must be datetimes, epoch seconds or ISO-8601: {exc}"
-            ) from None
-        out = stamps.dt.tz_localize(None).to_numpy("datetime64[ns]").astype(np.int64) / 1e9
-    if not np.all(np.isfinite(out)):
-        raise RequestError(f"{TIMESTAMP_COLUMN} has values that are not finite")
-    if out.size:  # the online API's range of times (years 1900..2199), same message
-        check_query_time(float(out.min()), TIMESTAMP_COLUMN)
-        check_query_time(float(out.max()), TIMESTAMP_COLUMN)
-    return np.asarray(out, dtype=np.float64)
+    try:
+        return time_column(column, TIMESTAMP_COLUMN)
+    except InvalidTime as exc:
+        raise RequestError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- one view

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,104 @@ def test_shipped_example_definitions_validate() -> None:
     root = Path(__file__).resolve().parents[2]
     registry = load_definitions(root / "definitions")
     assert sum(len(v.features) for v in registry.feature_views.values()) >= 25
+
+
+@pytest.mark.parametrize(
+    ("where", "limit"),
+    [
+        ("not " * 500 + "(amount > 1)", "nested more than 32 deep"),
+        ("not " * 1_000 + "(amount > 1)", "longer than 4000 characters"),
+        ("not " * 10_000 + "(amount > 1)", "longer than 4000 characters"),
+        (" or ".join(["amount == 1"] * 20_000), "longer than 4000 characters"),
+        (" or ".join(f"amount > {i}" for i in range(200)), "more than 500 terms"),
+    ],
+)
+def test_an_oversized_where_is_refused_naming_file_path_and_limit(
+    tmp_path: Path, where: str, limit: str
+) -> None:
+    file = write(tmp_path, with_feature({"name": "x", "aggregation": "count", "where": where}))
+    with pytest.raises(DefinitionError) as caught:
+        load_definitions(tmp_path)
+    (issue,) = caught.value.issues
+    assert (issue.file, issue.path) == (str(file), "feature_views[0].features[6].where")
+    assert limit in issue.message
+
+
+def test_yaml_booleans_in_a_where_load(tmp_path: Path) -> None:
+    data = with_feature(
+        {"name": "x", "aggregation": "count", "window": "1h", "where": "category != null"}
+    )
+    data["sources"][0]["schema"]["ok"] = "bool"
+    data["feature_views"][0]["features"].append(
+        {"name": "failed_1h", "aggregation": "count", "window": "1h", "where": "ok == false"}
+    )
+    write(tmp_path, data)
+    view = load_definitions(tmp_path).feature_views["customer_txn"]
+    where = view.feature("failed_1h").where
+    assert where is not None and where.columns == {"ok"}
+    assert where.evaluate_row({"ok": False}) and not where.evaluate_row({"ok": True})
+
+
+HUGE = "99999999999999999999999d"
+
+
+@pytest.mark.parametrize(
+    ("edit", "path"),
+    [
+        (
+            lambda d: d["feature_views"][0]["features"].append(
+                {"name": "x", "aggregation": "count", "window": HUGE}
+            ),
+            "features[6].window",
+        ),
+        (
+            lambda d: d["feature_views"][0]["features"].append(
+                {"column": "amount", "aggregations": ["sum"], "windows": ["1h", "3651d"]}
+            ),
+            "features[6].windows[1]",
+        ),
+        (
+            lambda d: d["feature_views"][0]["features"].append(
+                {"name": "x", "aggregation": "count", "window": "1d", "hop": "522w"}
+            ),
+            "features[6].hop",
+        ),
+        (lambda d: d["feature_views"][0].update(ttl=HUGE), "ttl"),
+        (lambda d: d["feature_views"][0].update(allowed_lateness=10**20), "allowed_lateness"),
+        (lambda d: d["feature_views"][0].update(hop="9" * 5000 + "s"), "hop"),
+    ],
+)
+def test_durations_longer_than_ten_years_are_refused(
+    tmp_path: Path, edit: Callable[[dict], object], path: str
+) -> None:
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    edit(data)
+    file = write(tmp_path, data)
+    with pytest.raises(DefinitionError) as caught:
+        load_definitions(tmp_path)
+    (issue,) = caught.value.issues
+    assert (issue.file, issue.path) == (str(file), f"feature_views[0].{path}")
+    assert "longer than the longest duration allowed, 3650d (10 years)" in issue.message
+    assert len(issue.message) < 200
+
+
+def test_max_future_is_bounded_too(tmp_path: Path) -> None:
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    data["sources"][0]["max_future"] = HUGE
+    write(tmp_path, data)
+    with pytest.raises(DefinitionError) as caught:
+        load_definitions(tmp_path)
+    (issue,) = caught.value.issues
+    assert issue.path == "sources[0].max_future"
+    assert "3650d (10 years)" in issue.message
+
+
+def test_the_longest_duration_allowed_loads(tmp_path: Path) -> None:
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    data["feature_views"][0]["ttl"] = "3650d"
+    data["feature_views"][0]["features"].append(
+        {"name": "x", "aggregation": "count", "window": "520w"}
+    )
+    write(tmp_path, data)
+    view = load_definitions(tmp_path).feature_views["customer_txn"]
+    assert view.ttl_s == 3650 * 86400 and view.feature("x").window_s == 520 * 604800
