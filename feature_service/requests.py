@@ -13,18 +13,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from feature_service.aggregation.windows import (
-    EARLIEST_TIME,
-    LATEST_TIME,
-    TIME_RANGE,
-    in_time_range,
-)
 from feature_service.definitions import FeatureView, Registry
-from feature_service.events.parsing import parse_timestamp
+from feature_service.times import InvalidTime, check_in_range, parse_time
 
 
 class RequestError(ValueError):
@@ -75,8 +69,13 @@ def resolve_features(
     for name in names:
         view_name, sep, feature = name.partition(":")
         view = registry.feature_views.get(view_name)
-        if not sep or view is None:
+        if not sep:
             raise RequestError(f"unknown feature {name!r}: use view:feature")
+        if view is None:
+            raise RequestError(
+                f"unknown feature {name!r}: unknown view {view_name!r} "
+                f"(known: {_listed(registry.feature_views)})"
+            )
         features_of = known.get(view_name)
         if features_of is None:
             features_of = known[view_name] = {f.name for f in view.features}
@@ -92,6 +91,13 @@ def resolve_features(
     return refs
 
 
+def _listed(names: Iterable[str], most: int = 20) -> str:
+    """Names for a message, sorted, at most `most` of them."""
+    ordered = sorted(names)
+    shown = ", ".join(ordered[:most])
+    return shown + (f", ... ({len(ordered)} in all)" if len(ordered) > most else "") or "none"
+
+
 def join_keys(refs: Sequence[FeatureRef]) -> list[str]:
     """The entity keys the features need, in order of first use."""
     return list(dict.fromkeys(ref.view.entity.join_key for ref in refs))
@@ -99,7 +105,7 @@ def join_keys(refs: Sequence[FeatureRef]) -> list[str]:
 
 def check_query_time(t: float, what: str) -> float:
     """`t` if it lies in the years events may have (`windows.TIME_RANGE`), else a 422
-    naming `what`.
+    naming `what` (`times.check_in_range`).
 
     Windows over times such as 1e308 would take tile arithmetic far outside ordinary
     epoch seconds, and no event can be there; refusing them here keeps every reader
@@ -110,25 +116,28 @@ def check_query_time(t: float, what: str) -> float:
     ...
     feature_service.requests.RequestError: as_of 1e+308 is outside 1900-01-01..2199-12-31 ...
     """
-    if not in_time_range(t):
-        raise RequestError(
-            f"{what} {t!r} is outside {TIME_RANGE} "
-            f"(epoch seconds {EARLIEST_TIME:.0f} to {LATEST_TIME - 1:.0f})"
-        )
+    try:
+        check_in_range(t, what)
+    except InvalidTime as exc:
+        raise RequestError(str(exc)) from None
     return t
 
 
 def query_time(as_of: float | str | None) -> float:
-    """`as_of` as epoch seconds (years 1900..2199, `check_query_time`); now when absent."""
+    """`as_of` as epoch seconds (years 1900..2199, `check_query_time`); now when absent.
+
+    An ISO-8601 string becomes exactly the float an event at that time has
+    (`times.parse_time`), so an `as_of` at an event's time includes that event.
+    """
     if as_of is None:
         return time.time()
     if isinstance(as_of, (int, float)) and not isinstance(as_of, bool):
-        return check_query_time(float(as_of), "as_of")
+        check_query_time(as_of, "as_of")  # an integer compared as is: no OverflowError
+        return float(as_of)
     try:
-        t = parse_timestamp(as_of)
-    except ValueError as exc:
+        return parse_time(as_of)
+    except InvalidTime as exc:
         raise RequestError(f"as_of: {exc}") from None
-    return check_query_time(t, "as_of")
 
 
 def entity_rows(

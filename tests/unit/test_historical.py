@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 from feature_service.aggregation.reference import Event, brute_force, matches, selected
 from feature_service.aggregation.state import EntityState, OutsideRetentionError
 from feature_service.definitions import FeatureView, Registry, load_definitions
+from feature_service.events.parsing import parse_timestamp
 from feature_service.offline.event_log import EventLog
 from feature_service.offline.historical import get_historical_features
 from feature_service.online.redis_layout import view_layout
 from feature_service.plan import view_plan
-from feature_service.requests import RequestError
+from feature_service.requests import RequestError, query_time
 from feature_service.stream.source_processor import watermarks_before
 
 T0 = 1_790_000_040.0  # a multiple of a minute
@@ -202,6 +203,47 @@ def test_iso_strings_and_datetimes_are_the_same_times(tmp_path: Path) -> None:
     ]
     for frame in frames:
         assert get_historical_features(registry, log, frame, ["v:n"])["n"].tolist() == [1]
+
+
+def test_a_row_at_an_events_own_time_includes_it_as_online_as_of_does(tmp_path: Path) -> None:
+    """ms and µs event times (a quarter of ms times were once a float step early offline):
+    a row at an event's exact time, given as the same string or as a datetime, counts
+    that event, as the online `as_of` of the same string does."""
+    registry = registry_of(
+        tmp_path,
+        ["{name: n, aggregation: count}", "{name: since, aggregation: time_since_last}"],
+    )
+    view = registry.feature_views["v"]
+    texts = [
+        "2026-11-03T06:58:25.765Z",
+        "2026-11-03T06:58:26.001Z",
+        "2026-11-03T06:58:27.123457Z",
+        "2026-11-03T06:58:28.999999Z",
+    ]
+    events = [
+        {"customer_id": "a", "amount": 1.0, "qty": 1, "category": "x", "online": True,
+         "ts": parse_timestamp(text)}  # as the worker reads the event
+        for text in texts
+    ]  # fmt: skip
+    log = write_log(tmp_path, registry, events, partitions=1)
+    states = online_states(view, events, batch=10, partitions=1)
+    frames = [
+        pd.DataFrame({"customer_id": ["a"] * len(texts), "event_timestamp": texts}),
+        pd.DataFrame({"customer_id": ["a"] * len(texts), "event_timestamp": pd.to_datetime(texts)}),
+        pd.DataFrame(
+            {
+                "customer_id": ["a"] * len(texts),
+                "event_timestamp": pd.to_datetime(texts).tz_convert(None).astype("M8[ns]"),
+            }
+        ),
+    ]
+    for frame in frames:
+        out = get_historical_features(registry, log, frame, ["v:n", "v:since"])
+        assert out["n"].tolist() == [1, 2, 3, 4], frame["event_timestamp"].dtype
+        assert out["since"].tolist() == [0.0] * 4
+        online = [states["a"].evaluate(query_time(text)) for text in texts]
+        assert out["n"].tolist() == [o["n"] for o in online]
+        assert out["since"].tolist() == [o["since"] for o in online]
 
 
 def test_bad_requests_name_the_problem(tmp_path: Path) -> None:
