@@ -12,7 +12,8 @@ Choices:
   committed (`fs:o:{<source>}:<p>`), read before the online reads; if an offset moved
   while reading (the stream is live), the whole sample is read again (up to
   `attempts` times) and the report says whether it ever got a still snapshot.
-- Points: a random committed event of the view gives the entity; ``t`` is that event's
+- Points: a random committed event the view takes (its join key neither null nor
+  empty, `plan.ViewPlan.takes`) gives the entity; ``t`` is that event's
   time, or a random time up to one longest window (at least an hour) after it, capped
   at the source's watermark. Online state only answers within its retention (one
   longest window behind the watermark, `tiles.OutsideRetentionError`): such points are
@@ -43,6 +44,7 @@ from feature_service.offline.event_log import EventLog
 from feature_service.offline.historical import view_features
 from feature_service.online.reader import NOT_FOUND, read_views
 from feature_service.online.redis_layout import offset_key
+from feature_service.plan import view_plan
 
 REL_TOL = 1e-9
 
@@ -131,7 +133,7 @@ def pick_points(
     part = table["_partition"].to_numpy().astype(np.int64)
     off = table["_offset"].to_numpy()
     limit = np.array([offsets.get(p, 0) for p in range(int(part.max()) + 1)], dtype=np.int64)
-    committed = np.flatnonzero(off < limit[part])
+    committed = np.flatnonzero((off < limit[part]) & view_plan(view).takes(table))
     if committed.size == 0:
         return []
     chosen = rng.choice(committed, size=n, replace=committed.size < n)

@@ -13,6 +13,13 @@ check, so none of them can drift from the others.
   recompute from `_offset` and `_partition`.
 - `where`: the per-feature filter results of a batch as one ``(events, features)``
   boolean matrix, each distinct filter evaluated once.
+- Keys: a view takes an event when the event carries the view's join key, neither
+  null (None, NaN) nor the empty string (`key_present`, `ViewPlan.takes`). An event
+  without one view's key still counts in the other views of its source; each view
+  counts the events it skipped (`skipped:<view>` in `fs:stats`). Only an event no view
+  of its source can take is refused, to the dead-letter topic (`SourcePlan.parse`:
+  the worker and `/push` parse through it, so they refuse the same events). Backfill,
+  training sets and the parity check leave the same events out of the same views.
 - The state layout (`aggregation.state.StateLayout`: what an entity's online state
   keeps of each event) and the columns the view reads.
 
@@ -26,16 +33,20 @@ array([ True, False])
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from feature_service.aggregation.state import StateLayout
-from feature_service.definitions import FeatureView
+from feature_service.definitions import FeatureView, Registry, Source
+from feature_service.events.parsing import ParsedBatch, Rejection, parse_records
 
 SEQ_PARTITION_SLOTS = 4096
 """Partitions a topic may have for `event_seq` to order its events uniquely."""
@@ -51,6 +62,33 @@ def event_seq(
     """
     seq: npt.NDArray[np.int64] = np.asarray(offsets, dtype=np.int64) * SEQ_PARTITION_SLOTS
     return seq + partitions
+
+
+def key_present(column: npt.NDArray[Any] | pa.ChunkedArray | pa.Array) -> npt.NDArray[np.bool_]:
+    """Which values of a join-key column name an entity: not null (None, NaN), not "".
+
+    The one rule of "has this event a key for the view", for parsed batches (numpy) and
+    the offline log (Arrow) alike.
+
+    >>> key_present(np.array(["c1", None, "", float("nan")], dtype=object)).tolist()
+    [True, False, False, False]
+    """
+    if isinstance(column, (pa.ChunkedArray, pa.Array)):
+        present = pc.is_valid(column)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            present = pc.and_(present, pc.not_equal(column, "").fill_null(False))
+        elif pa.types.is_floating(column.type):
+            present = pc.and_(present, pc.invert(pc.is_nan(column)).fill_null(False))
+        return np.asarray(present.to_numpy(zero_copy_only=False), dtype=np.bool_)
+    values = np.asarray(column)
+    if values.dtype.kind == "O":
+        out: npt.NDArray[np.bool_] = ~pd.isna(values) & (values != "")
+        return np.asarray(out, dtype=np.bool_)
+    if values.dtype.kind == "f":
+        return np.asarray(~np.isnan(values), dtype=np.bool_)
+    if values.dtype.kind in "US":
+        return np.asarray(values != "", dtype=np.bool_)
+    return np.ones(values.shape, dtype=np.bool_)
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,6 +113,11 @@ class ViewPlan:
         object.__setattr__(self, "layout", layout)
         object.__setattr__(self, "where_columns", tuple(where_columns))
         object.__setattr__(self, "needed_columns", tuple(sorted(needed)))
+
+    def takes(self, columns: Mapping[str, Any]) -> npt.NDArray[np.bool_]:
+        """Which events (given as `columns`, at least the join key) the view takes:
+        those whose join key is present (`key_present`)."""
+        return key_present(columns[self.view.entity.join_key])
 
     def late(
         self, ts: npt.NDArray[np.float64], watermark_before: npt.NDArray[np.float64]
@@ -113,3 +156,75 @@ class ViewPlan:
 def view_plan(view: FeatureView) -> ViewPlan:
     """The plan of `view`, built once."""
     return ViewPlan(view)
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    """The views of one source, and which of them take each event.
+
+    >>> plan = source_plan(registry, "transactions")  # doctest: +SKIP
+    >>> event = b'{"customer_id": "c1", "merchant_id": null, ...}'
+    >>> batch = plan.parse([(0, event)])  # doctest: +SKIP
+    >>> plan.takers(batch.columns).tolist()  # doctest: +SKIP
+    [[True, False]]
+    """
+
+    source: Source
+    views: tuple[FeatureView, ...]
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        """The distinct join keys of the views, in view order."""
+        return tuple(dict.fromkeys(v.entity.join_key for v in self.views))
+
+    def takers(self, columns: Mapping[str, Any]) -> npt.NDArray[np.bool_]:
+        """The ``(events, views)`` matrix: whether each view takes each event."""
+        present = {c: key_present(columns[c]) for c in self.key_columns}
+        n = len(next(iter(present.values()))) if present else 0
+        out = np.ones((n, len(self.views)), dtype=np.bool_)
+        for i, view in enumerate(self.views):
+            out[:, i] = present[view.entity.join_key]
+        return out
+
+    def parse(
+        self,
+        records: Sequence[tuple[int, bytes | None]],
+        written_at: Sequence[float | None] | None = None,
+    ) -> ParsedBatch:
+        """`events.parsing.parse_records`, and events no view can take refused too,
+        with a reason naming their keys. A source without views refuses none of them
+        (nothing reads it yet)."""
+        batch = parse_records(self.source, records, written_at)
+        if not self.views or not len(batch):
+            return batch
+        present = {c: key_present(batch.columns[c]) for c in self.key_columns}
+        taken = np.zeros(len(batch), dtype=np.bool_)
+        for column in present.values():
+            taken |= column
+        if taken.all():
+            return batch
+        values = dict(records)
+        refused = [
+            Rejection(offset, self._why(batch, i), values.get(offset))
+            for i, offset in zip(
+                np.flatnonzero(~taken).tolist(), batch.offsets[~taken].tolist(), strict=True
+            )
+        ]
+        return ParsedBatch(
+            offsets=batch.offsets[taken],
+            ts=batch.ts[taken],
+            columns={name: column[taken] for name, column in batch.columns.items()},
+            rejected=sorted([*batch.rejected, *refused], key=lambda r: r.offset),
+        )
+
+    def _why(self, batch: ParsedBatch, i: int) -> str:
+        missing = [
+            f"key field {c!r} is {'empty' if batch.columns[c][i] == '' else 'null'}"
+            for c in self.key_columns
+        ]
+        return "no feature view can take the event: " + ", ".join(missing)
+
+
+def source_plan(registry: Registry, source: str) -> SourcePlan:
+    """The plan of `registry`'s source named `source` (cheap: built on demand)."""
+    return SourcePlan(registry.sources[source], tuple(registry.views_of_source(source)))

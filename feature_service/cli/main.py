@@ -355,24 +355,23 @@ def status(
     watch: Annotated[
         float | None, typer.Option(help="Refresh every this many seconds until Ctrl-C.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print what GET /status answers, as JSON.")
+    ] = False,
 ) -> None:
-    """Show the pipeline per feature view: freshness, events/s, events, DLQ, late, lag, workers.
+    """Show the pipeline per feature view: newest event, last commit, events/s, events,
+    skipped (no join key for the view), DLQ, late, lag, workers.
 
     The same numbers as the UI and `GET /status`, read from Redis and the broker.
 
     Example: feature-service status --watch 2
     """
-    from feature_service.cli.status import read_status, show_status
+    from feature_service.cli.status import read_status, show_status, status_json
 
     settings = load_settings()
     registry = load_definitions(definitions or settings.definitions)
-    if as_json:
-        import dataclasses
-        import json
-
-        current = asyncio.run(read_status(settings, registry))
-        print(json.dumps(dataclasses.asdict(current), indent=2))
+    if as_json:  # the body of GET /status
+        print(status_json(asyncio.run(read_status(settings, registry))))
         return
     show_status(settings, registry, watch)
 
@@ -405,6 +404,7 @@ from feature_service.cli.backfill import backfill  # noqa: E402
 from feature_service.cli.export import export_feast  # noqa: E402
 from feature_service.cli.feature_log import feature_log_command  # noqa: E402
 from feature_service.cli.generate import generate_command  # noqa: E402
+from feature_service.cli.offline import offline_app, offline_check, offline_quarantine  # noqa: E402
 from feature_service.cli.parity import parity  # noqa: E402
 from feature_service.cli.training_set import training_set  # noqa: E402
 
@@ -417,6 +417,9 @@ app.command(name="feature-log")(user_errors(feature_log_command))
 export_app = typer.Typer(help="Write the definitions for another tool.", no_args_is_help=True)
 export_app.command(name="feast")(user_errors(export_feast))
 app.add_typer(export_app, name="export")
+offline_app.command(name="check")(user_errors(offline_check))
+offline_app.command(name="quarantine")(user_errors(offline_quarantine))
+app.add_typer(offline_app, name="offline")
 
 
 if __name__ == "__main__":

@@ -1,21 +1,28 @@
 """`feature-service status`: the pipeline's numbers as a rich table (the UI's, in a terminal).
 
 Reads the same `observability.pipeline.PipelineStatus` the API's `/status` serves,
-straight from Redis and the broker (like the SDK, it does not need the API).
+straight from Redis and the broker (like the SDK, it does not need the API);
+`--json` prints exactly the body `/status` answers (`status_json`).
+
+Freshness is shown as the newest event's time and its age ("2026-11-07 23:59 UTC
+(29 d 0 h ago)"), beside how long ago the worker last committed: a replayed sample of
+old events is days old while the pipeline is live. Piped or redirected (not a
+terminal), the table is printed as wide as it needs, so no header or number is cut.
 
 >>> from rich.console import Console
->>> Console().print(status_table(status))  # doctest: +SKIP
+>>> print_status(status, Console())  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 from rich import box
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -48,8 +55,21 @@ def format_age(seconds: float | None) -> str:
     return f"{int(s // 86400)} d {int(s % 86400 // 3600)} h"
 
 
+def format_newest_event(ts: float | None, now: float) -> str:
+    """The newest event's time (UTC, to the minute) and its age; `-` when none.
+
+    >>> format_newest_event(1794095999.0, 1796601600.0)
+    '2026-11-07 23:59 UTC (29 d 0 h ago)'
+    """
+    if ts is None:
+        return "-"
+    when = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{when} ({format_age(now - ts)} ago)"
+
+
 def status_table(status: PipelineStatus) -> Group:
-    """One row per feature view: freshness, events/s, events, DLQ, late, lag, workers."""
+    """One row per feature view: newest event, last commit, events/s, events, skipped
+    (no join key for the view), DLQ, late, lag, workers."""
     table = Table(
         title="feature-service pipeline",
         title_justify="left",
@@ -60,17 +80,25 @@ def status_table(status: PipelineStatus) -> Group:
     )
     table.add_column("view", no_wrap=True)
     table.add_column("topic", no_wrap=True)
-    for name in ("freshness", "ev/s", "events", "DLQ", "late", "lag", "workers"):
+    names = ("newest event", "last commit", "events/s", "events", "skipped", "DLQ", "late")
+    for name in (*names, "lag", "workers"):
         table.add_column(name, justify="right", no_wrap=True)
     for s in status.sources:
+        committed = None if s.last_commit_ts is None else status.at - s.last_commit_ts
         for view in s.views:
             stale = s.freshness_s is not None and s.freshness_s > 3600
+            skipped = s.skipped.get(view, 0)
             table.add_row(
                 Text(view, style="bold"),
                 s.topic,
-                Text(format_age(s.freshness_s), style="yellow" if stale else ""),
+                Text(
+                    format_newest_event(s.newest_event_ts, status.at),
+                    style="yellow" if stale else "",
+                ),
+                "-" if committed is None else f"{format_age(committed)} ago",
                 "-" if s.events_per_s is None else f"{s.events_per_s:.1f}",
                 str(s.events),
+                Text(str(skipped), style="yellow" if skipped else ""),
                 Text(str(s.dlq), style="yellow" if s.dlq else ""),
                 str(s.late.get(view, 0)),
                 Text("?" if s.lag is None else str(s.lag), style="yellow" if s.lag else ""),
@@ -83,6 +111,24 @@ def status_table(status: PipelineStatus) -> Group:
     if status.broker_error:
         notes.append(f"lag unknown: {status.broker_error}")
     return Group(table, Text("\n".join(notes), style="dim"))
+
+
+def print_status(status: PipelineStatus, console: Console) -> None:
+    """Print the table on `console`; not a terminal (piped, redirected): as wide as the
+    table needs, so headers and numbers are never cut to fit 80 columns."""
+    table = status_table(status)
+    if console.is_terminal:
+        console.print(table)
+        return
+    needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+    # print() caps `width` at the console's own (80 when not a terminal): a wider one
+    wide = Console(file=console.file, width=max(console.width, needed), force_terminal=False)
+    wide.print(table)
+
+
+def status_json(status: PipelineStatus) -> str:
+    """The body `GET /status` answers, as indented JSON."""
+    return json.dumps(status.as_dict(), indent=2)
 
 
 async def read_status(settings: Settings, registry: Registry) -> PipelineStatus:
@@ -105,7 +151,7 @@ def show_status(settings: Settings, registry: Registry, watch: float | None) -> 
 
     status = asyncio.run(read_status(settings, registry))
     if not watch:
-        console.print(status_table(status))
+        print_status(status, console)
         return status
     with Live(status_table(status), console=console, auto_refresh=False) as live:
         try:

@@ -1,8 +1,9 @@
 """Turn raw Kafka records into typed columns, and say exactly why a record is refused.
 
-Every field of the source schema must be present. The join keys (the topic key and the
-entity column of every view of the source) must be neither null nor empty, and the
-timestamp must not be null; other fields may be null. Types are strict: a `float` field
+Every field of the source schema must be present; the timestamp must not be null;
+other fields may be null, join keys too: which views take an event whose key for one
+of them is null or empty is the plan's rule (`feature_service.plan.SourcePlan.parse`,
+which refuses only an event no view of its source can take). Types are strict: a `float` field
 takes JSON numbers, an `int` field integers within int64, `string` strings, `bool`
 true/false, and a `timestamp` epoch seconds or an ISO-8601 string (naive times are UTC)
 in years 1900..2199 (`aggregation.windows.TIME_RANGE`). Extra fields are ignored.
@@ -244,24 +245,16 @@ _FAST_TYPES: dict[str, Any] = {
 }
 
 
-def _key_fields(source: Source) -> set[str]:
-    """The fields an event of `source` cannot do without: its join keys and topic key."""
-    return set(source.join_keys) | ({source.key} if source.key is not None else set())
-
-
 def _fast_decoder(source: Source) -> tuple[Any, tuple[str, ...]]:
     """A msgspec decoder of `source`'s events into a struct of its schema's fields
-    (all required; null allowed except in keys and the timestamp; keys non-empty)."""
-    keys = _key_fields(source)
-    cache_key = (tuple(source.schema.items()), source.timestamp_field, tuple(sorted(keys)))
+    (all required; null allowed except in the timestamp)."""
+    cache_key = (tuple(source.schema.items()), source.timestamp_field)
     found = _DECODERS.get(cache_key)
     if found is None:
         fields = []
         for name, kind in source.schema.items():
             typ = _FAST_TYPES[kind]
-            if name in keys:
-                typ = Annotated[str, msgspec.Meta(min_length=1)] if kind == "string" else typ
-            elif name != source.timestamp_field:
+            if name != source.timestamp_field:
                 typ = typ | None
             fields.append((name, typ))
         if source.timestamp_field not in source.schema:
@@ -277,8 +270,6 @@ def _parse_one(source: Source, value: bytes | None, reference: float) -> tuple[f
     `_Invalid` naming the first problem. `reference` is the record's time on the topic."""
     schema = list(source.schema.items())
     ts_field = source.timestamp_field
-    keys = _key_fields(source)
-    required = keys | {ts_field}
     if value is None:
         raise _Invalid("empty message (no value)")
     try:
@@ -299,14 +290,11 @@ def _parse_one(source: Source, value: bytes | None, reference: float) -> tuple[f
             raise _Invalid(f"missing field {name!r}")
         cell = document[name]
         if cell is None:
-            if name in required:
+            if name == ts_field:
                 raise _Invalid(f"field {name!r} is null")
             row.append(None)
         else:
             row.append(_check(name, kind, cell))
-    for name, cell in zip(source.schema, row, strict=True):
-        if name in keys and cell == "":
-            raise _Invalid(f"key field {name!r} is empty")
     max_future = source.max_future_s
     if max_future is not None and ts > reference + max_future:
         raise _Invalid(

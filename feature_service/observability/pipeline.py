@@ -3,10 +3,14 @@
 One `PipelineStatus` feeds `/status` (the UI), `/metrics`, `/health` and
 `feature-service status`, so they always agree. Per source:
 
-- `events`, `dlq`, `late` (per view), `flushes`, `last_flush_ms`: the worker's counters
-  in `fs:stats:{<source>}`, written in the same script as the offsets they count.
+- `events`, `dlq`, `late` and `skipped` (per view), `flushes`, `last_flush_ms`: the
+  worker's counters in `fs:stats:{<source>}`, written in the same script as the offsets
+  they count. `skipped:<view>`: accepted events the view left out because their join
+  key for it is null or empty (`plan.ViewPlan.takes`); they count in the other views.
 - `newest_event_ts` and `freshness_s`: the newest event time of any partition, and how
-  old it is now (wall clock minus event time).
+  old it is now (wall clock minus event time). For a replayed sample of old events
+  freshness is the sample's age (days), not a fault: `last_commit_ts` (the worker's
+  wall clock at its newest commit) says whether the pipeline itself is moving.
 - `lag`: per partition, the broker's log end offset minus the next offset the online
   state reflects (`fs:o:{<source>}:<p>`); summed over partitions. The end offset is the
   larger of ListOffsets(latest) and the high watermark of a fetch of the last batch:
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
@@ -71,8 +75,10 @@ class SourceStatus:
     events: int = 0
     dlq: int = 0
     late: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)  # per view: no join key for it
     flushes: int = 0
     last_flush_ms: float | None = None
+    last_commit_ts: float | None = None  # the worker's wall clock at its newest commit
     newest_event_ts: float | None = None
     freshness_s: float | None = None
     lag: int | None = None
@@ -90,6 +96,10 @@ class PipelineStatus:
 
     def source(self, name: str) -> SourceStatus:
         return next(s for s in self.sources if s.source == name)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data, the body of `GET /status` and of `feature-service status --json`."""
+        return asdict(self)
 
 
 class BrokerOffsets:
@@ -265,8 +275,10 @@ def _source_status(
         events=int(stats.get("events", 0)),
         dlq=int(stats.get("dlq", 0)),
         late={v: int(stats.get(f"late:{v}", 0)) for v in views},
+        skipped={v: int(stats.get(f"skipped:{v}", 0)) for v in views},
         flushes=int(stats.get("flushes", 0)),
         last_flush_ms=_number(stats.get("last_flush_ms")),
+        last_commit_ts=_number(stats.get("last_commit_ts")),
     )
     committed = {p: int(orjson.loads(raw)[0]) for p, raw in enumerate(offsets) if raw is not None}
     newest = {

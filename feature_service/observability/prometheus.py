@@ -7,7 +7,9 @@ API (this process): `fs_api_requests_total{endpoint,method,status}`,
 
 Pipeline (read from Redis and the broker at scrape time, the same for every API
 replica): `fs_events_total`, `fs_dlq_events_total`, `fs_late_events_total{view}`,
-`fs_flushes_total`, `fs_last_flush_duration_seconds`, `fs_newest_event_timestamp_seconds`,
+`fs_skipped_events_total{view}` (events a view left out: their join key for it is null
+or empty), `fs_flushes_total`, `fs_last_flush_duration_seconds`,
+`fs_last_commit_timestamp_seconds`, `fs_newest_event_timestamp_seconds`,
 `fs_freshness_seconds`, `fs_events_per_second`, `fs_live_workers` (per source), and per
 partition `fs_committed_offset`, `fs_end_offset`, `fs_consumer_lag`; plus `fs_redis_up`
 and `fs_broker_up`.
@@ -62,7 +64,15 @@ class PipelineCollector(Collector):
         late = CounterMetricFamily(
             "fs_late_events", "Events too late for a view's online state", labels=["source", "view"]
         )
+        skipped = CounterMetricFamily(
+            "fs_skipped_events",
+            "Events a view left out because their join key for it is null or empty",
+            labels=["source", "view"],
+        )
         flushes = CounterMetricFamily("fs_flushes", "Worker commits", labels=src)
+        committed_at = GaugeMetricFamily(
+            "fs_last_commit_timestamp_seconds", "Wall clock of the newest commit", labels=src
+        )
         flush_s = GaugeMetricFamily(
             "fs_last_flush_duration_seconds", "Duration of the newest commit", labels=src
         )
@@ -100,6 +110,10 @@ class PipelineCollector(Collector):
             )
             for view, n in s.late.items():
                 late.add_metric([s.source, view], n)
+            for view, n in s.skipped.items():
+                skipped.add_metric([s.source, view], n)
+            if s.last_commit_ts is not None:
+                committed_at.add_metric([s.source], s.last_commit_ts)
             if s.last_flush_ms is not None:
                 flush_s.add_metric([s.source], s.last_flush_ms / 1000)
             if s.newest_event_ts is not None and s.freshness_s is not None:
@@ -115,5 +129,6 @@ class PipelineCollector(Collector):
                     end.add_metric(labels, p.end_offset)
                 if p.lag is not None:
                     lag.add_metric(labels, p.lag)
-        yield from (events, dlq, late, flushes, flush_s, newest, fresh, rate, workers, failing)
+        yield from (events, dlq, late, skipped, flushes, flush_s, committed_at, newest, fresh)
+        yield from (rate, workers, failing)
         yield from (committed, end, lag)

@@ -54,6 +54,11 @@ DLQ = Counter(
 LATE = Counter(
     "fs_worker_late_events", "Events too late for a view's online state", ["source", "view"]
 )
+SKIPPED = Counter(
+    "fs_worker_skipped_events",
+    "Events a view left out because their join key for it is null or empty",
+    ["source", "view"],
+)
 FLUSH_SECONDS = Histogram(
     "fs_worker_flush_duration_seconds",
     "Time to make pending events durable (offline files, then Redis)",
@@ -115,15 +120,25 @@ class WorkerMonitor:
         }
 
     def flushed(
-        self, source: str, accepted: int, rejected: int, late: dict[str, int], seconds: float
+        self,
+        source: str,
+        accepted: int,
+        rejected: int,
+        late: dict[str, int],
+        seconds: float,
+        skipped: dict[str, int] | None = None,
     ) -> None:
-        """Count what one flush of `source` made durable."""
+        """Count what one flush of `source` made durable (`skipped`: per view, the
+        accepted events without its join key)."""
         self.totals[source] = self.totals.get(source, 0) + accepted + rejected
         EVENTS.labels(source).inc(accepted)
         DLQ.labels(source).inc(rejected)
         for view, n in late.items():
             if n:
                 LATE.labels(source, view).inc(n)
+        for view, n in (skipped or {}).items():
+            if n:
+                SKIPPED.labels(source, view).inc(n)
         FLUSH_SECONDS.labels(source).observe(seconds)
 
     def redis_error(self) -> None:

@@ -212,7 +212,7 @@ def _load_events(
     watermark = np.asarray(table["_watermark"].to_numpy(), dtype=np.float64)
     partition = np.asarray(table["_partition"].to_numpy(), dtype=np.int64)
     offset = np.asarray(table["_offset"].to_numpy(), dtype=np.int64)
-    keep = ~view_plan(view).late(ts, watermark)
+    keep = view_plan(view).takes(table) & ~view_plan(view).late(ts, watermark)
     if max_offsets is not None:
         limit = np.full(int(partition.max(initial=-1)) + 1, -1, dtype=np.int64)
         for p, o in max_offsets.items():

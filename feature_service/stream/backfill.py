@@ -11,8 +11,9 @@ The boundary (no gap, no double count). Per partition ``p`` of the view's topic:
   <offset>`` for each of its views, in the same script as the offsets: ``offset`` is
   the first offset that commit covers. The first commit that folded the view into
   state therefore leaves the offset from which the stream owns the view, ``start[p]``.
-- Backfill folds the log's events of ``p`` with ``_offset < start[p]`` (late ones left
-  out, as always); the stream folded every event at or above it. Each event is in
+- Backfill folds the log's events of ``p`` with ``_offset < start[p]`` (late ones, and
+  those without the view's join key, left out, as the stream does: `plan.ViewPlan`);
+  the stream folded every event at or above it. Each event is in
   exactly one of the two.
 - A partition without ``start[p]`` (no commit since the view was deployed, e.g. an
   idle partition) gets one from backfill: under WATCH of the partition's offset key,
@@ -82,6 +83,7 @@ class BackfillReport:
     starts: dict[int, int] = field(default_factory=dict)  # partition -> stream start offset
     events: int = 0  # folded from the log
     late: int = 0
+    skipped: int = 0  # without the view's join key (null or empty)
     entities: int = 0  # written
     skipped_entities: int = 0  # already backfilled
     retries: int = 0
@@ -130,9 +132,10 @@ async def partition_watermarks(redis: Redis, view: FeatureView) -> dict[int, flo
 
 def log_events(
     view: FeatureView, log: EventLog, starts: dict[int, int]
-) -> tuple[dict[str, Any], int]:
-    """The view's events below the stream's start offsets, late ones left out (columns:
-    ts, seq, partition, entity, the layout's columns, passes); and how many were late."""
+) -> tuple[dict[str, Any], int, int]:
+    """The view's events below the stream's start offsets, late ones and those without
+    the view's join key left out (columns: ts, seq, partition, entity, the layout's
+    columns, passes); how many were late, and how many had no key for the view."""
     plan = view_plan(view)
     needed = plan.needed_columns
     meta = ["event_ts", "_partition", "_offset", "_watermark"]
@@ -146,9 +149,11 @@ def log_events(
         if p < limit.size:
             limit[p] = o
     before = off < limit[part]
-    late = plan.late(ts, wm)
-    keep = np.flatnonzero(before & ~late)
+    taken = plan.takes(table)
+    late = plan.late(ts, wm) & taken
+    keep = np.flatnonzero(before & taken & ~late)
     n_late = int((before & late).sum())
+    n_skipped = int((before & ~taken).sum())
     taken = pa.array(keep)
     columns = {c: column_from_arrow(table[c].take(taken), view.source.schema[c]) for c in needed}
     events = {
@@ -159,7 +164,7 @@ def log_events(
         "columns": {c: columns[c] for c in plan.layout.columns},
         "passes": plan.passes(columns, keep.size),
     }
-    return events, n_late
+    return events, n_late, n_skipped
 
 
 async def backfill_view(
@@ -178,7 +183,9 @@ async def backfill_view(
     report = BackfillReport(view.name)
     report.starts = await stream_starts(redis, view)
     watermarks = await partition_watermarks(redis, view)
-    events, report.late = await asyncio.to_thread(log_events, view, log, report.starts)
+    events, report.late, report.skipped = await asyncio.to_thread(
+        log_events, view, log, report.starts
+    )
     report.events = int(events["ts"].size)
     entities = np.unique(events["entity"]).tolist() if report.events else []
     order = np.argsort(events["entity"], kind="stable")

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from feature_service.definitions import Registry, Source
-from feature_service.events.parsing import parse_records
+from feature_service.plan import source_plan
 from feature_service.requests import RequestError, StoreUnavailable
 
 MAX_EVENT_BYTES = 1_000_000
@@ -66,7 +66,7 @@ def push_messages(
                 f" (field {largest!r} is {sizes[largest]} bytes)",
                 status=413,
             )
-    parsed = parse_records(source, list(enumerate(values)))
+    parsed = source_plan(registry, source_name).parse(list(enumerate(values)))
     if parsed.rejected:
         first = parsed.rejected[0]
         more = len(parsed.rejected) - 1
@@ -74,10 +74,16 @@ def push_messages(
         raise RequestError(f"row {first.offset}: {first.reason}{extra}")
     key_field = source.key
     messages = [
-        (None if key_field is None else str(df[key_field][i]).encode(), value)
+        (_message_key(df[key_field][i]) if key_field is not None else None, value)
         for i, value in enumerate(values)
     ]
     return source, messages
+
+
+def _message_key(value: Any) -> bytes | None:
+    """The topic key of a row: its key column as text; none for a null or empty key
+    (the event still counts in the views whose keys it has)."""
+    return None if value is None or value == "" else str(value).encode()
 
 
 def _refuse_non_finite(df: Mapping[str, Sequence[Any]]) -> None:

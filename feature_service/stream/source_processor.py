@@ -6,9 +6,13 @@
    when its offset key (`fs:o:{<source>}:<p>` in Redis) changed behind our back
    (another worker owned it meanwhile), drop cached state and re-read from the
    committed offset if Kafka's position is past it.
-2. Parse against the schema; refused records go to `<topic>.dlq` with the reason.
+2. Parse against the schema (`plan.SourcePlan.parse`); refused records, and events no
+   view of the source can take (every view's join key null or empty), go to
+   `<topic>.dlq` with the reason.
 3. Watermarks: each event gets the partition's watermark just before it (the newest
-   event time at lower offsets). For each view, an event is late by the view's plan
+   event time at lower offsets). For each view, an event without the view's join key
+   is skipped (`ViewPlan.takes`: counted per view as `skipped:<view>`, kept in the
+   offline log for the other views), and an event is late by the view's plan
    (`feature_service.plan`: `event_ts < watermark_before - allowed_lateness`): counted,
    kept in the offline log, left out of online state. Training sets apply the same
    plan to the same numbers.
@@ -91,7 +95,7 @@ from redis.exceptions import NoScriptError
 
 from feature_service.aggregation.state import Events, States, decode, version_of, write
 from feature_service.definitions import FeatureView, Registry, Source
-from feature_service.events.parsing import ParsedBatch, parse_records
+from feature_service.events.parsing import ParsedBatch
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_layout import (
     APPLY_ENTITIES,
@@ -107,7 +111,7 @@ from feature_service.online.redis_layout import (
     stats_key,
     view_start_key,
 )
-from feature_service.plan import event_seq, view_plan
+from feature_service.plan import event_seq, source_plan, view_plan
 from feature_service.stream.faust_batches import Rewind
 
 log = logging.getLogger(__name__)
@@ -175,6 +179,7 @@ class FlushResult:
     accepted: int = 0
     rejected: int = 0
     late: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)  # per view: its join key absent
     durable: dict[int, int] = field(default_factory=dict)
     retried: int = 0  # entity writes that lost a race and were redone
 
@@ -194,7 +199,8 @@ class SourceProcessor:
         cache_entities: int = 20_000,
     ) -> None:
         self.source = source
-        self.views = registry.views_of_source(source.name)
+        self.plan = source_plan(registry, source.name)
+        self.views = list(self.plan.views)
         self.redis = redis
         self.event_log = event_log
         self.producer = producer
@@ -239,7 +245,7 @@ class SourceProcessor:
         if not kept:
             return
         fresh = [(r.offset, r.value) for r in kept]
-        batch = parse_records(self.source, fresh, [_record_time(r) for r in kept])
+        batch = self.plan.parse(fresh, [_record_time(r) for r in kept])
         await self._dead_letter(partition, batch)
         wm_before = watermarks_before(batch.ts, state.position_watermark)
         if len(batch):
@@ -506,12 +512,14 @@ class SourceProcessor:
         parts: dict[int, _Partition],
         entities: list[str],
         states: States,
-    ) -> tuple[Events, npt.NDArray[np.float64], npt.NDArray[np.float64], list[dict[str, int]], int]:
+    ) -> tuple[
+        Events, npt.NDArray[np.float64], npt.NDArray[np.float64], list[dict[str, int]], int, int
+    ]:
         """The pending events of `view` to add to the states of `entities` (one numpy
         pass), the watermark each entity compacts at (the newest of the partitions its
-        events came from), its newest event time, the offset marks to set, and how many
-        events were late. Events a stored state already holds (offset below its mark
-        for the partition) are left out."""
+        events came from), its newest event time, the offset marks to set, how many
+        events were late and how many the view skipped (no join key). Events a stored
+        state already holds (offset below its mark for the partition) are left out."""
         plan = view_plan(view)
         index = pd.Index(entities)
         m = len(entities)
@@ -519,12 +527,13 @@ class SourceProcessor:
         last = np.full(m, -np.inf)
         marks: list[dict[str, int]] = [{} for _ in range(m)]
         pieces: list[Events] = []
-        late_total = 0
+        late_total = skipped_total = 0
         for p, (batch, wm_before) in batches.items():
-            accepted = ~plan.late(batch.ts, wm_before)
-            late_total += int(len(batch) - accepted.sum())
-            keys = _keys(batch.columns[view.entity.join_key])
-            code = np.asarray(index.get_indexer(keys), dtype=np.int64)
+            taken = plan.takes(batch.columns)
+            skipped_total += int(len(batch) - taken.sum())
+            accepted = ~plan.late(batch.ts, wm_before) & taken
+            late_total += int(taken.sum() - accepted.sum())
+            code = _codes(index, batch.columns[view.entity.join_key], taken)
             accepted &= code >= 0  # (a retry of some entities: only theirs)
             applied = _already_applied(view, p, batch, code, states)
             if applied is not None:
@@ -552,7 +561,7 @@ class SourceProcessor:
             )
         last[~np.isfinite(last)] = np.nan
         new = Events.concat(plan.layout, pieces)
-        return new, watermark, last, marks, late_total
+        return new, watermark, last, marks, late_total, skipped_total
 
     async def _load(self, view: FeatureView, entities: list[str]) -> list[bytes | None]:
         cache = self.cache[view.name]
@@ -611,11 +620,12 @@ class SourceProcessor:
         for attempt in range(ENTITY_RETRIES):
             stored = await self._load(view, entities)
             states = decode(layout, stored, coded=True)
-            new, watermark, last, marks, late = self._fold_view(
+            new, watermark, last, marks, late, skipped = self._fold_view(
                 view, batches, parts, entities, states
             )
             if attempt == 0:
                 result.late[view.name] = late
+                result.skipped[view.name] = skipped
             values = write(layout, states, new, watermark, last, marks)
             writes = [
                 StateWrite(entity_key(view.name, e), version_of(old), value)
@@ -668,10 +678,14 @@ class SourceProcessor:
             "i", "dlq", result.rejected,
             "i", "flushes", 1,
             "s", "last_flush_ms", f"{flush_ms:.3f}",
+            "s", "last_commit_ts", repr(time.time()),
         ]  # fmt: skip
         for view_name, count in result.late.items():
             if count:
                 stats += ["i", f"late:{view_name}", count]
+        for view_name, count in result.skipped.items():
+            if count:
+                stats += ["i", f"skipped:{view_name}", count]
         if result.retried:
             stats += ["i", "entity_retries", result.retried]
         if self.store_resets:
@@ -727,11 +741,24 @@ def _keys(column: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return np.asarray([str(v) for v in column], dtype=object)
 
 
+def _codes(index: pd.Index, column: npt.NDArray[Any], taken: npt.NDArray[np.bool_]) -> Any:
+    """Each event's position in `index` by its key (-1: not there, or not `taken`)."""
+    if taken.all():
+        return np.asarray(index.get_indexer(_keys(column)), dtype=np.int64)
+    code = np.full(len(column), -1, dtype=np.int64)
+    code[taken] = index.get_indexer(_keys(column[taken]))
+    return code
+
+
 def _entities(
     view: FeatureView, batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]]
 ) -> list[str]:
-    """The distinct entities of `view` in the pending batches."""
-    columns = [batch.columns[view.entity.join_key] for batch, _ in batches.values()]
+    """The distinct entities of `view` in the pending batches (events it takes only)."""
+    plan = view_plan(view)
+    columns = [
+        batch.columns[view.entity.join_key][plan.takes(batch.columns)]
+        for batch, _ in batches.values()
+    ]
     return [str(e) for e in pd.unique(np.concatenate(columns))] if columns else []
 
 

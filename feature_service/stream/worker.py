@@ -177,6 +177,7 @@ class WorkerRuntime:
                 result.rejected,
                 result.late,
                 time.perf_counter() - started,
+                skipped=result.skipped,
             )
             for partition, offset in result.durable.items():
                 durable[TP(topic, partition)] = offset

@@ -98,8 +98,8 @@ def poison_events(after: dict) -> list[dict]:
     """One event of each kind the parser used to accept and the worker then choked on."""
     base = {**after, "customer_id": "poison"}
     return [
-        {**base, "category": None},  # null join key of the category view
-        {**base, "category": ""},  # empty join key
+        {**base, "customer_id": None, "category": None},  # no view can take it
+        {**base, "customer_id": "", "category": ""},  # empty join keys
         {**base, "ts": "3000-01-01T00:00:00Z"},  # beyond what the offline log holds
         {**base, "ts": 1793491500000},  # epoch milliseconds
         {**base, "ts": 1.7e308},
@@ -109,7 +109,9 @@ def poison_events(after: dict) -> list[dict]:
 
 
 POISON_REASONS = [
-    "field 'category' is null",
+    "no feature view can take the event: key field 'customer_id' is null, "
+    "key field 'category' is null",
+    "no feature view can take the event: key field 'customer_id' is empty, "
     "key field 'category' is empty",
     "timestamp '3000-01-01T00:00:00Z' is outside",
     "timestamp 1793491500000 is outside",

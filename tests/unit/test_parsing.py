@@ -43,8 +43,6 @@ def record(**changes: object) -> bytes:
         (b"[1, 2]", "not a JSON object but list"),
         (None, "empty message (no value)"),
         (record(customer_id=...), "missing field 'customer_id'"),
-        (record(customer_id=None), "field 'customer_id' is null"),
-        (record(customer_id=""), "key field 'customer_id' is empty"),
         (record(customer_id=7), "field 'customer_id' must be a string, got 7"),
         (record(amount="N/A"), "field 'amount' must be a float, got 'N/A'"),
         (record(amount=True), "field 'amount' must be a float, got True"),
@@ -63,8 +61,6 @@ def record(**changes: object) -> bytes:
         (record(n=2**63), f"field 'n': {2**63} is outside the int64 range"),
         (record(n=-(2**63) - 1), "field 'n' must be an int"),  # orjson reads it as a float
         (record(n=2**64), "field 'n' must be an int"),
-        (record(merchant_id=None), "field 'merchant_id' is null"),
-        (record(merchant_id=""), "key field 'merchant_id' is empty"),
     ],
 )
 def test_bad_record_is_refused_with_its_reason(value: bytes | None, reason: str) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from feature_service.api.deps import State
 from feature_service.api.observability import pipeline_status
@@ -28,10 +28,19 @@ class SourceOut(BaseModel):
     events: int
     dlq: int
     late: dict[str, int]
+    skipped: dict[str, int] = Field(
+        description="Per view: accepted events it left out because their join key for it "
+        "is null or empty (they count in the source's other views)"
+    )
     flushes: int
     last_flush_ms: float | None
-    newest_event_ts: float | None
-    freshness_s: float | None
+    last_commit_ts: float | None = Field(
+        description="The worker's wall clock at its newest commit: the pipeline moves"
+    )
+    newest_event_ts: float | None = Field(description="The newest event time (epoch seconds)")
+    freshness_s: float | None = Field(
+        description="Now minus the newest event time (a replayed sample: its age)"
+    )
     lag: int | None
     events_per_s: float | None
     workers: int
@@ -46,6 +55,7 @@ class WorkerOut(BaseModel):
     started: float
     partitions: list[str]
     sources: dict[str, dict[str, float]]
+    failing: dict[str, Any] | None = None
 
 
 class StatusOut(BaseModel):
@@ -61,10 +71,11 @@ class StatusOut(BaseModel):
     responses={503: {"description": "Redis is unreachable"}},
 )
 async def status(request: Request, state: State) -> StatusOut:
-    """Per source: events, dead-lettered and late counts, freshness (age of the newest
-    event), events/s, consumer lag per partition, and the live workers."""
+    """Per source: events, dead-lettered, late and skipped (per view: no join key)
+    counts, the newest event time and its age, the last commit, events/s, consumer lag
+    per partition, and the live workers."""
     try:
         current = await pipeline_status(request, state)
     except Exception as exc:
         raise HTTPException(503, f"online store unavailable: {type(exc).__name__}") from None
-    return StatusOut.model_validate(asdict(current))
+    return StatusOut.model_validate(current.as_dict())
