@@ -29,6 +29,14 @@ of batches that were never committed hold events a replay writes again; readers 
 must not run ahead of online state bound offsets themselves (`parity`). Files named
 `p<partition>-o<first offset>` (no end) were written before ranges were named; they are
 read as they are (they cannot overlap each other).
+
+Unreadable files: a file the scan cannot read (truncated or overwritten on disk, by
+hand or a failing device) stops every reader of its source with `UnreadableLogFile`, an
+OSError (so the API answers 503 and the CLI one line) naming the file and what to do;
+no reader ever skips one, which would drop its events from training sets silently.
+`unreadable(source)` lists them (`feature-service offline check`), and
+`quarantine(path)` moves one out of the log, to `<offline>/quarantine/` under the same
+relative path, kept for inspection (`feature-service offline quarantine FILE`).
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ import pyarrow.parquet as pq
 from feature_service.definitions import Source
 
 _FILE = re.compile(r"p(\d+)-o(\d+)(?:-e(\d+))?\.parquet$")
+QUARANTINE_DIR = "quarantine"
 META_COLUMNS = ("event_ts", "_partition", "_offset", "_watermark")
 _ARROW_TYPES = {
     "string": pa.string(),
@@ -57,6 +66,24 @@ _ARROW_TYPES = {
     "bool": pa.bool_(),
     "timestamp": pa.float64(),  # event times are kept as epoch seconds
 }
+
+
+class UnreadableLogFile(OSError):
+    """A file of the offline log that cannot be read; the message names it and the way out.
+
+    An OSError, as any other failure to read the offline store: API routes answer 503
+    with the message, CLI commands print it as their one error line.
+    """
+
+    def __init__(self, path: str, reason: str, others: int = 0) -> None:
+        self.path = path
+        self.reason = reason
+        more = f" (and {others} more)" if others else ""
+        super().__init__(
+            f"unreadable file in the offline log: {path}{more}: {reason}; "
+            "`feature-service offline check` lists such files and "
+            "`feature-service offline quarantine FILE` moves one out of the log"
+        )
 
 
 def arrow_schema(source: Source) -> pa.Schema:
@@ -152,9 +179,21 @@ class EventLog:
     def scan(self, source: Source, columns: Sequence[str]) -> pa.Table:
         """Only `columns` of the whole log of a source, each `(partition, offset)` once,
         read by pyarrow's dataset scanner (column projection, multi-threaded); an empty
-        table with those columns if none."""
-        schema = arrow_schema(source)
+        table with those columns if none. UnreadableLogFile when a file cannot be read."""
         paths = self.files(source.name)
+        try:
+            return self._scan(source, paths, columns)
+        except (pa.ArrowException, OSError) as exc:
+            # Which file? pyarrow's message may not say (e.g. "Couldn't deserialize
+            # thrift"): each file is checked, on this failure path only.
+            broken = self.unreadable_files(paths)
+            if broken:
+                (path, reason), *others = broken
+                raise UnreadableLogFile(path, reason, len(others)) from exc
+            raise
+
+    def _scan(self, source: Source, paths: Sequence[str], columns: Sequence[str]) -> pa.Table:
+        schema = arrow_schema(source)
         if not paths:
             return schema.empty_table().select(list(columns))
         dataset = pads.dataset(paths, schema=schema, format="parquet", filesystem=self.fs)
@@ -167,6 +206,79 @@ class EventLog:
         _, first = np.unique(np.stack([partitions, offsets], axis=1), axis=0, return_index=True)
         first.sort()  # keep the log's order
         return table.take(pa.array(first)).select(list(columns))
+
+
+    # ------------------------------------------------------------ unreadable files
+
+    def sources(self) -> list[str]:
+        """The sources that have a log under this URI."""
+        self.fs.invalidate_cache(f"{self.root}/events")
+        found = self.fs.glob(f"{self.root}/events/source=*")
+        return sorted(path.rsplit("source=", 1)[1] for path in found)
+
+    def unreadable(self, source: str) -> list[tuple[str, str]]:
+        """(path, reason) of every file of a source's log that cannot be read whole."""
+        return self.unreadable_files(self.files(source))
+
+    def unreadable_files(self, paths: Sequence[str]) -> list[tuple[str, str]]:
+        broken = []
+        for path in paths:
+            reason = self.read_error(path)
+            if reason is not None:
+                broken.append((path, reason))
+        return broken
+
+    def read_error(self, path: str) -> str | None:
+        """Why a file cannot be read whole (its metadata and every column), or None."""
+        try:
+            with self.fs.open(path, "rb") as data:
+                pq.ParquetFile(data).read()
+        except (pa.ArrowException, OSError, EOFError) as exc:
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return first_line[:300]
+        return None
+
+    def quarantine_root(self) -> str:
+        return f"{self.root}/{QUARANTINE_DIR}"
+
+    def quarantined(self) -> list[str]:
+        """Files moved out of the log by `quarantine`."""
+        self.fs.invalidate_cache(self.quarantine_root())
+        return sorted(self.fs.glob(f"{self.quarantine_root()}/events/source=*/date=*/*.parquet"))
+
+    def quarantine(self, path: str) -> str:
+        """Move a file of the log to `<offline>/quarantine/<its path in the log>`; return
+        where. Its events are then missing from training sets, backfills and parity.
+
+        >>> EventLog("stores/offline").quarantine(  # doctest: +SKIP
+        ...     "stores/offline/events/source=tx/date=2026-11-03/p0-o0-e10.parquet")
+        'stores/offline/quarantine/events/source=tx/date=2026-11-03/p0-o0-e10.parquet'
+        """
+        _, stripped = fsspec.core.url_to_fs(path)
+        events = f"{self.root}/events/"
+        if not stripped.startswith(events) or _FILE.search(stripped) is None:
+            raise ValueError(f"{path} is not a file of the offline log at {self.uri}")
+        if not self.fs.isfile(stripped):
+            raise FileNotFoundError(f"{path}: no such file")
+        target = f"{self.quarantine_root()}/{stripped[len(self.root) + 1 :]}"
+        if self.fs.exists(target):
+            raise FileExistsError(f"{target} already exists; move it away first")
+        self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        self.fs.mv(stripped, target)
+        return target
+
+
+def batch_range(path: str) -> tuple[int, int, int | None] | None:
+    """(partition, first offset, end offset or None) from a log file's name.
+
+    >>> batch_range("d/p2-o000000000010-e000000000020.parquet")
+    (2, 10, 20)
+    """
+    match = _FILE.search(path)
+    if match is None:
+        return None
+    end = match.group(3)
+    return int(match.group(1)), int(match.group(2)), None if end is None else int(end)
 
 
 def batches_overlap(paths: Sequence[str]) -> bool:
