@@ -123,6 +123,40 @@ def deployed_registry(folder: Path) -> Registry | None:
         return None  # broken files are not served either: nothing to compare with
 
 
+@dataclass(frozen=True)
+class Validated:
+    registry: Registry
+    deployed: Registry | None  # the deployed definitions, to compare view layouts with
+    beside: Path | None  # the deployed folder the file was checked with, if it was
+
+
+def registry_to_validate(path: Path, definitions: Path, alone: bool = False) -> Validated:
+    """What `validate PATH` checks: a folder (or `alone`) on its own; a file as `apply`
+    would install it, together with the deployed `definitions` (a file of the same name
+    there is replaced by it), so a file that only adds a view over a deployed source
+    validates. Errors in the file name `path` itself.
+
+    >>> registry_to_validate(Path("new_view.yaml"), Path("definitions")).beside  # doctest: +SKIP
+    PosixPath('definitions')
+    """
+    from feature_service.definitions import load_definitions
+
+    if alone or path.is_dir():
+        return Validated(load_definitions(path), None, None)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file or folder")
+    folder = definitions if definitions.is_dir() else definitions.parent
+    try:
+        deployed = existing_files(definitions)
+    except DefinitionError:  # a folder without definitions files: nothing deployed
+        deployed = []
+    if not deployed:
+        return Validated(load_definitions(path), None, None)
+    others = existing_files(definitions, exclude=folder / path.name)
+    registry = registry_with(path.read_text(), str(path), others)
+    return Validated(registry, deployed_registry(definitions), definitions)
+
+
 def apply_file(file: Path, settings: Settings, definitions: Path | None = None) -> Applied:
     """Validate `file` with the deployed definitions and install it among them;
     `LayoutChangeRefused` (nothing installed) if it changes a view with state."""

@@ -62,20 +62,37 @@ DefinitionsOption = Annotated[
 @user_errors
 def validate(
     path: Annotated[Path | None, typer.Argument(help="A YAML file or folder.")] = None,
+    definitions: Annotated[
+        Path | None,
+        typer.Option(
+            "--definitions",
+            "-d",
+            help="The deployed definitions a FILE is checked with (default: FS_DEFINITIONS, "
+            "or those of a running `up`).",
+        ),
+    ] = None,
+    alone: Annotated[
+        bool, typer.Option("--alone", help="Check FILE on its own, not with the deployed ones.")
+    ] = False,
 ) -> None:
     """Check feature definitions without running anything.
 
+    A folder is checked on its own. A FILE is checked as `apply` would install it:
+    together with the deployed definitions (a deployed file of its name is replaced by
+    it), so a file that only adds a view over a deployed source validates.
     Also refuses a change to the features, windows, hops or where of a view that has online
     state (compared with the layouts recorded in Redis, when reachable).
 
-    Example: feature-service validate definitions/
+    Example: feature-service validate definitions/ ; feature-service validate new_view.yaml
     """
-    from feature_service.cli.apply import refuse_layout_changes
+    from feature_service.cli.apply import refuse_layout_changes, registry_to_validate
 
     settings = load_settings()
-    path = path or settings.definitions
-    registry = load_definitions(path)
-    unchecked = refuse_layout_changes(registry, settings)
+    if path is None:
+        path, alone = settings.definitions, True
+    validated = registry_to_validate(path, definitions or settings.definitions, alone)
+    registry = validated.registry
+    unchecked = refuse_layout_changes(registry, settings, validated.deployed)
     if unchecked and settings.redis_url:
         err_console.print(
             f"[yellow]note:[/yellow] view layouts not checked against the online state: "
@@ -84,10 +101,12 @@ def validate(
             soft_wrap=True,
         )
     n_features = sum(len(v.features) for v in registry.feature_views.values())
+    beside = f" (with the deployed {validated.beside})" if validated.beside else ""
     console.print(
         f"[green]ok[/green]: {len(registry.entities)} entities, {len(registry.sources)} sources, "
-        f"{len(registry.feature_views)} feature views, {n_features} features",
+        f"{len(registry.feature_views)} feature views, {n_features} features{beside}",
         highlight=False,
+        soft_wrap=True,
     )
 
 
