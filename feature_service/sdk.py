@@ -21,6 +21,7 @@ inside Jupyter or another running event loop. Errors: `RequestError` for a bad r
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import Future
@@ -39,6 +40,7 @@ from feature_service.online.redis_client import connect
 from feature_service.online.service import OnlineColumn, ViewUnavailable, online_features
 from feature_service.requests import RequestError, StoreUnavailable, query_time, resolve_features
 from feature_service.stream.push import produce, push_messages
+from feature_service.times import datetime_seconds
 
 __all__ = ["FeatureStore", "OnlineResponse", "RequestError", "StoreUnavailable", "ViewUnavailable"]
 
@@ -230,10 +232,9 @@ def _columns(df: pd.DataFrame | Mapping[str, Sequence[Any]]) -> dict[str, list[A
     out: dict[str, list[Any]] = {}
     for name in df.columns:
         column = df[name]
-        if pd.api.types.is_datetime64_any_dtype(column):
-            utc = column.dt.tz_localize("UTC") if column.dt.tz is None else column
-            seconds = (utc - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
-            out[str(name)] = [None if pd.isna(s) else float(s) for s in seconds]
+        if pd.api.types.is_datetime64_any_dtype(column):  # exact to the µs: `times`
+            seconds = datetime_seconds(column)
+            out[str(name)] = [None if math.isnan(s) else s for s in seconds.tolist()]
         else:
             out[str(name)] = [None if _is_na(v) else _plain(v) for v in column.tolist()]
     return out

@@ -39,6 +39,7 @@ import pandas as pd
 
 from feature_service.autofe.types import SampleProfile, accepted_events
 from feature_service.definitions.durations import format_duration
+from feature_service.times import datetimes_of_seconds
 
 EVENTS = "events"
 _EVENT_ID = "_event_id"
@@ -139,7 +140,9 @@ def prepare_events(frame: pd.DataFrame, profile: SampleProfile) -> pd.DataFrame:
             events[column.name] = events[column.name].astype("boolean")
         elif column.kind in ("categorical", "id", "entity"):
             events[column.name] = events[column.name].astype(object)
-    events[profile.timestamp] = pd.to_datetime(np.round(event_ts * 1e6).astype("int64"), unit="us")
+    # the worker's float seconds back to their exact microseconds (`times`), so that
+    # featuretools orders events and cutoffs as the service does
+    events[profile.timestamp] = pd.to_datetime(datetimes_of_seconds(event_ts).astype("M8[ns]"))
     events.insert(0, _EVENT_ID, np.arange(len(events)))
     return events.reset_index(drop=True)
 

@@ -26,6 +26,7 @@ a different value on every event is an event id, useless to aggregate.
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
+from feature_service.times import InvalidTime, datetime_seconds, micros_of_iso, seconds_of_micros
 
 # A categorical column has at most this many distinct values on the sample; above, an id.
 MAX_CATEGORIES = 25
@@ -173,13 +176,14 @@ def event_times(series: pd.Series, name: str = "timestamp") -> npt.NDArray[np.fl
                 "the service reads epoch seconds (divide by 1000)"
             )
     elif pd.api.types.is_datetime64_any_dtype(series):
-        seconds = _datetime_seconds(series)
+        seconds = datetime_seconds(series)
     else:
         seconds = np.full(len(series), np.nan)
         text = np.fromiter((isinstance(v, str) for v in series), dtype=bool, count=len(series))
-        if text.any():
-            stamps = pd.to_datetime(series[text], utc=True, format="ISO8601", errors="coerce")
-            seconds[text] = _datetime_seconds(stamps)
+        if text.any():  # read as the worker reads them (`times`), each distinct one once
+            strings = series[text]
+            parsed = {v: _iso_seconds(v) for v in pd.unique(strings)}
+            seconds[text] = strings.map(parsed).to_numpy(dtype=np.float64)
         numbers = np.fromiter(
             (isinstance(v, (int, float)) and not isinstance(v, bool) for v in series),
             dtype=bool,
@@ -197,13 +201,12 @@ def event_times(series: pd.Series, name: str = "timestamp") -> npt.NDArray[np.fl
     return seconds
 
 
-def _datetime_seconds(stamps: pd.Series) -> npt.NDArray[np.float64]:
-    if getattr(stamps.dt, "tz", None) is None:
-        stamps = stamps.dt.tz_localize("UTC")
-    utc = stamps.dt.tz_convert("UTC")
-    nanos = utc.astype("int64").to_numpy().astype(np.float64)
-    nanos[utc.isna().to_numpy()] = np.nan
-    return nanos / 1e9
+def _iso_seconds(text: str) -> float:
+    """Epoch seconds of an ISO-8601 string as the worker reads it; NaN if it is not one."""
+    try:
+        return seconds_of_micros(micros_of_iso(text))
+    except InvalidTime:
+        return math.nan
 
 
 def _guess_timestamp(frame: pd.DataFrame, entities: set[str]) -> str:

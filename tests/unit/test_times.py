@@ -11,9 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from feature_service.autofe.types import event_times
 from feature_service.events.parsing import parse_timestamp
 from feature_service.offline.historical import epoch_seconds
 from feature_service.requests import RequestError, query_time
+from feature_service.sdk import _columns
 from feature_service.times import (
     InvalidTime,
     datetime_seconds,
@@ -136,3 +138,24 @@ def test_column_and_scalar_paths_agree_bit_for_bit(micros: list[int], unit: str)
     assert micros_of_seconds(np.array(want)).tolist() == micros
     shifted = [s.astimezone(timezone(timedelta(hours=-7))).isoformat() for s in stamps]
     assert [parse_time(t) for t in shifted] == want
+
+
+def test_generate_reads_sample_times_as_the_worker_does() -> None:
+    """`generate` profiles a sample's times: the same floats the worker will give them."""
+    texts = list(MS_TIMES)
+    want = list(MS_TIMES.values())
+    assert event_times(pd.Series(texts)).tolist() == want
+    assert event_times(pd.Series(pd.to_datetime(texts, utc=True))).tolist() == want
+    naive = pd.Series(pd.to_datetime(texts, utc=True)).dt.tz_localize(None)
+    assert event_times(naive).tolist() == want
+    mixed = pd.Series([texts[0], want[1]] * 10 + ["not a time", None], dtype=object)
+    got = event_times(mixed).tolist()
+    assert got[:2] == want[:2] and np.isnan(got[-2]) and np.isnan(got[-1])
+
+
+def test_datetimes_pushed_by_the_sdk_are_sent_as_their_exact_seconds() -> None:
+    texts = list(MS_TIMES)
+    frame = pd.DataFrame({"ts": pd.to_datetime(texts, utc=True), "naive": pd.to_datetime(texts)})
+    sent = _columns(frame)
+    assert sent["ts"] == list(MS_TIMES.values())
+    assert sent["naive"] == [parse_timestamp(t) for t in texts]
