@@ -19,6 +19,7 @@ from feature_service.offline.event_log import EventLog
 from feature_service.offline.historical import get_historical_features
 from feature_service.plan import key_present, source_plan, view_plan
 from feature_service.requests import RequestError
+from feature_service.stream.backfill import log_events
 from feature_service.stream.push import push_messages
 from feature_service.stream.source_processor import watermarks_before
 
@@ -158,3 +159,18 @@ def test_training_sets_leave_null_key_events_out_of_that_view(
     assert got["by_merchant__n"].tolist() == [2, 0, 0]  # the null-key events are in no row
     assert got["by_merchant__total"].tolist()[0] == 9.0
     assert all(pd.isna(v) for v in got["by_merchant__total"].tolist()[1:])
+
+
+def test_backfill_folds_only_the_events_that_carry_the_views_key(
+    tmp_path: Path, registry: Registry
+) -> None:
+    rows = [
+        {"customer_id": "c1", "merchant_id": "m1", "amount": 1.0, "ts": 100.0},
+        {"customer_id": "c1", "merchant_id": None, "amount": 2.0, "ts": 101.0},
+        {"customer_id": None, "merchant_id": "", "amount": 4.0, "ts": 102.0},
+    ]
+    log = write_log(tmp_path, registry, rows)
+    events, late, skipped = log_events(registry.feature_views["by_merchant"], log, {0: 10})
+    assert (events["entity"].tolist(), late, skipped) == (["m1"], 0, 2)
+    events, late, skipped = log_events(registry.feature_views["by_customer"], log, {0: 10})
+    assert (events["entity"].tolist(), late, skipped) == (["c1", "c1"], 0, 1)

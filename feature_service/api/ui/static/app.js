@@ -77,6 +77,14 @@ function formatAge(seconds) {
   return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
 }
 
+// The newest event's time and its age: a replayed sample is days old while the pipeline
+// is live (the "last commit" column says that), so the age alone would mislead.
+function newestEventText(epoch, now) {
+  if (epoch === null || epoch === undefined) return "—";
+  const when = new Date(epoch * 1000).toISOString().slice(0, 16).replace("T", " ");
+  return `${when} UTC (${formatAge(now - epoch)} ago)`;
+}
+
 function isoUtc(epoch) {
   return new Date(epoch * 1000).toISOString().replace(".000Z", "Z");
 }
@@ -172,17 +180,19 @@ function renderStatus() {
         el("td", {}, el("strong", { text: viewName })),
         el("td", { text: view ? `${view.entity} (${view.join_key})` : "" }),
         el("td", { text: `${s.source} → ${s.topic}` }),
-        cell("freshness_s", s.freshness_s, formatAge(s.freshness_s),
+        cell("freshness_s", s.freshness_s, newestEventText(s.newest_event_ts, status.at),
           "num" + (s.freshness_s !== null && s.freshness_s > 3600 ? " warn" : "")),
+        cell("last_commit_ts", s.last_commit_ts,
+          s.last_commit_ts === null ? "—" : `${formatAge(status.at - s.last_commit_ts)} ago`),
         cell("events_per_s", s.events_per_s, s.events_per_s === null ? "—" : s.events_per_s.toFixed(1)),
         cell("events", s.events, String(s.events)),
+        cell("skipped", s.skipped[viewName] ?? 0, String(s.skipped[viewName] ?? 0),
+          "num" + (s.skipped[viewName] ? " warn" : "")),
         cell("dlq", s.dlq, String(s.dlq), "num" + (s.dlq ? " warn" : "")),
         cell("late", s.late[viewName] ?? 0, String(s.late[viewName] ?? 0)),
         cell("lag", s.lag, s.lag === null ? "?" : String(s.lag), "num" + (s.lag ? " warn" : "")),
         cell("workers", s.workers, String(s.workers), "num" + (s.workers ? "" : " bad")),
       ));
-      const freshness = rows[rows.length - 1].querySelector('[data-field="freshness_s"]');
-      if (s.newest_event_ts !== null) freshness.title = `newest event ${isoUtc(s.newest_event_ts)}`;
     }
   }
   $("pipeline").tBodies[0].replaceChildren(...rows);
