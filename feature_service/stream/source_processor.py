@@ -404,11 +404,14 @@ class SourceProcessor:
         # The offline files are written in a thread while the views are folded (Parquet
         # encoding releases the GIL); both are done before the offsets move (step 8).
         offline = asyncio.ensure_future(asyncio.to_thread(self._write_offline, files))
+        # which views take which events: decided once per flush (`plan.ViewPlan.takes`)
+        takers = {p: self.plan.takers(batch.columns) for p, (batch, _) in merged_batches.items()}
         staged: list[tuple[str, str, bytes]] = []
         try:
             try:
-                for view in self.views:
-                    staged += await self._apply_view(view, merged_batches, parts, result)
+                for i, view in enumerate(self.views):
+                    taken = {p: takes[:, i] for p, takes in takers.items()}
+                    staged += await self._apply_view(view, merged_batches, taken, parts, result)
             finally:
                 await asyncio.shield(offline)  # never commit (or give up) before the files
             await self._commit(parts, result, (time.perf_counter() - started) * 1000)
@@ -509,6 +512,7 @@ class SourceProcessor:
         self,
         view: FeatureView,
         batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]],
+        taken: dict[int, npt.NDArray[np.bool_]],
         parts: dict[int, _Partition],
         entities: list[str],
         states: States,
@@ -518,8 +522,9 @@ class SourceProcessor:
         """The pending events of `view` to add to the states of `entities` (one numpy
         pass), the watermark each entity compacts at (the newest of the partitions its
         events came from), its newest event time, the offset marks to set, how many
-        events were late and how many the view skipped (no join key). Events a stored
-        state already holds (offset below its mark for the partition) are left out."""
+        events were late and how many the view skipped (`taken`: per partition, the
+        events with its join key). Events a stored state already holds (offset below
+        its mark for the partition) are left out."""
         plan = view_plan(view)
         index = pd.Index(entities)
         m = len(entities)
@@ -529,11 +534,11 @@ class SourceProcessor:
         pieces: list[Events] = []
         late_total = skipped_total = 0
         for p, (batch, wm_before) in batches.items():
-            taken = plan.takes(batch.columns)
-            skipped_total += int(len(batch) - taken.sum())
-            accepted = ~plan.late(batch.ts, wm_before) & taken
-            late_total += int(taken.sum() - accepted.sum())
-            code = _codes(index, batch.columns[view.entity.join_key], taken)
+            takes = taken[p]
+            skipped_total += int(len(batch) - takes.sum())
+            accepted = ~plan.late(batch.ts, wm_before) & takes
+            late_total += int(takes.sum() - accepted.sum())
+            code = _codes(index, batch.columns[view.entity.join_key], takes)
             accepted &= code >= 0  # (a retry of some entities: only theirs)
             applied = _already_applied(view, p, batch, code, states)
             if applied is not None:
@@ -600,6 +605,7 @@ class SourceProcessor:
         self,
         view: FeatureView,
         batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]],
+        taken: dict[int, npt.NDArray[np.bool_]],
         parts: dict[int, _Partition],
         result: FlushResult,
     ) -> list[tuple[str, str, bytes]]:
@@ -615,13 +621,13 @@ class SourceProcessor:
         """
         layout = view_plan(view).layout
         expiry = expiry_seconds(view)
-        entities = _entities(view, batches)
+        entities = _entities(view, batches, taken)
         staged: list[tuple[str, str, bytes]] = []
         for attempt in range(ENTITY_RETRIES):
             stored = await self._load(view, entities)
             states = decode(layout, stored, coded=True)
             new, watermark, last, marks, late, skipped = self._fold_view(
-                view, batches, parts, entities, states
+                view, batches, taken, parts, entities, states
             )
             if attempt == 0:
                 result.late[view.name] = late
@@ -751,14 +757,12 @@ def _codes(index: pd.Index, column: npt.NDArray[Any], taken: npt.NDArray[np.bool
 
 
 def _entities(
-    view: FeatureView, batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]]
+    view: FeatureView,
+    batches: dict[int, tuple[ParsedBatch, npt.NDArray[np.float64]]],
+    taken: dict[int, npt.NDArray[np.bool_]],
 ) -> list[str]:
     """The distinct entities of `view` in the pending batches (events it takes only)."""
-    plan = view_plan(view)
-    columns = [
-        batch.columns[view.entity.join_key][plan.takes(batch.columns)]
-        for batch, _ in batches.values()
-    ]
+    columns = [batch.columns[view.entity.join_key][taken[p]] for p, (batch, _) in batches.items()]
     return [str(e) for e in pd.unique(np.concatenate(columns))] if columns else []
 
 
