@@ -19,7 +19,8 @@ partition is replayed, which exactly-once needs.
 
 A refused record becomes a `Rejection` naming the first problem; the worker sends it
 to the source's dead-letter topic and `/push` answers 422 with it. The worker and
-`/push` call the same `parse_records`, so they refuse the same events.
+`/push` both parse through `plan.SourcePlan.parse` (this module's `parse_records`,
+then the key rule), so they refuse the same events.
 
 >>> src = Source("tx", "tx", "ts", {"customer_id": "string", "amount": "float"}, "customer_id", 1)
 >>> batch = parse_records(src, [(0, b'{"customer_id": "c1", "amount": 2, "ts": 10.5}'),
