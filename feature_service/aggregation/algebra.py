@@ -219,6 +219,16 @@ class Aggregator(ABC):
     def finalize(self, ir: IR, t: float) -> Any:
         """The feature value of `ir` evaluated at time `t`."""
 
+    def empty_value(self, t: float) -> Any:
+        """The feature value of no events at `t`: an empty window's, an entity never seen's
+        (online `NOT_FOUND` serves it, as training sets give it): 0 for `count` and
+        `count_distinct`, None for the rest.
+
+        >>> AGGREGATORS["count"].empty_value(5.0), AGGREGATORS["sum"].empty_value(5.0)
+        (0, None)
+        """
+        return self.finalize(self.empty(), t)
+
     @abstractmethod
     def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
         """The feature value of each window ``events[lo[i]:hi[i]]`` (positions in the

@@ -9,6 +9,9 @@ training sets' window code). Values are computed at request time, so windows dec
 Statuses follow Feast: `PRESENT`, `NULL_VALUE` (the feature has no value at `t`, e.g.
 the mean of an empty window), `NOT_FOUND` (no state for the entity), and
 `OUTSIDE_MAX_AGE` (the entity's newest event is older than the view's ttl at `t`).
+An entity never seen has the values of no events (`Aggregator.empty_value`: 0 for
+`count` and `count_distinct`, null for the rest), which training sets give it too, so a
+model is served what it was trained on; its status still says `NOT_FOUND`.
 The event timestamp reported is the entity's newest event time in the store, which for
 an `as_of` in the past may be later than `as_of`.
 """
@@ -28,6 +31,7 @@ from feature_service.aggregation.state import (
     LayoutMismatchError,
     OutsideRetentionError,
     StaleFormatError,
+    StateLayout,
     decode,
     evaluate,
 )
@@ -141,7 +145,8 @@ def view_values(
     n = len(blobs)
     metas = states.metas
     present = [i for i, meta in enumerate(metas) if meta is not None]
-    values: dict[str, list[Any]] = {name: [None] * n for name in names}
+    missing = [i for i, meta in enumerate(metas) if meta is None]
+    values = _not_found_values(layout, names, times, missing)
     statuses: dict[str, list[str]] = {name: [NOT_FOUND] * n for name in names}
     event_ts: list[float | None] = [None] * n
     if not present:
@@ -166,6 +171,22 @@ def view_values(
             out[i] = value
             status[i] = OUTSIDE_MAX_AGE if old else (NULL_VALUE if value is None else PRESENT)
     return ViewColumns(values, statuses, event_ts)
+
+
+def _not_found_values(
+    layout: StateLayout, names: Sequence[str], times: Sequence[float], missing: Sequence[int]
+) -> dict[str, list[Any]]:
+    """Each feature's column with the value of no events (`Aggregator.empty_value`) at
+    the rows `missing` (entities without state), None where a value is computed later."""
+    values: dict[str, list[Any]] = {name: [None] * len(times) for name in names}
+    if not missing:
+        return values
+    agg_of = dict(zip(layout.names, layout.aggs, strict=True))
+    for name in names:
+        agg, column = agg_of[name], values[name]
+        for i in missing:
+            column[i] = agg.empty_value(times[i])
+    return values
 
 
 # --------------------------------------------------------------------------- batching

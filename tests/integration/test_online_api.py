@@ -101,7 +101,7 @@ def test_windows_decay_and_unknown_entities_are_not_found(served) -> None:  # ty
     last = max(e.ts for e in expected[entity])
     body = ask(api, view, [entity, "nobody"], as_of=last + 2 * 86400 + 1, full_feature_names=True)
     columns = dict(zip(body["metadata"]["feature_names"], body["results"], strict=True))
-    assert columns[f"{view.name}__n_1h"]["values"] == [0, None]
+    assert columns[f"{view.name}__n_1h"]["values"] == [0, 0]  # never seen: no events
     assert columns[f"{view.name}__amount_sum_1d"]["values"][0] is None
     assert columns[f"{view.name}__amount_sum_1d"]["statuses"] == ["NULL_VALUE", "NOT_FOUND"]
     assert columns[f"{view.name}__last_amount"]["statuses"][0] == "PRESENT"

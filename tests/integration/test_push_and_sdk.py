@@ -102,7 +102,7 @@ def test_pushed_events_are_served_identically_by_http_and_sdk(pushed, stack) -> 
     )
     assert sdk.to_dict() == {
         "customer_id": ["alice", "bob", "carol"],
-        "n_1h": [3, 2, None],
+        "n_1h": [3, 2, 0],  # never seen: the count of no events, as in training sets
         "amount_sum_1h": [60.5, 12.0, None],
         "last_amount": [30.5, 7.0, None],
     }

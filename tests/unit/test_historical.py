@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from feature_service.aggregation.algebra import AGGREGATORS
 from feature_service.aggregation.reference import Event, brute_force, matches, selected
 from feature_service.aggregation.state import EntityState, OutsideRetentionError
 from feature_service.definitions import FeatureView, Registry, load_definitions
@@ -427,11 +428,8 @@ def test_offline_equals_online_as_of_for_random_definitions_events_and_times(
         scale = max((abs(e["amount"]) for e in events if not np.isnan(e["amount"])), default=1)
         for i, (entity, t) in enumerate(rows):
             state = states.get(entity)
-            if state is None:  # never seen: the reader says NOT_FOUND, values null/0
-                online = {
-                    f.name: 0 if f.aggregation in ("count", "count_distinct") else None
-                    for f in view.features
-                }
+            if state is None:  # never seen: NOT_FOUND online, with the values of no events
+                online = {f.name: AGGREGATORS[f.aggregation].empty_value(t) for f in view.features}
             else:
                 try:
                     online = state.evaluate(t)
