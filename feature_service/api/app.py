@@ -27,8 +27,9 @@ from feature_service.api.routes import (
     status,
 )
 from feature_service.core.config import Settings, load_settings
-from feature_service.definitions import Registry, load_definitions
+from feature_service.definitions import Registry
 from feature_service.definitions.watch import DefinitionsWatcher
+from feature_service.online.accepted_definitions import load_or_last_accepted
 from feature_service.online.redis_client import connect
 from feature_service.online.view_layouts import check_definitions
 
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
     """
     settings = settings or load_settings()
     watcher = DefinitionsWatcher(settings.definitions) if registry_ is None else None
-    loaded = registry_ or load_definitions(settings.definitions)
+    loaded = registry_ or load_or_last_accepted(settings, settings.definitions, watcher)
     redis_url = settings.redis_url or "redis://127.0.0.1:6379/0"
 
     @asynccontextmanager
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
             socket_timeout=1.0,
         )
         app.state.api = state = ApiState(settings=settings, registry=loaded, redis=client)
+        state.refused_definitions = watcher.refused if watcher is not None else ""
         # Everything loaded so far lives as long as the process: out of the collector's
         # way, a full collection no longer walks it in the middle of a lookup (~10 ms).
         gc.freeze()
@@ -108,7 +110,8 @@ async def _reload(state: ApiState, watcher: DefinitionsWatcher, every_s: float) 
         await asyncio.sleep(every_s)
         try:
             registry = await asyncio.to_thread(watcher.poll)
-            if registry is None:
+            if registry is None:  # unchanged, or files that do not load (`refused` says why)
+                state.refused_definitions = watcher.refused or state.refused_definitions
                 continue
             check = await check_definitions(state.redis, registry, state.registry)
         except Exception:  # never let a reload problem stop serving

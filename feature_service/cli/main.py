@@ -192,19 +192,21 @@ def worker(definitions: DefinitionsOption = None) -> None:
 
     Start several with the same settings to share the partitions of a topic. When the
     definitions change (and load), the worker stops with code 0 for its supervisor to
-    restart it with them (`feature-service up` does).
+    restart it with them (`feature-service up` does). Started while they do not load, it
+    runs the last definitions a worker accepted (kept in Redis) and says so on /health.
 
     Example: FS_BROKER_URL=127.0.0.1:9092 FS_REDIS_URL=redis://127.0.0.1:6379/0 \\
              feature-service worker
     """
     from feature_service.definitions.watch import DefinitionsWatcher
+    from feature_service.online.accepted_definitions import load_or_last_accepted
     from feature_service.stream.topics import ensure_topics
     from feature_service.stream.worker import run_worker
 
     settings = load_settings()
     path = definitions or settings.definitions
     watcher = DefinitionsWatcher(path)  # before loading: a change meanwhile is not missed
-    registry = load_definitions(path)
+    registry = load_or_last_accepted(settings, path, watcher)
     asyncio.run(ensure_topics(settings.kafka, registry))
     run_worker(settings, registry, watcher)
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -45,17 +46,33 @@ def load_definitions(path: Path | str) -> Registry:
     Raises DefinitionError listing every problem with its file and path inside it.
     """
     path = Path(path)
+    texts = {
+        (file.name if file == path else str(file.relative_to(path))): file.read_text()
+        for file in definition_files(path)
+    }
+    return load_definitions_texts(texts, path)
+
+
+def load_definitions_texts(texts: Mapping[str, str], path: Path | str) -> Registry:
+    """The registry of files given by their texts, by path relative to `path` (the
+    folder they belong in, or the single file), as `Registry.texts` holds them: how
+    definitions recorded elsewhere (`online.accepted_definitions`) are run. Problems are
+    named with the file's path under `path`.
+    """
+    path = Path(path)
     issues: list[DefinitionIssue] = []
     parsed: list[tuple[str, DefinitionsFile]] = []
-    for file in definition_files(path):
-        name = str(file)
+    for relative, text in texts.items():
+        name = str(path) if path.name == relative and not path.is_dir() else str(path / relative)
         try:
-            parsed.append((name, parse_definitions_text(file.read_text(), name)))
+            parsed.append((name, parse_definitions_text(text, name)))
         except DefinitionError as exc:
             issues.extend(exc.issues)
     if issues:
         raise DefinitionError(issues)
-    return build_registry(parsed)
+    registry = build_registry(parsed)
+    registry.texts = dict(texts)
+    return registry
 
 
 def parse_definitions_text(text: str, name: str = "<string>") -> DefinitionsFile:

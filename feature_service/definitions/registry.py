@@ -139,6 +139,9 @@ class Registry:
     sources: dict[str, Source] = field(default_factory=dict)
     feature_views: dict[str, FeatureView] = field(default_factory=dict)
     feature_services: dict[str, FeatureService] = field(default_factory=dict)
+    # The YAML text of each file loaded, by its path relative to the definitions path
+    # (the file's name for a single file): what `online.accepted_definitions` records.
+    texts: dict[str, str] = field(default_factory=dict)
 
     def views_of_source(self, source: str) -> list[FeatureView]:
         return [v for v in self.feature_views.values() if v.source.name == source]

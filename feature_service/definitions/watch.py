@@ -3,8 +3,14 @@
 The worker and the API load the definitions once at start. A `DefinitionsWatcher` is
 polled every few seconds (`FS_DEFINITIONS_POLL_S`): it hashes the names and contents of
 the YAML files, and when the hash changes it loads them. Only definitions that load
-cleanly are reported; broken ones are logged (once per change) and ignored, so a
-half-written or wrong file never takes a running service down.
+cleanly are reported; broken ones are logged (once per change, ERROR) and not run, so
+a half-written or wrong file never takes a running service down. While the files on
+disk do not load, `refused` says so, naming each file, path and reason (the worker's
+and the API's /health show it as `definitions: refused`); it is "" again once they
+load.
+
+A service started while the files do not load runs the last definitions a worker
+accepted instead (`online.accepted_definitions`), and sets `refused` to say that too.
 
 >>> watcher = DefinitionsWatcher(Path("definitions"))  # doctest: +SKIP
 >>> watcher.poll() is None  # nothing changed  # doctest: +SKIP
@@ -49,9 +55,11 @@ class DefinitionsWatcher:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fingerprint = definitions_fingerprint(path)
+        self.refused = ""  # why the files on disk are not run ("" while they load)
 
     def poll(self) -> Registry | None:
-        """The newly loaded registry if the files changed and load cleanly, else None."""
+        """The newly loaded registry if the files changed and load cleanly, else None
+        (unchanged, or they do not load: then `refused` says why)."""
         current = definitions_fingerprint(self.path)
         if current == self.fingerprint:
             return None
@@ -59,13 +67,30 @@ class DefinitionsWatcher:
         try:
             registry = load_definitions(self.path)
         except DefinitionError as exc:
-            log.warning(
-                "definitions under %s changed but do not load; keeping the running ones:\n%s",
-                self.path,
-                exc,
-            )
+            self.refused = refusal(self.path, exc, "the previous ones")
+            log.error("%s", one_line(self.refused))
             return None
+        self.refused = ""
         log.warning(
             "definitions under %s changed: %d feature views", self.path, len(registry.feature_views)
         )
         return registry
+
+
+def refusal(path: Path, error: DefinitionError, running: str) -> str:
+    """Why the definitions under `path` are not run and what runs instead, then one
+    line per problem (file, path inside it, reason).
+
+    >>> from feature_service.definitions.registry import DefinitionIssue
+    >>> issue = DefinitionIssue("defs/bad.yaml", "feature_views[0].source", "unknown source 'x'")
+    >>> error = DefinitionError([issue])
+    >>> print(refusal(Path("defs"), error, "the previous ones"))
+    definitions under defs do not load; running the previous ones
+    defs/bad.yaml: feature_views[0].source: unknown source 'x'
+    """
+    return f"definitions under {path} do not load; running {running}\n{error}"
+
+
+def one_line(text: str) -> str:
+    """A multi-line refusal on one line, for a log record."""
+    return " | ".join(line for line in text.splitlines() if line)

@@ -52,6 +52,7 @@ from feature_service.definitions.watch import DefinitionsWatcher
 from feature_service.observability.logs import logging_config
 from feature_service.observability.worker_monitor import WorkerMonitor
 from feature_service.offline.event_log import EventLog
+from feature_service.online.accepted_definitions import record_accepted
 from feature_service.online.redis_client import connect
 from feature_service.online.view_layouts import (
     READ_ERRORS,
@@ -215,6 +216,8 @@ def build_app(
         datadir=str(faust_dir / "{conf.id}-data"),
     )
     runtime = WorkerRuntime(settings, registry)
+    if watcher is not None:  # started on the last accepted definitions: say so on /health
+        runtime.refused_definitions = watcher.refused
     runtime.lag = app.lag
     topics = {s.topic for s in registry.sources.values()}
     runtime.monitor.assignment = lambda: [
@@ -230,7 +233,8 @@ def build_app(
         @app.timer(interval=settings.definitions_poll_s)
         async def stop_on_new_definitions() -> None:
             new = watcher.poll()
-            if new is None:
+            if new is None:  # unchanged, or files that do not load (then `refused` says why)
+                runtime.refused_definitions = watcher.refused or runtime.refused_definitions
                 return
             # before the first batch there is no client yet: the running registry, whose
             # layouts were recorded at start, is then the baseline
@@ -357,6 +361,7 @@ def run_worker(
     app, _ = build_app(settings, registry, watcher)
     asyncio.run(check_offsets_against_broker(settings, registry))
     asyncio.run(record_layouts(settings, registry))
+    record_accepted(settings, registry)  # what a worker started beside bad files runs
     if settings.worker_metrics_port is not None:
         from prometheus_client import start_http_server
 

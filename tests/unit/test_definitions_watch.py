@@ -44,3 +44,20 @@ def test_fingerprint_follows_names_and_contents(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").rename(tmp_path / "b.yaml")
     assert definitions_fingerprint(tmp_path) != first
     assert definitions_fingerprint(tmp_path / "missing") != first
+
+
+def test_refused_names_the_broken_file_until_the_files_load_again(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "definitions" / "transactions.yaml", tmp_path)
+    watcher = DefinitionsWatcher(tmp_path)
+    assert watcher.refused == ""
+
+    (tmp_path / "extra.yaml").write_text(EXTRA.replace("source: transactions", "source: nope"))
+    assert watcher.poll() is None
+    lines = watcher.refused.splitlines()
+    assert lines[0] == f"definitions under {tmp_path} do not load; running the previous ones"
+    assert lines[1].startswith(f"{tmp_path / 'extra.yaml'}: feature_views[0].source: unknown")
+    assert watcher.poll() is None and watcher.refused  # still refused while unchanged
+
+    (tmp_path / "extra.yaml").write_text(EXTRA)
+    assert watcher.poll() is not None
+    assert watcher.refused == ""
