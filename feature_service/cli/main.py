@@ -157,6 +157,9 @@ def serve(
 ) -> None:
     """Run the lookup API under uvicorn, one process per available CPU core by default.
 
+    Started while the definitions do not load, it serves the last definitions a worker
+    accepted (kept in Redis) and says so on /health (`definitions: refused`).
+
     Example: FS_REDIS_URL=redis://127.0.0.1:6379/0 feature-service serve --port 8000
     """
     import uvicorn

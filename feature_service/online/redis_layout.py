@@ -26,6 +26,9 @@ sharing it live in one hash slot):
   definitions that change a recorded layout (`online.view_layouts`). Same slot as the
   offsets. A view deleted for good, whose name is to be reused with another layout,
   needs its entity keys and this field deleted by hand.
+- `fs:accepted:{<consumer group>}` (string): JSON of the definitions files a worker of
+  the deployment last accepted, run by a worker or API started beside files that do
+  not load (`online.accepted_definitions`).
 - `fs:workers` (hash): worker id (`host:pid`) -> JSON heartbeat of a running worker
   (`observability.worker_monitor`): when it was last seen, per source its events and
   events/s; entries of workers gone for long are pruned by the others.

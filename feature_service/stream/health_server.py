@@ -7,6 +7,8 @@ default, `0.0.0.0` in a pod):
 - `GET /health/live`: 200 while the worker's event loop runs (a liveness probe);
 - `GET /health`: 200 once the worker has started consuming, with its counters as JSON;
   503 with `"status": "failing"` and the error while its processing keeps failing;
+  `definitions` is `{"status": "refused", "detail": ...}` while the definitions on disk
+  are not run (they do not load, or change a view's layout), with what runs instead;
 - `GET /metrics`: the process's Prometheus metrics (text format; the `fs_worker_*`
   counters of `observability.worker_monitor`), so one port serves probes and scrapes.
 
