@@ -17,6 +17,7 @@ from feature_service.api.deps import ApiState, require_api_key
 from feature_service.api.lookup_path import LookupPath
 from feature_service.api.observability import RequestObservability
 from feature_service.api.routes import (
+    dlq,
     entities,
     health,
     historical,
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
     app.include_router(push.router, dependencies=keyed)
     app.include_router(historical.router, dependencies=keyed)
     app.include_router(entities.router, dependencies=keyed)
+    app.include_router(dlq.router, dependencies=keyed)  # raw event values: data
     # Open like /health: operational numbers for probes, scrapers and the UI, no data.
     app.include_router(metrics.router)
     app.include_router(status.router)

@@ -348,12 +348,14 @@ def produce(
     """Send the events of a file to a source's topic, in file order, keyed by its entity key.
 
     Every line is sent as written, malformed ones included (the worker dead-letters them
-    with the reason); a line whose key cannot be read at all is sent unkeyed and named.
+    with the reason, shown by `feature-service dlq`; their number is said); a line whose
+    key cannot be read at all is sent unkeyed and named.
 
     Example: feature-service produce transactions definitions/sample/transactions.jsonl
     """
     from rich.progress import Progress
 
+    from feature_service.events.parsing import parse_records
     from feature_service.stream.event_files import read_event_messages
     from feature_service.stream.producer import produce_messages
 
@@ -369,7 +371,19 @@ def produce(
         sent = asyncio.run(
             produce_messages(kafka, src, messages, lambda n: progress.advance(task, n))
         )
-    console.print(f"sent {sent} events to {src.topic}", highlight=False)
+    # The worker's own schema check, to say how many it will dead-letter (and where to look).
+    refused = parse_records(src, [(i, m.value) for i, m in enumerate(messages)]).rejected
+    console.print(
+        f"sent {sent} events to {src.topic}"
+        + (
+            f"; {len(refused)} of them malformed, dead-lettered by the worker "
+            f"(why: feature-service dlq --source {source})"
+            if refused
+            else ""
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -425,6 +439,7 @@ def _replay(bootstrap: str, registry: Any, files: list[tuple[str, Path]]) -> Non
 
 from feature_service.cli.apply import apply_command  # noqa: E402 (registered here)
 from feature_service.cli.backfill import backfill  # noqa: E402
+from feature_service.cli.dlq import dlq_command  # noqa: E402
 from feature_service.cli.export import export_feast  # noqa: E402
 from feature_service.cli.feature_log import feature_log_command  # noqa: E402
 from feature_service.cli.generate import generate_command  # noqa: E402
@@ -439,6 +454,7 @@ app.command(name="training-set")(user_errors(training_set))
 app.command(name="parity")(user_errors(parity))
 app.command(name="backfill")(user_errors(backfill))
 app.command(name="feature-log")(user_errors(feature_log_command))
+app.command(name="dlq")(user_errors(dlq_command))
 export_app = typer.Typer(help="Write the definitions for another tool.", no_args_is_help=True)
 export_app.command(name="feast")(user_errors(export_feast))
 app.add_typer(export_app, name="export")

@@ -459,6 +459,30 @@ async function plotDistribution(event) {
   }
 }
 
+// ---------------------------------------------------------------- dead letters
+
+// The newest dead letters (GET /dlq): on load and on "Refresh", not every 2 s (each read
+// opens a broker connection); the DLQ column of the pipeline says when there are new ones.
+async function refreshDeadLetters(event) {
+  if (event) event.preventDefault();
+  const note = $("dlq-note");
+  try {
+    const answer = await api("/dlq?limit=10");
+    const letters = answer.dead_letters.slice().reverse();  // newest first
+    $("dlq").tBodies[0].replaceChildren(...letters.map((d) => el("tr", {},
+      el("td", { text: d.source }),
+      el("td", { text: d.partition === null ? `dlq offset ${d.dlq_offset}` : `p${d.partition} o${d.offset}` }),
+      el("td", { "data-field": "reason", text: d.reason }),
+      el("td", { class: "raw", text: d.value === null ? "(no value)" : d.value.slice(0, 200) }),
+    )));
+    note.textContent = letters.length
+      ? `${letters.length} newest · all of them: feature-service dlq --limit N`
+      : "none: every event was accepted";
+  } catch (e) {
+    note.textContent = String(e.message || e);
+  }
+}
+
 // ---------------------------------------------------------------- start
 
 function start() {
@@ -478,7 +502,9 @@ function start() {
   $("lookup-key").addEventListener("change", suggestEntities);
   $("history-form").addEventListener("submit", plotHistory);
   $("distribution-form").addEventListener("submit", plotDistribution);
+  $("dlq-form").addEventListener("submit", refreshDeadLetters);
   init();
+  refreshDeadLetters();
   setInterval(refreshStatus, STATUS_EVERY_MS);
 }
 
