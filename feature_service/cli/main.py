@@ -444,7 +444,6 @@ from feature_service.cli.export import export_feast  # noqa: E402
 from feature_service.cli.feature_log import feature_log_command  # noqa: E402
 from feature_service.cli.generate import generate_command  # noqa: E402
 from feature_service.cli.offline import offline_app, offline_check, offline_quarantine  # noqa: E402
-from feature_service.cli.offline import offline_app, offline_check, offline_quarantine  # noqa: E402
 from feature_service.cli.parity import parity  # noqa: E402
 from feature_service.cli.training_set import training_set  # noqa: E402
 
@@ -458,9 +457,6 @@ app.command(name="dlq")(user_errors(dlq_command))
 export_app = typer.Typer(help="Write the definitions for another tool.", no_args_is_help=True)
 export_app.command(name="feast")(user_errors(export_feast))
 app.add_typer(export_app, name="export")
-offline_app.command(name="check")(user_errors(offline_check))
-offline_app.command(name="quarantine")(user_errors(offline_quarantine))
-app.add_typer(offline_app, name="offline")
 offline_app.command(name="check")(user_errors(offline_check))
 offline_app.command(name="quarantine")(user_errors(offline_quarantine))
 app.add_typer(offline_app, name="offline")
