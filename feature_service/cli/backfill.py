@@ -57,7 +57,8 @@ def backfill(
     console.print(
         f"backfilled {report.view}: {report.events} events ({starts}) into "
         f"{report.entities} entities; {report.late} late left out, "
-        f"{report.skipped_entities} entities already done",
+        + (f"{report.skipped} without the view's key left out, " if report.skipped else "")
+        + f"{report.skipped_entities} entities already done",
         highlight=False,
         soft_wrap=True,
     )
