@@ -78,6 +78,15 @@ def load_definitions_texts(texts: Mapping[str, str], path: Path | str) -> Regist
 def parse_definitions_text(text: str, name: str = "<string>") -> DefinitionsFile:
     """Parse one file's text; raise DefinitionError naming `name` and the path."""
     try:
+        return _parse(text, name)
+    except (RecursionError, MemoryError):  # YAML nested thousands deep: a clear refusal
+        raise DefinitionError(
+            [DefinitionIssue(name, "", "nested too deeply to read (lists or mappings in a row)")]
+        ) from None
+
+
+def _parse(text: str, name: str) -> DefinitionsFile:
+    try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -352,3 +352,12 @@ def test_the_longest_duration_allowed_loads(tmp_path: Path) -> None:
     write(tmp_path, data)
     view = load_definitions(tmp_path).feature_views["customer_txn"]
     assert view.ttl_s == 3650 * 86400 and view.feature("x").window_s == 520 * 604800
+
+
+def test_yaml_nested_too_deeply_is_refused_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "deep.yaml").write_text("entities: " + "[" * 10_000 + "]" * 10_000)
+    with pytest.raises(DefinitionError) as caught:
+        load_definitions(tmp_path)
+    (issue,) = caught.value.issues
+    assert issue.file == str(tmp_path / "deep.yaml")
+    assert "nested too deeply" in issue.message
