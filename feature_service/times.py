@@ -13,7 +13,9 @@ time to just before that event.
 
 Finer than a microsecond is cut off towards the past (floor), as Python's
 ``datetime.fromisoformat`` cuts off a ninth fractional digit; in the years held, one
-float step of epoch seconds is under a microsecond, so no two microseconds share a float.
+float step of epoch seconds is under a microsecond, so no two microseconds share a float,
+and the way back is exact too: `micros_of_seconds` here, or ``datetime.fromtimestamp(s,
+UTC)``, which rounds to the nearest microsecond (how the API prints event times).
 
 Who calls what:
 
@@ -246,16 +248,6 @@ def datetimes_of_seconds(seconds: npt.ArrayLike) -> npt.NDArray[np.datetime64]:
     '2026-11-03T06:58:25.765000'
     """
     return micros_of_seconds(seconds).view("datetime64[us]")
-
-
-def iso_of_seconds(seconds: float) -> str:
-    """ISO-8601 (UTC, ``Z``) of epoch seconds, to the microsecond.
-
-    >>> iso_of_seconds(1793689105.765)
-    '2026-11-03T06:58:25.765000Z'
-    """
-    us = int(micros_of_seconds([seconds])[0])
-    return (_EPOCH + timedelta(microseconds=us)).isoformat().replace("+00:00", "Z")
 
 
 # --------------------------------------------------------------------------- inside
