@@ -46,10 +46,20 @@ def load_definitions(path: Path | str) -> Registry:
     Raises DefinitionError listing every problem with its file and path inside it.
     """
     path = Path(path)
-    texts = {
-        (file.name if file == path else str(file.relative_to(path))): file.read_text()
-        for file in definition_files(path)
-    }
+    texts: dict[str, str] = {}
+    unreadable: list[DefinitionIssue] = []
+    for file in definition_files(path):
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            unreadable.append(DefinitionIssue(str(file), "", f"not UTF-8 text ({exc.reason})"))
+            continue
+        except OSError as exc:  # e.g. removed or unreadable since the folder was listed
+            unreadable.append(DefinitionIssue(str(file), "", f"cannot be read ({exc.strerror})"))
+            continue
+        texts[file.name if file == path else str(file.relative_to(path))] = text
+    if unreadable:
+        raise DefinitionError(unreadable)
     return load_definitions_texts(texts, path)
 
 

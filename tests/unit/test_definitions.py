@@ -361,3 +361,13 @@ def test_yaml_nested_too_deeply_is_refused_naming_the_file(tmp_path: Path) -> No
     (issue,) = caught.value.issues
     assert issue.file == str(tmp_path / "deep.yaml")
     assert "nested too deeply" in issue.message
+
+
+def test_a_file_that_is_not_utf8_text_is_refused_naming_it(tmp_path: Path) -> None:
+    write(tmp_path, GOOD)
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DefinitionError) as caught:
+        load_definitions(tmp_path)
+    (issue,) = caught.value.issues
+    assert issue.file == str(tmp_path / "binary.yaml")
+    assert "not UTF-8 text" in issue.message
