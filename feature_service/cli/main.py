@@ -355,7 +355,7 @@ def produce(
     """
     from rich.progress import Progress
 
-    from feature_service.events.parsing import parse_records
+    from feature_service.plan import source_plan
     from feature_service.stream.event_files import read_event_messages
     from feature_service.stream.producer import produce_messages
 
@@ -371,8 +371,9 @@ def produce(
         sent = asyncio.run(
             produce_messages(kafka, src, messages, lambda n: progress.advance(task, n))
         )
-    # The worker's own schema check, to say how many it will dead-letter (and where to look).
-    refused = parse_records(src, [(i, m.value) for i, m in enumerate(messages)]).rejected
+    # The worker's own check (schema, then keys), to say how many it will dead-letter.
+    plan = source_plan(registry, source)
+    refused = plan.parse([(i, m.value) for i, m in enumerate(messages)]).rejected
     console.print(
         f"sent {sent} events to {src.topic}"
         + (

@@ -220,6 +220,29 @@ def test_a_null_key_skips_only_its_view_and_no_view_dead_letters(
             worker,
         )
         assert stats(client, registry)["dlq"] == no_view
+
+        # `produce` counts what the worker will dead-letter by the same rule.
+        lines = [
+            {"customer_id": "c2", "merchant_id": None, "amount": 1.0, "ts": T0 + 601 * 60.0},
+            {"customer_id": None, "merchant_id": "", "amount": 1.0, "ts": T0 + 602 * 60.0},
+        ]
+        jsonl = tmp_path / "more.jsonl"
+        jsonl.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FS_")}
+        env.update(FS_BROKER_URL=stack.broker.bootstrap, FS_REDIS_URL=stack.redis.url)
+        produced = subprocess.run(
+            [sys.executable, "-m", "feature_service.cli.main", "produce", source.name,
+             str(jsonl), "-d", str(definitions)],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert produced.returncode == 0, produced.stderr
+        assert "sent 2 events" in produced.stdout and "1 of them" in produced.stdout
+        wait_for(
+            lambda: stats(client, registry)["dlq"] == no_view + 1,
+            60,
+            "the keyless produced event dead-lettered",
+            worker,
+        )
     finally:
         worker.stop()
 
