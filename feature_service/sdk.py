@@ -8,6 +8,11 @@
 {'customer_id': ['c001'], 'amount_sum_1d': [812.4]}
 >>> store.push("transactions", df)       # validated against the schema, then produced
 >>> store.get_historical_features(entity_df, features=[...])     # a pandas DataFrame
+>>> store.close()                        # or: with FeatureStore() as store: ...
+
+The store holds connections (Redis, the broker's producer) and a thread: `close()` them
+when done, or use it as a context manager. A store never closed is closed when it is
+garbage-collected or at interpreter exit, so no "Unclosed" warning is left either way.
 
 The store talks to Redis, the broker and the offline store directly with the
 service's own code (`online/service.py`), so an SDK read and an API read of the same
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import weakref
 from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -77,8 +83,16 @@ class _LoopThread:
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self.loop.is_closed():
+            coro.close()
+            raise RuntimeError("this FeatureStore is closed")
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return future.result()
+
+    @property
+    def current(self) -> bool:
+        """Whether the caller runs on this loop's thread."""
+        return threading.current_thread() is self._thread
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -86,15 +100,58 @@ class _LoopThread:
         self.loop.close()
 
 
+class _Clients:
+    """A store's event loop thread and the clients that live on it; closed once.
+
+    Kept apart from the store so that a finalizer can close them without keeping the
+    store alive (`weakref.finalize` must not hold a reference to it).
+    """
+
+    def __init__(self) -> None:
+        self.loop = _LoopThread()
+        self.redis: Redis | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.closed = False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.loop.current:  # collected on the loop's own thread: it cannot wait on itself
+            self.loop.loop.create_task(self._aclose())
+            return
+        try:
+            self.loop.run(self._aclose())
+        finally:
+            self.loop.stop()
+
+    async def _aclose(self) -> None:
+        producer, self.producer = self.producer, None
+        redis, self.redis = self.redis, None
+        if producer is not None:
+            await producer.stop()
+        if isinstance(redis, Redis):  # its pool too: `connect` made the pool, not the client
+            await redis.aclose(close_connection_pool=True)
+        elif redis is not None:  # a cluster client closes its nodes' connections
+            await redis.aclose()
+
+
 class FeatureStore:
-    """Online features, pushes and training sets, configured like the services."""
+    """Online features, pushes and training sets, configured like the services.
+
+    Holds connections and a thread: `close()` it, or use it as a context manager::
+
+        with FeatureStore() as store:
+            store.push("transactions", df)
+    """
 
     def __init__(self, settings: Settings | None = None, registry: Registry | None = None):
         self.settings = settings or load_settings()
         self.registry = registry or load_definitions(self.settings.definitions)
-        self._loop = _LoopThread()
-        self._redis: Redis | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._clients = _Clients()
+        self._loop = self._clients.loop
+        # A store nobody closed is closed when collected, or at interpreter exit.
+        self._finalizer = weakref.finalize(self, self._clients.close)
 
     # -- online ---------------------------------------------------------------------------
 
@@ -119,9 +176,10 @@ class FeatureStore:
         return OnlineResponse(columns)
 
     async def _online(self, *args: Any) -> list[OnlineColumn]:
-        if self._redis is None:
+        clients = self._clients
+        if clients.redis is None:
             redis_url = self.settings.redis_url or "redis://127.0.0.1:6379/0"
-            self._redis = connect(
+            clients.redis = connect(
                 redis_url,
                 cluster=self.settings.redis_cluster,
                 max_connections=self.settings.redis_max_connections,
@@ -129,7 +187,7 @@ class FeatureStore:
                 socket_connect_timeout=1.0,
                 socket_timeout=5.0,
             )
-        return await online_features(self._redis, *args)
+        return await online_features(clients.redis, *args)
 
     # -- push -----------------------------------------------------------------------------
 
@@ -143,7 +201,8 @@ class FeatureStore:
         return len(messages)
 
     async def _produce(self, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
-        if self._producer is None:
+        clients = self._clients
+        if clients.producer is None:
             if not self.settings.broker_url:
                 raise StoreUnavailable("no broker configured (FS_BROKER_URL)")
             producer = AIOKafkaProducer(
@@ -157,8 +216,8 @@ class FeatureStore:
             except (KafkaError, OSError) as exc:
                 await producer.stop()
                 raise StoreUnavailable(f"broker unavailable: {type(exc).__name__}") from None
-            self._producer = producer
-        await produce(self._producer, topic, messages)
+            clients.producer = producer
+        await produce(clients.producer, topic, messages)
 
     # -- offline ----------------------------------------------------------------------------
 
@@ -192,15 +251,9 @@ class FeatureStore:
     # -- lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the clients and stop the store's event loop thread."""
-        self._loop.run(self._aclose())
-        self._loop.stop()
-
-    async def _aclose(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-        if self._redis is not None:
-            await self._redis.aclose()
+        """Close the clients (Redis, the producer) and stop the store's event loop thread.
+        Idempotent; the store cannot be used afterwards."""
+        self._finalizer()
 
     def __enter__(self) -> FeatureStore:
         return self
