@@ -9,11 +9,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from feature_service import __version__
 from feature_service.api import ui
-from feature_service.api.deps import ApiState, require_api_key
+from feature_service.api.access import AccessRules, ApiAccess, needs
+from feature_service.api.deps import ApiState
 from feature_service.api.lookup_path import LookupPath
 from feature_service.api.observability import RequestObservability
 from feature_service.api.routes import (
@@ -84,19 +85,22 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
         lifespan=lifespan,
     )
     app.include_router(health.router)
-    keyed = [Depends(require_api_key)]  # every data endpoint; see api/deps.py
+    # The scope each router's routes need (api/access.py): a route that neither declares
+    # one nor is open stops the API at start.
+    keyed = needs("read")  # reads: lookups, registry, status, training sets
     app.include_router(registry.router, dependencies=keyed)
     app.include_router(online.router, dependencies=keyed)
-    app.include_router(push.router, dependencies=keyed)
+    app.include_router(push.router, dependencies=needs("write"))
     app.include_router(historical.router, dependencies=keyed)
     app.include_router(entities.router, dependencies=keyed)
     app.include_router(dlq.router, dependencies=keyed)  # raw event values: data
-    # Open like /health: operational numbers for probes, scrapers and the UI, no data.
-    app.include_router(metrics.router)
-    app.include_router(status.router)
+    app.include_router(status.router, dependencies=keyed)  # names topics, views, workers
+    app.include_router(metrics.router)  # open like /health: scrapers send no key
     app.include_router(ui.router)
     app.mount("/ui", ui.static_files(), name="ui")
     app.add_middleware(LookupPath)  # inside the observability: ids, metrics and logs stay
+    # Keys, scopes and the body cap before anything reads a body (LookupPath, the routes).
+    app.add_middleware(ApiAccess, settings=settings, rules=AccessRules.of(app))
     app.add_middleware(RequestObservability)
     return app
 

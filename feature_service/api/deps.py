@@ -1,16 +1,12 @@
 """What request handlers depend on: settings, registry and clients, via `Depends`.
 
-API keys: when `FS_API_KEYS` lists keys, every data endpoint (lookups, push, registry,
-historical features) needs one, sent as `X-API-Key: <key>` or
-`Authorization: Bearer <key>`; without a valid key the answer is 401. `/health`,
-`/metrics`, the docs and the UI stay open so probes and scrapers need no secret.
+API keys, their scopes and the body cap are checked before a handler runs, and before
+the body is read, by `api.access`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -18,7 +14,6 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import Depends, HTTPException, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from feature_service.core.config import Settings
 from feature_service.core.kafka import KafkaAuthError, check_credentials
@@ -74,31 +69,3 @@ def get_state(request: Request) -> ApiState:
 
 
 State = Annotated[ApiState, Depends(get_state)]
-
-_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
-_bearer = HTTPBearer(auto_error=False, description="an API key as a bearer token")
-
-
-def require_api_key(
-    state: State,
-    header_key: Annotated[str | None, Depends(_key_header)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """401 unless the request carries one of `FS_API_KEYS` (no-op when none are set)."""
-    accepted = state.settings.api_keys
-    if not accepted:
-        return
-    given = header_key or (bearer.credentials if bearer else None)
-    if given is None:
-        raise HTTPException(
-            401, "missing API key: send X-API-Key", headers={"WWW-Authenticate": "Bearer"}
-        )
-    if not key_accepted(accepted, given):
-        raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
-
-
-def key_accepted(accepted: Sequence[str], given: str | None) -> bool:
-    """Whether `given` is one of the `accepted` keys (compared in constant time)."""
-    if given is None:
-        return False
-    return any(secrets.compare_digest(given.encode(), key.encode()) for key in accepted)

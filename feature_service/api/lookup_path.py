@@ -9,15 +9,15 @@ answer, it answers itself:
 - the body is decoded and validated in one step by msgspec into `LookupBody`, with the
   rules of the route's pydantic model (`routes.online.OnlineFeaturesRequest`: the same
   fields, unknown fields refused, no coercion of `true` into a number);
-- the API key (when `FS_API_KEYS` is set) is checked by the rule `/get-online-features`
-  has everywhere (`deps.key_accepted`);
+- the API key, its scope and the body cap were checked before, as for every route
+  (`api.access.ApiAccess`, in front of this middleware);
 - the answer is the route's (`routes.online.lookup`), and its errors are the route's:
   the same status and the same `{"detail": message}` body.
 
-Anything else (a body that does not decode or validate, a missing or wrong API key, a
-content type other than JSON) goes on to the FastAPI route unchanged, with the body
-replayed, so every refusal (422 with pydantic's details, 400, 401) is exactly the one
-FastAPI gives, and the OpenAPI contract is still the route's.
+Anything else (a body that does not decode or validate, a content type other than JSON)
+goes on to the FastAPI route unchanged, with the body replayed, so every refusal (422
+with pydantic's details, 400) is exactly the one FastAPI gives, and the OpenAPI contract
+is still the route's.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import msgspec
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from feature_service.api.deps import ApiState, key_accepted
+from feature_service.api.deps import ApiState
 from feature_service.api.routes.online import LookupFailed, lookup
 
 PATH = "/get-online-features"
@@ -94,8 +94,6 @@ class LookupPath:
         self, scope: Scope, headers: dict[bytes, bytes], body: bytes
     ) -> tuple[int, bytes] | None:
         state: ApiState = scope["app"].state.api
-        if state.settings.api_keys and not key_accepted(state.settings.api_keys, _key(headers)):
-            return None
         try:
             request = _decoder.decode(body)
         except msgspec.DecodeError:  # also a ValidationError: FastAPI says what is wrong
@@ -112,15 +110,6 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
     for name, value in scope["headers"]:
         out.setdefault(name, value)
     return out
-
-
-def _key(headers: dict[bytes, bytes]) -> str | None:
-    """The API key a request carries: `X-API-Key`, else a bearer token."""
-    given = headers.get(b"x-api-key")
-    if given:
-        return given.decode("latin-1")
-    scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-    return token if scheme.lower() == "bearer" and token else None
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, list[Message]]:

@@ -14,15 +14,20 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from feature_service.core.kafka import KafkaConnection, SaslMechanism, SecurityProtocol
 
 STACK_FILE_NAME = "stack.json"
 EmbeddedBrokerKind = Literal["tansu", "kafka"]
+# What an API key may do (DESIGN.md "Access"; enforced by `api.access`): `read` lookups,
+# the registry, status and training sets; `write` /push; `admin` registry changes.
+ApiScope = Literal["read", "write", "admin"]
+API_SCOPES: tuple[str, ...] = tuple(sorted(get_args(ApiScope)))
+LISTED_KEY_SCOPES: frozenset[ApiScope] = frozenset({"read", "write"})  # `FS_API_KEYS='["k"]'`
 
 
 class Settings(BaseSettings):
@@ -74,10 +79,25 @@ class Settings(BaseSettings):
     )
     api_host: str = Field(default="127.0.0.1", description="Address `serve` binds to.")
     api_port: int = Field(default=8000, ge=0, le=65535, description="Port `serve` binds to.")
-    api_keys: list[str] = Field(
-        default_factory=list, description="If set, requests need one (`x-api-key` header)."
+    api_keys: Annotated[dict[str, frozenset[ApiScope]], NoDecode] = Field(
+        default_factory=dict,
+        description='API keys and their scopes, JSON: `{"k1": ["read"], "k2": ["read", '
+        '"write"]}` (a list of keys grants read and write). If set, every endpoint but /, '
+        "/docs, /openapi.json, /health and /metrics needs one (`X-API-Key`).",
     )
     max_entities_per_request: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1,
+        description="Largest request body the API reads (413 beyond): a push of 1,000 rows "
+        "x 100 columns of values up to 80 bytes of JSON.",
+    )
+    api_key_failures_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Failed API keys a client address may send a minute (a bucket of that "
+        "many, refilled at that rate); beyond, its requests get 429 with Retry-After.",
+    )
     log_level: str = Field(default="warning")
     rebalance_timeout_s: int = Field(
         default=60, ge=2, description="Consumer group rebalance/session timeout of the worker."
@@ -138,6 +158,11 @@ class Settings(BaseSettings):
         default=None, ge=0, le=65535, description="Port of the worker's /health and /metrics."
     )
 
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys_and_scopes(cls, value: object) -> dict[str, frozenset[str]]:
+        return parse_api_keys(value)
+
     @property
     def kafka(self) -> KafkaConnection:
         """How to reach the broker (`FS_BROKER_URL` and `FS_KAFKA_*`); ValueError if unset."""
@@ -167,7 +192,10 @@ def load_settings(**overrides: object) -> Settings:
 
     Explicit settings always win over what the stack file says.
     """
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:  # one line a setting, naming its variable, no value
+        raise ValueError("; ".join(_setting_errors(exc))) from None
     try:
         stack = json.loads(settings.stack_file.read_text())
     except (OSError, ValueError):
@@ -185,6 +213,67 @@ def load_settings(**overrides: object) -> Settings:
     if "definitions" in found:
         found["definitions"] = Path(str(found["definitions"]))
     return settings.model_copy(update=found) if found else settings
+
+
+def parse_api_keys(value: object) -> dict[str, frozenset[str]]:
+    """`FS_API_KEYS` (JSON text, or its value) as key -> scopes; ValueError naming what is
+    wrong by the key's position, never the key.
+
+    >>> parse_api_keys('{"k1": ["read"]}')
+    {'k1': frozenset({'read'})}
+    >>> sorted(parse_api_keys('["k1"]')["k1"])
+    ['read', 'write']
+    >>> parse_api_keys('{"k1": ["reed"]}')
+    Traceback (most recent call last):
+    ...
+    ValueError: the 1st key has an unknown scope 'reed' (scopes: admin, read, write)
+    """
+    if isinstance(value, str | bytes):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("not JSON") from None
+    if isinstance(value, list | tuple):  # the form before scopes: read and write
+        pairs = [(key, sorted(LISTED_KEY_SCOPES)) for key in value]
+    elif isinstance(value, dict):
+        pairs = list(value.items())
+    else:
+        raise ValueError("a JSON object of key -> scopes or a list of keys")
+    known = ", ".join(API_SCOPES)
+    keys: dict[str, frozenset[str]] = {}
+    for number, (key, scopes) in enumerate(pairs, start=1):
+        which = f"the {_ordinal(number)} key"
+        if not isinstance(key, str):
+            raise ValueError(f"{which} is not a string")
+        if not key:
+            raise ValueError(f"{which} is empty")
+        if not isinstance(scopes, list | tuple | set | frozenset):
+            raise ValueError(f"{which}'s scopes must be a list")
+        if not scopes:
+            raise ValueError(f"{which} has no scope (scopes: {known})")
+        for scope in scopes:
+            if scope not in API_SCOPES:
+                raise ValueError(f"{which} has an unknown scope {scope!r} (scopes: {known})")
+        keys[key] = frozenset(scopes)
+    return keys
+
+
+def _ordinal(number: int) -> str:
+    suffix = {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    if 10 <= number % 100 <= 20:
+        suffix = "th"
+    return f"{number}{suffix}"
+
+
+def _setting_errors(exc: ValidationError) -> list[str]:
+    """Each error as `FS_NAME: what is wrong` (the value is left out: it may be a secret)."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        name = f"FS_{str(error['loc'][0]).upper()}" if error["loc"] else "settings"
+        context = error.get("ctx") or {}
+        message = str(context["error"]) if error["type"] == "value_error" else error["msg"]
+        lines.append(f"{name}: {message}")
+    return lines
 
 
 def _secret(value: SecretStr | None) -> str | None:
