@@ -14,10 +14,10 @@ answer, it answers itself:
 - the answer is the route's (`routes.online.lookup`), and its errors are the route's:
   the same status and the same `{"detail": message}` body.
 
-Anything else (a body that does not decode or validate, a content type other than JSON)
-goes on to the FastAPI route unchanged, with the body replayed, so every refusal (422
-with pydantic's details, 400) is exactly the one FastAPI gives, and the OpenAPI contract
-is still the route's.
+Anything else (a body that does not decode or validate, a content type other than JSON
+by `json_body.is_json_media_type`) goes on to the FastAPI route unchanged, with the body
+replayed, so every refusal (415, 422 with pydantic's details) is exactly the one the
+route gives, and the OpenAPI contract is still the route's.
 """
 
 from __future__ import annotations
@@ -28,22 +28,36 @@ import msgspec
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from feature_service.aggregation.windows import EARLIEST_TIME, LATEST_TIME
 from feature_service.api.deps import ApiState
+from feature_service.api.json_body import is_json_media_type
+from feature_service.api.request_fields import INT64_MAX, INT64_MIN
 from feature_service.api.routes.online import LookupFailed, lookup
 
 PATH = "/get-online-features"
 _JSON = b"application/json"
 
 
+# The constraints of `api.request_fields`, in msgspec's words. Its patterns are Python's
+# `re`, where `$` also matches before a final newline: `\Z` is the end of the text.
+_Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*\Z", max_length=128)]
+_FeatureRef = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*:[A-Za-z_][A-Za-z0-9_]*\Z", max_length=257)
+]
+_EntityId = str | Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
+_Seconds = Annotated[float, msgspec.Meta(ge=EARLIEST_TIME, lt=LATEST_TIME)]
+
+
 class LookupBody(msgspec.Struct, forbid_unknown_fields=True):
     """`OnlineFeaturesRequest` as msgspec decodes it (strict types, as pydantic's strict
-    mode: a float field takes an int, nothing takes a bool but a bool field)."""
+    mode: a float field takes an int, nothing takes a bool but a bool field; the same
+    constraints, `api.request_fields`)."""
 
-    entities: Annotated[dict[str, list[str | int]], msgspec.Meta(min_length=1)]
-    features: list[str] | None = None
-    feature_service: str | None = None
+    entities: Annotated[dict[_Name, list[_EntityId]], msgspec.Meta(min_length=1)]
+    features: list[_FeatureRef] | None = None
+    feature_service: _Name | None = None
     full_feature_names: bool = False
-    as_of: float | str | None = None
+    as_of: _Seconds | Annotated[str, msgspec.Meta(min_length=1)] | None = None
     include_feature_view_version_metadata: bool = False
 
 
@@ -68,7 +82,7 @@ class LookupPath:
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
-        if not headers.get(b"content-type", _JSON).startswith(_JSON):
+        if not is_json_media_type(headers.get(b"content-type")):  # the route answers 415
             await self.app(scope, receive, send)
             return
         body, received = await _read_body(receive)
@@ -96,7 +110,9 @@ class LookupPath:
         state: ApiState = scope["app"].state.api
         try:
             request = _decoder.decode(body)
-        except msgspec.DecodeError:  # also a ValidationError: FastAPI says what is wrong
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            # not JSON, or not this schema (msgspec.ValidationError is a DecodeError):
+            # the route refuses it, saying what is wrong
             return None
         try:
             return 200, await lookup(state, request)

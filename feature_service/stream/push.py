@@ -32,10 +32,14 @@ def push_messages(
 
     All or nothing: one bad row refuses the whole push, naming the row and the problem,
     so a client never has to find out which half of its request went through. Beyond
-    the schema (`events.parsing`, the worker's own rules): a NaN or infinite number is a
-    422, because JSON cannot carry it (the encoder would turn it into null, which the
-    worker refuses as invalid JSON when it comes as text); an event larger than
-    `MAX_EVENT_BYTES` is a 413 naming its largest field.
+    the schema (`events.parsing`, the worker's own rules): a column the source does not
+    have is a 422 naming it (as Feast refuses a push whose columns are not its source's,
+    rather than sending data nobody declared to the topic); a value JSON cannot carry is
+    a 422 naming its row and field: a NaN or an infinity (the encoder would turn it into
+    null, which the worker refuses as invalid JSON when it comes as text), an integer
+    beyond 64 bits, a string that is no valid Unicode (a lone surrogate), nesting deeper
+    than 254 levels; an event larger than `MAX_EVENT_BYTES` is a 413 naming its largest
+    field.
     """
     source = registry.sources.get(source_name)
     if source is None:
@@ -49,12 +53,10 @@ def push_messages(
         raise RequestError("`df` has no rows")
     if n_rows > limit:
         raise RequestError(f"{n_rows} rows; at most {limit} per push", status=413)
+    _refuse_unknown_columns(source, df)
     columns = list(df)
     _refuse_non_finite(df)
-    values = [
-        orjson.dumps({c: df[c][i] for c in columns}, option=orjson.OPT_SERIALIZE_NUMPY)
-        for i in range(n_rows)
-    ]
+    values = [_event_json(i, {c: df[c][i] for c in columns}) for i in range(n_rows)]
     for i, value in enumerate(values):
         if len(value) > MAX_EVENT_BYTES:
             sizes = {
@@ -84,6 +86,41 @@ def _message_key(value: Any) -> bytes | None:
     """The topic key of a row: its key column as text; none for a null or empty key
     (the event still counts in the views whose keys it has)."""
     return None if value is None or value == "" else str(value).encode()
+
+
+def _refuse_unknown_columns(source: Source, df: Mapping[str, Sequence[Any]]) -> None:
+    """RequestError naming the columns of `df` that `source` does not have."""
+    known = {*source.schema, source.timestamp_field}
+    unknown = [c for c in df if c not in known]
+    if unknown:
+        shown = ", ".join(_shown(c) for c in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        raise RequestError(
+            f"source {source.name!r} has no column(s) {shown}{more} "
+            f"(its columns: {', '.join(sorted(known))})"
+        )
+
+
+def _event_json(row: int, event: Mapping[str, Any]) -> bytes:
+    """One event as JSON text; a RequestError naming the row and the field whose value
+    JSON cannot carry (an integer beyond 64 bits, a lone surrogate, deep nesting)."""
+    try:
+        return orjson.dumps(event, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError as whole:
+        for column, value in event.items():
+            try:
+                orjson.dumps({column: value}, option=orjson.OPT_SERIALIZE_NUMPY)
+            except orjson.JSONEncodeError as exc:
+                raise RequestError(
+                    f"row {row}: field {_shown(column)} cannot be sent as JSON ({exc})"
+                ) from None
+        raise RequestError(f"row {row} cannot be sent as JSON ({whole})") from None
+
+
+def _shown(name: str) -> str:
+    """A name for a message: its repr (escapes what is no text), cut when long."""
+    text = repr(name)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _refuse_non_finite(df: Mapping[str, Sequence[Any]]) -> None:

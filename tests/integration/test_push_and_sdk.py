@@ -199,9 +199,17 @@ def test_api_keys_guard_data_endpoints(pushed, headers: dict, status: int) -> No
         ({"df": {**_rows("dave", [1.0], T0), "ts": ["yesterday"]}}, 422, "row 0: "),
         ({"df": {"customer_id": ["x"], "amount": [1.0, 2.0]}}, 422, "same number of values"),
         ({"df": _rows("dave", [1.0] * 1001, T0)}, 413, "at most 1000"),
-        # JSON NaN / Infinity parse to floats that the encoder would turn into null
-        ({"df": _rows("dave", [1.0, math.nan], T0)}, 422, "row 1: field 'amount' is nan"),
-        ({"df": _rows("dave", [math.inf], T0)}, 422, "row 0: field 'amount' is inf"),
+        # NaN / Infinity are no JSON (RFC 8259): refused where they stand in the body
+        (
+            {"df": _rows("dave", [1.0, math.nan], T0)},
+            422,
+            '"loc":["body","df","amount",1],"msg":"NaN is not a JSON number"',
+        ),
+        (
+            {"df": _rows("dave", [math.inf], T0)},
+            422,
+            '"loc":["body","df","amount",0],"msg":"Infinity is not a JSON number"',
+        ),
         (  # was a 503: the producer's 1 MiB request limit
             {"df": {**_rows("dave", [1.0, 2.0], T0), "category": ["ok", "x" * 2_000_000]}},
             413,

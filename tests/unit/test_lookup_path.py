@@ -43,6 +43,21 @@ BODIES = [
     {"features": ["v:a"], "entities": {"k": ["c1"]}, "feature_service": 3},
     [],
     "x",
+    # the constraints /openapi.json states (api.request_fields), on both paths alike
+    {"features": ["v:a"], "entities": {"k": [2**63 - 1, -(2**63)]}},
+    {"features": ["v:a"], "entities": {"k": [2**63]}},
+    {"features": ["v:a"], "entities": {"k": [-(2**63) - 1]}},
+    {"features": ["v:a"], "entities": {"k": ["c1"]}, "as_of": ""},
+    {"features": ["v:a"], "entities": {"k": ["c1"]}, "as_of": -2_208_988_800},
+    {"features": ["v:a"], "entities": {"k": ["c1"]}, "as_of": 7_258_118_400},
+    {"features": ["v:a"], "entities": {"k": ["c1"]}, "as_of": 1e308},
+    {"features": ["v:a\n"], "entities": {"k": ["c1"]}},
+    {"features": ["a_b"], "entities": {"k": ["c1"]}},
+    {"features": ["v:a:b"], "entities": {"k": ["c1"]}},
+    {"feature_service": "a b", "entities": {"k": ["c1"]}},
+    {"feature_service": "s\n", "entities": {"k": ["c1"]}},
+    {"features": ["v:a"], "entities": {"a b": ["c1"]}},
+    {"features": ["v:a"], "entities": {"k" * 129: ["c1"]}},
 ]
 
 

@@ -11,6 +11,14 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from feature_service.api.deps import ApiState, State
+from feature_service.api.json_body import JsonBodyRoute, cut
+from feature_service.api.request_fields import (
+    NAMES_ONLY,
+    AsOf,
+    EntityId,
+    FeatureRefText,
+    Name,
+)
 from feature_service.definitions import Registry
 from feature_service.observability.prometheus import REDIS_ERRORS
 from feature_service.online.service import ViewUnavailable, online_features
@@ -22,7 +30,7 @@ from feature_service.requests import (
     resolve_features,
 )
 
-router = APIRouter(tags=["online"])
+router = APIRouter(tags=["online"], route_class=JsonBodyRoute)
 _EPOCH = "1970-01-01T00:00:00Z"
 
 
@@ -47,11 +55,13 @@ class OnlineFeaturesRequest(BaseModel):
         },
     )
 
-    features: list[str] | None = None
-    feature_service: str | None = None
-    entities: dict[str, list[str | int]] = Field(min_length=1)
+    features: list[FeatureRefText] | None = None
+    feature_service: Name | None = None
+    entities: dict[Name, list[EntityId]] = Field(
+        min_length=1, json_schema_extra=NAMES_ONLY, description="join key -> entity ids"
+    )
     full_feature_names: bool = False
-    as_of: float | str | None = None
+    as_of: AsOf = None
     include_feature_view_version_metadata: bool = Field(
         default=False, description="Sent by Feast's client; ignored (views have no versions)."
     )
@@ -82,9 +92,13 @@ def _iso(ts: float | None) -> str:
     "/get-online-features",
     response_model=OnlineFeaturesResponse,
     responses={
-        400: {"description": "the body is not JSON"},
         413: {"description": "too many entities in one request"},
-        422: {"description": "unknown feature, view or entity key; bad as_of"},
+        415: {"description": "the body is not JSON by its Content-Type"},
+        422: {
+            "description": "the body is not JSON or not this schema; an unknown feature, "
+            "view, service or entity key; entity columns of unequal length; an as_of "
+            "string that is no time in years 1900..2199"
+        },
         503: {
             "description": "the online store is unreachable, or a view's stored state was "
             "written by another definition of it (the message says how to fix it)"
@@ -131,9 +145,11 @@ def _resolved(
 
 
 class LookupFailed(Exception):
-    """A lookup refused: the HTTP status and the message of its `{"detail": ...}`."""
+    """A lookup refused: the HTTP status and the message of its `{"detail": ...}`
+    (cut short: a message never carries a request back, `json_body.cut`)."""
 
     def __init__(self, status: int, detail: str) -> None:
+        detail = cut(detail)
         super().__init__(detail)
         self.status = status
         self.detail = detail

@@ -8,20 +8,27 @@ reflect them once the worker's next flush commits (`FS_FLUSH_INTERVAL_S`).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from feature_service.api.deps import State
+from feature_service.api.json_body import JsonBodyRoute
+from feature_service.api.request_fields import NAMES_ONLY, Name
 from feature_service.requests import RequestError, StoreUnavailable
 from feature_service.stream.push import produce, push_messages
 
-router = APIRouter(tags=["push"])
+router = APIRouter(tags=["push"], route_class=JsonBodyRoute)
 
 
 class PushRequest(BaseModel):
-    """Feast's push request: a source and its rows as columns."""
+    """Feast's push request: a source and its rows as columns.
+
+    `df` holds the source's columns (each named in its definition; another column is a
+    422 naming it, as Feast refuses a push whose columns are not its source's), all of
+    the same length, one value per row.
+    """
 
     model_config = ConfigDict(
         extra="forbid",
@@ -43,8 +50,10 @@ class PushRequest(BaseModel):
         },
     )
 
-    push_source_name: str
-    df: dict[str, list[Any]] = Field(min_length=1)
+    push_source_name: Name
+    df: dict[Name, Annotated[list[Any], Field(min_length=1)]] = Field(
+        min_length=1, json_schema_extra=NAMES_ONLY, description="column -> its values, row by row"
+    )
     to: Literal["online_and_offline", "online", "offline"] = Field(
         default="online_and_offline",
         description="Accepted for Feast compatibility; pushed events always reach both "
@@ -60,11 +69,12 @@ class PushResponse(BaseModel):
     "/push",
     response_model=PushResponse,
     responses={
-        400: {"description": "the body is not JSON"},
         413: {"description": "too many rows in one push, or an event over 1 MB"},
+        415: {"description": "the body is not JSON by its Content-Type"},
         422: {
-            "description": "unknown source, or a row that does not match its schema "
-            "(NaN and infinities included)"
+            "description": "the body is not JSON or not this schema; an unknown source, a "
+            "column it does not have, columns of unequal length, or a row that does not "
+            "match its schema (NaN and infinities included)"
         },
         503: {"description": "the broker is unreachable"},
     },
