@@ -134,7 +134,7 @@ class AccessRules:
         found = self.exact.get((path, method))
         if found is not None:
             return found
-        if path.startswith(_OPEN_PREFIXES):
+        if path in OPEN_PATHS or path.startswith(_OPEN_PREFIXES):  # any method: 405 or 404
             return None, None
         for pattern, methods, need, route in self.patterns:
             if method in methods and pattern.match(path):
