@@ -1,9 +1,12 @@
 """The lookup API as one real uvicorn process (`feature-service serve`) under requests that
-used to wedge it or turn it away: absurd `as_of` times and many concurrent lookups."""
+used to wedge it or turn it away: absurd `as_of` times, many concurrent lookups, and a
+body over the cap (which it used to wait for, whole)."""
 
 from __future__ import annotations
 
 import asyncio
+import http.client
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,3 +81,21 @@ def test_two_hundred_concurrent_lookups_all_get_200(served: tuple[str, FeatureVi
     refused = [a for a in answers if a[0] != 200]
     # before the fix, redis-py's pool of 100 refused the rest: 503 MaxConnectionsError
     assert not refused, f"{len(refused)} of 200 not 200, e.g. {refused[0]}"
+
+
+def test_without_api_keys_a_body_over_the_default_cap_is_a_413_before_it_is_read(
+    served: tuple[str, FeatureView],
+) -> None:
+    url, _ = served
+    host, port = url.removeprefix("http://").split(":")
+    over = 8 * 1024 * 1024 + 1  # FS_MAX_BODY_BYTES' default, and one byte
+    head = (
+        f"POST /get-online-features HTTP/1.1\r\nHost: {host}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {over}\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(head.encode())  # and no body: the answer must not wait for it
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert response.status == 413
+        assert b"FS_MAX_BODY_BYTES" in response.read()
