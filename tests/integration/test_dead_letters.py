@@ -67,7 +67,7 @@ def test_dead_letters_are_shown_with_their_reasons(tmp_path: Path) -> None:
 
         # --follow shows a new one as it comes; produce says it sent a malformed line.
         follow = subprocess.Popen(
-            [sys.executable, "-m", "feature_service.cli.main", "dlq", "--follow", "--limit", "0"],
+            [sys.executable, "-m", "feature_service.cli.main", "dlq", "--follow", "--limit", "1"],
             cwd=tmp_path,
             env=beside,
             stdout=subprocess.PIPE,
@@ -77,6 +77,8 @@ def test_dead_letters_are_shown_with_their_reasons(tmp_path: Path) -> None:
         seen: list[str] = []
         threading.Thread(target=lambda: seen.extend(follow.stdout or []), daemon=True).start()
         try:
+            # It printed the newest one it found: it follows from there.
+            wait_for(lambda: len(seen) == 1, what="dlq --follow to start")
             bad = tmp_path / "bad.jsonl"
             bad.write_text('{"customer_id": "c001", "amount": "lots", "ts": 1793491317.2}\n')
             sent = run_cli("produce", "transactions", str(bad), cwd=tmp_path, env=beside)
