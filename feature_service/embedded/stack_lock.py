@@ -8,10 +8,11 @@ write files whose offsets collide with the running worker's and delete `stack.js
 when it stops. The kernel releases the lock when the process holding it ends, however
 it ends (Ctrl-C, kill -9, a crash), so a crashed `up` leaves no stale lock behind; the
 file itself stays (deleting it would let two processes lock two different files).
+`acquire` raises StackInUse while another `up` holds the lock.
 
 >>> lock = StackLock(Path("stores"))  # doctest: +SKIP
->>> lock.acquire()  # StackInUse when another `up` holds it
->>> lock.release()
+>>> lock.acquire()  # doctest: +SKIP
+>>> lock.release()  # doctest: +SKIP
 """
 
 from __future__ import annotations

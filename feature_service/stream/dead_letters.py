@@ -6,7 +6,7 @@ The worker writes one JSON record per refused event (`SourceProcessor._dead_lett
 `feature-service dlq` and `GET /dlq` (the UI's dead letters) read them here.
 
 >>> reader = DeadLetterReader(settings.kafka)                       # doctest: +SKIP
->>> asyncio.run(reader.latest(registry.sources["transactions"], limit=5))
+>>> asyncio.run(reader.latest(registry.sources["transactions"], limit=5))  # doctest: +SKIP
 [DeadLetter(source='transactions', partition=1, offset=17, reason="missing field ...", ...)]
 """
 
