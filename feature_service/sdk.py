@@ -1,14 +1,15 @@
 """The Python SDK: `FeatureStore`, the same code paths as the lookup API, without HTTP.
 
->>> from feature_service import FeatureStore                   # doctest: +SKIP
->>> store = FeatureStore()               # FS_* settings, or the running `up` stack
->>> store.get_online_features(
-...     features=["customer_txn:amount_sum_1d"], entity_rows=[{"customer_id": "c001"}]
-... ).to_dict()
-{'customer_id': ['c001'], 'amount_sum_1d': [812.4]}
->>> store.push("transactions", df)       # validated against the schema, then produced
->>> store.get_historical_features(entity_df, features=[...])     # a pandas DataFrame
->>> store.close()                        # or: with FeatureStore() as store: ...
+Beside a running stack (not a doctest)::
+
+    from feature_service import FeatureStore
+    store = FeatureStore()               # FS_* settings, or the running `up` stack
+    store.get_online_features(
+        features=["customer_txn:amount_sum_1d"], entity_rows=[{"customer_id": "c001"}]
+    ).to_dict()                          # {'customer_id': ['c001'], 'amount_sum_1d': [812.4]}
+    store.push("transactions", df)       # validated against the schema, then produced
+    store.get_historical_features(entity_df, features=[...])     # a pandas DataFrame
+    store.close()                        # or: with FeatureStore() as store: ...
 
 The store holds connections (Redis, the broker's producer) and a thread: `close()` them
 when done, or use it as a context manager. A store never closed is closed when it is
