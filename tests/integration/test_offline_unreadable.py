@@ -79,6 +79,8 @@ def test_an_unreadable_file_is_named_listed_and_quarantined(tmp_path: Path) -> N
     line = error_line(run_cli(*train, cwd=tmp_path, env=env))
     assert broken in line and "feature-service offline check" in line, line
     assert not out.exists()
+    line = error_line(run_cli("feature-log", "--view", "customer_txn", cwd=tmp_path, env=env))
+    assert broken in line, line  # every reader of the log: one line naming the file
 
     # `offline check` lists it (and only it), exit code 1.
     check = run_cli("offline", "check", "--source", "transactions", cwd=tmp_path, env=env)
