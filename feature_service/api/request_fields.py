@@ -11,7 +11,7 @@ limits an operator sets (`FS_MAX_ENTITIES_PER_REQUEST`: 413).
 >>> from pydantic import TypeAdapter
 >>> TypeAdapter(AsOf).validate_python(1_793_491_200)
 1793491200
->>> TypeAdapter(EntityId).validate_python(2**64)  # doctest: +ELLIPSIS
+>>> TypeAdapter(EntityId).validate_python(2**53)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
 pydantic_core._pydantic_core.ValidationError: 2 validation errors for ...
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, PlainValidator, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, WithJsonSchema
 
 from feature_service.aggregation.windows import EARLIEST_TIME, LATEST_TIME
 from feature_service.definitions.model import Identifier
@@ -30,7 +30,8 @@ from feature_service.requests import check_query_time
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 """Names of views, features, entities, join keys, sources and columns (`definitions`)."""
 FEATURE_REF_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*:[A-Za-z_][A-Za-z0-9_]*$"
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+SAFE_INTEGER = 2**53 - 1
+"""Largest integer JSON carries exactly everywhere (I-JSON, RFC 7493: an IEEE double)."""
 
 Name = Identifier
 FeatureRefText = Annotated[
@@ -42,12 +43,47 @@ FeatureRefText = Annotated[
         examples=["customer_txn:amount_sum_1d"],
     ),
 ]
-# `lt` rather than `le`: OpenAPI's models hold bounds as floats, and 2**63 - 1 becomes
-# 2**63 there; 2**63 is exact, so the schema says exactly what is accepted.
-Int64 = Annotated[int, Field(ge=INT64_MIN, lt=INT64_MAX + 1)]
+
+
+def _integral_float_as_int(value: Any) -> Any:
+    """`5.0` as `5`: JSON (and a JSON schema's `integer`) does not tell them apart."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _safe_integer(value: int) -> int:
+    if not -SAFE_INTEGER <= value <= SAFE_INTEGER:
+        raise ValueError(
+            f"an integer id must lie within +-(2**53 - 1), the integers JSON carries exactly "
+            f"(I-JSON): send {_digits(value)} as a string, the same id (ids are matched as text)"
+        )
+    return value
+
+
+def _digits(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 30 else f"{text[:20]}... ({len(text)} digits)"
+
+
+SafeInteger = Annotated[
+    int,
+    BeforeValidator(_integral_float_as_int),
+    AfterValidator(_safe_integer),
+    WithJsonSchema(
+        {"type": "integer", "minimum": -SAFE_INTEGER, "maximum": SAFE_INTEGER},
+        mode="validation",
+    ),
+]
+"""An integer JSON carries exactly; beyond, a 422 saying to send it as a string. Bounds
+that a float holds exactly, so the schema (whose bounds OpenAPI holds as floats) states
+them exactly too."""
 EntityId = Annotated[
-    str | Int64,
-    Field(description="An entity id: a string, or an integer in the int64 range."),
+    str | SafeInteger,
+    Field(
+        description="An entity id: a string, or an integer within +-(2**53 - 1); ids are "
+        'matched as text, so 12 and "12" are the same id.'
+    ),
 ]
 NonEmptyText = Annotated[str, Field(min_length=1)]
 

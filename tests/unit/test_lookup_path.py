@@ -1,9 +1,10 @@
-"""The lookup fast path decodes exactly the bodies the route's pydantic model takes.
+"""The lookup fast path decodes only bodies the route's pydantic model takes.
 
 `api.lookup_path` answers a lookup itself only when msgspec's `LookupBody` decodes it;
 anything it refuses goes to the FastAPI route. So a body msgspec takes and pydantic
 refuses would be answered where the API promises a 422: that must never happen, and the
-values both give must be the same.
+values both give must be the same. The other way is allowed where listed
+(`ROUTE_ONLY`): the route answers it, a little slower.
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ BODIES = [
     [],
     "x",
     # the constraints /openapi.json states (api.request_fields), on both paths alike
-    {"features": ["v:a"], "entities": {"k": [2**63 - 1, -(2**63)]}},
+    {"features": ["v:a"], "entities": {"k": [2**53 - 1, -(2**53) + 1]}},
+    {"features": ["v:a"], "entities": {"k": [2**53]}},
+    {"features": ["v:a"], "entities": {"k": [-(2**53)]}},
     {"features": ["v:a"], "entities": {"k": [2**63]}},
-    {"features": ["v:a"], "entities": {"k": [-(2**63) - 1]}},
     {"features": ["v:a"], "entities": {"k": ["c1"]}, "as_of": ""},
     {"features": ["v:a"], "entities": {"k": ["c1"]}, "as_of": -2_208_988_800},
     {"features": ["v:a"], "entities": {"k": ["c1"]}, "as_of": 7_258_118_400},
@@ -58,7 +60,10 @@ BODIES = [
     {"feature_service": "s\n", "entities": {"k": ["c1"]}},
     {"features": ["v:a"], "entities": {"a b": ["c1"]}},
     {"features": ["v:a"], "entities": {"k" * 129: ["c1"]}},
+    # JSON does not tell 5.0 from 5: the route takes an integral float as an integer id
+    {"features": ["v:a"], "entities": {"k": [5.0, -203687130.0]}},
 ]
+ROUTE_ONLY = {len(BODIES) - 1}
 
 
 @pytest.mark.parametrize("body", BODIES, ids=range(len(BODIES)))
@@ -72,9 +77,11 @@ def test_the_fast_path_takes_a_body_only_as_the_route_does(body: object) -> None
         route: OnlineFeaturesRequest | None = OnlineFeaturesRequest.model_validate_json(raw)
     except ValidationError:
         route = None
-    assert (fast is None) == (route is None), (fast, route)
-    if fast is not None and route is not None:
+    if fast is not None:
+        assert route is not None, (fast, "the route refuses it")
         assert msgspec.structs.asdict(fast) == route.model_dump()
+    elif BODIES.index(body) not in ROUTE_ONLY:
+        assert route is None, (route, "the fast path refuses it")
 
 
 def test_a_body_that_is_not_json_goes_to_the_route() -> None:
