@@ -12,8 +12,8 @@ the mean of an empty window), `NOT_FOUND` (no state for the entity), and
 An entity never seen has the values of no events (`Aggregator.empty_value`: 0 for
 `count` and `count_distinct`, null for the rest), which training sets give it too, so a
 model is served what it was trained on; its status still says `NOT_FOUND`.
-The event timestamp reported is the entity's newest event time in the store, which for
-an `as_of` in the past may be later than `as_of`.
+The event timestamp reported is the entity's newest event at or before `t` (for an `as_of`
+in the past, not a later event's), and ttl is measured from it.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from feature_service.aggregation.state import (
     OutsideRetentionError,
     StaleFormatError,
     StateLayout,
+    States,
     decode,
     evaluate,
 )
@@ -156,7 +157,7 @@ def view_values(
     evaluated = evaluate(layout, states, codes, np.asarray(row_t, dtype=np.float64), names)
     expired = []
     for i, at in zip(present, row_t, strict=True):
-        last = metas[i].last  # type: ignore[union-attr]
+        last = _newest_at(states, i, at)
         event_ts[i] = last
         expired.append(view.ttl_s is not None and last is not None and at - last > view.ttl_s)
     everyone = len(present) == n and not any(expired)  # the usual lookup: all found, fresh
@@ -171,6 +172,23 @@ def view_values(
             out[i] = value
             status[i] = OUTSIDE_MAX_AGE if old else (NULL_VALUE if value is None else PRESENT)
     return ViewColumns(values, statuses, event_ts)
+
+
+def _newest_at(states: States, i: int, at: float) -> float | None:
+    """Entity `i`'s newest event time at or before `at` (its lifetime newest when `at` is
+    later, the usual lookup): the time `event_timestamps` reports and ttl is measured from,
+    so an `as_of` in the past is never answered with a later event's time."""
+    meta = states.metas[i]
+    assert meta is not None
+    if meta.last is None or at >= meta.last:
+        return meta.last
+    events = states.events
+    lo, hi = np.searchsorted(events.code, [i, i + 1])
+    before = int(np.searchsorted(events.ts[lo:hi], at, side="right"))
+    newest = float(events.ts[lo + before - 1]) if before else None
+    if meta.base_hi is not None and meta.base_hi <= at:  # compacted events are older
+        newest = meta.base_hi if newest is None else max(newest, meta.base_hi)
+    return newest
 
 
 def _not_found_values(

@@ -115,6 +115,23 @@ def test_values_older_than_ttl_are_outside_max_age(served) -> None:  # type: ign
     assert {c["statuses"][0] for c in body["results"][1:]} == {"OUTSIDE_MAX_AGE"}
 
 
+def test_event_timestamps_of_a_past_as_of_are_of_events_at_or_before_it(served) -> None:  # type: ignore[no-untyped-def]
+    api, view, expected = served
+    entity = max(expected, key=lambda e: len(expected[e]))
+    times = sorted(e.ts for e in expected[entity])
+    newest_all = max(e.ts for events in expected.values() for e in events)
+    k = next(i for i, ts in enumerate(times) if newest_all - ts < 6 * 3600)  # in retention
+    assert k < len(times) - 1, "the entity needs two events in the last 6 hours"
+    middle = times[k]
+    for as_of in (middle, middle + 0.5 * (times[k + 1] - middle), times[-1] + 60):
+        body = ask(api, view, [entity], as_of=as_of)
+        newest = max(ts for ts in times if ts <= as_of)
+        stamps = {c["event_timestamps"][0] for c in body["results"][1:]}
+        assert len(stamps) == 1, stamps
+        got = pd.Timestamp(stamps.pop()).timestamp()
+        assert abs(got - newest) < 1e-3, (as_of, got, newest)
+
+
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
