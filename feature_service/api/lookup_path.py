@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from feature_service.aggregation.windows import EARLIEST_TIME, LATEST_TIME
 from feature_service.api.deps import ApiState
 from feature_service.api.json_body import is_json_media_type
-from feature_service.api.request_fields import FEATURE_REF_PATTERN, SAFE_INTEGER
+from feature_service.api.request_fields import FEATURE_REF_PATTERN, INT64_MAX, INT64_MIN
 from feature_service.api.routes.online import LookupFailed, lookup
 
 PATH = "/get-online-features"
@@ -42,7 +42,7 @@ _JSON = b"application/json"
 # The constraints of `api.request_fields`, in msgspec's words. Its patterns are Python's
 # `re`, where `$` also matches before a final newline: `\Z` is the end of the text.
 _Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*\Z", max_length=128)]
-_EntityId = str | Annotated[int, msgspec.Meta(ge=-SAFE_INTEGER, le=SAFE_INTEGER)]
+_EntityId = str | Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
 _Seconds = Annotated[float, msgspec.Meta(ge=EARLIEST_TIME, lt=LATEST_TIME)]
 
 

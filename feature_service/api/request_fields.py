@@ -11,7 +11,7 @@ limits an operator sets (`FS_MAX_ENTITIES_PER_REQUEST`: 413).
 >>> from pydantic import TypeAdapter
 >>> TypeAdapter(AsOf).validate_python(1_793_491_200)
 1793491200
->>> TypeAdapter(EntityId).validate_python(2**53)  # doctest: +ELLIPSIS
+>>> TypeAdapter(EntityId).validate_python(2**63)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
 pydantic_core._pydantic_core.ValidationError: 2 validation errors for ...
@@ -30,8 +30,7 @@ from feature_service.requests import check_query_time
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 """Names of views, features, entities, join keys, sources and columns (`definitions`)."""
 FEATURE_REF_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*:[A-Za-z_][A-Za-z0-9_]*$"
-SAFE_INTEGER = 2**53 - 1
-"""Largest integer JSON carries exactly everywhere (I-JSON, RFC 7493: an IEEE double)."""
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 Name = Identifier
 FeatureRefText = Annotated[
@@ -46,17 +45,25 @@ FeatureRefText = Annotated[
 
 
 def _integral_float_as_int(value: Any) -> Any:
-    """`5.0` as `5`: JSON (and a JSON schema's `integer`) does not tell them apart."""
+    """`5.0` as `5`: JSON (and a JSON schema's `integer`) does not tell them apart. Not
+    beyond 2**53, where a float is no longer every integer: there it may be a longer
+    integer rounded by the JSON reader (orjson reads one outside int64/uint64 as a
+    float), so it is refused, never taken for another id."""
     if isinstance(value, float) and value.is_integer():
+        if abs(value) > 2**53:
+            raise ValueError(
+                f"{value!r} is beyond the integers a JSON number holds exactly: send the id "
+                "as a string (ids are matched as text)"
+            )
         return int(value)
     return value
 
 
-def _safe_integer(value: int) -> int:
-    if not -SAFE_INTEGER <= value <= SAFE_INTEGER:
+def _int64(value: int) -> int:
+    if not INT64_MIN <= value <= INT64_MAX:
         raise ValueError(
-            f"an integer id must lie within +-(2**53 - 1), the integers JSON carries exactly "
-            f"(I-JSON): send {_digits(value)} as a string, the same id (ids are matched as text)"
+            f"an integer id must lie in the int64 range: send {_digits(value)} as a string, "
+            "the same id (ids are matched as text)"
         )
     return value
 
@@ -66,22 +73,18 @@ def _digits(value: int) -> str:
     return text if len(text) <= 30 else f"{text[:20]}... ({len(text)} digits)"
 
 
-SafeInteger = Annotated[
+Int64 = Annotated[
     int,
     BeforeValidator(_integral_float_as_int),
-    AfterValidator(_safe_integer),
-    WithJsonSchema(
-        {"type": "integer", "minimum": -SAFE_INTEGER, "maximum": SAFE_INTEGER},
-        mode="validation",
-    ),
+    AfterValidator(_int64),
+    WithJsonSchema({"type": "integer", "format": "int64"}, mode="validation"),
 ]
-"""An integer JSON carries exactly; beyond, a 422 saying to send it as a string. Bounds
-that a float holds exactly, so the schema (whose bounds OpenAPI holds as floats) states
-them exactly too."""
+"""An integer in the int64 range, stated by OpenAPI's `format: int64` (bounds written
+as numbers would be floats in /openapi.json, and 2**63 - 1 is no float)."""
 EntityId = Annotated[
-    str | SafeInteger,
+    str | Int64,
     Field(
-        description="An entity id: a string, or an integer within +-(2**53 - 1); ids are "
+        description="An entity id: a string, or an integer in the int64 range; ids are "
         'matched as text, so 12 and "12" are the same id.'
     ),
 ]

@@ -45,10 +45,9 @@ BODIES = [
     [],
     "x",
     # the constraints /openapi.json states (api.request_fields), on both paths alike
-    {"features": ["v:a"], "entities": {"k": [2**53 - 1, -(2**53) + 1]}},
-    {"features": ["v:a"], "entities": {"k": [2**53]}},
-    {"features": ["v:a"], "entities": {"k": [-(2**53)]}},
+    {"features": ["v:a"], "entities": {"k": [2**63 - 1, -(2**63), 2**53 + 1]}},
     {"features": ["v:a"], "entities": {"k": [2**63]}},
+    {"features": ["v:a"], "entities": {"k": [-(2**63) - 1]}},
     {"features": ["v:a"], "entities": {"k": ["c1"]}, "as_of": ""},
     {"features": ["v:a"], "entities": {"k": ["c1"]}, "as_of": -2_208_988_800},
     {"features": ["v:a"], "entities": {"k": ["c1"]}, "as_of": 7_258_118_400},

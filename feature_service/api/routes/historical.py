@@ -24,8 +24,8 @@ from feature_service.api.request_fields import (
     NAMES_ONLY,
     EventTime,
     FeatureRefText,
+    Int64,
     Name,
-    SafeInteger,
 )
 from feature_service.events.parsing import parse_timestamp
 from feature_service.offline.historical import TIMESTAMP_COLUMN, get_historical_features
@@ -33,7 +33,7 @@ from feature_service.requests import RequestError, entity_rows, join_keys, resol
 
 router = APIRouter(tags=["offline"], route_class=JsonBodyRoute)
 
-EntityValue = str | SafeInteger | float | None
+EntityValue = str | Int64 | float | None
 
 
 class EntityRows(BaseModel):
