@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,10 @@ def test_no_input_gives_a_5xx_or_breaks_the_schema(stack: EmbeddedStack, tmp_pat
     config.write_text(CONFIG)
     try:
         wait_for(lambda: _answers(url), 60, "API serving", api)
+        # the key schemathesis sends opens every route (else it would fuzz 401s only)
+        example = {"features": ["customer_txn:txn_count_1d"], "entities": {"customer_id": ["c001"]}}
+        seen = httpx.post(f"{url}/get-online-features", json=example, headers={"X-API-Key": KEY})
+        assert seen.status_code == 200, seen.text
         run = subprocess.run(
             [
                 sys.executable, "-m", "schemathesis.cli", "--config-file", str(config),
@@ -125,3 +130,5 @@ def test_no_input_gives_a_5xx_or_breaks_the_schema(stack: EmbeddedStack, tmp_pat
     log = (tmp_path / "api.log").read_text()
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
     assert "Traceback" not in log, log[-4000:]
+    generated = re.search(r"(\d+) generated", run.stdout)
+    assert generated and int(generated.group(1)) >= 1000, run.stdout[-3000:]
