@@ -40,6 +40,8 @@ MAX_INPUT_CHARS = 80
 """Longest `input` of one validation error, as JSON text; longer ones are cut."""
 MAX_ERRORS = 10
 """Validation errors listed in one 422; the rest are counted."""
+MAX_LOCATED_BYTES = 1_000_000
+"""Largest body whose strict-JSON fault is named by its place (`not_json`)."""
 
 UNSUPPORTED = "the body must be JSON: send Content-Type: application/json"
 
@@ -128,12 +130,13 @@ def not_json(body: bytes, error: orjson.JSONDecodeError) -> dict[str, Any]:
 
     Text that is JSON to Python's reader but not strict JSON (a lone surrogate, bytes
     that are not UTF-8, NaN, a number beyond float64) is named by its place in the
-    body; anything else by orjson's message and position.
+    body, in a body of at most `MAX_LOCATED_BYTES` (finding the place reads it again,
+    slowly); anything else by orjson's message and position.
 
     >>> not_json(b'{"a": ["\\ud800"]}', orjson.JSONDecodeError("x", "", 0))["loc"]
     ['body', 'a', 0]
     """
-    found = _first_not_strict(body)
+    found = _first_not_strict(body) if len(body) <= MAX_LOCATED_BYTES else None
     if found is None:
         return {
             "type": "json_invalid",
