@@ -229,16 +229,37 @@ class FeatureStore:
         *,
         feature_service: str | None = None,
         full_feature_names: bool = False,
-    ) -> pd.DataFrame:
+        engine: str = "local",
+        spark: Any = None,
+        as_spark: bool = False,
+    ) -> Any:
         """A point-in-time training set: `entity_df` (join keys, `event_timestamp`, any
         labels; rows in order) plus each feature as served online at each row's time.
 
-        Reads the offline store (`FS_OFFLINE_URI`) directly; see `offline.historical`.
+        Reads the offline store (`FS_OFFLINE_URI`) directly. `engine="local"`: in
+        buckets of entities, one process per core (`offline.buckets`; a small log in
+        this process); `engine="spark"`: the same buckets inside Spark (`spark`: a
+        SparkSession, default a local one), returning a pandas DataFrame, or with
+        `as_spark=True` a Spark DataFrame (`entity_df` may then be one too).
         """
-        from feature_service.offline.historical import get_historical_features
-
+        if engine not in ("local", "spark"):
+            raise RequestError(f"unknown engine {engine!r}: use 'local' or 'spark'")
         try:
-            return get_historical_features(
+            if engine == "spark":
+                from feature_service.offline import spark_engine
+
+                session = spark or spark_engine.spark_session()
+                args = (self.registry, self.settings.offline_uri, entity_df, features)
+                if as_spark:
+                    return spark_engine.spark_historical_features(
+                        session, *args, feature_service, full_feature_names
+                    )
+                return spark_engine.spark_historical_frame(
+                    session, *args, feature_service, full_feature_names
+                )
+            from feature_service.offline.buckets import bucketed_historical_features
+
+            return bucketed_historical_features(
                 self.registry,
                 self.settings.offline_uri,
                 entity_df,

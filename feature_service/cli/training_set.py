@@ -51,11 +51,33 @@ def training_set(
             "--definitions", "-d", help="A YAML file or folder (default: FS_DEFINITIONS)."
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local: buckets of entities, one process per core; spark: the same "
+            "buckets inside Apache Spark (needs the `spark` extra).",
+        ),
+    ] = "local",
+    master: Annotated[
+        str | None,
+        typer.Option(
+            "--master",
+            help="Spark master: local[N], spark://HOST:7077, yarn, k8s://..., or Spark "
+            "Connect sc://HOST:15002 (default local[*]).",
+        ),
+    ] = None,
+    buckets: Annotated[
+        int | None,
+        typer.Option("--buckets", min=1, help="Buckets of entities (default: by log size)."),
+    ] = None,
 ) -> None:
     """Write a point-in-time training set: each row's features at its event_timestamp,
     the values the online store served (or would have served) then.
 
     Reads the offline store (FS_OFFLINE_URI). Rows keep their order and extra columns.
+    With --engine spark, Spark reads the log and the entity rows where they are and
+    writes OUT as a Parquet dataset (a folder of part files, in row order).
 
     Example: feature-service training-set --entities rows.parquet \\
              --features customer_txn:amount_sum_1d,customer_txn:txn_count_1h -o train.parquet
@@ -65,15 +87,23 @@ def training_set(
     from feature_service.cli.progress import progress_bar
     from feature_service.core.config import load_settings
     from feature_service.definitions import load_definitions
-    from feature_service.offline.historical import get_historical_features
+    from feature_service.offline.buckets import bucketed_historical_features
 
+    if engine not in ("local", "spark"):
+        raise ValueError(f"unknown engine {engine!r}: use local or spark")
     settings = load_settings()
     registry = load_definitions(definitions or settings.definitions)
     refs = None if features is None else [f.strip() for f in features.split(",") if f.strip()]
+    if engine == "spark":
+        spark_training_set(
+            registry, settings.offline_uri, entities, output, refs, feature_service,
+            full_feature_names, master, buckets,
+        )  # fmt: skip
+        return
     entity_df = read_table(entities)
     assert isinstance(entity_df, pd.DataFrame)
     with progress_bar("features") as advance:
-        out = get_historical_features(
+        out = bucketed_historical_features(
             registry,
             settings.offline_uri,
             entity_df,
@@ -81,8 +111,46 @@ def training_set(
             feature_service,
             full_feature_names,
             progress=advance,
+            buckets=buckets,
         )
     output.parent.mkdir(parents=True, exist_ok=True)
     out.to_parquet(output, index=False)
     n_features = len(out.columns) - len(entity_df.columns)
     console.print(f"wrote {len(out)} rows x {n_features} features to {output}", highlight=False)
+
+
+def spark_training_set(
+    registry: object,
+    offline_uri: str,
+    entities: Path,
+    output: Path,
+    features: list[str] | None,
+    feature_service: str | None,
+    full_feature_names: bool,
+    master: str | None,
+    buckets: int | None,
+) -> None:
+    """The training set computed and written by Spark (the entity rows read on the
+    driver, the log by the executors)."""
+    import pandas as pd
+
+    from feature_service.definitions import Registry
+    from feature_service.offline.spark_engine import spark_historical_features, spark_session
+
+    assert isinstance(registry, Registry)
+    # The rows through the driver: pandas writes nanosecond timestamps Spark cannot read.
+    rows = read_table(entities)
+    assert isinstance(rows, pd.DataFrame)
+    spark = spark_session(master, "feature-service training-set")
+    with console.status("computing with Spark"):
+        out = spark_historical_features(
+            spark, registry, offline_uri, rows, features, feature_service,
+            full_feature_names, buckets=buckets,
+        )  # fmt: skip
+        out.write.mode("overwrite").parquet(str(output.resolve()))
+    written = spark.read.parquet(str(output.resolve()))
+    n_features = len(written.columns) - len(rows.columns)
+    console.print(
+        f"wrote {written.count()} rows x {n_features} features to {output} (Parquet dataset)",
+        highlight=False,
+    )

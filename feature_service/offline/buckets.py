@@ -1,0 +1,544 @@
+"""Training sets in buckets of entities: memory follows the largest bucket, not the log.
+
+A row's features depend only on the events of its own entity, so the entity rows and
+the log's events can be split by entity key into ``B`` buckets and each bucket
+evaluated alone, by the one evaluator (`offline.historical.get_historical_features`)
+over an in-memory log of that bucket's events (`TableLog`). The local engine here and
+the Spark engine (`offline.spark_engine`) bucket the same way (`key_buckets`) and call
+the same per-bucket function (`evaluate_bucket`), so they give the same values.
+
+The local engine (`bucketed_historical_features`), one process per core:
+
+1. Plan: the features asked, grouped by (entity join key, source): one bucketing per
+   entity, one event table per source. A dry run of the evaluator over no rows and no
+   events checks the request (the same errors as the evaluator) and records the
+   columns it reads of each source, so only those are spilled.
+2. Spill: the log is read file by file (never whole), each file's events hashed by
+   their entity id (`keys.arrow_key_texts`: ints and strings hash as the online keys
+   name them) and appended to that bucket's Parquet file; the workers split the files.
+3. Evaluate: each bucket's events and rows are evaluated in a worker and its values
+   written as it completes; the values are put back in `entity_df`'s row order.
+
+Buckets (`choose_buckets`): enough that one bucket's events take about
+``memory_budget / workers`` in the evaluator (~`EVALUATOR_BYTES_PER_EVENT` each, as
+measured with the 20 windowed features of `benchmarks/pit.py`), and at least two per
+worker so a slow bucket does not leave a core idle. One entity is never split: an
+entity with a tenth of the log is a tenth of the log in one bucket.
+
+>>> key_buckets(pa.array(["c1", "c2", None, "c1"]), 8).tolist()
+[5, 2, -1, 5]
+>>> key_buckets(pa.array([42]), 8).tolist() == key_buckets(pa.array(["42"]), 8).tolist()
+True
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from feature_service.definitions import Registry, Source
+
+try:
+    from feature_service.keys import arrow_key_texts, key_texts
+except ImportError:  # pragma: no cover - until keys.py (issue 22) is on main: its rule
+
+    def arrow_key_texts(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+        return column if pa.types.is_string(column.type) else column.cast(pa.string())
+
+    def key_texts(column: npt.ArrayLike) -> npt.NDArray[Any]:
+        return np.asarray(
+            [v if isinstance(v, str) else str(v) for v in np.asarray(column)], dtype=object
+        )
+
+
+from feature_service.offline.event_log import (
+    EventLog,
+    UnreadableLogFile,
+    arrow_schema,
+    batches_overlap,
+)
+from feature_service.offline.historical import TIMESTAMP_COLUMN, get_historical_features
+from feature_service.requests import resolve_features
+
+ROW_COLUMN = "_row"
+"""The position of an entity row in the caller's `entity_df`, carried through buckets."""
+BUCKET_COLUMN = "_bucket"
+META_COLUMNS = ("event_ts", "_partition", "_offset", "_watermark")
+EVALUATOR_BYTES_PER_EVENT = 400
+"""Peak memory of the evaluator per event of a bucket (events, sort, index, 20 windowed
+features' prefix sums), with headroom; 10M events took ~2.8 GB in one process."""
+DEFAULT_MEMORY_BUDGET = 2 * 2**30
+SINGLE_BUCKET_EVENTS = 2_000_000
+"""Logs up to this size are evaluated whole in this process: ~1 s and ~0.8 GB (RESULTS.md),
+less than starting processes and spilling would cost."""
+ProgressFn = Callable[[int, int], None]
+
+
+# ------------------------------------------------------------------------- the hashing
+
+
+def text_buckets(texts: pa.Array | pa.ChunkedArray, buckets: int) -> npt.NDArray[np.int32]:
+    """The bucket of each entity id (Arrow strings; null: -1). Each distinct id is
+    hashed once (pandas' SipHash with its fixed key: the same on every machine)."""
+    if len(texts) == 0:
+        return np.empty(0, dtype=np.int32)
+    encoded = pa.chunked_array(texts) if isinstance(texts, pa.Array) else texts
+    encoded = encoded.combine_chunks().dictionary_encode()
+    uniques = np.asarray(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+    of_unique = (pd.util.hash_array(uniques, categorize=False) % np.uint64(buckets)).astype(
+        np.int32
+    )
+    indices = encoded.indices
+    out = np.full(len(indices), -1, dtype=np.int32)
+    valid = np.asarray(indices.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
+    codes = np.asarray(indices.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    out[valid] = of_unique[codes[valid]]
+    return out
+
+
+def key_buckets(column: pa.Array | pa.ChunkedArray, buckets: int) -> npt.NDArray[np.int32]:
+    """The bucket of each join-key value of an Arrow column (its canonical id's)."""
+    return text_buckets(arrow_key_texts(column), buckets)
+
+
+def row_buckets(keys: pd.Series, buckets: int) -> npt.NDArray[np.int32]:
+    """The bucket of each entity row's join-key value (any dtype; null: -1)."""
+    null = keys.isna().to_numpy()
+    texts = key_texts(keys.to_numpy())
+    texts[null] = None
+    return text_buckets(pa.array(texts, type=pa.string()), buckets)
+
+
+def choose_buckets(events: int, workers: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int:
+    """How many buckets for `events` events on `workers` processes within `memory_budget`
+    bytes: each bucket's evaluation about ``memory_budget / workers``, two per worker at
+    least; one for a small log (`SINGLE_BUCKET_EVENTS`).
+
+    >>> choose_buckets(1_000_000, 2)
+    1
+    >>> choose_buckets(10_000_000, 2, 2 * 2**30)
+    4
+    >>> choose_buckets(100_000_000, 2, 2 * 2**30)
+    38
+    """
+    if events <= SINGLE_BUCKET_EVENTS:
+        return 1
+    per_worker = max(memory_budget // max(workers, 1), 1)
+    needed = math.ceil(events * EVALUATOR_BYTES_PER_EVENT / per_worker)
+    return max(needed, 2 * workers, 1)
+
+
+# ---------------------------------------------------------------- an in-memory log
+
+
+class TableLog(EventLog):
+    """An event log held in memory: one Arrow table per source (a bucket's events), read
+    by the evaluator as it reads the offline log. `overlapping`: the tables may hold an
+    event twice (batches written twice, `offline.event_log`), so each `(partition,
+    offset)` is kept once, as `EventLog.scan` does."""
+
+    def __init__(self, tables: Mapping[str, pa.Table], overlapping: bool = False) -> None:
+        super().__init__("memory://bucket")
+        self.tables = dict(tables)
+        self.overlapping = overlapping
+        self.scanned: dict[str, list[str]] = {}
+
+    def files(self, source: str, partition: int | None = None) -> list[str]:
+        return []
+
+    def scan(self, source: Source, columns: Sequence[str]) -> pa.Table:
+        self.scanned.setdefault(source.name, [])
+        self.scanned[source.name] = list(dict.fromkeys([*self.scanned[source.name], *columns]))
+        table = self.tables.get(source.name)
+        if table is None:
+            return arrow_schema(source).empty_table().select(list(columns))
+        if self.overlapping and table.num_rows:
+            where = np.stack(
+                [
+                    np.asarray(table["_partition"].to_numpy(), dtype=np.int64),
+                    np.asarray(table["_offset"].to_numpy(), dtype=np.int64),
+                ],
+                axis=1,
+            )
+            _, first = np.unique(where, axis=0, return_index=True)
+            first.sort()
+            table = table.take(pa.array(first))
+        return table.select(list(columns))
+
+
+# ------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class BucketGroup:
+    """The features of one (entity, source): their rows are bucketed by `join_key` and
+    evaluated over the events of `source` alone, reading its `columns`."""
+
+    join_key: str
+    source: str
+    features: tuple[str, ...]  # view:feature
+    outputs: tuple[str, ...]  # their column names in the training set
+    columns: tuple[str, ...]
+
+
+@dataclass
+class BucketPlan:
+    groups: list[BucketGroup]
+    full_feature_names: bool
+    outputs: list[str] = field(default_factory=list)  # every output column, request order
+
+
+def plan_buckets(
+    registry: Registry,
+    entity_df: pd.DataFrame,
+    features: Sequence[str] | None,
+    feature_service: str | None,
+    full_feature_names: bool,
+) -> BucketPlan:
+    """Group the features asked by (join key, source), check the request by a dry run of
+    the evaluator (no rows, no events: its own errors for unknown features, missing
+    columns, clashing names) and record the columns it reads of each source."""
+    refs = resolve_features(registry, features, feature_service, full_feature_names)
+    probe = TableLog({})
+    get_historical_features(
+        registry, probe, entity_df.iloc[:0], [f"{r.view.name}:{r.feature}" for r in refs],
+        None, full_feature_names,
+    )  # fmt: skip
+    by_group: dict[tuple[str, str], list[Any]] = {}
+    for ref in refs:
+        by_group.setdefault((ref.view.entity.join_key, ref.view.source.name), []).append(ref)
+    groups = []
+    for (join_key, source), members in by_group.items():
+        columns = [*probe.scanned.get(source, []), join_key, *META_COLUMNS]
+        groups.append(
+            BucketGroup(
+                join_key,
+                source,
+                tuple(f"{r.view.name}:{r.feature}" for r in members),
+                tuple(r.output_name for r in members),
+                tuple(dict.fromkeys(columns)),
+            )
+        )
+    return BucketPlan(groups, full_feature_names, [r.output_name for r in refs])
+
+
+def evaluate_bucket(
+    registry: Registry,
+    group: BucketGroup,
+    events: pa.Table,
+    rows: pd.DataFrame,
+    full_feature_names: bool,
+    max_offsets: Mapping[str, Mapping[int, int]] | None = None,
+    overlapping: bool = False,
+) -> pd.DataFrame:
+    """The features of `group` for the entity `rows` of one bucket over that bucket's
+    `events` (the rows' columns first, then the features, rows in order)."""
+    log = TableLog({group.source: events}, overlapping)
+    return get_historical_features(
+        registry, log, rows, list(group.features), None, full_feature_names,
+        max_offsets=max_offsets,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------ the local engine
+
+
+@dataclass(frozen=True)
+class _Spill:
+    """Where one run keeps its buckets on disk."""
+
+    root: Path
+
+    def events(self, group: int, worker: int, bucket: int) -> Path:
+        return self.root / f"g{group}" / f"w{worker}" / f"events-b{bucket}.parquet"
+
+    def rows(self, group: int, bucket: int) -> Path:
+        return self.root / f"g{group}" / f"rows-b{bucket}.parquet"
+
+    def values(self, group: int, bucket: int) -> Path:
+        return self.root / f"g{group}" / f"values-b{bucket}.parquet"
+
+
+def _spill_files(
+    offline: str,
+    source: Source,
+    paths: Sequence[str],
+    columns: Sequence[str],
+    join_key: str,
+    buckets: int,
+    spill: _Spill,
+    group: int,
+    worker: int,
+) -> tuple[str, str] | None:
+    """Read `paths` of the log one at a time and append each file's events to their
+    bucket's file of this worker; (path, reason) of a file that cannot be read."""
+    log = EventLog(offline)
+    schema = arrow_schema(source)
+    wanted = [c for c in schema.names if c in set(columns)]
+    out_schema = pa.schema([schema.field(c) for c in wanted])
+    writers: dict[int, pq.ParquetWriter] = {}
+    try:
+        for path in paths:
+            try:
+                with log.fs.open(path, "rb") as data:
+                    table = pq.read_table(data, columns=wanted, schema=schema)
+            except (pa.ArrowException, OSError, EOFError) as exc:
+                return path, (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            bucket = key_buckets(table[join_key], buckets)
+            order = np.argsort(bucket, kind="stable")
+            sorted_buckets = bucket[order]
+            table = table.take(pa.array(order))
+            bounds = np.flatnonzero(np.diff(sorted_buckets)) + 1
+            starts = np.concatenate(([0], bounds))
+            ends = np.concatenate((bounds, [sorted_buckets.size]))
+            for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+                b = int(sorted_buckets[start])
+                if b < 0:
+                    continue  # no join key: no view of this entity takes the event
+                if b not in writers:
+                    target = spill.events(group, worker, b)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    writers[b] = pq.ParquetWriter(target, out_schema, compression="lz4")
+                writers[b].write_table(table.slice(start, end - start).cast(out_schema))
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return None
+
+
+def _evaluate_spilled(
+    registry: Registry,
+    group: BucketGroup,
+    group_index: int,
+    bucket: int,
+    spill: _Spill,
+    workers: int,
+    full_feature_names: bool,
+    max_offsets: Mapping[str, Mapping[int, int]] | None,
+    overlapping: bool,
+) -> int:
+    """Evaluate one spilled bucket and write its values (with `ROW_COLUMN`); its rows."""
+    rows_path = spill.rows(group_index, bucket)
+    if not rows_path.exists():
+        return 0
+    rows = pd.read_parquet(rows_path)
+    parts = [
+        pq.read_table(path)
+        for w in range(workers)
+        if (path := spill.events(group_index, w, bucket)).exists()
+    ]
+    source = registry.sources[group.source]
+    events = (
+        pa.concat_tables(parts)
+        if parts
+        else arrow_schema(source)
+        .empty_table()
+        .select([c for c in arrow_schema(source).names if c in set(group.columns)])
+    )
+    out = evaluate_bucket(
+        registry, group, events, rows, full_feature_names, max_offsets, overlapping
+    )
+    del events, parts
+    out[[ROW_COLUMN, *group.outputs]].to_parquet(spill.values(group_index, bucket), index=False)
+    return len(rows)
+
+
+class _InlineExecutor(Executor):
+    """Runs each task at submit, in this process (one worker: no pool to start)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        from concurrent.futures import Future
+
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """Forked workers where the platform forks: they start in milliseconds with the
+    modules loaded, and a caller's script needs no `if __name__ == "__main__"` guard
+    (a spawned worker imports it again); they only run this module's functions."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def default_workers() -> int:
+    """One process per core this process may run on."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+def log_events_count(log: EventLog, paths: Sequence[str]) -> int:
+    """Events in the log files `paths`, from their Parquet footers."""
+    total = 0
+    for path in paths:
+        try:
+            with log.fs.open(path, "rb") as data:
+                total += pq.ParquetFile(data).metadata.num_rows
+        except (pa.ArrowException, OSError, EOFError) as exc:
+            raise UnreadableLogFile(path, str(exc).strip().splitlines()[0][:300]) from None
+    return total
+
+
+def bucketed_historical_features(
+    registry: Registry,
+    offline: EventLog | str,
+    entity_df: pd.DataFrame,
+    features: Sequence[str] | None = None,
+    feature_service: str | None = None,
+    full_feature_names: bool = False,
+    progress: ProgressFn | None = None,
+    max_offsets: Mapping[str, Mapping[int, int]] | None = None,
+    *,
+    workers: int | None = None,
+    buckets: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    spill_dir: str | Path | None = None,
+) -> pd.DataFrame:
+    """`get_historical_features`, bucketed (module doc): the same frame, the same values
+    but for the last bits of floating sums, in memory bounded by the largest bucket.
+
+    `workers`: processes (default one per core); `buckets`: B (default
+    `choose_buckets`); `spill_dir`: where the buckets are kept while running (default a
+    temporary folder, removed at the end). `progress` is called with (buckets done,
+    buckets in all).
+    """
+    log = offline if isinstance(offline, EventLog) else EventLog(offline)
+    plan = plan_buckets(registry, entity_df, features, feature_service, full_feature_names)
+    n_workers = max(workers or default_workers(), 1)
+    files = {g.source: log.files(g.source) for g in plan.groups}
+    b = buckets or choose_buckets(
+        max(log_events_count(log, paths) for paths in files.values()) if files else 0,
+        n_workers,
+        memory_budget,
+    )
+    if b == 1:  # the whole log in this process, as the evaluator reads it
+        return get_historical_features(
+            registry, log, entity_df, features, feature_service, full_feature_names,
+            progress, max_offsets,
+        )  # fmt: skip
+    own_dir = spill_dir is None
+    root = Path(tempfile.mkdtemp(prefix="fs-buckets-") if own_dir else spill_dir)  # type: ignore[arg-type]
+    spill = _Spill(root)
+    values: dict[str, npt.NDArray[Any] | pd.api.extensions.ExtensionArray] = {}
+    pool: Executor = (
+        ProcessPoolExecutor(n_workers, mp_context=_process_context())
+        if n_workers > 1
+        else _InlineExecutor()
+    )
+    try:
+        total, done = b * len(plan.groups), 0
+        for g, group in enumerate(plan.groups):
+            source = registry.sources[group.source]
+            paths = files[group.source]
+            spilled = [
+                pool.submit(
+                    _spill_files,
+                    log.uri,
+                    source,
+                    paths[w::n_workers],
+                    group.columns,
+                    group.join_key,
+                    b,
+                    spill,
+                    g,
+                    w,
+                )
+                for w in range(n_workers)
+            ]
+            _write_rows(entity_df, group, g, b, spill)
+            for spilling in spilled:
+                failed = spilling.result()
+                if failed is not None:
+                    raise UnreadableLogFile(*failed)
+            evaluated = [
+                pool.submit(
+                    _evaluate_spilled,
+                    registry,
+                    group,
+                    g,
+                    bucket,
+                    spill,
+                    n_workers,
+                    full_feature_names,
+                    max_offsets,
+                    batches_overlap(paths),
+                )
+                for bucket in range(b)
+            ]
+            for future in evaluated:
+                future.result()
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        if isinstance(pool, ProcessPoolExecutor):
+            pool.shutdown()  # the workers' memory back before the values are assembled
+        for g, group in enumerate(plan.groups):
+            for name in group.outputs:
+                values[name] = _assemble(spill, g, b, name, len(entity_df))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if own_dir:
+            shutil.rmtree(root, ignore_errors=True)
+    out = entity_df.copy()
+    for name in plan.outputs:
+        out[name] = values[name]
+    return out
+
+
+def _write_rows(entity_df: pd.DataFrame, group: BucketGroup, g: int, b: int, spill: _Spill) -> None:
+    """The rows the evaluator needs of each bucket: position, join key, timestamp."""
+    rows = pd.DataFrame(
+        {
+            ROW_COLUMN: np.arange(len(entity_df), dtype=np.int64),
+            group.join_key: entity_df[group.join_key].to_numpy(),
+            TIMESTAMP_COLUMN: entity_df[TIMESTAMP_COLUMN].to_numpy(),
+        }
+    )
+    bucket = row_buckets(entity_df[group.join_key], b)
+    bucket[bucket < 0] = 0  # a row without a key gets the values of no events anywhere
+    order = np.argsort(bucket, kind="stable")
+    sorted_buckets = bucket[order]
+    bounds = np.searchsorted(sorted_buckets, np.arange(b + 1))
+    for i in range(b):
+        lo, hi = int(bounds[i]), int(bounds[i + 1])
+        if hi > lo:
+            path = spill.rows(g, i)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            rows.iloc[order[lo:hi]].to_parquet(path, index=False)
+
+
+def _assemble(spill: _Spill, g: int, b: int, name: str, n_rows: int) -> Any:
+    """One feature's values of every bucket, in entity_df's row order."""
+    parts = [
+        pq.read_table(path, columns=[ROW_COLUMN, name])
+        for bucket in range(b)
+        if (path := spill.values(g, bucket)).exists()
+    ]
+    if not parts:
+        return np.empty(0, dtype=object)
+    table = pa.concat_tables(parts)
+    position = np.asarray(table[ROW_COLUMN].to_numpy(), dtype=np.int64)
+    inverse = np.empty(n_rows, dtype=np.int64)
+    inverse[position] = np.arange(position.size)
+    column = table[name].take(pa.array(inverse))
+    return column.to_pandas().to_numpy() if column.type != pa.null() else np.full(n_rows, None)

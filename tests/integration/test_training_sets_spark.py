@@ -1,0 +1,128 @@
+"""Training sets in buckets of entities: the local engine's processes and Apache Spark
+(local[2], a real JVM) give the same values as the evaluator over the whole log."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from feature_service.definitions import Registry, load_definitions
+from feature_service.offline.buckets import bucketed_historical_features
+from feature_service.offline.historical import get_historical_features
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from pit import generate
+
+pyspark = pytest.importorskip("pyspark")
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Registry, pd.DataFrame]:
+    work = tmp_path_factory.mktemp("buckets")
+    generate(work, events=30_000, entities=300, days=10, rows=3_000, seed=3)
+    registry = load_definitions(work / "defs.yaml")
+    rows = pd.read_parquet(work / "entity_df.parquet")
+    rows["customer_id"] = rows["customer_id"].astype(object)
+    rows.loc[5, "customer_id"] = "never-seen"  # an entity without events
+    return work, registry, rows
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[object]:
+    from feature_service.offline.spark_engine import spark_session
+
+    session = spark_session("local[2]", "test-training-sets")
+    session.conf.set("spark.sql.shuffle.partitions", "4")
+    yield session
+    session.stop()
+
+
+FEATURES = ["windowed:count_1h", "windowed:amount_sum_1d", "windowed:amount_std_7d",
+            "windowed:amount_max_30d", "latest:v0", "latest:v3"]  # fmt: skip
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame, exact: bool) -> None:
+    assert list(a.columns) == list(b.columns)
+    assert a["row_id"].tolist() == b["row_id"].tolist()
+    for name in a.columns:
+        x, y = a[name].to_numpy(), b[name].to_numpy()
+        if x.dtype.kind == "f" and not exact:
+            assert np.allclose(x, y, rtol=1e-9, atol=0, equal_nan=True), name
+        elif x.dtype.kind == "f":
+            assert ((x == y) | (np.isnan(x) & np.isnan(y))).all(), name
+        else:
+            assert (a[name] == b[name]).all(), name
+
+
+def test_buckets_in_processes_give_the_whole_log_values_in_row_order(log) -> None:  # type: ignore[no-untyped-def]
+    work, registry, rows = log
+    whole = get_historical_features(registry, str(work / "offline"), rows, FEATURES)
+    bucketed = bucketed_historical_features(
+        registry, str(work / "offline"), rows, FEATURES, workers=2, buckets=5
+    )
+    _same(whole, bucketed, exact=False)
+    assert bucketed.loc[5, "count_1h"] == 0 and np.isnan(bucketed.loc[5, "v0"])
+    assert whole["count_1h"].sum() > 0
+
+
+def test_spark_gives_the_local_engines_values(log, spark) -> None:  # type: ignore[no-untyped-def]
+    from feature_service.offline.spark_engine import (
+        spark_historical_features,
+        spark_historical_frame,
+    )
+
+    work, registry, rows = log
+    local = bucketed_historical_features(
+        registry, str(work / "offline"), rows, FEATURES, workers=2, buckets=4
+    )
+    frame = spark_historical_frame(
+        spark, registry, str(work / "offline"), rows, FEATURES, buckets=4
+    )  # type: ignore[arg-type]
+    _same(local, frame, exact=True)  # the same buckets: the same sums, bit for bit
+    as_spark = spark_historical_features(
+        spark,
+        registry,
+        str(work / "offline"),
+        rows,
+        FEATURES,
+        buckets=4,  # type: ignore[arg-type]
+    ).toPandas()
+    assert as_spark["row_id"].tolist() == rows["row_id"].tolist()
+    _same(
+        local.drop(columns="event_timestamp"), as_spark.drop(columns="event_timestamp"), exact=True
+    )
+
+
+def test_training_set_command_with_spark_writes_the_rows_in_order(
+    log, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from feature_service.cli.main import app
+
+    work, registry, rows = log
+    rows.to_parquet(tmp_path / "rows.parquet", index=False)
+    monkeypatch.setenv("FS_OFFLINE_URI", str(work / "offline"))
+    out = tmp_path / "train.parquet"
+    result = CliRunner().invoke(
+        app,
+        ["training-set", "--engine", "spark", "--master", "local[2]", "--buckets", "4",
+         "-e", str(tmp_path / "rows.parquet"), "-f", ",".join(FEATURES), "-o", str(out),
+         "--definitions", str(work / "defs.yaml")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "3000 rows x 6 features" in result.output
+    written = pd.read_parquet(out)
+    local = bucketed_historical_features(
+        registry, str(work / "offline"), rows, FEATURES, workers=2, buckets=4
+    )
+    assert written["row_id"].tolist() == rows["row_id"].tolist()
+    _same(
+        local.drop(columns="event_timestamp"), written.drop(columns="event_timestamp"), exact=True
+    )
