@@ -13,7 +13,7 @@ IMAGE ?= feature-service:0.1.0
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,formats,spark]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -46,7 +46,7 @@ from feature_service.definitions import Registry, load_definitions
 from feature_service.online.redis_client import connect
 from feature_service.online.service import OnlineColumn, ViewUnavailable, online_features
 from feature_service.requests import RequestError, StoreUnavailable, query_time, resolve_features
-from feature_service.stream.push import produce, push_messages
+from feature_service.stream.push import encode_pushed, produce, push_messages
 from feature_service.times import datetime_seconds
 
 __all__ = ["FeatureStore", "OnlineResponse", "RequestError", "StoreUnavailable", "ViewUnavailable"]
@@ -198,6 +198,7 @@ class FeatureStore:
         columns = _columns(df)
         n_rows = max((len(v) for v in columns.values()), default=0)
         source, messages = push_messages(self.registry, source_name, columns, max(n_rows, 1))
+        messages = self._loop.run(encode_pushed(source, messages))  # Avro, Protobuf, ...
         self._loop.run(self._produce(source.topic, messages))
         return len(messages)
 

@@ -116,13 +116,21 @@ def read_topic_sample(
     topic: str,
     limit: int = DEFAULT_TOPIC_EVENTS,
     timeout_s: float = DEFAULT_TOPIC_TIMEOUT_S,
+    schema_registry: str | None = None,
 ) -> Sample:
     """Up to `limit` messages of `topic` from its beginning (every partition).
 
     Stops early when the topic's current end is reached or after `timeout_s`; reads
-    without a consumer group, so it never moves the worker's offsets.
+    without a consumer group, so it never moves the worker's offsets. With
+    `schema_registry` (a Confluent-API registry's URL), messages are in the Confluent
+    wire format (Avro, Protobuf, JSON Schema) and read with the schema each was written
+    with (`formats.framed_sample`).
     """
     values = asyncio.run(_consume(kafka_connection(broker), topic, limit, timeout_s))
+    if schema_registry is not None:
+        from feature_service.formats.framed_sample import as_json_objects
+
+        values = as_json_objects(values, schema_registry)
     sample = records_sample(values, f"topic {topic}", limit)
     if sample.frame.empty:
         what = (

@@ -44,6 +44,13 @@ def generate_command(
     topic: Annotated[
         str | None, typer.Option(help="Sample the first messages of this topic instead.")
     ] = None,
+    schema_registry: Annotated[
+        str | None,
+        typer.Option(
+            help="The topic's messages are Avro, Protobuf or JSON Schema in the Confluent "
+            "wire format, their schemas in this registry (its URL)."
+        ),
+    ] = None,
     timestamp: Annotated[
         str | None,
         typer.Option(help="The event time column (default: the one datetime-like column)."),
@@ -114,7 +121,10 @@ def generate_command(
         view_name=view_name,
         ttl_s=_duration("--ttl", ttl),
     )
-    sample = _read(events, topic, limit, settings.kafka if settings.broker_url else None)
+    if schema_registry is not None and topic is None:
+        raise ValueError("--schema-registry reads a --topic")
+    broker = settings.kafka if settings.broker_url else None
+    sample = _read(events, topic, limit, broker, schema_registry)
     with err_console.status("running Deep Feature Synthesis and measuring on the sample"):
         generated = generate(sample, options, existing)
     if not generated.kept:
@@ -143,7 +153,11 @@ def generate_command(
 
 
 def _read(
-    events: Path | None, topic: str | None, limit: int | None, broker: KafkaConnection | None
+    events: Path | None,
+    topic: str | None,
+    limit: int | None,
+    broker: KafkaConnection | None,
+    schema_registry: str | None = None,
 ) -> Sample:
     from feature_service.autofe.sampling import read_sample, read_topic_sample
 
@@ -152,7 +166,9 @@ def _read(
     assert topic is not None
     if not broker:
         raise ValueError("no broker to sample --topic from: set FS_BROKER_URL or start `up`")
-    return read_topic_sample(broker, topic, limit or DEFAULT_TOPIC_EVENTS)
+    return read_topic_sample(
+        broker, topic, limit or DEFAULT_TOPIC_EVENTS, schema_registry=schema_registry
+    )
 
 
 def _windows(text: str) -> list[int]:

@@ -356,7 +356,7 @@ def produce(
     from rich.progress import Progress
 
     from feature_service.plan import source_plan
-    from feature_service.stream.event_files import read_event_messages
+    from feature_service.stream.event_files import encode_event_messages, read_event_messages
     from feature_service.stream.producer import produce_messages
 
     settings = load_settings()
@@ -365,7 +365,12 @@ def produce(
         raise ValueError(f"unknown source {source!r} (known: {', '.join(registry.sources)})")
     kafka = settings.kafka
     src = registry.sources[source]
-    messages = list(read_event_messages(file, src.key, functools.partial(_unreadable, file)))
+    messages = lines = list(
+        read_event_messages(file, src.key, functools.partial(_unreadable, file))
+    )
+    unfit: set[int] = set()  # not writable in the source's format: sent as written
+    if src.format is not None:
+        messages, unfit = asyncio.run(encode_event_messages(src, lines))
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task(f"producing to {src.topic}", total=len(messages))
         sent = asyncio.run(
@@ -373,7 +378,8 @@ def produce(
         )
     # The worker's own check (schema, then keys), to say how many it will dead-letter.
     plan = source_plan(registry, source)
-    refused = plan.parse([(i, m.value) for i, m in enumerate(messages)]).rejected
+    refused = {r.offset for r in plan.parse([(i, m.value) for i, m in enumerate(lines)]).rejected}
+    refused |= unfit
     console.print(
         f"sent {sent} events to {src.topic}"
         + (

@@ -90,7 +90,7 @@ def status_table(status: PipelineStatus) -> Group:
             skipped = s.skipped.get(view, 0)
             table.add_row(
                 Text(view, style="bold"),
-                s.topic,
+                s.topic if s.format == "json" else f"{s.topic} ({s.format})",
                 Text(
                     format_newest_event(s.newest_event_ts, status.at),
                     style="yellow" if stale else "",

@@ -202,6 +202,9 @@ def load_settings(**overrides: object) -> Settings:
         return settings
     if not _process_alive(stack.get("pid")):
         return settings  # a stale file left by a stack that was killed
+    registry_url = stack.get("schema_registry_url")
+    if isinstance(registry_url, str):  # read when definitions load (definitions.source_formats)
+        os.environ.setdefault("FS_SCHEMA_REGISTRY_URL", registry_url)
     # What the stack runs with (its definitions and offline store too, so that commands
     # beside `up --definitions DIR` read its registry, not the folder they were started
     # in); a setting given in the environment or as an override is kept.

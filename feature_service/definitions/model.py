@@ -42,13 +42,39 @@ class EntityDef(_Strict):
     description: str = ""
 
 
+class SchemaRegistryDef(_Strict):
+    """Where a source's schema is registered (a Confluent Schema Registry REST API)."""
+
+    url: Annotated[str, Field(pattern=r"^https?://", max_length=2000)] | None = Field(
+        default=None,
+        description="The registry's base URL; omitted: FS_SCHEMA_REGISTRY_URL, which "
+        "`feature-service up` sets to an embedded registry it starts.",
+    )
+    subject: Annotated[str, Field(min_length=1, max_length=500)]
+
+
 class SourceDef(_Strict):
     """A Kafka topic of raw events and their schema."""
 
     name: Identifier
     topic: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$", max_length=200)]
     timestamp_field: Identifier
-    schema_: dict[Identifier, ColumnType] = Field(alias="schema", min_length=1)
+    schema_: dict[Identifier, ColumnType] | None = Field(
+        default=None,
+        alias="schema",
+        min_length=1,
+        description="Column types; derived from the format's schema when omitted.",
+    )
+    format: Literal["json", "avro", "protobuf", "jsonschema"] = "json"
+    schema_file: Annotated[str, Field(min_length=1, max_length=1000)] | None = Field(
+        default=None,
+        description="The format's schema (.avsc, .proto or a descriptor set, .json), "
+        "relative to the definitions file: payloads are bare, without a registry frame.",
+    )
+    schema_registry: SchemaRegistryDef | None = None
+    message: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")] | None = Field(
+        default=None, description="Protobuf: the message type (default: the file's first)."
+    )
     key: Identifier | None = Field(
         default=None,
         description="The join key the topic is keyed by; default: the entity of its first view.",
@@ -61,6 +87,22 @@ class SourceDef(_Strict):
         "`none` turns the guard off).",
     )
     description: str = ""
+
+    @model_validator(mode="after")
+    def _schema_where_the_format_says(self) -> SourceDef:
+        if self.format == "json":
+            if self.schema_file is not None or self.schema_registry is not None:
+                raise ValueError(
+                    "`schema_file` and `schema_registry` need a `format` (avro, protobuf, "
+                    "jsonschema)"
+                )
+            if self.schema_ is None:
+                raise ValueError("a json source needs a `schema`")
+        elif self.schema_file is None and self.schema_registry is None:
+            raise ValueError(f"format {self.format} needs a `schema_file` or a `schema_registry`")
+        if self.message is not None and self.format != "protobuf":
+            raise ValueError("`message` is for format protobuf only")
+        return self
 
 
 class FeatureDef(_Strict):

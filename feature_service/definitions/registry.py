@@ -24,7 +24,9 @@ from feature_service.definitions.model import (
     FeatureViewDef,
     SourceDef,
 )
+from feature_service.definitions.source_formats import source_format
 from feature_service.definitions.where import WhereError, WhereExpr, parse_where
+from feature_service.formats import SourceFormat
 
 DLQ_SUFFIX = ".dlq"
 
@@ -71,6 +73,8 @@ class Source:
     join_keys: tuple[str, ...] = ()
     # An event further ahead than this of its record's time is refused (None: no guard).
     max_future_s: int | None = 86400
+    # How events are written when not as JSON objects (Avro, Protobuf, JSON Schema).
+    format: SourceFormat | None = None
 
     @property
     def dlq_topic(self) -> str:
@@ -224,7 +228,12 @@ def _resolve_source(
 ) -> Source | None:
     path = f"sources[{i}]"
     ok = True
-    ts_type = s.schema_.get(s.timestamp_field)
+    problems: list[tuple[str, str]] = []
+    schema, event_format = source_format(file, path, s, problems)
+    issues.extend(DefinitionIssue(file, where, message) for where, message in problems)
+    if schema is None:
+        return None
+    ts_type = schema.get(s.timestamp_field)
     if ts_type is not None and ts_type not in ("timestamp", "float", "int"):
         issues.append(
             DefinitionIssue(
@@ -241,12 +250,12 @@ def _resolve_source(
             if v.source == s.name and entity is not None:
                 key = entity.join_key
                 break
-    if key is not None and key not in s.schema_:
+    if key is not None and key not in schema:
         issues.append(
             DefinitionIssue(
                 file,
                 f"{path}.key",
-                f"key column {key!r} is not in the schema ({', '.join(s.schema_)})",
+                f"key column {key!r} is not in the schema ({', '.join(schema)})",
             )
         )
         ok = False
@@ -256,18 +265,19 @@ def _resolve_source(
     for _, _, v in view_defs:
         entity = registry.entities.get(v.entity)
         column = entity.join_key if entity is not None and v.source == s.name else None
-        if column is not None and column in s.schema_ and column not in join_keys:
+        if column is not None and column in schema and column not in join_keys:
             join_keys.append(column)
     return Source(
         name=s.name,
         topic=s.topic,
         timestamp_field=s.timestamp_field,
-        schema=dict(s.schema_),
+        schema=schema,
         key=key,
         partitions=s.partitions,
         description=s.description,
         join_keys=tuple(join_keys),
         max_future_s=None if s.max_future == "none" else s.max_future,
+        format=event_format,
     )
 
 

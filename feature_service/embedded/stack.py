@@ -1,6 +1,8 @@
 """The whole local stack: broker, Redis and (for `feature-service up`) the API.
 
-`EmbeddedStack` starts the servers on free loopback ports, keeps their logs under
+`EmbeddedStack` starts the servers on free loopback ports (and a schema registry when a
+source of its definitions asks for one without a URL, `embedded.schema_registry`),
+keeps their logs under
 `<stores>/logs/`, and describes itself in `<stores>/stack.json` (servers, API, the
 definitions and the offline store it runs with) so that commands started beside it
 (`feature-service produce`, `training-set`, the SDK) find it without any `FS_` setting.
@@ -33,7 +35,9 @@ from feature_service.embedded.processes import (
     port_open,
 )
 from feature_service.embedded.redis_server import EmbeddedRedis
+from feature_service.embedded.schema_registry import EmbeddedSchemaRegistry, asks_for_registry
 from feature_service.embedded.stack_lock import StackLock
+from feature_service.formats import REGISTRY_URL_VARIABLE
 
 HOST = "127.0.0.1"
 
@@ -66,6 +70,15 @@ class EmbeddedStack:
         )
         self.api: ManagedProcess | None = None
         self.worker: ManagedProcess | None = None
+        # Apicurio Registry, for sources whose `schema_registry` gives no URL (and no
+        # FS_SCHEMA_REGISTRY_URL names one): started with the stack, its URL exported.
+        self.schema_registry: EmbeddedSchemaRegistry | None = None
+        if (
+            definitions is not None
+            and not os.environ.get(REGISTRY_URL_VARIABLE)
+            and asks_for_registry(definitions)
+        ):
+            self.schema_registry = EmbeddedSchemaRegistry(self.log_dir)
         self.api_url: str | None = None
         self.write_stack_file = write_stack_file
         self.lock = StackLock(stores_dir)
@@ -105,6 +118,9 @@ class EmbeddedStack:
         try:
             self.broker.start()
             self.redis.start()
+            if self.schema_registry is not None:
+                self.schema_registry.start()
+                os.environ[REGISTRY_URL_VARIABLE] = self.schema_registry.url  # children too
         except BaseException:
             self.stop()
             raise
@@ -219,6 +235,9 @@ class EmbeddedStack:
                     "api_url": self.api_url,
                     "definitions": (str(self.definitions.absolute()) if self.definitions else None),
                     "offline_uri": self.offline_uri,
+                    "schema_registry_url": (
+                        self.schema_registry.url if self.schema_registry else None
+                    ),
                 },
                 indent=2,
             )
@@ -229,9 +248,12 @@ class EmbeddedStack:
         `stack.json` this process wrote, and only that one; release the folder's lock."""
         if self.write_stack_file and self.lock.held and self._wrote_stack_file():
             self.stack_file.unlink(missing_ok=True)
-        for part in (self.api, self.worker, self.redis, self.broker):
+        for part in (self.api, self.worker, self.redis, self.broker, self.schema_registry):
             if part is not None:
                 part.stop()
+        registry = self.schema_registry
+        if registry is not None and os.environ.get(REGISTRY_URL_VARIABLE) == registry.url:
+            del os.environ[REGISTRY_URL_VARIABLE]  # set by start()
         self.lock.release()
 
     def _wrote_stack_file(self) -> bool:

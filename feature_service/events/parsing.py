@@ -121,10 +121,13 @@ def _check(name: str, kind: str, value: Any) -> Any:
 
 def parse_records(
     source: Source,
-    records: Sequence[tuple[int, bytes | None]],
+    records: Sequence[tuple[int, bytes | dict[str, Any] | None]],
     written_at: Sequence[float | None] | None = None,
 ) -> ParsedBatch:
     """Parse `(offset, value)` records of one partition against `source`'s schema.
+
+    A value is JSON text, or an event already decoded from another format (a dict of
+    fields: `stream.source_decoder` for Avro and Protobuf), which meets the same rules.
 
     `written_at`: each record's time on the topic (epoch seconds, None if unknown), the
     reference of the `max_future` guard; without it, the wall clock.
@@ -138,13 +141,17 @@ def parse_records(
     """
     now = time.time()
     decoder, names = _fast_decoder(source)
+    struct = decoder.type
     schema = list(source.schema.items())
     n = len(records)
     structs: list[Any] = []
     slow: list[int] = []
     for i, (_, value) in enumerate(records):
         try:
-            structs.append(decoder.decode(value))
+            if type(value) is dict:
+                structs.append(msgspec.convert(value, struct))
+            else:
+                structs.append(decoder.decode(value))
         except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
             structs.append(None)
             slow.append(i)
@@ -182,7 +189,8 @@ def parse_records(
         try:
             rows[i] = _parse_one(source, value, now if written is None else written)
         except _Invalid as exc:
-            rejected.append(Rejection(offset, str(exc), value))
+            raw = None if isinstance(value, dict) else value  # the caller keeps the bytes
+            rejected.append(Rejection(offset, str(exc), raw))
     keep = np.ones(len(fast), dtype=np.bool_)
     position = {i: j for j, i in enumerate(fast)}
     for i in slow:
@@ -266,7 +274,9 @@ def _fast_decoder(source: Source) -> tuple[Any, tuple[str, ...]]:
     return found
 
 
-def _parse_one(source: Source, value: bytes | None, reference: float) -> tuple[float, list[Any]]:
+def _parse_one(
+    source: Source, value: bytes | dict[str, Any] | None, reference: float
+) -> tuple[float, list[Any]]:
     """One record by the rules, one by one: its time and its row (schema order), or
     `_Invalid` naming the first problem. `reference` is the record's time on the topic."""
     schema = list(source.schema.items())
@@ -274,7 +284,7 @@ def _parse_one(source: Source, value: bytes | None, reference: float) -> tuple[f
     if value is None:
         raise _Invalid("empty message (no value)")
     try:
-        document = orjson.loads(value)
+        document = value if isinstance(value, dict) else orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise _Invalid(f"not valid JSON: {exc}") from None
     if not isinstance(document, dict):

@@ -72,6 +72,7 @@ class SourceStatus:
     source: str
     topic: str
     views: list[str]
+    format: str = "json"  # how its events are written: json, avro, protobuf, jsonschema
     events: int = 0
     dlq: int = 0
     late: dict[str, int] = field(default_factory=dict)
@@ -272,6 +273,7 @@ def _source_status(
         source=source.name,
         topic=source.topic,
         views=views,
+        format=source.format.kind if source.format is not None else "json",
         events=int(stats.get("events", 0)),
         dlq=int(stats.get("dlq", 0)),
         late={v: int(stats.get(f"late:{v}", 0)) for v in views},

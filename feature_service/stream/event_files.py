@@ -2,7 +2,9 @@
 
 JSONL lines are sent exactly as written, malformed ones included: deciding what is a
 bad event is the worker's job (it dead-letters them with the reason), so a replay of a
-sample exercises that path too. CSV and Parquet rows are encoded as JSON objects.
+sample exercises that path too. CSV and Parquet rows are encoded as JSON objects. For a
+source with a `format` (Avro, Protobuf, JSON Schema), `encode_event_messages` writes
+each event in it.
 
 >>> sample = Path("definitions/sample/transactions.jsonl")
 >>> next(read_event_messages(sample, "customer_id")).key  # doctest: +SKIP
@@ -16,7 +18,10 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from feature_service.definitions import Source
 
 SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
 
@@ -109,3 +114,25 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return value
+
+
+async def encode_event_messages(
+    source: Source, messages: list[EventMessage]
+) -> tuple[list[EventMessage], set[int]]:
+    """The messages written in `source`'s format (Avro, Protobuf, JSON Schema;
+    `stream.event_encoder`), and the positions of those that could not be: they are
+    sent as written, for the worker to dead-letter with the reason, like any malformed
+    line of a JSON source."""
+    from feature_service.formats import CodecError
+    from feature_service.stream.event_encoder import EventEncoder
+
+    values = await EventEncoder(source).encode_json([m.value for m in messages])
+    out = []
+    failed = set()
+    for i, (message, value) in enumerate(zip(messages, values, strict=True)):
+        if isinstance(value, CodecError):
+            failed.add(i)
+            out.append(message)
+        else:
+            out.append(EventMessage(message.key, value))
+    return out, failed

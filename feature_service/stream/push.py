@@ -1,5 +1,6 @@
 """Pushed events (`POST /push`, `FeatureStore.push`): rows validated against the
-source's schema by the worker's own parser, then produced to the source's topic.
+source's schema by the worker's own parser, written in the source's format (JSON, or
+Avro, Protobuf, JSON Schema: `encode_pushed`), then produced to the source's topic.
 
 Pushed events take the same path as every other event (topic -> worker -> Redis and
 the offline log), so they are counted exactly once and land in training sets too.
@@ -16,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from feature_service.definitions import Registry, Source
+from feature_service.formats import CodecError
 from feature_service.plan import source_plan
 from feature_service.requests import RequestError, StoreUnavailable
 
@@ -138,6 +140,31 @@ def _refuse_non_finite(df: Mapping[str, Sequence[Any]]) -> None:
             f"row {i}: field {column!r} is {v!r}, which JSON cannot hold (send null for a "
             "missing value)"
         )
+
+
+async def encode_pushed(
+    source: Source, messages: Sequence[tuple[bytes | None, bytes]]
+) -> list[tuple[bytes | None, bytes]]:
+    """`push_messages`' JSON events written in the source's format (unchanged for a
+    JSON source): a RequestError naming the first row that does not fit its schema,
+    StoreUnavailable when its schema registry cannot be reached."""
+    if source.format is None:
+        return list(messages)
+    from feature_service.formats.schema_registry import RegistryRefused, RegistryUnavailable
+    from feature_service.stream.event_encoder import EventEncoder
+
+    try:
+        values = await EventEncoder(source).encode_json([value for _, value in messages])
+    except RegistryUnavailable as exc:
+        raise StoreUnavailable(str(exc)) from None
+    except (RegistryRefused, CodecError) as exc:
+        raise RequestError(f"source {source.name!r}: {exc}") from None
+    out = []
+    for row, ((key, _), value) in enumerate(zip(messages, values, strict=True)):
+        if isinstance(value, CodecError):
+            raise RequestError(f"row {row}: {value}")
+        out.append((key, value))
+    return out
 
 
 async def produce(

@@ -6,9 +6,10 @@
    when its offset key (`fs:o:{<source>}:<p>` in Redis) changed behind our back
    (another worker owned it meanwhile), drop cached state and re-read from the
    committed offset if Kafka's position is past it.
-2. Parse against the schema (`plan.SourcePlan.parse`); refused records, and events no
-   view of the source can take (every view's join key null or empty), go to
-   `<topic>.dlq` with the reason.
+2. Parse against the schema (`plan.SourcePlan.parse`; an Avro, Protobuf or JSON
+   Schema source's records decoded first, `stream.source_decoder`); refused records,
+   and events no view of the source can take (every view's join key null or empty),
+   go to `<topic>.dlq` with the reason.
 3. Watermarks: each event gets the partition's watermark just before it (the newest
    event time at lower offsets). For each view, an event without the view's join key
    is skipped (`ViewPlan.takes`: counted per view as `skipped:<view>`, kept in the
@@ -113,6 +114,7 @@ from feature_service.online.redis_layout import (
 )
 from feature_service.plan import event_seq, source_plan, view_plan
 from feature_service.stream.faust_batches import Rewind
+from feature_service.stream.source_decoder import SourceDecoder
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +203,7 @@ class SourceProcessor:
         self.source = source
         self.plan = source_plan(registry, source.name)
         self.views = list(self.plan.views)
+        self.decoder = SourceDecoder(source) if source.format is not None else None
         self.redis = redis
         self.event_log = event_log
         self.producer = producer
@@ -245,7 +248,11 @@ class SourceProcessor:
         if not kept:
             return
         fresh = [(r.offset, r.value) for r in kept]
-        batch = self.plan.parse(fresh, [_record_time(r) for r in kept])
+        written = [_record_time(r) for r in kept]
+        if self.decoder is not None:  # Avro, Protobuf, JSON Schema: decoded, then parsed
+            batch = await self.decoder.parse(self.plan, fresh, written)
+        else:
+            batch = self.plan.parse(fresh, written)
         await self._dead_letter(partition, batch)
         wm_before = watermarks_before(batch.ts, state.position_watermark)
         if len(batch):

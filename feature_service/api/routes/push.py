@@ -17,7 +17,7 @@ from feature_service.api.deps import State
 from feature_service.api.json_body import JsonBodyRoute
 from feature_service.api.request_fields import NAMES_ONLY, Name
 from feature_service.requests import RequestError, StoreUnavailable
-from feature_service.stream.push import produce, push_messages
+from feature_service.stream.push import encode_pushed, produce, push_messages
 
 router = APIRouter(tags=["push"], route_class=JsonBodyRoute)
 
@@ -76,7 +76,7 @@ class PushResponse(BaseModel):
             "column it does not have, columns of unequal length, or a row that does not "
             "match its schema (NaN and infinities included)"
         },
-        503: {"description": "the broker is unreachable"},
+        503: {"description": "the broker (or the source's schema registry) is unreachable"},
     },
 )
 async def push(request: PushRequest, state: State) -> PushResponse:
@@ -88,6 +88,7 @@ async def push(request: PushRequest, state: State) -> PushResponse:
             request.df,
             state.settings.max_entities_per_request,
         )
+        messages = await encode_pushed(source, messages)
         await produce(await state.producer(), source.topic, messages)
     except RequestError as exc:
         raise HTTPException(exc.status, str(exc)) from None

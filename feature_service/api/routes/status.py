@@ -25,6 +25,10 @@ class SourceOut(BaseModel):
     source: str
     topic: str
     views: list[str]
+    format: str = Field(
+        default="json",
+        description="How the topic's events are written: json, avro, protobuf or jsonschema",
+    )
     events: int
     dlq: int
     late: dict[str, int]

@@ -179,7 +179,7 @@ function renderStatus() {
       rows.push(el("tr", { "data-view": viewName },
         el("td", {}, el("strong", { text: viewName })),
         el("td", { text: view ? `${view.entity} (${view.join_key})` : "" }),
-        el("td", { text: `${s.source} → ${s.topic}` }),
+        el("td", { text: `${s.source} → ${s.topic}${s.format && s.format !== "json" ? ` (${s.format})` : ""}` }),
         cell("freshness_s", s.freshness_s, newestEventText(s.newest_event_ts, status.at),
           "num" + (s.freshness_s !== null && s.freshness_s > 3600 ? " warn" : "")),
         cell("last_commit_ts", s.last_commit_ts,
