@@ -507,24 +507,26 @@ def bucketed_historical_features(
 
 def _write_rows(entity_df: pd.DataFrame, group: BucketGroup, g: int, b: int, spill: _Spill) -> None:
     """The rows the evaluator needs of each bucket: position, join key, timestamp."""
-    rows = pd.DataFrame(
-        {
-            ROW_COLUMN: np.arange(len(entity_df), dtype=np.int64),
-            group.join_key: entity_df[group.join_key].to_numpy(),
-            TIMESTAMP_COLUMN: entity_df[TIMESTAMP_COLUMN].to_numpy(),
-        }
-    )
+    rows = pa.Table.from_pandas(
+        pd.DataFrame(
+            {
+                ROW_COLUMN: np.arange(len(entity_df), dtype=np.int64),
+                group.join_key: entity_df[group.join_key].to_numpy(),
+                TIMESTAMP_COLUMN: entity_df[TIMESTAMP_COLUMN].to_numpy(),
+            }
+        ),
+        preserve_index=False,
+    )  # converted once, then cut by bucket
     bucket = row_buckets(entity_df[group.join_key], b)
     bucket[bucket < 0] = 0  # a row without a key gets the values of no events anywhere
     order = np.argsort(bucket, kind="stable")
-    sorted_buckets = bucket[order]
-    bounds = np.searchsorted(sorted_buckets, np.arange(b + 1))
+    bounds = np.searchsorted(bucket[order], np.arange(b + 1))
     for i in range(b):
         lo, hi = int(bounds[i]), int(bounds[i + 1])
         if hi > lo:
             path = spill.rows(g, i)
             path.parent.mkdir(parents=True, exist_ok=True)
-            rows.iloc[order[lo:hi]].to_parquet(path, index=False)
+            pq.write_table(rows.take(pa.array(order[lo:hi])), path, compression="lz4")
 
 
 def _assemble(spill: _Spill, g: int, b: int, name: str, n_rows: int) -> Any:
