@@ -33,6 +33,11 @@ subprocess reading the same events, with its own events/s and peak RSS:
   Tansu settings they need are in benchmarks/peers/quix_windows.py.
 `--profile` records the worker only (py-spy slows it): the peers are skipped.
 
+`--format avro` (or `protobuf`, `jsonschema`; repeatable) then runs the worker again in
+the same run, on the same events written in that format (bare payloads of a schema file
+made from the source's schema: the decoding cost, without a registry's frame), on a
+fresh Redis and topic; `"ratios"` gives its events/s as % of JSON's.
+
 Last, `"ratios"`: ours / plain Faust, ours / Quix, ours as % of the floor (steady
 events/s each). Everything is printed as it comes, then once more as one JSON object;
 `--json PATH` writes that object to a file. Results are appended to
@@ -92,9 +97,15 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def run_worker(stack: EmbeddedStack, n: int, offline: Path, profile: str | None) -> dict:
+def run_worker(
+    stack: EmbeddedStack,
+    n: int,
+    offline: Path,
+    profile: str | None,
+    definitions: Path = DEFINITIONS,
+) -> dict:
     env = stack.env()
-    env.update(FS_DEFINITIONS=str(DEFINITIONS), FS_OFFLINE_URI=str(offline))
+    env.update(FS_DEFINITIONS=str(definitions), FS_OFFLINE_URI=str(offline))
     argv = [sys.executable, "-m", "feature_service.cli.main", "worker"]
     worker = ManagedProcess("worker", argv, offline.parent / "worker.log", env=env).start()
     spy = None
@@ -333,7 +344,81 @@ def ratios(results: dict) -> dict:
         out["ours_over_quix_sliding"] = ours / results[QUIX_SLIDING]["events_per_s"]
     if results.get(FLOOR):
         out["ours_pct_of_floor"] = 100 * ours / results[FLOOR]["events_per_s"]
+    for key, value in results.items():
+        if key.startswith(f"{OURS} ("):  # a --format run: its events/s as % of JSON's
+            kind = key.removeprefix(OURS).strip(" ()")
+            for figure, name in (("events_per_s", "pct_of_json"), ("end_to_end_events_per_s",
+                                 "end_to_end_pct_of_json")):  # fmt: skip
+                if results[OURS][figure]:
+                    out[f"{kind}_{name}"] = 100 * value[figure] / results[OURS][figure]
     return out
+
+
+_AVRO_TYPES = {"string": "string", "float": "double", "int": "long", "bool": "boolean"}
+_PROTO_TYPES = {"string": "string", "float": "double", "int": "int64", "bool": "bool"}
+_JSON_TYPES = {"string": "string", "float": "number", "int": "integer", "bool": "boolean"}
+
+
+def format_definitions(kind: str, work: Path) -> Path:
+    """The example definitions with the transactions source written in `kind` (a schema
+    file made from its schema; topic `transactions-<kind>`), in a folder of `work`."""
+    folder = work / f"definitions-{kind}"
+    folder.mkdir(parents=True, exist_ok=True)
+    source = load_definitions(DEFINITIONS).sources["transactions"]
+    schema = source.schema
+    if kind == "avro":
+        time_type = {"type": "long", "logicalType": "timestamp-micros"}
+        fields = [
+            {"name": c, "type": time_type if t == "timestamp" else ["null", _AVRO_TYPES[t]]}
+            for c, t in schema.items()
+        ]
+        text = json.dumps({"type": "record", "name": "Transaction", "fields": fields})
+        file = "transactions.avsc"
+    elif kind == "protobuf":
+        types = {
+            c: "google.protobuf.Timestamp" if t == "timestamp" else f"optional {_PROTO_TYPES[t]}"
+            for c, t in schema.items()
+        }
+        lines = [f"  {types[c]} {c} = {i};" for i, c in enumerate(schema, start=1)]
+        text = 'syntax = "proto3";\nimport "google/protobuf/timestamp.proto";\n'
+        text += "message Transaction {\n" + "\n".join(lines) + "\n}\n"
+        file = "transactions.proto"
+    else:
+        properties = {
+            c: {"type": "number"} if t == "timestamp" else {"type": [_JSON_TYPES[t], "null"]}
+            for c, t in schema.items()
+        }
+        text = json.dumps({"type": "object", "properties": properties})
+        file = "transactions.json"
+    (folder / file).write_text(text)
+    yaml_text = (DEFINITIONS / "transactions.yaml").read_text()
+    yaml_text = yaml_text.replace(
+        "    topic: transactions\n",
+        f"    topic: transactions-{kind}\n    format: {kind}\n    schema_file: {file}\n",
+        1,
+    )
+    (folder / "transactions.yaml").write_text(yaml_text)
+    return folder
+
+
+def run_format(stack: EmbeddedStack, kind: str, path: Path, n: int, work: Path) -> dict:
+    """The worker on the same events written in `kind`, on a fresh Redis and topic."""
+    from feature_service.stream.event_files import encode_event_messages
+
+    folder = format_definitions(kind, work)
+    registry = load_definitions(folder)
+    source = registry.sources["transactions"]
+    asyncio.run(ensure_topics(stack.broker.bootstrap, registry))
+    t0 = time.perf_counter()
+    lines = list(read_event_messages(path, source.key))
+    messages, unfit = asyncio.run(encode_event_messages(source, lines))
+    encode_s = time.perf_counter() - t0
+    asyncio.run(produce_messages(stack.broker.bootstrap, source, messages))
+    del messages, lines
+    redis.Redis.from_url(stack.redis.url).flushall()  # the JSON run's state and offsets
+    result = run_worker(stack, n, work / f"offline-{kind}", None, folder)
+    result.update(format=kind, encode_s=encode_s, not_encodable=len(unfit))
+    return result
 
 
 def show(key: str, value: dict) -> None:
@@ -354,6 +439,13 @@ def main() -> None:
     parser.add_argument("--quix-no-changelog", action="store_true")
     parser.add_argument("--json", help="write all results as one JSON object to this file")
     parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
+    parser.add_argument(
+        "--format",
+        action="append",
+        default=[],
+        choices=["avro", "protobuf", "jsonschema"],
+        help="also run the worker on the events in this format (repeatable)",
+    )
     args = parser.parse_args()
 
     path = events_file(args.events, ROOT / "stores" / "bench")
@@ -383,6 +475,10 @@ def main() -> None:
         ours["redis"] = redis_usage(stack.redis.url, views, args.events, args.redis_sample, empty)
         results[OURS] = ours
         show(OURS, ours)
+        for kind in args.format:
+            key = f"{OURS} ({kind})"
+            results[key] = run_format(stack, kind, path, args.events, work)
+            show(key, results[key])
         if peers and not args.no_floor:
             results[FLOOR] = run_floor(stack, source.topic, args.events, work)
             show(FLOOR, results[FLOOR])
