@@ -155,8 +155,10 @@ def generate(
 
 
 class TreeMemory:
-    """Samples the resident memory of this process and its descendants (every 0.1 s, from
-    /proc): the peak of their sum and of the largest one, in MB."""
+    """Samples the memory of this process and its descendants (every 0.1 s, from /proc):
+    the peak of their sum and of the largest one, in MB. Each process counts its
+    proportional set size (PSS: pages shared by forked workers divided among them, so a
+    page is counted once; RSS where the kernel gives no PSS)."""
 
     def __init__(self) -> None:
         import threading
@@ -190,6 +192,14 @@ class TreeMemory:
                     if ppid == parent and pid not in tree:
                         tree.add(pid)
                         frontier.append(pid)
+            for pid in tree:
+                try:
+                    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+                except OSError:
+                    continue
+                for line in rollup.splitlines():
+                    if line.startswith("Pss:"):
+                        rss[pid] = int(line.split()[1]) / 1024
             sizes = [rss.get(pid, 0.0) for pid in tree]
             self.total_mb = max(self.total_mb, sum(sizes))
             self.largest_mb = max(self.largest_mb, max(sizes))

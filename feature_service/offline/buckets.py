@@ -15,18 +15,21 @@ The local engine (`bucketed_historical_features`), one process per core:
    columns it reads of each source, so only those are spilled.
 2. Spill: the log is read file by file (never whole), each file's events hashed by
    their entity id (`keys.arrow_key_texts`: ints and strings hash as the online keys
-   name them) and appended to that bucket's Parquet file; the workers split the files.
+   name them) and appended to that bucket's Arrow IPC file (uncompressed: written and
+   mapped back at memory speed, read by the evaluator through `TableLog`); the workers
+   split the files.
 3. Evaluate: each bucket's events and rows are evaluated in a worker and its values
    written as it completes; the values are put back in `entity_df`'s row order.
 
 Buckets (`choose_buckets`): enough that one bucket's events take about
-``memory_budget / workers`` in the evaluator (~`EVALUATOR_BYTES_PER_EVENT` each, as
-measured with the 20 windowed features of `benchmarks/pit.py`), and at least two per
+``memory_budget / workers`` (1 GiB in all by default) in the evaluator
+(~`EVALUATOR_BYTES_PER_EVENT` each, as measured with the 20 windowed features of
+`benchmarks/pit.py`), and at least two per
 worker so a slow bucket does not leave a core idle. One entity is never split: an
 entity with a tenth of the log is a tenth of the log in one bucket.
 
 >>> key_buckets(pa.array(["c1", "c2", None, "c1"]), 8).tolist()
-[5, 2, -1, 5]
+[1, 6, -1, 1]
 >>> key_buckets(pa.array([42]), 8).tolist() == key_buckets(pa.array(["42"]), 8).tolist()
 True
 """
@@ -81,7 +84,7 @@ META_COLUMNS = ("event_ts", "_partition", "_offset", "_watermark")
 EVALUATOR_BYTES_PER_EVENT = 400
 """Peak memory of the evaluator per event of a bucket (events, sort, index, 20 windowed
 features' prefix sums), with headroom; 10M events took ~2.8 GB in one process."""
-DEFAULT_MEMORY_BUDGET = 2 * 2**30
+DEFAULT_MEMORY_BUDGET = 2**30
 SINGLE_BUCKET_EVENTS = 2_000_000
 """Logs up to this size are evaluated whole in this process: ~1 s and ~0.8 GB (RESULTS.md),
 less than starting processes and spilling would cost."""
@@ -130,10 +133,10 @@ def choose_buckets(events: int, workers: int, memory_budget: int = DEFAULT_MEMOR
 
     >>> choose_buckets(1_000_000, 2)
     1
-    >>> choose_buckets(10_000_000, 2, 2 * 2**30)
-    4
-    >>> choose_buckets(100_000_000, 2, 2 * 2**30)
-    38
+    >>> choose_buckets(10_000_000, 2)
+    8
+    >>> choose_buckets(100_000_000, 2)
+    75
     """
     if events <= SINGLE_BUCKET_EVENTS:
         return 1
@@ -264,7 +267,7 @@ class _Spill:
     root: Path
 
     def events(self, group: int, worker: int, bucket: int) -> Path:
-        return self.root / f"g{group}" / f"w{worker}" / f"events-b{bucket}.parquet"
+        return self.root / f"g{group}" / f"w{worker}" / f"events-b{bucket}.arrow"
 
     def rows(self, group: int, bucket: int) -> Path:
         return self.root / f"g{group}" / f"rows-b{bucket}.parquet"
@@ -290,7 +293,7 @@ def _spill_files(
     schema = arrow_schema(source)
     wanted = [c for c in schema.names if c in set(columns)]
     out_schema = pa.schema([schema.field(c) for c in wanted])
-    writers: dict[int, pq.ParquetWriter] = {}
+    writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
     try:
         for path in paths:
             try:
@@ -312,7 +315,7 @@ def _spill_files(
                 if b not in writers:
                     target = spill.events(group, worker, b)
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    writers[b] = pq.ParquetWriter(target, out_schema, compression="lz4")
+                    writers[b] = pa.ipc.new_file(str(target), out_schema)
                 writers[b].write_table(table.slice(start, end - start).cast(out_schema))
     finally:
         for writer in writers.values():
@@ -337,7 +340,7 @@ def _evaluate_spilled(
         return 0
     rows = pd.read_parquet(rows_path)
     parts = [
-        pq.read_table(path)
+        pa.ipc.open_file(pa.memory_map(str(path))).read_all()
         for w in range(workers)
         if (path := spill.events(group_index, w, bucket)).exists()
     ]
@@ -512,7 +515,7 @@ def _write_rows(entity_df: pd.DataFrame, group: BucketGroup, g: int, b: int, spi
             {
                 ROW_COLUMN: np.arange(len(entity_df), dtype=np.int64),
                 group.join_key: entity_df[group.join_key].to_numpy(),
-                TIMESTAMP_COLUMN: entity_df[TIMESTAMP_COLUMN].to_numpy(),
+                TIMESTAMP_COLUMN: entity_df[TIMESTAMP_COLUMN].reset_index(drop=True),
             }
         ),
         preserve_index=False,
