@@ -1,2 +1,0 @@
-"""One aggregation per file, each a subclass of `aggregation.base.Aggregation`;
-`aggregation.registry` lists them by name."""
