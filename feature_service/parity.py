@@ -16,7 +16,7 @@ Choices:
   empty, `plan.ViewPlan.takes`) gives the entity; ``t`` is that event's
   time, or a random time up to one longest window (at least an hour) after it, capped
   at the source's watermark. Online state only answers within its retention (one
-  longest window behind the watermark, `tiles.OutsideRetentionError`): such points are
+  longest window behind the watermark, `state.OutsideRetentionError`): such points are
   reported as skipped, not as mismatches.
 - An entity online state does not know (`NOT_FOUND`) reads as counts 0 and nulls,
   which is what the offline side returns for an entity without events; so a view
@@ -27,26 +27,23 @@ Choices:
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
-import pandas as pd
 from redis.asyncio import Redis
 
-from feature_service.aggregation.algebra import AGGREGATORS
+from feature_service.aggregation.registry import aggregation
 from feature_service.aggregation.state import OutsideRetentionError
+from feature_service.aggregation.values import plain_value
 from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.offline.event_log import EventLog
 from feature_service.offline.historical import view_features
+from feature_service.offline.log_events import LogEvents
 from feature_service.online.reader import NOT_FOUND, read_views
 from feature_service.online.redis_layout import offset_key
-from feature_service.plan import view_plan
-
-REL_TOL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -98,24 +95,10 @@ async def committed_offsets(redis: Redis, source: Source) -> tuple[dict[int, int
     return offsets, watermark
 
 
-def same_value(aggregation: str, online: Any, offline: Any) -> bool:
-    """Equal, or for floating point aggregations within a relative 1e-9."""
-    online, offline = _plain(online), _plain(offline)
-    if online is None or offline is None:
-        return online is None and offline is None
-    if AGGREGATORS[aggregation].rounded:
-        return math.isclose(online, offline, rel_tol=REL_TOL, abs_tol=1e-12)
-    return bool(online == offline)
-
-
-def _plain(value: Any) -> Any:
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+def same_value(name: str, online: Any, offline: Any) -> bool:
+    """Equal, or for floating point aggregations within their tolerance (a relative 1e-9,
+    `Aggregation.matches`)."""
+    return aggregation(name).matches(plain_value(online), plain_value(offline))
 
 
 def pick_points(
@@ -127,24 +110,23 @@ def pick_points(
     rng: np.random.Generator,
 ) -> list[tuple[str, float]]:
     """`n` (entity, t) points from the committed events of `view` (fewer if none)."""
-    table = log.scan(view.source, [view.entity.join_key, "event_ts", "_partition", "_offset"])
+    log_events = LogEvents.read(view, log, [view.entity.join_key])
+    table = log_events.table
     if table.num_rows == 0 or n <= 0:
         return []
-    part = table["_partition"].to_numpy().astype(np.int64)
-    off = table["_offset"].to_numpy()
-    limit = np.array([offsets.get(p, 0) for p in range(int(part.max()) + 1)], dtype=np.int64)
-    committed = np.flatnonzero((off < limit[part]) & view_plan(view).takes(table))
+    committed = np.flatnonzero(log_events.below(offsets) & log_events.taken(view))
     if committed.size == 0:
         return []
     chosen = rng.choice(committed, size=n, replace=committed.size < n)
     keys = table[view.entity.join_key].to_numpy(zero_copy_only=False)
-    ts = table["event_ts"].to_numpy()
+    ts = log_events.ts
     reach = max(view.longest_window_s or 0, 3600)
     after = np.where(rng.random(n) < 0.3, 0.0, rng.uniform(0, reach, n))
     times = ts[chosen] + after
     if watermark is not None:
         times = np.minimum(times, watermark)
-    return [(str(k), float(t)) for k, t in zip(keys[chosen], times, strict=True)]
+    ids = view.entity.key.ids([keys[chosen]]).tolist()
+    return [(k, float(t)) for k, t in zip(ids, times, strict=True)]
 
 
 async def _online(
@@ -162,8 +144,7 @@ async def _online(
         for f in view.features:
             cell = row[f.name]
             if cell.status == NOT_FOUND:
-                agg = AGGREGATORS[f.aggregation]
-                values[f.name] = agg.finalize(agg.empty(), t)  # an empty window's value
+                values[f.name] = aggregation(f.aggregation).empty_value(t)
             else:
                 values[f.name] = cell.value
         out.append(values)
@@ -234,10 +215,10 @@ def _compare(
         for j, i in enumerate(kept):
             on = online[i]
             assert on is not None
-            off = column[j]
+            on_value, off_value = plain_value(on[f.name]), plain_value(column[j])
             report.checked_values += 1
-            if not same_value(f.aggregation, on[f.name], off):
+            if not same_value(f.aggregation, on_value, off_value):
                 entity, t = points[i]
                 report.mismatches.append(
-                    Mismatch(view.name, entity, t, f.name, _plain(on[f.name]), _plain(off))
+                    Mismatch(view.name, entity, t, f.name, on_value, off_value)
                 )

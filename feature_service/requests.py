@@ -107,7 +107,7 @@ def check_query_time(t: float, what: str) -> float:
     """`t` if it lies in the years events may have (`windows.TIME_RANGE`), else a 422
     naming `what` (`times.check_in_range`).
 
-    Windows over times such as 1e308 would take tile arithmetic far outside ordinary
+    Windows over times such as 1e308 would take hop arithmetic far outside ordinary
     epoch seconds, and no event can be there; refusing them here keeps every reader
     on the same range as the stream.
 

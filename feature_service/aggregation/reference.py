@@ -1,8 +1,9 @@
 """A brute-force reference: the contract of DESIGN.md written as plainly as possible.
 
-Used by the tests (and handy for debugging) to check the tile engine: it filters the
-events by the window condition with exact rational arithmetic and computes each
-aggregation with numpy or the standard library. Slow on purpose; not for production.
+Used by the tests (and handy for debugging) to check the online state and the training
+sets: it filters the events by the window condition with exact rational arithmetic and
+gives them to each aggregation's `oracle` (numpy or the standard library, no IR). Slow
+on purpose; not for production.
 
 >>> events = [Event(10.0, 0, {"x": 1.0}), Event(70.0, 1, {"x": 3.0})]
 >>> brute_force(events, 75.0, FeatureSpec("s", "sum", "x", 60, 60))
@@ -19,8 +20,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-import numpy as np
-
+from feature_service.aggregation.base import PRESENT
+from feature_service.aggregation.registry import aggregation
 from feature_service.aggregation.spec import FeatureLike, FeatureSpec
 from feature_service.aggregation.windows import default_hop
 
@@ -63,45 +64,19 @@ def selected(events: Iterable[Event], t: float, spec: FeatureLike, index: int = 
 
 
 def brute_force(events: Iterable[Event], t: float, spec: FeatureLike, index: int = 0) -> Any:
-    """The value of feature `spec` at `t` over `events`, straight from the contract."""
+    """The value of feature `spec` at `t` over `events`, straight from the contract: the
+    window's events, nulls left out, given to the aggregation's own `oracle`."""
     chosen = selected(events, t, spec, index)
-    agg = spec.aggregation
-    pairs: list[tuple[Event, Any]]
+    pairs: list[tuple[float, int, Any]]
     if spec.column is None:
-        pairs = [(e, 1.0) for e in chosen]
+        pairs = [(e.ts, e.seq, PRESENT) for e in chosen]
     else:
-        pairs = [(e, e.values.get(spec.column)) for e in chosen]
-        pairs = [(e, v) for e, v in pairs if not _null(v)]
-    if agg == "count":
-        return len(pairs)
-    if agg == "count_distinct":
-        return len({v for _, v in pairs})
-    if not pairs:
-        return None
-    xs = [v for _, v in pairs]
-    if agg == "sum":
-        return math.fsum(float(x) for x in xs)
-    if agg == "mean":
-        return float(np.mean(np.asarray(xs, dtype=np.float64)))
-    if agg in ("std", "var"):
-        if len(xs) < 2:
-            return None
-        arr = np.asarray(xs, dtype=np.float64)
-        return float(np.std(arr, ddof=1) if agg == "std" else np.var(arr, ddof=1))
-    if agg == "min":
-        return float(min(xs))
-    if agg == "max":
-        return float(max(xs))
-    if agg == "first":
-        return min(pairs, key=lambda p: (p[0].ts, p[0].seq))[1]
-    if agg == "last":
-        return max(pairs, key=lambda p: (p[0].ts, p[0].seq))[1]
-    if agg == "time_since_last":
-        return t - max(e.ts for e, _ in pairs)
-    raise ValueError(f"unknown aggregation {agg!r}")
+        pairs = [(e.ts, e.seq, e.values.get(spec.column)) for e in chosen]
+        pairs = [(ts, seq, v) for ts, seq, v in pairs if not _null(v)]
+    return aggregation(spec.aggregation).oracle(pairs, t)
 
 
-def matches(aggregation: str, actual: Any, expected: Any, values: Sequence[Any] = ()) -> bool:
+def matches(name: str, actual: Any, expected: Any, values: Sequence[Any] = ()) -> bool:
     """Whether `actual` equals the reference `expected` (floating sums to rel. 1e-9).
 
     `values` are the aggregated values; they set an absolute floor for results that are
@@ -110,16 +85,5 @@ def matches(aggregation: str, actual: Any, expected: Any, values: Sequence[Any] 
     >>> matches("mean", 0.1 + 0.2, 0.3), matches("count", 2, 2.0), matches("min", None, 0.0)
     (True, True, False)
     """
-    if actual is None or expected is None:
-        return actual is None and expected is None
-    if aggregation not in ("sum", "mean", "var", "std"):
-        return bool(actual == expected)
-    nums = [abs(float(v)) for v in values if not _null(v)]
-    big = max(nums, default=0.0)
-    if aggregation == "sum":
-        return math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-12 * math.fsum(nums))
-    if aggregation == "mean":
-        return math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-12 * big)
-    if aggregation == "std":
-        actual, expected = actual * actual, expected * expected
-    return math.isclose(actual, expected, rel_tol=1e-9, abs_tol=1e-12 * big * big)
+    agg = aggregation(name)
+    return agg.matches(actual, expected, agg.magnitude([v for v in values if not _null(v)]))

@@ -1,7 +1,7 @@
-"""What the tile engine needs to know about a feature.
+"""What the online state and the training sets need to know about a feature.
 
 The registry's `Feature` (``feature_service.definitions.registry``) already has this
-shape; `FeatureSpec` is a small stand-alone version for tests and tools. The engine never
+shape; `FeatureSpec` is a small stand-alone version for tests and tools. The state never
 calls `where`: the caller evaluates it and passes one boolean per feature with each event.
 
 >>> FeatureSpec("amount_sum_1h", "sum", "amount", 3600).resolved_hop
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from feature_service.aggregation.algebra import AGGREGATORS
+from feature_service.aggregation.registry import AGGREGATIONS
 from feature_service.aggregation.windows import resolve_hop
 
 
@@ -43,7 +43,7 @@ class FeatureLike(Protocol):
 class FeatureSpec:
     """One feature: an aggregation of a column over a window (None: lifetime).
 
-    `hop_s` None takes the default hop of the window. The tile engine never calls
+    `hop_s` None takes the default hop of the window. The online state never calls
     `where`; it only compares it (or its ``text``) to let features with the same filter
     share aggregation state, and takes each event's per-feature results as `passes`.
 
@@ -77,7 +77,7 @@ class FeatureSpec:
 
 def check_feature(feature: FeatureLike) -> None:
     """ValueError unless `feature` is well formed (known aggregation, column, hop)."""
-    agg = AGGREGATORS.get(feature.aggregation)
+    agg = AGGREGATIONS.get(feature.aggregation)
     if agg is None:
         raise ValueError(f"{feature.name}: unknown aggregation {feature.aggregation!r}")
     if agg.needs_column and feature.column is None:

@@ -1,12 +1,12 @@
-"""Aggregating many windows of sorted events at once: the training sets' side of the
-algebra (`Aggregator.over_windows`).
+"""Aggregating many windows of sorted events at once: what the kinds' vectorised
+`Aggregation.over_windows` read (training sets, and online reads of many rows).
 
 Training sets evaluate each feature at every row's time over the offline log. With a
 feature's events sorted by ``(entity, event_ts, seq)`` (`WindowEvents`), each row's
 window is a range ``[lo, hi)`` of positions, found by binary search for all rows at
 once; every aggregation then computes all its windows in a few numpy passes, in its own
-class in `aggregation.algebra`, next to the online fold and merge of the same
-statistic, so the two cannot drift apart:
+class in `aggregation.kinds`, next to the fold and merge of the same statistic, so the
+two cannot drift apart:
 
 - ``count``: difference of bounds (exact);
 - ``sum``/``mean``: each window's own values added (`WindowEvents.gathered`) when the
@@ -20,7 +20,7 @@ statistic, so the two cannot drift apart:
   scaled by ``2**-SUM_SCALE`` (exact: a power of two), so one window's sum overflows
   only if that window's does, and is then null, as the online IRs say;
 - ``var``/``std``: the corrected two-pass algorithm over each window's events, gathered
-  in bounded chunks (`gather`, `chunks`), as the tiles compute per-tile moments;
+  in bounded chunks (`gather`, `chunks`);
 - ``min``/``max``: `ufunc.reduceat` over the window ranges, lifetime ones a per-entity
   running extreme; ``first``/``last``/``time_since_last``: the window's first/last event;
 - ``count_distinct``: with ``prev[i]`` the previous event of the same entity and value
@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from feature_service.aggregation.values import as_float_array, non_null_mask
+from feature_service.aggregation.values import as_float_array, distinct_codes, non_null_mask
+from feature_service.aggregation.windows import window_starts
 
 Int = npt.NDArray[np.int64]
 Float = npt.NDArray[np.float64]
@@ -146,10 +147,7 @@ class WindowEvents:
         """prev[i]: the previous stream event of the same entity and value, else -1."""
         if "prev" not in self.cache:
             assert self.values is not None
-            if self.kind == "string":
-                vcode = pd.factorize(self.values)[0]
-            else:  # numbers are one value when equal (1 == 1.0 == True), as online
-                vcode = pd.factorize(self.floats() + 0.0)[0]
+            vcode = distinct_codes(self.values, self.kind)  # 1 == 1.0, as online
             n = vcode.size
             order = np.lexsort((np.arange(n), vcode, self.code))
             prev = np.full(n, -1, dtype=np.int64)
@@ -209,6 +207,59 @@ class EventIndex:
         lo = np.searchsorted(self.key, self._base(code), "right").astype(np.int64)
         lo[np.asarray(code) < 0] = 0
         return lo
+
+
+class WindowAggregation(Protocol):
+    """What the driver asks of an aggregation (`aggregation.base.Aggregation`)."""
+
+    def over_windows(
+        self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool
+    ) -> Any: ...
+
+
+class WindowDriver:
+    """The one window evaluation of many rows: rows (entity code, time) sorted by
+    (entity, t) over events indexed by `EventIndex`; each feature's value at each row
+    is its aggregation's `over_windows` of the row's window ``[lo, hi)`` in the events
+    it takes (`WindowEvents`). Window bounds are found once per (window, hop) and shared
+    by the features over it. The online reads (`aggregation.state.evaluate`), training
+    sets and the parity check (`offline.historical`) all evaluate through it.
+
+    >>> index = EventIndex.of(np.array([0, 0, 0]), np.array([10.0, 70.0, 130.0]))
+    >>> driver = WindowDriver(index, np.array([0, 0]), np.array([130.0, 200.0]))
+    >>> lo, hi = driver.bounds((60, 60))
+    >>> lo.tolist(), hi.tolist()
+    ([1, 2], [3, 3])
+    """
+
+    def __init__(self, index: EventIndex, codes: Int, t: Float) -> None:
+        self.index, self.codes, self.t = index, codes, t
+        self.hi = index.upto(codes, t)
+        self._lo: dict[tuple[int, int] | None, Int] = {}
+        self._starts: dict[tuple[int, int], Float] = {}
+
+    def window_starts(self, window: tuple[int, int]) -> Float:
+        """The start time of each row's window (``floor(t - W, hop)``)."""
+        starts = self._starts.get(window)
+        if starts is None:
+            starts = self._starts[window] = window_starts(self.t, *window)
+        return starts
+
+    def bounds(self, window: tuple[int, int] | None) -> tuple[Int, Int]:
+        """Each row's window ``[lo, hi)`` in event positions (None: lifetime)."""
+        lo = self._lo.get(window)
+        if lo is None:
+            if window is None:
+                lo = self.index.first(self.codes)
+            else:
+                lo = self.index.since(self.codes, self.window_starts(window))
+            self._lo[window] = lo
+        return lo, self.hi
+
+    def values(self, aggregation: Any, events: WindowEvents, window: tuple[int, int] | None) -> Any:
+        """`aggregation`'s value at each row over its window of `events` (sorted rows)."""
+        lo, hi = events.bounds(*self.bounds(window))
+        return aggregation.over_windows(events, lo, hi, self.t, lifetime=window is None)
 
 
 def chunks(lo: Int, hi: Int) -> list[tuple[int, int]]:

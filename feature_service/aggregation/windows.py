@@ -1,4 +1,4 @@
-"""Window arithmetic: the one place that turns times into window and tile boundaries.
+"""Window arithmetic: the one place that turns times into window and hop boundaries.
 
 A feature with window ``W`` and hop ``h`` evaluated at time ``t`` aggregates the events
 with ``floor((t - W) / h) * h <= event_ts <= t``. Because ``W`` is a multiple of ``h``,
@@ -12,7 +12,7 @@ quotient (which may round across an integer) is ever taken.
 (60, 3600, 86400)
 >>> window_start(1_700_000_070.5, 3600, 60)
 1699996440.0
->>> tile_start(1_700_000_070.5, 60)
+>>> hop_start(1_700_000_070.5, 60)
 1700000040
 """
 
@@ -45,7 +45,7 @@ def in_time_range(t: float) -> bool:
     return EARLIEST_TIME <= t < LATEST_TIME
 
 
-_INT64_SAFE = float(2**62)  # |floor(ts)| below this: the int64 tile start cannot overflow
+_INT64_SAFE = float(2**62)  # |floor(ts)| below this: the int64 hop start cannot overflow
 
 
 def default_hop(window_s: int) -> int:
@@ -91,13 +91,13 @@ def window_starts(t: npt.NDArray[np.float64], window_s: int, hop_s: int) -> npt.
     >>> window_starts(np.array([1_700_000_070.5]), 3600, 60).tolist()
     [1699996440.0]
     """
-    return (tile_starts(t, hop_s) - window_s).astype(np.float64)
+    return (hop_starts(t, hop_s) - window_s).astype(np.float64)
 
 
-def tile_start(ts: float, hop_s: int) -> int:
-    """Start of the hop-aligned tile ``[s, s + hop_s)`` holding `ts`: exactly ``floor(ts/h)*h``.
+def hop_start(ts: float, hop_s: int) -> int:
+    """Start of the hop ``[s, s + hop_s)`` holding `ts`: exactly ``floor(ts/h)*h``.
 
-    >>> tile_start(119.999, 60), tile_start(120.0, 60), tile_start(-0.5, 60)
+    >>> hop_start(119.999, 60), hop_start(120.0, 60), hop_start(-0.5, 60)
     (60, 120, -60)
     """
     if not math.isfinite(ts):
@@ -106,12 +106,12 @@ def tile_start(ts: float, hop_s: int) -> int:
     return (math.floor(ts) // int(hop_s)) * int(hop_s)
 
 
-def tile_starts(ts: npt.ArrayLike, hop_s: int) -> npt.NDArray[np.int64]:
-    """Vectorised `tile_start` for an array of float timestamps (exact, int64 result).
+def hop_starts(ts: npt.ArrayLike, hop_s: int) -> npt.NDArray[np.int64]:
+    """Vectorised `hop_start` for an array of float timestamps (exact, int64 result).
 
-    ValueError for a timestamp that is not finite or whose tile does not fit an int64.
+    ValueError for a timestamp that is not finite or whose hop start does not fit an int64.
 
-    >>> tile_starts([0.0, 59.9, 60.0, -1.0], 60).tolist()
+    >>> hop_starts([0.0, 59.9, 60.0, -1.0], 60).tolist()
     [0, 0, 60, -60]
     """
     arr = np.asarray(ts, dtype=np.float64)
@@ -136,7 +136,7 @@ def window_start_int(t: float, window_s: int, hop_s: int) -> int:
     """`window_start` as an exact integer (it always is one)."""
     if window_s % hop_s:
         raise ValueError(f"window {window_s} s is not a multiple of its hop {hop_s} s")
-    return tile_start(t, hop_s) - window_s
+    return hop_start(t, hop_s) - window_s
 
 
 def in_window(ts: float, t: float, window_s: int | None, hop_s: int | None) -> bool:
@@ -155,7 +155,7 @@ def in_window(ts: float, t: float, window_s: int | None, hop_s: int | None) -> b
 
 
 def check_levels(levels: Iterable[int]) -> tuple[int, ...]:
-    """Sorted distinct tile sizes; ValueError unless each divides the next larger one.
+    """Sorted distinct hop sizes; ValueError unless each divides the next larger one.
 
     >>> check_levels([3600, 60, 300, 60])
     (60, 300, 3600)

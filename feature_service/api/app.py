@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, registry_: Registry | None = No
 
     Unless a registry is given, the definitions are watched (every
     `FS_DEFINITIONS_POLL_S`) and swapped in when they change, load cleanly and change
-    no view's recorded tile layout (`online.view_layouts`, the worker's rule too);
+    no view's recorded state layout (`online.view_layouts`, the worker's rule too);
     refused ones are reported on /health while the previous registry keeps serving.
     """
     settings = settings or load_settings()

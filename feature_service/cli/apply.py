@@ -1,7 +1,7 @@
 """`feature-service apply FILE`: register a definitions file with the running services.
 
 The file is checked together with the definitions already deployed (the folder
-`FS_DEFINITIONS`), and refused if it changes the tile layout of a view that has online
+`FS_DEFINITIONS`), and refused if it changes the state layout of a view that has online
 state (features added or removed, other windows, hops or `where` under the same name:
 `online.view_layouts`, compared with the layouts recorded in Redis when it is reachable
 and with the deployed files); a changed view is rolled out under a new name and
@@ -35,6 +35,7 @@ import typer
 from rich.console import Console
 
 from feature_service.cli.console import console
+from feature_service.cli.options import definitions_option
 from feature_service.core.config import Settings
 from feature_service.definitions import Registry
 from feature_service.definitions.loader import definition_files, parse_definitions_text
@@ -80,7 +81,7 @@ def registry_with(text: str, name: str, others: list[Path]) -> Registry:
 def refuse_layout_changes(
     registry: Registry, settings: Settings, deployed: Registry | None = None
 ) -> str | None:
-    """Raise `LayoutChangeRefused` if `registry` changes the tile layout of a view with
+    """Raise `LayoutChangeRefused` if `registry` changes the state layout of a view with
     state: compared with the layouts recorded in the Redis of `settings` (when it is
     reachable) and with `deployed`. Returns why Redis was not consulted, or None.
 
@@ -304,9 +305,7 @@ def apply_command(
     file: Annotated[Path, typer.Argument(help="A definitions file (YAML) to register.")],
     definitions: Annotated[
         Path | None,
-        typer.Option(
-            "--definitions", "-d", help="The deployed definitions folder (default: FS_DEFINITIONS)."
-        ),
+        definitions_option("The deployed definitions folder (default: FS_DEFINITIONS)."),
     ] = None,
     backfill: Annotated[
         bool,

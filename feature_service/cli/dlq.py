@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from feature_service.cli.console import console
+from feature_service.cli.options import DefinitionsOption
 
 if TYPE_CHECKING:  # imported when run: the command line starts without the Kafka client
     from feature_service.definitions import Source
@@ -34,12 +34,7 @@ def dlq_command(
         bool, typer.Option("--follow", "-f", help="Then print new ones as they come, until Ctrl-C.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-    definitions: Annotated[
-        Path | None,
-        typer.Option(
-            "--definitions", "-d", help="A YAML file or folder (default: FS_DEFINITIONS)."
-        ),
-    ] = None,
+    definitions: DefinitionsOption = None,
 ) -> None:
     """Show dead-lettered events (read from `<topic>.dlq`): where, why, the raw value.
 

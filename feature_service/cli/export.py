@@ -27,36 +27,25 @@ from typing import Annotated
 import typer
 
 from feature_service import __version__
+from feature_service.aggregation.base import VALUE_TYPES
+from feature_service.aggregation.registry import aggregation
 from feature_service.cli.console import console
+from feature_service.cli.options import DefinitionsOption
 from feature_service.core.config import load_settings
 from feature_service.definitions import Feature, FeatureView, Registry, load_definitions
 from feature_service.definitions.durations import format_duration
 
 DEFAULT_API = "http://127.0.0.1:8000"
 
-# Feast's types of a feature's values, as our API returns them (JSON numbers, strings,
-# booleans): counts are integers, every numeric statistic a float; first/last keep the
-# column's type, timestamps as epoch seconds.
-_COLUMN_TYPES = {
-    "string": "String",
-    "int": "Int64",
-    "float": "Float64",
-    "bool": "Bool",
-    "timestamp": "Float64",
-}
-_INT_AGGREGATIONS = frozenset({"count", "count_distinct"})
-_COLUMN_TYPED_AGGREGATIONS = frozenset({"first", "last"})
 # The join key types a lookup accepts (`entities` values are strings or integers).
 _JOIN_KEY_TYPES = {"string": "STRING", "int": "INT64"}
 
 
 def feast_dtype(view: FeatureView, feature: Feature) -> str:
-    """The name of the `feast.types` type of a feature's values (`_COLUMN_TYPES`)."""
-    if feature.aggregation in _INT_AGGREGATIONS:
-        return "Int64"
-    if feature.aggregation in _COLUMN_TYPED_AGGREGATIONS and feature.column is not None:
-        return _COLUMN_TYPES[view.source.schema[feature.column]]
-    return "Float64"
+    """The name of the `feast.types` type of a feature's values, as our API returns
+    them (its aggregation's `value_type`)."""
+    column_kind = None if feature.column is None else view.source.schema[feature.column]
+    return aggregation(feature.aggregation).value_type(column_kind).feast
 
 
 def _feature_tags(feature: Feature) -> dict[str, str]:
@@ -96,7 +85,7 @@ def render_features_py(registry: Registry, definitions: str) -> str:
     views = list(registry.feature_views.values())
     dtypes = sorted(
         {feast_dtype(v, f) for v in views for f in v.features}
-        | {_COLUMN_TYPES[v.source.schema[v.entity.join_key]] for v in views}
+        | {VALUE_TYPES[v.source.schema[v.entity.join_key]].feast for v in views}
     )
     out = [
         f'"""Feast definitions of the features feature-service {__version__} serves.',
@@ -149,7 +138,7 @@ def render_features_py(registry: Registry, definitions: str) -> str:
             f"    entities=[entity_{view.entity.name}],",
             f"    ttl={ttl},",
             "    schema=[",
-            f"        Field(name={key!r}, dtype={_COLUMN_TYPES[view.source.schema[key]]}),",
+            f"        Field(name={key!r}, dtype={VALUE_TYPES[view.source.schema[key]].feast}),",
         ]
         for feature in view.features:
             out += [
@@ -224,12 +213,7 @@ def export_feast(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="The Feast repository folder to write.")
     ],
-    definitions: Annotated[
-        Path | None,
-        typer.Option(
-            "--definitions", "-d", help="A YAML file or folder (default: FS_DEFINITIONS)."
-        ),
-    ] = None,
+    definitions: DefinitionsOption = None,
     api: Annotated[
         str | None,
         typer.Option(help=f"Base URL of our lookup API (default: FS_API_URL, else {DEFAULT_API})."),

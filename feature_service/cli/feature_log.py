@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from feature_service.cli.console import console
+from feature_service.cli.options import DefinitionsOption
 
 
 def feature_log_command(
@@ -15,12 +15,7 @@ def feature_log_command(
         list[str] | None,
         typer.Option("--view", "-v", help="A feature view (repeat; default: every view)."),
     ] = None,
-    definitions: Annotated[
-        Path | None,
-        typer.Option(
-            "--definitions", "-d", help="A YAML file or folder (default: FS_DEFINITIONS)."
-        ),
-    ] = None,
+    definitions: DefinitionsOption = None,
 ) -> None:
     """Write the feature values as of each event, per view, into the offline store:
     <offline>/features/view=<name>/features.parquet (replaced on each run).

@@ -18,6 +18,7 @@ import typer
 from rich.table import Table
 
 from feature_service.cli.console import console, err_console
+from feature_service.cli.options import definitions_option
 from feature_service.core.config import load_settings
 from feature_service.core.kafka import KafkaConnection
 from feature_service.definitions.durations import format_duration, parse_duration
@@ -75,11 +76,7 @@ def generate_command(
     ttl: Annotated[str, typer.Option(help="The views' ttl.")] = "30d",
     definitions: Annotated[
         Path | None,
-        typer.Option(
-            "--definitions",
-            "-d",
-            help="Deployed definitions to fit in with (default: FS_DEFINITIONS).",
-        ),
+        definitions_option("Deployed definitions to fit in with (default: FS_DEFINITIONS)."),
     ] = None,
     apply: Annotated[
         bool,

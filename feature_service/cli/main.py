@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 from rich.markup import escape
 
 from feature_service.cli.console import console, err_console
+from feature_service.cli.options import DefinitionsOption, definitions_option
 from feature_service.core.config import load_settings
 from feature_service.definitions import DefinitionError, load_definitions
 from feature_service.embedded.processes import StackError
@@ -52,23 +53,15 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-DefinitionsOption = Annotated[
-    Path | None,
-    typer.Option("--definitions", "-d", help="A YAML file or folder (default: FS_DEFINITIONS)."),
-]
-
-
 @app.command()
 @user_errors
 def validate(
     path: Annotated[Path | None, typer.Argument(help="A YAML file or folder.")] = None,
     definitions: Annotated[
         Path | None,
-        typer.Option(
-            "--definitions",
-            "-d",
-            help="The deployed definitions a FILE is checked with (default: FS_DEFINITIONS, "
-            "or those of a running `up`).",
+        definitions_option(
+            "The deployed definitions a FILE is checked with (default: FS_DEFINITIONS, "
+            "or those of a running `up`)."
         ),
     ] = None,
     alone: Annotated[

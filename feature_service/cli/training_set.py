@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from feature_service.cli.console import console
+from feature_service.cli.options import DefinitionsOption
 
 
 def read_table(path: Path) -> object:
@@ -45,12 +46,7 @@ def training_set(
     full_feature_names: Annotated[
         bool, typer.Option("--full-feature-names", help="Name columns view__feature.")
     ] = False,
-    definitions: Annotated[
-        Path | None,
-        typer.Option(
-            "--definitions", "-d", help="A YAML file or folder (default: FS_DEFINITIONS)."
-        ),
-    ] = None,
+    definitions: DefinitionsOption = None,
     engine: Annotated[
         str,
         typer.Option(

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from feature_service.aggregation.algebra import AGGREGATORS
+from feature_service.aggregation.registry import aggregation
 from feature_service.definitions.durations import parse_duration
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
@@ -27,7 +27,6 @@ def _duration_or_none(value: object) -> object:
 DurationOrNone = Annotated[int | Literal["none"], BeforeValidator(_duration_or_none)]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
 ColumnType = Literal["string", "int", "float", "bool", "timestamp"]
-NUMERIC_TYPES = frozenset({"int", "float", "bool"})
 
 
 class _Strict(BaseModel):
@@ -179,7 +178,4 @@ class DefinitionsFile(_Strict):
 
 
 def _check_aggregation(name: str) -> None:
-    if name not in AGGREGATORS:
-        raise ValueError(
-            f"unknown aggregation {name!r}; use one of {', '.join(sorted(AGGREGATORS))}"
-        )
+    aggregation(name)  # ValueError naming the known ones

@@ -14,11 +14,10 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from feature_service.aggregation.algebra import AGGREGATORS
+from feature_service.aggregation.registry import aggregation as aggregation_of
 from feature_service.aggregation.windows import default_hop
 from feature_service.definitions.durations import format_duration
 from feature_service.definitions.model import (
-    NUMERIC_TYPES,
     DefinitionsFile,
     FeatureDef,
     FeatureViewDef,
@@ -27,6 +26,7 @@ from feature_service.definitions.model import (
 from feature_service.definitions.source_formats import source_format
 from feature_service.definitions.where import WhereError, WhereExpr, parse_where
 from feature_service.formats import SourceFormat
+from feature_service.keys import EntityKey
 
 DLQ_SUFFIX = ".dlq"
 
@@ -57,6 +57,11 @@ class Entity:
     name: str
     join_key: str
     description: str = ""
+
+    @property
+    def key(self) -> EntityKey:
+        """How its join-key values become its id (`feature_service.keys`)."""
+        return EntityKey((self.join_key,))
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ class FeatureView:
         """How far behind the watermark online state must reach (see DESIGN.md).
 
         Queries may reach one longest window back (`as_of`), whose window reaches one
-        more; an event up to `allowed_lateness_s` late must still find its tiles.
+        more; an event up to `allowed_lateness_s` late must still find its window in state.
         """
         longest = self.longest_window_s or 0
         return max(2 * longest, self.allowed_lateness_s)
@@ -395,19 +400,11 @@ def _expand(
             issues.append(DefinitionIssue(file, f"{path}.where", str(exc)))
             return
     for a, aggregation in enumerate(aggregations):
-        agg = AGGREGATORS[aggregation]
+        agg = aggregation_of(aggregation)
         apath = f"{path}.{agg_key}" + (f"[{a}]" if f.aggregations else "")
-        if agg.needs_column and f.column is None:
-            issues.append(DefinitionIssue(file, apath, f"{aggregation} needs a `column`"))
-            continue
-        if agg.numeric_only and column_type not in NUMERIC_TYPES:
-            issues.append(
-                DefinitionIssue(
-                    file,
-                    apath,
-                    f"{aggregation} needs a numeric column; {f.column!r} is {column_type}",
-                )
-            )
+        problem = agg.column_problem(f.column, column_type)
+        if problem is not None:
+            issues.append(DefinitionIssue(file, apath, problem))
             continue
         for w, window in enumerate(windows):
             wpath = f"{path}.{win_key}" + (f"[{w}]" if f.windows else "")
@@ -428,7 +425,9 @@ def _expand(
             elif f.hop is not None:
                 issues.append(DefinitionIssue(file, f"{path}.hop", "a hop needs a window"))
                 continue
-            name = f.name or _generated_name(f.column, aggregation, window)
+            name = f.name or agg.feature_name(
+                f.column, None if window is None else format_duration(window)
+            )
             yield Feature(
                 name=name,
                 aggregation=aggregation,
@@ -438,14 +437,6 @@ def _expand(
                 where=where,
                 description=f.description,
             )
-
-
-def _generated_name(column: str | None, aggregation: str, window: int | None) -> str:
-    parts = [column] if column else []
-    parts.append(aggregation)
-    if window is not None:
-        parts.append(format_duration(window))
-    return "_".join(parts)
 
 
 def _unknown(kind: str, name: str, known: Mapping[str, object]) -> str:

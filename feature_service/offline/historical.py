@@ -11,7 +11,7 @@ online semantics (DESIGN.md, `aggregation.windows`):
   ``floor(t / h) * h - W <= event_ts <= t`` (`windows.window_starts`, the worker's own
   arithmetic), a lifetime feature every event with ``event_ts <= t``;
 - `where` filters and the ``(event_ts, seq)`` order are the plan's, null values are
-  skipped as in `aggregation.algebra`;
+  skipped as in `aggregation.kinds`;
 - unknown entities and rows before any event get 0 for ``count``/``count_distinct`` and
   null for the rest; every input row is returned.
 
@@ -23,7 +23,9 @@ are found by binary search for all rows at once (`window_events.EventIndex`, whi
 online reads use too). The events a feature
 aggregates (its `where`, its column not null) are an `aggregation.window_events.
 WindowEvents`; its aggregation's own class computes every row's window from them
-(`Aggregator.over_windows`, beside the online fold and merge of the same statistic).
+(`Aggregation.over_windows`, beside the online fold and merge of the same statistic),
+through the window driver the online reads use too (`window_events.WindowDriver`).
+`features_at` is that evaluation over events given (one bucket of entities, say).
 
 Examples: tests/unit/test_historical.py.
 """
@@ -39,13 +41,14 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from feature_service.aggregation.algebra import AGGREGATORS
-from feature_service.aggregation.window_events import EventIndex, WindowEvents
-from feature_service.aggregation.windows import window_starts
+from feature_service.aggregation.registry import aggregation
+from feature_service.aggregation.window_events import EventIndex, WindowDriver, WindowEvents
 from feature_service.definitions import Feature, FeatureView, Registry
 from feature_service.events.parsing import column_from_arrow
+from feature_service.keys import arrow_key_texts, key_texts
 from feature_service.offline.event_log import EventLog
-from feature_service.plan import event_seq, view_plan
+from feature_service.offline.log_events import LogEvents
+from feature_service.plan import view_plan
 from feature_service.requests import RequestError, resolve_features
 from feature_service.times import InvalidTime, time_column
 
@@ -135,7 +138,7 @@ def epoch_seconds(column: pd.Series) -> Float:
 
 
 @dataclass
-class _Events:
+class ViewEvents:
     """Accepted events of one view, sorted by (entity, event_ts, seq)."""
 
     code: Int  # entity code
@@ -144,17 +147,6 @@ class _Events:
     columns: dict[str, npt.NDArray[Any]]
     index: EventIndex  # window bounds by binary search
     entities: pd.Index  # entity id (str) of each code
-
-
-@dataclass
-class _Queries:
-    """The rows, sorted by (entity, t); `order` maps back to entity_df positions."""
-
-    order: npt.NDArray[np.intp]
-    code: Int  # -1: entity unknown to the log
-    t: Float
-    hi: Int  # end (exclusive) of the events at or before t, in `_Events` positions
-    known: npt.NDArray[np.bool_]
 
 
 def view_features(
@@ -168,36 +160,45 @@ def view_features(
 ) -> dict[str, Any]:
     """Features `wanted` of `view` for entity `keys` at times `t` (arrays, row order)."""
     feats = [view.feature(name) for name in wanted]
-    events = _load_events(view, feats, log, max_offsets)
-    queries = _locate(events, keys, t)
+    events = load_view_events(view, feats, log, max_offsets)
+    return features_at(view, feats, events, keys, t, progress)
+
+
+def features_at(
+    view: FeatureView,
+    feats: Sequence[Feature],
+    events: ViewEvents,
+    keys: npt.NDArray[Any],
+    t: Float,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Features `feats` of `view` for entity `keys` at times `t` (arrays, row order),
+    over `events`: those of some entities (`load_view_events`, or a bucket of them);
+    a row whose entity has no event there gets the value of no events."""
+    order, driver = _locate(events, keys, t)
     n_rows = len(t)
-    bounds: dict[tuple[int, int] | None, tuple[Int, Int]] = {}
     streams: dict[tuple[str | None, str | None], WindowEvents] = {}
     out: dict[str, Any] = {}
     for j, feature in enumerate(feats):
         window = None if feature.window_s is None else (feature.window_s, feature.hop_s or 0)
-        if window not in bounds:
-            bounds[window] = _bounds(events, queries, feature)
         skey = (feature.column, None if feature.where is None else feature.where.text)
         if skey not in streams:
             streams[skey] = _feature_events(view, feature, events)
-        stream = streams[skey]
-        lo, hi = stream.bounds(*bounds[window])
-        sorted_values = AGGREGATORS[feature.aggregation].over_windows(
-            stream, lo, hi, queries.t, lifetime=feature.window_s is None
-        )
-        out[feature.name] = _unsort(sorted_values, queries.order, n_rows)
+        sorted_values = driver.values(aggregation(feature.aggregation), streams[skey], window)
+        out[feature.name] = _unsort(sorted_values, order, n_rows)
         if progress is not None:
             progress(j + 1)
     return out
 
 
-def _load_events(
+def load_view_events(
     view: FeatureView,
     feats: Sequence[Feature],
     log: EventLog,
     max_offsets: Mapping[int, int] | None,
-) -> _Events:
+) -> ViewEvents:
+    """The events of `view` the features `feats` read, from the offline log (below
+    `max_offsets` where given): late ones and those without the view's key left out."""
     source = view.source
     key_col = view.entity.join_key
     needed = {key_col}
@@ -206,22 +207,12 @@ def _load_events(
             needed.add(f.column)
         if f.where is not None:
             needed.update(f.where.columns)
-    meta = ["event_ts", "_partition", "_offset", "_watermark"]
-    table = log.scan(source, [*sorted(needed), *meta])
-    ts = np.asarray(table["event_ts"].to_numpy(), dtype=np.float64)
-    watermark = np.asarray(table["_watermark"].to_numpy(), dtype=np.float64)
-    partition = np.asarray(table["_partition"].to_numpy(), dtype=np.int64)
-    offset = np.asarray(table["_offset"].to_numpy(), dtype=np.int64)
-    keep = view_plan(view).takes(table) & ~view_plan(view).late(ts, watermark)
-    if max_offsets is not None:
-        limit = np.full(int(partition.max(initial=-1)) + 1, -1, dtype=np.int64)
-        for p, o in max_offsets.items():
-            if p < limit.size:
-                limit[p] = o
-        keep &= offset < limit[partition]
+    log_events = LogEvents.read(view, log, sorted(needed))
+    table = log_events.table
+    keep = log_events.taken(view) & ~log_events.late(view) & log_events.below(max_offsets)
     kept = np.flatnonzero(keep)
     codes, uniques = _entity_codes(table[key_col].take(pa.array(kept)))
-    ts, seq = ts[kept], event_seq(offset[kept], partition[kept])
+    ts, seq = log_events.ts[kept], log_events.seq(kept)
     # one sort by (ts, seq) gives the ranks of the times; a stable (radix, for int16
     # codes) sort by entity on top of it gives the (entity, ts, seq) order
     by_time = np.lexsort((seq, ts))
@@ -243,7 +234,7 @@ def _load_events(
         if c != key_col or c in _value_columns(feats)
     }
     index = EventIndex(code * (times.size + 1) + rank, times)
-    return _Events(code, ts, seq, columns, index, pd.Index(uniques))
+    return ViewEvents(code, ts, seq, columns, index, pd.Index(uniques))
 
 
 def _value_columns(feats: Sequence[Feature]) -> set[str]:
@@ -255,41 +246,29 @@ def _value_columns(feats: Sequence[Feature]) -> set[str]:
 
 
 def _entity_codes(column: pa.ChunkedArray) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
-    """Integer codes of entity ids (as strings, as online keys them) and the ids.
-
-    Dictionary-encoded in Arrow (C), so no Python string per event."""
-    if column.type != pa.string():
-        column = column.cast(pa.string())
-    encoded = column.dictionary_encode().combine_chunks()
+    """Integer codes of entity ids (`keys.arrow_key_texts`, as online keys them) and
+    the ids. Dictionary-encoded in Arrow (C), so no Python string per event."""
+    encoded = arrow_key_texts(column).dictionary_encode().combine_chunks()
     codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
     uniques = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
     return codes, uniques
 
 
-def _locate(events: _Events, keys: npt.NDArray[Any], t: Float) -> _Queries:
+def _locate(
+    events: ViewEvents, keys: npt.NDArray[Any], t: Float
+) -> tuple[npt.NDArray[np.intp], WindowDriver]:
+    """The rows sorted by (entity, t) (`order` maps back to entity_df positions), and
+    the window driver over them (entity code -1: unknown to the log)."""
     uniques = events.entities
     series = pd.Series(keys, dtype=object)
     null = series.isna().to_numpy()
-    code = np.asarray(uniques.get_indexer(series.astype(str)), dtype=np.int64)
+    code = np.asarray(uniques.get_indexer(key_texts(series.to_numpy())), dtype=np.int64)
     code[null] = -1
     order = np.lexsort((t, code))
-    code, t_sorted = code[order], t[order]
-    known = code >= 0
-    hi = events.index.upto(code, t_sorted)
-    return _Queries(order, code, t_sorted, hi, known)
+    return order, WindowDriver(events.index, code[order], t[order])
 
 
-def _bounds(events: _Events, queries: _Queries, feature: Feature) -> tuple[Int, Int]:
-    """Window [lo, hi) of each (sorted) row in event positions."""
-    if feature.window_s is None:
-        return events.index.first(queries.code), queries.hi
-    hop = feature.hop_s
-    assert hop is not None
-    start = window_starts(queries.t, feature.window_s, hop)
-    return events.index.since(queries.code, start), queries.hi
-
-
-def _feature_events(view: FeatureView, feature: Feature, events: _Events) -> WindowEvents:
+def _feature_events(view: FeatureView, feature: Feature, events: ViewEvents) -> WindowEvents:
     """The events `feature` aggregates: its `where` passes and its column is not null."""
     index = view.features.index(feature)
     member = view_plan(view).where_mask(index, events.columns, events.ts.size)
@@ -299,11 +278,8 @@ def _feature_events(view: FeatureView, feature: Feature, events: _Events) -> Win
 
 
 def _unsort(values: Any, order: npt.NDArray[np.intp], n: int) -> Any:
-    """Values of rows sorted by `order` back in entity_df order."""
-    if isinstance(values, pd.api.extensions.ExtensionArray):
-        inverse = np.empty(n, dtype=np.intp)
-        inverse[order] = np.arange(n)
-        return values.take(inverse)
-    out = np.empty(n, dtype=np.asarray(values).dtype)
-    out[order] = values
-    return out
+    """Values of rows sorted by `order` back in entity_df order (any array type an
+    aggregation's windows give: numpy, or a pandas extension array)."""
+    inverse = np.empty(n, dtype=np.intp)
+    inverse[order] = np.arange(n)
+    return values.take(inverse)

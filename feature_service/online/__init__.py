@@ -1,1 +1,1 @@
-"""The online store: tile state per (view, entity) in Redis, read at request time."""
+"""The online store: the state of each (view, entity) in Redis, read at request time."""

@@ -9,7 +9,7 @@ training sets' window code). Values are computed at request time, so windows dec
 Statuses follow Feast: `PRESENT`, `NULL_VALUE` (the feature has no value at `t`, e.g.
 the mean of an empty window), `NOT_FOUND` (no state for the entity), and
 `OUTSIDE_MAX_AGE` (the entity's newest event is older than the view's ttl at `t`).
-An entity never seen has the values of no events (`Aggregator.empty_value`: 0 for
+An entity never seen has the values of no events (`Aggregation.empty_value`: 0 for
 `count` and `count_distinct`, null for the rest), which training sets give it too, so a
 model is served what it was trained on; its status still says `NOT_FOUND`.
 The event timestamp reported is the entity's newest event at or before `t` (for an `as_of`
@@ -194,7 +194,7 @@ def _newest_at(states: States, i: int, at: float) -> float | None:
 def _not_found_values(
     layout: StateLayout, names: Sequence[str], times: Sequence[float], missing: Sequence[int]
 ) -> dict[str, list[Any]]:
-    """Each feature's column with the value of no events (`Aggregator.empty_value`) at
+    """Each feature's column with the value of no events (`Aggregation.empty_value`) at
     the rows `missing` (entities without state), None where a value is computed later."""
     values: dict[str, list[Any]] = {name: [None] * len(times) for name in names}
     if not missing:

@@ -1,4 +1,4 @@
-"""Where online state lives in Redis, and how a feature view maps onto tiles.
+"""Where online state lives in Redis, and how a feature view maps onto its keys.
 
 Keys (all prefixed `fs:`; the part in braces is the Redis Cluster hash tag, so the keys
 sharing it live in one hash slot):
@@ -19,7 +19,7 @@ sharing it live in one hash slot):
   into the view (HSETNX with every offset commit, so it keeps the first); events below
   it reach the view only through `stream.backfill`. Same slot as the offsets.
   An entity hash a backfill wrote also has the field `bf`.
-- `fs:layouts:{<source>}` (hash): view -> JSON record of the tile layout its entity
+- `fs:layouts:{<source>}` (hash): view -> JSON record of the state layout its entity
   hashes are written with (`{"v": fingerprint, "levels": [...], "features": [[name,
   aggregation, column, window_s, hop_s, where], ...]}`). Set (HSETNX) by a worker for
   every view before it serves them; `validate`, `apply`, the worker and the API refuse
@@ -94,7 +94,7 @@ def view_start_key(view: str, source: str) -> str:
 
 
 def layouts_key(source: str) -> str:
-    """Hash: view -> the recorded tile layout of its state (`online.view_layouts`)."""
+    """Hash: view -> the recorded layout of its state (`online.view_layouts`)."""
     return f"{PREFIX}layouts:{{{source}}}"
 
 

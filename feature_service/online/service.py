@@ -51,7 +51,7 @@ async def online_features(
     n_rows = entity_rows(refs, entities, limit)
     views = {ref.view.name: ref.view for ref in refs}
     requested = [
-        (view, [str(v) for v in entities[view.entity.join_key]]) for view in views.values()
+        (view, view.entity.key.id_list([entities[view.entity.join_key]])) for view in views.values()
     ]
     try:
         wanted: dict[str, set[str]] = {}

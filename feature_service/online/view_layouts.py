@@ -178,7 +178,7 @@ def describe_change(old: ViewLayout, new: ViewLayout) -> str:
     if not parts and [f.name for f in old.features] != [f.name for f in new.features]:
         parts.append("features reordered")
     if not parts:
-        parts.append(f"tile levels {list(old.levels)} -> {list(new.levels)}")
+        parts.append(f"hop levels {list(old.levels)} -> {list(new.levels)}")
     return "; ".join(parts)
 
 
@@ -202,7 +202,7 @@ class LayoutChange:
         if self.old.format != self.new.format:
             return upgrade_message(v)
         return (
-            f"feature view {v!r}: change refused, it alters the view's tile layout "
+            f"feature view {v!r}: change refused, it alters the view's state layout "
             f"({describe_change(self.old, self.new)}) and {self.against}. Keep {v!r} as it "
             f"is and add the change as a new view (e.g. {v + '_v2'!r}), then run "
             f"`feature-service backfill --view {v}_v2`; remove {v!r} once clients use the new one"

@@ -60,6 +60,7 @@ from feature_service.aggregation.state import Events, LayoutMismatchError, decod
 from feature_service.definitions import FeatureView, Registry
 from feature_service.events.parsing import column_from_arrow
 from feature_service.offline.event_log import EventLog
+from feature_service.offline.log_events import LogEvents
 from feature_service.online.redis_layout import (
     APPLY_ENTITIES,
     StateWrite,
@@ -71,7 +72,7 @@ from feature_service.online.redis_layout import (
     view_layout,
     view_start_key,
 )
-from feature_service.plan import event_seq, view_plan
+from feature_service.plan import view_plan
 
 CHUNK_ENTITIES = 200
 """Entities read and written per round trip (`redis_layout.read_states`, `apply_states`)."""
@@ -138,29 +139,21 @@ def log_events(
     columns, passes); how many were late, and how many had no key for the view."""
     plan = view_plan(view)
     needed = plan.needed_columns
-    meta = ["event_ts", "_partition", "_offset", "_watermark"]
-    table = log.scan(view.source, [*needed, *meta])  # each (partition, offset) once
-    ts = np.asarray(table["event_ts"].to_numpy(), dtype=np.float64)
-    part = np.asarray(table["_partition"].to_numpy(), dtype=np.int64)
-    off = np.asarray(table["_offset"].to_numpy(), dtype=np.int64)
-    wm = np.asarray(table["_watermark"].to_numpy(), dtype=np.float64)
-    limit = np.zeros(int(part.max(initial=-1)) + 1, dtype=np.int64)
-    for p, o in starts.items():
-        if p < limit.size:
-            limit[p] = o
-    before = off < limit[part]
-    taken = plan.takes(table)
-    late = plan.late(ts, wm) & taken
+    log_events = LogEvents.read(view, log, needed)  # each (partition, offset) once
+    table = log_events.table
+    before = log_events.below(starts)
+    taken = log_events.taken(view)
+    late = log_events.late(view) & taken
     keep = np.flatnonzero(before & taken & ~late)
     n_late = int((before & late).sum())
     n_skipped = int((before & ~taken).sum())
     taken = pa.array(keep)
     columns = {c: column_from_arrow(table[c].take(taken), view.source.schema[c]) for c in needed}
     events = {
-        "ts": ts[keep],
-        "seq": event_seq(off[keep], part[keep]),
-        "partition": part[keep],
-        "entity": np.asarray([str(e) for e in columns[view.entity.join_key]], dtype=object),
+        "ts": log_events.ts[keep],
+        "seq": log_events.seq(keep),
+        "partition": log_events.partition[keep],
+        "entity": view.entity.key.ids([columns[view.entity.join_key]]),
         "columns": {c: columns[c] for c in plan.layout.columns},
         "passes": plan.passes(columns, keep.size),
     }

@@ -97,6 +97,7 @@ from redis.exceptions import NoScriptError
 from feature_service.aggregation.state import Events, States, decode, version_of, write
 from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.events.parsing import ParsedBatch
+from feature_service.keys import key_text, key_texts
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_layout import (
     APPLY_ENTITIES,
@@ -744,22 +745,12 @@ def _record_time(record: Any) -> float | None:
     return stamp / 1000
 
 
-def _keys(column: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """Entity ids as online keys them (strings)."""
-    if column.dtype.kind == "O" and all(isinstance(v, str) for v in column[:1]):
-        try:
-            return pd.Index(column).astype(str).to_numpy()
-        except (TypeError, ValueError):  # pragma: no cover
-            pass
-    return np.asarray([str(v) for v in column], dtype=object)
-
-
 def _codes(index: pd.Index, column: npt.NDArray[Any], taken: npt.NDArray[np.bool_]) -> Any:
-    """Each event's position in `index` by its key (-1: not there, or not `taken`)."""
+    """Each event's position in `index` by its entity id (-1: not there, or not `taken`)."""
     if taken.all():
-        return np.asarray(index.get_indexer(_keys(column)), dtype=np.int64)
+        return np.asarray(index.get_indexer(key_texts(column)), dtype=np.int64)
     code = np.full(len(column), -1, dtype=np.int64)
-    code[taken] = index.get_indexer(_keys(column[taken]))
+    code[taken] = index.get_indexer(key_texts(column[taken]))
     return code
 
 
@@ -770,7 +761,7 @@ def _entities(
 ) -> list[str]:
     """The distinct entities of `view` in the pending batches (events it takes only)."""
     columns = [batch.columns[view.entity.join_key][taken[p]] for p, (batch, _) in batches.items()]
-    return [str(e) for e in pd.unique(np.concatenate(columns))] if columns else []
+    return [key_text(e) for e in pd.unique(np.concatenate(columns))] if columns else []
 
 
 def _already_applied(

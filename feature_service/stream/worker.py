@@ -18,7 +18,7 @@ starts it again with the new registry. Stopping is the ordinary path: pending wo
 replayed by the next owner, exactly once.
 
 Changed views (`online.view_layouts`). Before it consumes anything, the worker records
-the tile layout of each of its views in Redis (`claim_layouts`); definitions that change
+the state layout of each of its views in Redis (`claim_layouts`); definitions that change
 a recorded layout (features added or removed, other windows, hops or `where` under the
 same view name) are refused, because the view's stored state cannot take them:
 

@@ -15,7 +15,6 @@ import pandas as pd
 import redis
 
 from feature_service.aggregation.reference import Event, brute_force, matches
-from feature_service.aggregation.state import EntityState
 from feature_service.definitions import FeatureView, Registry, load_definitions
 from feature_service.embedded import EmbeddedStack, ManagedProcess
 from feature_service.embedded.processes import free_port
@@ -24,6 +23,7 @@ from feature_service.online.redis_layout import entity_key, stats_key, view_layo
 from feature_service.stream.event_files import EventMessage
 from feature_service.stream.producer import produce_messages
 from feature_service.stream.topics import ensure_topics
+from tests.entity_state import EntityState
 
 DEFINITIONS = """
 entities:

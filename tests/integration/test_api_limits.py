@@ -53,7 +53,7 @@ def test_as_of_outside_years_1900_to_2199_is_a_422_and_the_api_keeps_answering(
         "entities": {"customer_id": ["c1"]},
         "as_of": as_of,
     }
-    # before the fix the process spun in tile_start for good: this timed out
+    # before the fix the process spun in hop_start for good: this timed out
     response = httpx.post(f"{url}/get-online-features", json=body, timeout=10)
     assert response.status_code == 422, response.text
     assert "as_of" in response.text and "1900-01-01..2199-12-31" in response.text

@@ -1,6 +1,6 @@
 """Editing a view that already has online state: refused everywhere, never a wedge or a 500.
 
-A feature view's entity hashes carry the tile layout they were written with. A change
+A feature view's entity hashes carry the state layout they were written with. A change
 that alters it (two features added here) cannot be merged into that state, so
 `validate` and `apply` refuse it, a worker that finds it on disk keeps running the
 previous definitions (and says so on /health), the API keeps its registry, and a lookup
@@ -20,13 +20,13 @@ import httpx
 import pytest
 import redis
 
-from feature_service.aggregation.state import EntityState
 from feature_service.core.config import Settings
 from feature_service.definitions import load_definitions
 from feature_service.embedded import EmbeddedStack, ManagedProcess
 from feature_service.embedded.processes import free_port
 from feature_service.online.redis_layout import entity_key, view_layout
 from tests.conditions import wait_for
+from tests.entity_state import EntityState
 from tests.integration.streaming import (
     assert_online_equals_brute_force,
     expected_events,

@@ -13,18 +13,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import feature_service.aggregation.algebra as algebra_module
+import feature_service.aggregation.base as base_module
+import feature_service.aggregation.numerics as numerics_module
 import feature_service.aggregation.reference as reference_module
+import feature_service.aggregation.registry as registry_module
 import feature_service.aggregation.spec as spec_module
 import feature_service.aggregation.state as state_module
 import feature_service.aggregation.window_events as window_events_module
 import feature_service.aggregation.windows as windows_module
-from feature_service.aggregation.algebra import AGGREGATORS, PRESENT, Aggregator
+from feature_service.aggregation.base import PRESENT, Aggregation
 from feature_service.aggregation.reference import Event, FeatureSpec, brute_force, matches
+from feature_service.aggregation.registry import AGGREGATIONS
 
-NAMES = sorted(AGGREGATORS)
-NUMERIC = sorted(name for name, agg in AGGREGATORS.items() if agg.numeric_only)
-FLOATY = {"sum", "mean", "var", "std"}  # results that agree only to rounding
+NAMES = sorted(AGGREGATIONS)
+NUMERIC = sorted(name for name, agg in AGGREGATIONS.items() if agg.numeric_only)
+FLOATY = {name for name, agg in AGGREGATIONS.items() if agg.rounded}  # agree to rounding
 NAN = math.nan
 
 numbers = st.one_of(
@@ -51,7 +54,7 @@ def aggregation_and_events(draw: st.DrawFn) -> tuple[str, list[tuple[float, int,
     return name, [(t, seq, v) for seq, (t, v) in enumerate(zip(ts, values, strict=True))]
 
 
-def fold(agg: Aggregator, events: list[tuple[float, int, Any]]) -> Any:
+def fold(agg: Aggregation, events: list[tuple[float, int, Any]]) -> Any:
     ir = agg.empty()
     for ts, seq, value in events:
         ir = agg.update(ir, ts, seq, value)
@@ -89,7 +92,7 @@ def test_folding_updates_matches_brute_force(case: tuple[str, list[Any]]) -> Non
     t = 31.0
     assert_value(
         name,
-        AGGREGATORS[name].finalize(fold(AGGREGATORS[name], events), t),
+        AGGREGATIONS[name].finalize(fold(AGGREGATIONS[name], events), t),
         reference(name, events, t),
         events,
     )
@@ -114,7 +117,7 @@ def test_fold_is_the_update_loop_bit_for_bit(
     for at, x in extreme:  # overflowing sums and means, infinities, -0.0
         if name in NUMERIC or not events:
             events.insert(min(at, len(events)), (float(at), len(events) + at, x))
-    agg = AGGREGATORS[name]
+    agg = AGGREGATIONS[name]
     if columnless and not agg.needs_column:
         events = [(ts, seq, PRESENT) for ts, seq, _ in events]
         got = agg.fold([e[0] for e in events], [e[1] for e in events], None)
@@ -141,7 +144,7 @@ EDGES = [
 def test_fold_is_the_update_loop_on_edge_values(name: str, values: list[Any]) -> None:
     if name in NUMERIC and any(isinstance(v, str) for v in values):
         return
-    agg = AGGREGATORS[name]
+    agg = AGGREGATIONS[name]
     events = [(float(i // 2), i, v) for i, v in enumerate(values)]  # ties of time too
     got = agg.fold([e[0] for e in events], [e[1] for e in events], values)
     assert json.dumps(got) == json.dumps(fold(agg, events))
@@ -149,7 +152,7 @@ def test_fold_is_the_update_loop_on_edge_values(name: str, values: list[Any]) ->
 
 @pytest.mark.parametrize("name", ["count", "time_since_last"])
 def test_columnless_aggregations_use_every_event(name: str) -> None:
-    agg = AGGREGATORS[name]
+    agg = AGGREGATIONS[name]
     ir = agg.fold([1.0, 5.0, 3.0], [0, 1, 2], None)
     assert agg.finalize(ir, 10.0) == {"count": 3, "time_since_last": 5.0}[name]
     with_column = agg.fold([1.0, 5.0, 3.0], [0, 1, 2], [1.0, None, NAN])
@@ -158,7 +161,7 @@ def test_columnless_aggregations_use_every_event(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_no_events_give_zero_for_counts_and_none_otherwise(name: str) -> None:
-    agg = AGGREGATORS[name]
+    agg = AGGREGATIONS[name]
     expected = 0 if name in ("count", "count_distinct") else None
     assert agg.finalize(agg.empty(), 100.0) == expected
     assert agg.finalize(agg.fold([1.0], [0], [None]), 100.0) == expected
@@ -166,7 +169,7 @@ def test_no_events_give_zero_for_counts_and_none_otherwise(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["std", "var"])
 def test_std_and_var_need_two_values(name: str) -> None:
-    agg = AGGREGATORS[name]
+    agg = AGGREGATIONS[name]
     assert agg.finalize(agg.fold([1.0, 2.0], [0, 1], [4.0, None]), 3.0) is None
     assert agg.finalize(agg.fold([1.0, 2.0], [0, 1], [4.0, 4.0]), 3.0) == 0.0
 
@@ -186,7 +189,7 @@ def test_std_and_var_match_numpy_ddof1_to_1e_9(
     xs = [x + shift for x in xs]
     expected = {"var": np.var(xs, ddof=1), "std": np.std(xs, ddof=1)}
     for name in ("var", "std"):
-        agg = AGGREGATORS[name]
+        agg = AGGREGATIONS[name]
         events = list(enumerate(xs))
         folded = agg.fold([float(i) for i, _ in events], [i for i, _ in events], xs)
         parts = [agg.fold([0.0], [i], [x]) for i, x in events]
@@ -202,7 +205,7 @@ def test_std_and_var_match_numpy_ddof1_to_1e_9(
 
 
 def test_sum_is_compensated() -> None:
-    agg = AGGREGATORS["sum"]
+    agg = AGGREGATIONS["sum"]
     ir = agg.fold([0.0] * 4, [0, 1, 2, 3], [1e16, 1.0, 1.0, -1e16])
     assert agg.finalize(ir, 0.0) == 2.0
     left, right = agg.fold([0.0], [0], [1e16]), agg.fold([0.0, 0.0], [1, 2], [1.0, -1e16])
@@ -210,14 +213,14 @@ def test_sum_is_compensated() -> None:
 
 
 def test_first_and_last_break_time_ties_by_seq() -> None:
-    first, last = AGGREGATORS["first"], AGGREGATORS["last"]
+    first, last = AGGREGATIONS["first"], AGGREGATIONS["last"]
     ts, seq, values = [5.0, 5.0, 5.0], [2, 0, 1], ["c", "a", "b"]
     assert first.finalize(first.fold(ts, seq, values), 5.0) == "a"
     assert last.finalize(last.fold(ts, seq, values), 5.0) == "c"
 
 
 def test_count_distinct_is_exact_and_treats_equal_numbers_as_one() -> None:
-    agg = AGGREGATORS["count_distinct"]
+    agg = AGGREGATIONS["count_distinct"]
     values = [1, 1.0, True, 2, "1", "a", "a", None, NAN, -0.0, 0.0]
     assert agg.finalize(agg.fold([0.0] * len(values), range(len(values)), values), 0.0) == 5
     many = agg.fold([0.0] * 5000, range(5000), [i % 1234 for i in range(5000)])
@@ -226,7 +229,7 @@ def test_count_distinct_is_exact_and_treats_equal_numbers_as_one() -> None:
 
 @pytest.mark.parametrize("name", NUMERIC)
 def test_numeric_aggregations_refuse_strings(name: str) -> None:
-    agg = AGGREGATORS[name]
+    agg = AGGREGATIONS[name]
     with pytest.raises(TypeError):
         agg.update(agg.empty(), 0.0, 0, "abc")
     with pytest.raises(TypeError):
@@ -242,14 +245,16 @@ def test_table_describes_each_aggregation() -> None:
         "max",
         "mean",
         "min",
+        "skew",
         "std",
         "sum",
         "time_since_last",
         "var",
     ]
-    assert {n for n, a in AGGREGATORS.items() if not a.needs_column} == {"count", "time_since_last"}
-    assert set(NUMERIC) == {"sum", "mean", "min", "max", "std", "var"}
-    assert all(agg.name == name for name, agg in AGGREGATORS.items())
+    columnless = {n for n, a in AGGREGATIONS.items() if not a.needs_column}
+    assert columnless == {"count", "time_since_last"}
+    assert set(NUMERIC) == {"sum", "mean", "min", "max", "std", "var", "skew"}
+    assert all(agg.name == name for name, agg in AGGREGATIONS.items())
 
 
 # ----------------------------------------------------------------------- monoid laws
@@ -261,7 +266,7 @@ def test_merge_is_commutative_associative_and_order_free(
     case: tuple[str, list[Any]], rnd: random.Random
 ) -> None:
     name, events = case
-    agg = AGGREGATORS[name]
+    agg = AGGREGATIONS[name]
     parts: list[list[Any]] = [[], [], []]
     for event in events:
         parts[rnd.randrange(3)].append(event)
@@ -289,7 +294,7 @@ def test_merge_is_commutative_associative_and_order_free(
 @given(aggregation_and_events())
 def test_irs_survive_a_json_round_trip(case: tuple[str, list[Any]]) -> None:
     name, events = case
-    agg = AGGREGATORS[name]
+    agg = AGGREGATIONS[name]
     half = len(events) // 2
     a, b = fold(agg, events[:half]), fold(agg, events[half:])
     a2, b2 = (json.loads(json.dumps(ir)) for ir in (a, b))
@@ -328,7 +333,7 @@ def as_array(values: list[Any], how: str) -> np.ndarray | None:
 @given(grouped_case())
 def test_grouped_equals_folding_updates(case: tuple[str, list[Any], list[int], str]) -> None:
     name, events, groups, how = case
-    agg = AGGREGATORS[name]
+    agg = AGGREGATIONS[name]
     if how == "none" and agg.needs_column:
         how = "object"
     values = as_array([v for _, _, v in events], how)
@@ -354,7 +359,7 @@ def test_grouped_equals_folding_updates(case: tuple[str, list[Any], list[int], s
 
 
 def test_grouped_handles_no_events_and_default_group_count() -> None:
-    for name, agg in AGGREGATORS.items():
+    for name, agg in AGGREGATIONS.items():
         empty = np.zeros(0)
         assert agg.grouped(empty, empty, empty, empty.astype(np.int64), 2) == [agg.empty()] * 2
         out = agg.grouped([1.0, 2.0], [0, 1], np.array([3.0, 4.0]), [2, 2])
@@ -367,7 +372,9 @@ def test_grouped_handles_no_events_and_default_group_count() -> None:
 @pytest.mark.parametrize(
     "module",
     [
-        algebra_module,
+        base_module,
+        numerics_module,
+        registry_module,
         windows_module,
         spec_module,
         reference_module,

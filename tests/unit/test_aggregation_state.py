@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feature_service.aggregation.algebra import AGGREGATORS
 from feature_service.aggregation.reference import (
     Event,
     FeatureSpec,
@@ -21,8 +20,8 @@ from feature_service.aggregation.reference import (
     matches,
     selected,
 )
+from feature_service.aggregation.registry import AGGREGATIONS
 from feature_service.aggregation.state import (
-    EntityState,
     Events,
     LayoutMismatchError,
     OutsideRetentionError,
@@ -34,13 +33,14 @@ from feature_service.aggregation.state import (
 )
 from feature_service.aggregation.windows import (
     default_hop,
-    tile_start,
-    tile_starts,
+    hop_start,
+    hop_starts,
     window_start,
 )
+from tests.entity_state import EntityState
 
-NAMES = sorted(AGGREGATORS)
-NUMERIC = {name for name, agg in AGGREGATORS.items() if agg.numeric_only}
+NAMES = sorted(AGGREGATIONS)
+NUMERIC = {name for name, agg in AGGREGATIONS.items() if agg.numeric_only}
 NAN = math.nan
 BASES = [0.0, 1_700_000_000.0]
 
@@ -63,7 +63,7 @@ def views(draw: st.DrawFn) -> tuple[list[FeatureSpec], list[int | None]]:
         name = draw(st.sampled_from(NAMES))
         if name in NUMERIC:
             column: str | None = draw(st.sampled_from(["x", "i"]))
-        elif AGGREGATORS[name].needs_column:
+        elif AGGREGATIONS[name].needs_column:
             column = draw(st.sampled_from(["x", "i", "k"]))
         else:
             column = draw(st.sampled_from([None, None, "x", "k"]))
@@ -120,7 +120,7 @@ def query_times(draw: st.DrawFn, events: Sequence[Event], levels: Sequence[int])
             t = draw(st.sampled_from(events)).ts + draw(st.sampled_from([0.0, 0.25, -0.25, 1e-6]))
         elif kind == 1:  # exactly on a tile boundary
             level = draw(st.sampled_from(list(levels)))
-            t = float(tile_start(base, level) + level * draw(st.integers(-2, 60)))
+            t = float(hop_start(base, level) + level * draw(st.integers(-2, 60)))
         elif kind == 2:  # before every event
             t = base - draw(st.floats(0.001, 500))
         else:
@@ -280,7 +280,7 @@ def test_compaction_keeps_values_exact_and_refuses_late_events(data: st.DataObje
     times = [earliest, math.ceil(earliest), wm2, wm2 + 1e-3]
     times += [earliest + data.draw(st.floats(0, 200)) for _ in range(3)]
     for level in layout.levels:
-        times.append(float(tile_start(earliest, level) + level))
+        times.append(float(hop_start(earliest, level) + level))
     times += [e.ts + d for e in accepted for d in (0.0, -1e-6) if e.ts + d >= earliest][:8]
     for t in times:
         check_against_reference(specs, accepted, t, state.evaluate(t))
@@ -362,9 +362,9 @@ def test_lifetime_features_survive_compaction() -> None:
         state.add(i * 10.0, i, {"x": float(i), "k": "abc"[i % 3]})
     state.compact(watermark=1000.0)
     kept = decode(layout, [state.to_bytes()]).events
-    assert kept.ts[~kept.pins].min() >= 1000 - 120 - 60 and len(kept) < 20
+    assert kept.ts[~kept.witnesses].min() >= 1000 - 120 - 60 and len(kept) < 20
     # compacted: witnesses of the lifetime first and distinct kinds, the sum in the base
-    assert kept.ts[kept.pins].tolist() == [0.0, 10.0, 20.0]
+    assert kept.ts[kept.witnesses].tolist() == [0.0, 10.0, 20.0]
     assert state.evaluate(1000.0) == {"total": 4950.0, "first_x": 0.0, "kinds": 3, "recent": 10}
     # before the latest event: base + the retained events up to t
     assert state.evaluate(975.0) == {"total": 4753.0, "first_x": 0.0, "kinds": 3, "recent": 8}
@@ -445,7 +445,7 @@ def test_features_sharing_a_filter_share_one_flag() -> None:
     ]
     layout = StateLayout(specs, {"x": "float"})
     assert layout.feature_filter == (None, None, None, None, 0, 0, None, None)
-    assert layout.record.names == ("ts", "seq", "pin", "w0", "x")
+    assert layout.record.names == ("ts", "seq", "witness", "w0", "x")
     state = EntityState(layout)
     for seq, (ts, x, ok) in enumerate([(10.0, 1.0, True), (20.0, 3.0, False), (4000.0, 5.0, True)]):
         state.add(ts, seq, {"x": x}, (True, True, True, True, ok, ok, True, True))
@@ -473,7 +473,7 @@ def test_layout_of_lifetime_features_only() -> None:
     assert state.evaluate(6.5) == {"n": 2, "last_k": "c"}
     state.compact(10_000.0)  # cutoff 7200: the count in the base, the last one kept
     kept = decode(layout, [state.to_bytes()]).events
-    assert kept.ts.tolist() == [7.0] and kept.pins.all()
+    assert kept.ts.tolist() == [7.0] and kept.witnesses.all()
     assert state.evaluate(10_000.0) == {"n": 3, "last_k": "b"}
     with pytest.raises(OutsideRetentionError):
         state.evaluate(6.5)
@@ -507,8 +507,8 @@ def test_window_start_is_the_exact_floor(t: float, hop: int, k: int) -> None:
     window = hop * k
     exact = math.floor((Fraction(t) - window) / hop) * hop
     assert window_start(t, window, hop) == exact
-    assert tile_start(t, hop) == math.floor(Fraction(t) / hop) * hop
-    assert tile_starts(np.array([t]), hop).tolist() == [tile_start(t, hop)]
+    assert hop_start(t, hop) == math.floor(Fraction(t) / hop) * hop
+    assert hop_starts(np.array([t]), hop).tolist() == [hop_start(t, hop)]
 
 
 def test_random_long_history_with_realistic_hops() -> None:

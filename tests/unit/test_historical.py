@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feature_service.aggregation.algebra import AGGREGATORS
 from feature_service.aggregation.reference import Event, brute_force, matches, selected
-from feature_service.aggregation.state import EntityState, OutsideRetentionError
+from feature_service.aggregation.registry import AGGREGATIONS
+from feature_service.aggregation.state import OutsideRetentionError
 from feature_service.definitions import FeatureView, Registry, load_definitions
 from feature_service.events.parsing import parse_timestamp
 from feature_service.offline.event_log import EventLog
@@ -25,6 +25,7 @@ from feature_service.online.redis_layout import view_layout
 from feature_service.plan import view_plan
 from feature_service.requests import RequestError, query_time
 from feature_service.stream.source_processor import watermarks_before
+from tests.entity_state import EntityState
 
 T0 = 1_790_000_040.0  # a multiple of a minute
 
@@ -91,7 +92,7 @@ def _partition(rows: list[dict[str, Any]], p: int, partitions: int) -> list[dict
 def online_states(
     view: FeatureView, rows: list[dict[str, Any]], batch: int, partitions: int = 2
 ) -> dict[str, EntityState]:
-    """Per entity, the tile state the worker builds from the events `write_log` wrote:
+    """Per entity, the online state the worker builds from the events `write_log` wrote:
     accepted (not late) events, batch by batch, compacting each touched entity at its
     partition's watermark after each batch."""
     layout = view_layout(view)
@@ -429,7 +430,7 @@ def test_offline_equals_online_as_of_for_random_definitions_events_and_times(
         for i, (entity, t) in enumerate(rows):
             state = states.get(entity)
             if state is None:  # never seen: NOT_FOUND online, with the values of no events
-                online = {f.name: AGGREGATORS[f.aggregation].empty_value(t) for f in view.features}
+                online = {f.name: AGGREGATIONS[f.aggregation].empty_value(t) for f in view.features}
             else:
                 try:
                     online = state.evaluate(t)

@@ -75,7 +75,7 @@ def test_two_features_added_are_refused_naming_them_and_the_roll_out(tmp_path: P
         ]
 
     [message] = messages(tmp_path, add_two)
-    assert message.startswith("feature view 'cust': change refused, it alters the view's tile")
+    assert message.startswith("feature view 'cust': change refused, it alters the view's state")
     assert "(features added: n_6h, top)" in message
     assert "`feature-service backfill --view cust_v2`" in message
     assert "\n" not in message

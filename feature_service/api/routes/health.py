@@ -5,7 +5,7 @@ heartbeats and lag (`observability.pipeline`). A missing worker makes the status
 `degraded` but not a 503: lookups still answer from the stored state, and a readiness
 probe should not take the API out of service because the worker is restarting.
 
-`definitions`: `refused` (with the reason) when the definitions on disk change the tile
+`definitions`: `refused` (with the reason) when the definitions on disk change the state
 layout of a view with state (`online.view_layouts`), or do not load at all (each file,
 path and reason, `definitions.watch`); the API then serves the previous ones, or, when
 it was started beside such files, the last definitions a worker accepted

@@ -10,7 +10,6 @@ stays that string), like every other column of the entity rows.
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
+from feature_service.aggregation.values import plain_value
 from feature_service.api.deps import State
 from feature_service.api.json_body import JsonBodyRoute, cut
 from feature_service.api.request_fields import (
@@ -134,7 +134,7 @@ async def get_historical_features_route(
         detail = str(exc) or type(exc).__name__
         raise HTTPException(503, cut(f"offline store unavailable: {detail}")) from None
     names = [str(c) for c in out.columns]
-    columns = {name: [_json(v) for v in out[name].tolist()] for name in names}
+    columns = {name: [plain_value(v) for v in out[name].tolist()] for name in names}
     columns[TIMESTAMP_COLUMN] = list(given[TIMESTAMP_COLUMN])  # as given, not as parsed
     return HistoricalFeaturesResponse(metadata=Metadata(feature_names=names), columns=columns)
 
@@ -144,14 +144,3 @@ def _time(i: int, value: float | int | str) -> float:
         return parse_timestamp(value)
     except ValueError as exc:
         raise RequestError(f"{TIMESTAMP_COLUMN}[{i}]: {exc}") from None
-
-
-def _json(value: Any) -> Any:
-    """A cell as JSON: numpy scalars as Python ones, NaN/NA as null."""
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

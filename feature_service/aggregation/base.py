@@ -1,0 +1,363 @@
+"""The `Aggregation` base class: everything about one aggregation, declared by its class.
+
+An aggregation (a YAML name of DESIGN.md) is a subclass in `aggregation/kinds/`, one per
+file, registered in `aggregation.registry` (the only table from name to class). It has
+Chronon's prepare/update/merge/finalize shape over an intermediate representation
+(IR), in the spirit of river's ``river/stats``:
+
+- ``empty()`` is the IR of no events;
+- ``update(ir, ts, seq, value)`` folds in one event (a null value, None or NaN, is
+  ignored, so callers pass `PRESENT` for aggregations without a column);
+- ``merge(a, b)`` combines the IRs of two disjoint sets of events; it is commutative
+  (bit for bit) and associative (exactly, except for the floating point sums, which
+  agree to their declared tolerance `rel_tol`), so IRs merge in any order;
+- ``finalize(ir, t)`` is the feature value at query time `t`.
+
+Everything else is derived from these four (the plain path): `fold` (update over many
+events), `grouped` (the IR of each group of events), `over_windows` (the value of many
+windows of sorted events). A kind may override them with a faster path computing the
+same value; tests/unit/test_aggregation_kinds.py holds every override of every
+registered kind equal to the plain path (bit for bit, floating sums to `rel_tol`).
+
+What a kind declares besides: the columns it takes (`needs_column`, `numeric_only`),
+its parameters (`parameters`), the type of its value (`output`, `value_type`: schema
+kind, Arrow and Feast types), its parity tolerance (`rel_tol`, `matches`), how the
+online state's compaction keeps its lifetime value (`keeps_witnesses`, `witnesses`),
+its IR's stored form (`ir_to_json`), and its value straight from the contract
+(`oracle`, for tests).
+
+IRs are plain JSON data (ints, floats, strings, None and lists of them) so they can be
+stored in Redis and survive ``json.loads(json.dumps(ir))``; kinds accept tuples or lists
+alike and never mutate an IR they are given.
+
+>>> from feature_service.aggregation.registry import aggregation
+>>> mean = aggregation("mean")
+>>> left, right = mean.fold([1.0, 2.0], [0, 1], [10.0, 20.0]), mean.fold([3.0], [2], [60.0])
+>>> mean.finalize(mean.merge(left, right), 3.0)
+30.0
+>>> mean.value_type("int").feast, mean.rel_tol
+('Float64', 1e-09)
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, NamedTuple, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from feature_service.aggregation.values import as_float_array, non_null_mask, numbers_in
+from feature_service.aggregation.window_events import Float, Int, WindowEvents, pick_values
+
+IR: TypeAlias = Any
+"""An intermediate representation: JSON-able data, specific to each aggregation."""
+
+PRESENT: Final[int] = 1
+"""The value to pass for an aggregation without a column (every event counts)."""
+
+
+@dataclass(frozen=True)
+class ValueType:
+    """The type of a feature's values: its schema kind, Arrow type and `feast.types` name."""
+
+    kind: str
+    arrow: pa.DataType
+    feast: str
+
+
+VALUE_TYPES: Final[Mapping[str, ValueType]] = {
+    "int": ValueType("int", pa.int64(), "Int64"),
+    "float": ValueType("float", pa.float64(), "Float64"),
+    "string": ValueType("string", pa.string(), "String"),
+    "bool": ValueType("bool", pa.bool_(), "Bool"),
+    "timestamp": ValueType("timestamp", pa.float64(), "Float64"),  # epoch seconds
+}
+"""Value types by schema kind (the API returns timestamps as epoch seconds)."""
+
+
+class GroupedEvents(NamedTuple):
+    """Events of many groups, nulls left out (`Aggregation.grouped`)."""
+
+    ts: npt.NDArray[np.float64]
+    seq: npt.NDArray[np.int64]
+    values: npt.NDArray[Any] | None  # numeric kinds: float64; None: no column
+    group_ids: npt.NDArray[np.int64]
+    n_groups: int
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A parameter of an aggregation, a key of its feature entry (e.g. ``k: 5``)."""
+
+    kind: type[int] | type[float]
+    low: float
+    high: float
+    default: float | None = None
+
+    def check(self, name: str, value: Any) -> float:
+        """`value` if it is a `kind` in ``[low, high]``, else ValueError naming it."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name} must be a number, not {value!r}")
+        if self.kind is int and not float(value).is_integer():
+            raise ValueError(f"{name} must be a whole number, not {value!r}")
+        if not self.low <= value <= self.high:
+            raise ValueError(f"{name} must lie in [{self.low}, {self.high}], not {value!r}")
+        return self.kind(value)
+
+
+class Aggregation(ABC):
+    """One aggregation: a monoid over JSON-able IRs plus a finalizer (module doc).
+
+    >>> from feature_service.aggregation.registry import aggregation
+    >>> agg = aggregation("max")
+    >>> agg.name, agg.needs_column, agg.numeric_only
+    ('max', True, True)
+    >>> agg.grouped([1.0, 2.0, 3.0], [0, 1, 2], np.array([5.0, np.nan, 7.0]), [0, 0, 2])
+    [5.0, None, 7.0]
+    """
+
+    name: ClassVar[str]
+    needs_column: ClassVar[bool] = True
+    """False: without a column it counts every event (with one, its non-null values)."""
+    numeric_only: ClassVar[bool] = False
+    """It takes numeric columns only (int, float, bool)."""
+    parameters: ClassVar[Mapping[str, Parameter]] = {}
+    """Its parameters by name (keys of the feature entry)."""
+    output: ClassVar[str] = "float"
+    """The kind of its value: "int", "float", or "column" (the column's own type)."""
+    rel_tol: ClassVar[float] = 0.0
+    """0: its value is exact, the same from any evaluation order; else a floating point
+    sum, equal across orders to this relative tolerance (DESIGN.md: 1e-9)."""
+    keeps_witnesses: ClassVar[bool] = False
+    """Lifetime values over compacted events are kept by keeping a few of those events
+    (`witnesses`: the first, the last, the extreme, one per distinct value) rather than
+    by folding them into a stored IR."""
+
+    # ------------------------------------------------------------------ the algebra
+
+    @abstractmethod
+    def empty(self) -> IR:
+        """The IR of no events."""
+
+    @abstractmethod
+    def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
+        """`ir` with one more event; a null `value` leaves it unchanged."""
+
+    @abstractmethod
+    def merge(self, a: IR, b: IR) -> IR:
+        """The IR of the union of the (disjoint) events of `a` and `b`."""
+
+    @abstractmethod
+    def finalize(self, ir: IR, t: float) -> Any:
+        """The feature value of `ir` evaluated at time `t`."""
+
+    @abstractmethod
+    def oracle(self, events: Sequence[tuple[float, int, Any]], t: float) -> Any:
+        """The value at `t` of the non-null events ``(ts, seq, value)`` (value `PRESENT`
+        without a column), computed straight from the contract, as plainly as possible
+        (`aggregation.reference`, for tests)."""
+
+    # ------------------------------------------------------------------ derived
+
+    @property
+    def rounded(self) -> bool:
+        """Its value is a floating point sum, equal across evaluation orders to rounding."""
+        return self.rel_tol > 0
+
+    def empty_value(self, t: float) -> Any:
+        """The feature value of no events at `t`: an empty window's, an entity never seen's
+        (online `NOT_FOUND` serves it, as training sets give it).
+
+        >>> from feature_service.aggregation.registry import aggregation
+        >>> aggregation("count").empty_value(5.0), aggregation("sum").empty_value(5.0)
+        (0, None)
+        """
+        return self.finalize(self.empty(), t)
+
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        """Fold `update` over events given as parallel sequences (None: no column).
+
+        A kind may compute the same IR, bit for bit, in one tight loop."""
+        ir = self.empty()
+        if values is None:
+            for t_, s_ in zip(ts, seq, strict=True):
+                ir = self.update(ir, t_, s_, PRESENT)
+        else:
+            for t_, s_, v_ in zip(ts, seq, values, strict=True):
+                ir = self.update(ir, t_, s_, v_)
+        return ir
+
+    def merge_all(self, irs: Iterable[IR]) -> IR:
+        """Merge many IRs (folding `merge`)."""
+        out = self.empty()
+        for ir in irs:
+            out = self.merge(out, ir)
+        return out
+
+    def grouped(
+        self,
+        ts: npt.ArrayLike,
+        seq: npt.ArrayLike,
+        values: npt.ArrayLike | None,
+        group_ids: npt.ArrayLike,
+        n_groups: int | None = None,
+    ) -> list[IR]:
+        """The IR of each group of events.
+
+        `group_ids` are ints in ``[0, n_groups)`` (default: ``max + 1``); the result has
+        one IR per group (`empty()` for groups without non-null events) and equals
+        folding `update` over each group's events. `values` None means no column.
+        """
+        ts_a = np.asarray(ts, dtype=np.float64)
+        seq_a = np.asarray(seq, dtype=np.int64)
+        gid = np.asarray(group_ids, dtype=np.int64)
+        if not ts_a.shape == seq_a.shape == gid.shape or ts_a.ndim != 1:
+            raise ValueError("ts, seq and group_ids must be 1-d arrays of one length")
+        n = int(gid.max()) + 1 if n_groups is None and gid.size else (n_groups or 0)
+        if gid.size and (gid.min() < 0 or gid.max() >= n):
+            raise ValueError(f"group ids must lie in [0, {n})")
+        vals: npt.NDArray[Any] | None = None
+        if values is not None:
+            raw = np.asarray(values)
+            if raw.shape != ts_a.shape:
+                raise ValueError("values must have the length of ts")
+            if self.numeric_only:
+                vals = as_float_array(raw)
+                keep = ~np.isnan(vals)
+            else:
+                vals = raw
+                keep = non_null_mask(raw)
+            if not keep.all():
+                ts_a, seq_a, gid, vals = ts_a[keep], seq_a[keep], gid[keep], vals[keep]
+        return self._grouped(GroupedEvents(ts_a, seq_a, vals, gid, n))
+
+    def _grouped(self, events: GroupedEvents) -> list[IR]:
+        """`grouped` over non-null events (numeric kinds get float64 values): the plain
+        path, `fold` per group; a kind may override it with a vectorised one."""
+        ts, seq, values, group_ids, n_groups = (
+            events.ts,
+            events.seq,
+            events.values,
+            events.group_ids,
+            events.n_groups,
+        )
+        members: list[list[int]] = [[] for _ in range(n_groups)]
+        for i, g in enumerate(group_ids.tolist()):
+            members[g].append(i)
+        ts_l, seq_l = ts.tolist(), seq.tolist()
+        vals = None if values is None else values.tolist()
+        return [
+            self.fold(
+                [ts_l[i] for i in m],
+                [seq_l[i] for i in m],
+                None if vals is None else [vals[i] for i in m],
+            )
+            for m in members
+        ]
+
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        """The feature value of each window ``events[lo[i]:hi[i]]`` (positions in the
+        sorted events), evaluated at ``t[i]``, as an array (`window_column`): what
+        `finalize` of the window's folded IR gives. `lifetime`: every window starts at
+        its entity's first event. The plain path folds each window; a kind may override
+        it with numpy passes over all windows at once (training sets)."""
+        ts = events.ts.tolist()
+        values = None if events.values is None else events.values.tolist()
+        out = []
+        for a, b, t_ in zip(lo.tolist(), hi.tolist(), t.tolist(), strict=True):
+            seq = list(range(a, b))  # events are in (ts, seq) order: positions keep it
+            ir = self.fold(ts[a:b], seq, None if values is None else values[a:b])
+            out.append(self.finalize(ir, t_))
+        return self.window_column(out, events.kind)
+
+    def window_column(self, values: list[Any], column_kind: str | None) -> Any:
+        """Window values as a column of their type: float64 with NaN, nullable Int64 or
+        boolean, objects (None: null)."""
+        has = np.array([v is not None for v in values], dtype=np.bool_)
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = values
+        kind = self.value_kind(column_kind)
+        if kind == "int" and has.all():
+            return np.asarray(arr[has].tolist() if values else [], dtype=np.int64)
+        return pick_values(arr, np.arange(len(values), dtype=np.int64), has, kind)
+
+    # ------------------------------------------------------------------ declarations
+
+    def value_kind(self, column_kind: str | None) -> str:
+        """The schema kind of its values for a column of `column_kind` (None: none)."""
+        if self.output == "column":
+            return column_kind or "float"
+        return self.output
+
+    def value_type(self, column_kind: str | None) -> ValueType:
+        """The `ValueType` of its values for a column of `column_kind`."""
+        return VALUE_TYPES[self.value_kind(column_kind)]
+
+    def column_problem(self, column: str | None, column_kind: str | None) -> str | None:
+        """Why it cannot aggregate `column` of `column_kind` (None: it can)."""
+        if self.needs_column and column is None:
+            return f"{self.name} needs a `column`"
+        if self.numeric_only and column_kind not in NUMERIC_KINDS:
+            return f"{self.name} needs a numeric column; {column!r} is {column_kind}"
+        return None
+
+    def check_parameters(self, given: Mapping[str, Any]) -> dict[str, float]:
+        """Its parameters from `given` (defaults filled in); ValueError naming a missing,
+        unknown or out of range one."""
+        unknown = sorted(set(given) - set(self.parameters))
+        if unknown:
+            raise ValueError(f"{self.name} takes no parameter {', '.join(unknown)}")
+        out = {}
+        for key, param in self.parameters.items():
+            if key in given:
+                out[key] = param.check(key, given[key])
+            elif param.default is None:
+                raise ValueError(f"{self.name} needs `{key}`")
+            else:
+                out[key] = param.default
+        return out
+
+    def feature_name(self, column: str | None, window: str | None) -> str:
+        """The generated name of a feature of it (``amount_sum_1h``; None: lifetime)."""
+        return "_".join([*([column] if column else []), self.name, *([window] if window else [])])
+
+    def matches(self, actual: Any, expected: Any, magnitude: float = 1.0) -> bool:
+        """Whether two values of it agree: equal, or within `rel_tol` for floating sums;
+        `magnitude` (`magnitude` of the values aggregated) scales an absolute floor of
+        1e-12 for results that are nearly zero by cancellation."""
+        if actual is None or expected is None:
+            return actual is None and expected is None
+        if not self.rounded:
+            return bool(actual == expected)
+        return math.isclose(actual, expected, rel_tol=self.rel_tol, abs_tol=1e-12 * magnitude)
+
+    def magnitude(self, values: Sequence[Any]) -> float:
+        """The scale of the result of aggregating `values` (for `matches`)."""
+        return max((abs(float(v)) for v in numbers_in(values)), default=0.0)
+
+    def witnesses(
+        self, code: Int, values: npt.NDArray[Any] | None, column_kind: str | None
+    ) -> npt.NDArray[np.bool_]:
+        """Of compacted events (non-null, sorted by entity `code`, ts, seq), those whose
+        value alone gives its value over all of them, per entity (`keeps_witnesses`)."""
+        raise NotImplementedError(f"{self.name} folds compacted events, it keeps no witnesses")
+
+    def ir_to_json(self, ir: IR) -> Any:
+        """Its IR as stored in the online state's JSON header (the same data)."""
+        return ir
+
+    def ir_from_json(self, data: Any) -> IR:
+        """The IR `ir_to_json` stored."""
+        return data
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+NUMERIC_KINDS: Final[frozenset[str]] = frozenset({"int", "float", "bool"})
+"""Schema kinds a numeric aggregation takes."""

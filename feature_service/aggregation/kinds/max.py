@@ -1,0 +1,21 @@
+"""``max``: the largest non-null value."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from feature_service.aggregation.kinds.extreme import Extreme
+
+
+class Max(Extreme):
+    """Largest non-null value. IR: float or None.
+
+    >>> agg = Max()
+    >>> agg.finalize(agg.fold([1.0, 2.0], [0, 1], [3, None]), 2.0)
+    3.0
+    """
+
+    name = "max"
+    _pick = max
+    _reduce = np.maximum
+    _running = "cummax"

@@ -1,0 +1,21 @@
+"""``min``: the smallest non-null value."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from feature_service.aggregation.kinds.extreme import Extreme
+
+
+class Min(Extreme):
+    """Smallest non-null value. IR: float or None.
+
+    >>> agg = Min()
+    >>> agg.finalize(agg.fold([1.0, 2.0], [0, 1], [3, -2.5]), 2.0)
+    -2.5
+    """
+
+    name = "min"
+    _pick = min
+    _reduce = np.minimum
+    _running = "cummin"

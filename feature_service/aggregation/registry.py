@@ -1,0 +1,64 @@
+"""The one table from an aggregation's YAML name to its class (`aggregation.kinds`).
+
+Adding an aggregation is one file in `aggregation/kinds/` and one line here; the
+definitions' validation, the registry's expansion, the export, the parity check, the
+online state and the test oracle all ask the class.
+
+>>> sorted(AGGREGATIONS)  # doctest: +NORMALIZE_WHITESPACE
+['count', 'count_distinct', 'first', 'last', 'max', 'mean', 'min', 'skew', 'std', 'sum',
+ 'time_since_last', 'var']
+>>> aggregation("sum").fold([1.0, 2.0], [0, 1], [1.7e308, 1.7e308])
+[2, None, 0.0]
+>>> aggregation("median")
+Traceback (most recent call last):
+...
+ValueError: unknown aggregation 'median'; use one of count, count_distinct, first, ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from feature_service.aggregation.base import Aggregation
+from feature_service.aggregation.kinds.count import Count
+from feature_service.aggregation.kinds.count_distinct import CountDistinct
+from feature_service.aggregation.kinds.first import First
+from feature_service.aggregation.kinds.last import Last
+from feature_service.aggregation.kinds.max import Max
+from feature_service.aggregation.kinds.mean import Mean
+from feature_service.aggregation.kinds.min import Min
+from feature_service.aggregation.kinds.skew import Skew
+from feature_service.aggregation.kinds.std import Std
+from feature_service.aggregation.kinds.sum import Sum
+from feature_service.aggregation.kinds.time_since_last import TimeSinceLast
+from feature_service.aggregation.kinds.var import Var
+
+AGGREGATIONS: Final[Mapping[str, Aggregation]] = {
+    kind.name: kind
+    for kind in (
+        Count(),
+        Sum(),
+        Mean(),
+        Min(),
+        Max(),
+        Std(),
+        Var(),
+        First(),
+        Last(),
+        CountDistinct(),
+        TimeSinceLast(),
+        Skew(),
+    )
+}
+"""Every aggregation by its YAML name."""
+
+
+def aggregation(name: str) -> Aggregation:
+    """The aggregation called `name`; ValueError naming the known ones otherwise."""
+    found = AGGREGATIONS.get(name)
+    if found is None:
+        raise ValueError(
+            f"unknown aggregation {name!r}; use one of {', '.join(sorted(AGGREGATIONS))}"
+        )
+    return found
