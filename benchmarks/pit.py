@@ -468,6 +468,7 @@ def render(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> str:
     day = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     flags = (
         (f" --events {args.events} --rows {args.rows}" if args.events != 1_000_000 else "")
+        + (f" --entities {args.entities}" if args.entities != 10_000 else "")
         + (" --no-feast" if args.no_feast else "")
         + (f" --skew {args.skew:g}" if args.skew != 1.0 else "")
         + (f" --engine {args.engine}" if args.engine != "local" else "")
@@ -483,7 +484,8 @@ def render(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> str:
         f"Command: `.venv/bin/python benchmarks/pit.py{flags}` ({args.events:,} events, "
         f"{args.entities:,} customers (lognormal weights, sigma {args.skew:g}), {args.days} days, "
         f"entity frame of {args.rows:,} rows; "
-        f"ours: best of {args.repeat} fresh processes, peak RSS of the process).",
+        f"ours: best of {args.repeat} fresh processes; memory: the peak of the PSS summed "
+        f"over each run's processes, `TreeMemory`).",
         "",
         "| run | features | time | peak RSS (all processes) | largest process | rows returned |",
         "|---|---|---|---|---|---|",

@@ -126,3 +126,65 @@ def test_training_set_command_with_spark_writes_the_rows_in_order(
     _same(
         local.drop(columns="event_timestamp"), written.drop(columns="event_timestamp"), exact=True
     )
+
+
+@pytest.mark.timeout(600)
+def test_spark_training_set_equals_the_values_served_online(stack, spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    from feature_service import FeatureStore
+    from feature_service.core.config import Settings
+    from feature_service.parity import same_value
+    from tests.conditions import wait_for
+    from tests.integration.streaming import (
+        make_events,
+        offline_events,
+        produce,
+        start_worker,
+        stats,
+        write_definitions,
+    )
+
+    definitions, registry = write_definitions(tmp_path)
+    offline = tmp_path / "offline"
+    events = make_events(1500, seed=26, customers=60)
+    worker = start_worker(stack, definitions, offline)
+    client = redis.Redis.from_url(stack.redis.url)
+    try:
+        produce(stack, registry, events)
+        wait_for(
+            lambda: stats(client, registry).get("events", 0) >= len(events), 120, "events", worker
+        )
+        wait_for(
+            lambda: len(offline_events(registry, offline)) >= len(events), 60, "offline", worker
+        )
+    finally:
+        worker.stop()
+    view = next(iter(registry.feature_views.values()))
+    log = offline_events(registry, offline)
+    end = float(log["event_ts"].max())
+    rng = np.random.default_rng(5)
+    entities = [*sorted(set(log["customer_id"]))[:40], "nobody"]
+    # times near the end of the stream (within online retention), some at events' own times
+    times = [end - float(rng.uniform(0, 3 * 3600)) for _ in entities[:20]] + [
+        float(t) for t in log["event_ts"].sort_values().to_numpy()[-(len(entities) - 20) :]
+    ]
+    rows = pd.DataFrame({"customer_id": entities, "event_timestamp": times})
+    features = [f"{view.name}:{f.name}" for f in view.features]
+    settings = Settings(
+        redis_url=stack.redis.url, broker_url=stack.broker.bootstrap,
+        offline_uri=str(offline), definitions=definitions,
+    )  # fmt: skip
+    with FeatureStore(settings, registry) as store:
+        train = store.get_historical_features(rows, features, engine="spark", spark=spark)
+        compared = 0
+        for i, (entity, t) in enumerate(zip(entities, times, strict=True)):
+            online = store.get_online_features(features, [{"customer_id": entity}], as_of=t)
+            served = online.to_dict()
+            for feature in view.features:
+                assert same_value(
+                    feature.aggregation, served[feature.name][0], train[feature.name].iloc[i]
+                ), (entity, t, feature.name, served[feature.name][0], train[feature.name].iloc[i])
+                compared += 1
+    assert compared == len(entities) * len(view.features)
+    assert train["n_1h"].sum() > 0
