@@ -66,10 +66,13 @@ def arrow_key_texts(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunked
     >>> arrow_key_texts(pa.array([1.5, 2.0])).to_pylist()
     ['1.5', '2.0']
     """
+    kind = column.type
+    if pa.types.is_dictionary(kind):  # e.g. read from Parquet: the values decide
+        kind = kind.value_type
     if pa.types.is_string(column.type):
         return column
-    if pa.types.is_integer(column.type) or pa.types.is_large_string(column.type):
-        return column.cast(pa.string())
+    if pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return column.cast(pa.string())  # what `key_text` writes, in C
     return pa.array(
         [None if v is None else key_text(v) for v in column.to_pylist()], type=pa.string()
     )
