@@ -502,9 +502,9 @@ def bucketed_historical_features(
         pool.shutdown(wait=True, cancel_futures=True)
         if own_dir:
             shutil.rmtree(root, ignore_errors=True)
-    out = entity_df.copy()
+    out = entity_df.copy(deep=False)  # new columns only: the caller's frame is untouched
     for name in plan.outputs:
-        out[name] = values[name]
+        out[name] = values.pop(name)  # each column held once
     return out
 
 
@@ -546,4 +546,5 @@ def _assemble(spill: _Spill, g: int, b: int, name: str, n_rows: int) -> Any:
     inverse = np.empty(n_rows, dtype=np.int64)
     inverse[position] = np.arange(position.size)
     column = table[name].take(pa.array(inverse))
+    del table, position, inverse
     return column.to_pandas().to_numpy() if column.type != pa.null() else np.full(n_rows, None)
