@@ -54,20 +54,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from feature_service.definitions import Registry, Source
-
-try:
-    from feature_service.keys import arrow_key_texts, key_texts
-except ImportError:  # pragma: no cover - until keys.py (issue 22) is on main: its rule
-
-    def arrow_key_texts(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-        return column if pa.types.is_string(column.type) else column.cast(pa.string())
-
-    def key_texts(column: npt.ArrayLike) -> npt.NDArray[Any]:
-        return np.asarray(
-            [v if isinstance(v, str) else str(v) for v in np.asarray(column)], dtype=object
-        )
-
-
+from feature_service.keys import arrow_key_texts, key_texts
 from feature_service.offline.event_log import (
     EventLog,
     UnreadableLogFile,
