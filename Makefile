@@ -8,7 +8,7 @@ PYTEST_WORKERS ?= 2
 
 IMAGE ?= feature-service:0.1.0
 
-.PHONY: install run test test-kafka lint typecheck unit integration clean chromium feast engine image test-image
+.PHONY: install run test test-kafka lint typecheck unit integration clean chromium feast registry engine image test-image
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,13 +42,21 @@ feast: install
 	@$(BIN)/python benchmarks/feast_env.py >/dev/null || echo "warning: could not create" \
 	  "Feast's venv; tests/integration/test_feast_client.py will try again"
 
-test: lint typecheck chromium feast
+# Apicurio Registry (the embedded schema registry of the event-format tests), resolved
+# with Maven into ~/.cache/feature-service on first use (~170 MB, once per machine) here
+# rather than inside a test's time limit.
+registry: install
+	@$(BIN)/python -c "from feature_service.embedded.schema_registry import registry_jar; \
+	  registry_jar()" || echo "warning: could not fetch Apicurio Registry;" \
+	  "tests/integration/test_event_formats.py will try again"
+
+test: lint typecheck chromium feast registry
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 # The broker-facing tests (marker `broker`: every test using the session's `stack`) on a
 # real Apache Kafka 4 broker (KRaft, one node per test process), its jars resolved with
 # Maven on first use into ~/.cache/feature-service/. Needs Java 17+ and Maven.
-test-kafka: install feast
+test-kafka: install feast registry
 	FS_TEST_BROKER=kafka $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m broker \
 	  --timeout 600 tests/integration
 
