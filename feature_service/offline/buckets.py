@@ -56,10 +56,12 @@ import pyarrow.parquet as pq
 from feature_service.definitions import Registry, Source
 from feature_service.keys import arrow_key_texts, key_texts
 from feature_service.offline.event_log import (
+    READ_FAILURES,
     EventLog,
     UnreadableLogFile,
     arrow_schema,
     batches_overlap,
+    failure_reason,
 )
 from feature_service.offline.historical import TIMESTAMP_COLUMN, get_historical_features
 from feature_service.requests import resolve_features
@@ -286,8 +288,8 @@ def _spill_files(
             try:
                 with log.fs.open(path, "rb") as data:
                     table = pq.read_table(data, columns=wanted, schema=schema)
-            except (pa.ArrowException, OSError, EOFError) as exc:
-                return path, (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            except READ_FAILURES as exc:
+                return path, failure_reason(exc)
             bucket = key_buckets(table[join_key], buckets)
             order = np.argsort(bucket, kind="stable")
             sorted_buckets = bucket[order]
@@ -384,8 +386,8 @@ def log_events_count(log: EventLog, paths: Sequence[str]) -> int:
         try:
             with log.fs.open(path, "rb") as data:
                 total += pq.ParquetFile(data).metadata.num_rows
-        except (pa.ArrowException, OSError, EOFError) as exc:
-            raise UnreadableLogFile(path, str(exc).strip().splitlines()[0][:300]) from None
+        except READ_FAILURES as exc:
+            raise UnreadableLogFile(path, failure_reason(exc)) from None
     return total
 
 

@@ -68,6 +68,20 @@ _ARROW_TYPES = {
 }
 
 
+READ_FAILURES = (pa.ArrowException, OSError, EOFError)
+"""What reading a log file raises when the file is damaged or gone."""
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The reason a file could not be read, for `UnreadableLogFile`: the first line of the
+    error, at most 300 characters.
+
+    >>> failure_reason(OSError("Couldn't deserialize thrift\\nmore"))
+    "Couldn't deserialize thrift"
+    """
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
 class UnreadableLogFile(OSError):
     """A file of the offline log that cannot be read; the message names it and the way out.
 
@@ -233,9 +247,8 @@ class EventLog:
         try:
             with self.fs.open(path, "rb") as data:
                 pq.ParquetFile(data).read()
-        except (pa.ArrowException, OSError, EOFError) as exc:
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            return first_line[:300]
+        except READ_FAILURES as exc:
+            return failure_reason(exc)
         return None
 
     def quarantine_root(self) -> str:
