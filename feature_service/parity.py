@@ -18,8 +18,8 @@ Choices:
   at the source's watermark. Online state only answers within its retention (one
   longest window behind the watermark, `state.OutsideRetentionError`): such points are
   reported as skipped, not as mismatches.
-- An entity online state does not know (`NOT_FOUND`) reads as counts 0 and nulls,
-  which is what the offline side returns for an entity without events; so a view
+- An entity online state does not know (`NOT_FOUND`) is served counts 0 and nulls
+  (`online.reader`), which is what the offline side returns for an entity without events; so a view
   whose online state was never built (e.g. added without a backfill) shows as
   mismatches wherever it has events.
 """
@@ -42,7 +42,7 @@ from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.offline.event_log import EventLog
 from feature_service.offline.historical import view_features
 from feature_service.offline.log_events import LogEvents
-from feature_service.online.reader import NOT_FOUND, read_views
+from feature_service.online.reader import read_views
 from feature_service.online.redis_layout import offset_key
 
 
@@ -132,7 +132,8 @@ def pick_points(
 async def _online(
     redis: Redis, view: FeatureView, points: Sequence[tuple[str, float]]
 ) -> list[dict[str, Any] | None]:
-    """Online values per point (None: outside retention); NOT_FOUND reads as empty."""
+    """Online values per point (None: outside retention); an entity online state does not
+    know has the values of no events, as the reader serves them."""
     out: list[dict[str, Any] | None] = []
     for entity, t in points:
         try:
@@ -140,14 +141,7 @@ async def _online(
         except OutsideRetentionError:
             out.append(None)
             continue
-        values = {}
-        for f in view.features:
-            cell = row[f.name]
-            if cell.status == NOT_FOUND:
-                values[f.name] = aggregation(f.aggregation).empty_value(t)
-            else:
-                values[f.name] = cell.value
-        out.append(values)
+        out.append({f.name: row[f.name].value for f in view.features})
     return out
 
 
