@@ -27,6 +27,7 @@ from feature_service.definitions import FeatureView
 from feature_service.embedded import EmbeddedStack, ManagedProcess
 from feature_service.stream.topics import ensure_topics
 from tests.conditions import wait_for
+from tests.integration.running_up import live
 from tests.integration.streaming import start_api, write_definitions
 
 pytestmark = pytest.mark.integration
@@ -70,13 +71,6 @@ def _historical(view: FeatureView) -> dict[str, Any]:
     }
 
 
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health/live", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def served(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp: Path = tmp_path_factory.mktemp("api-access")
@@ -94,7 +88,7 @@ def served(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> It
         FS_OFFLINE_URI=str(tmp / "offline"),
     )
     try:
-        wait_for(lambda: _answers(url), 60, "API serving", api)
+        wait_for(lambda: live(url), 60, "API serving", api)
         yield Served(url, api, next(iter(registry.feature_views.values())), tmp / "api.log")
     finally:
         api.stop(timeout=5)

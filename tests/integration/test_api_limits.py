@@ -16,16 +16,10 @@ import pytest
 from feature_service.definitions import FeatureView
 from feature_service.embedded import EmbeddedStack
 from tests.conditions import wait_for
+from tests.integration.running_up import live
 from tests.integration.streaming import start_api, write_definitions
 
 pytestmark = pytest.mark.integration
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health/live", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,7 @@ def served(
     definitions, registry = write_definitions(tmp)
     api, url = start_api(stack, definitions, tmp, "api-limits")
     try:
-        wait_for(lambda: _answers(url), 60, "API serving", api)
+        wait_for(lambda: live(url), 60, "API serving", api)
         yield url, next(iter(registry.feature_views.values()))
     finally:
         api.stop(timeout=5)

@@ -26,6 +26,7 @@ from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.embedded import EmbeddedStack
 from feature_service.stream.topics import ensure_topics
 from tests.conditions import wait_for
+from tests.integration.running_up import live
 from tests.integration.streaming import start_api, write_definitions
 
 pytestmark = pytest.mark.integration
@@ -45,13 +46,6 @@ class Served:
         return httpx.post(f"{self.url}{path}", content=content, headers=headers, timeout=30)
 
 
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health/live", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def served(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp: Path = tmp_path_factory.mktemp("api-refusals")
@@ -60,10 +54,10 @@ def served(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> It
     offline = tmp / "offline"
     api, url = start_api(stack, definitions, tmp, "api-refusals", FS_OFFLINE_URI=str(offline))
     try:
-        wait_for(lambda: _answers(url), 60, "API serving", api)
+        wait_for(lambda: live(url), 60, "API serving", api)
         view = next(iter(registry.feature_views.values()))
         yield Served(url, registry, view, registry.sources[view.source.name], offline)
-        assert _answers(url), "the API stopped answering"
+        assert live(url), "the API stopped answering"
     finally:
         api.stop(timeout=5)
 

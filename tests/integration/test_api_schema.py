@@ -37,6 +37,7 @@ from feature_service.offline.event_log import EventLog
 from feature_service.stream.topics import ensure_topics
 from tests.conditions import wait_for
 from tests.conftest import ROOT
+from tests.integration.running_up import live
 from tests.integration.streaming import start_api
 
 pytestmark = pytest.mark.integration
@@ -52,13 +53,6 @@ CONFIG = """
 include-path-regex = "^/(get-online-features|get-historical-features|push)$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "413", "422"]
 """
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health/live", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _offline_store(path: Path) -> None:
@@ -102,7 +96,7 @@ def test_no_input_gives_a_5xx_or_breaks_the_schema(stack: EmbeddedStack, tmp_pat
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
     try:
-        wait_for(lambda: _answers(url), 60, "API serving", api)
+        wait_for(lambda: live(url), 60, "API serving", api)
         # the key schemathesis sends opens every route (else it would fuzz 401s only)
         example = {"features": ["customer_txn:txn_count_1d"], "entities": {"customer_id": ["c001"]}}
         seen = httpx.post(f"{url}/get-online-features", json=example, headers={"X-API-Key": KEY})
