@@ -33,6 +33,7 @@ same view name) are refused, because the view's stored state cannot take them:
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -111,6 +112,7 @@ class WorkerRuntime:
                     cache_entities=self.settings.state_cache_entities,
                 )
         self._started = True
+        gc.freeze()  # start-up's objects live as long as the worker: out of full collections
 
     async def close(self) -> None:
         """Close the clients; pending work is not flushed (the next owner replays it)."""
