@@ -5,16 +5,52 @@ the schema type the worker's strict parser must accept for the values as they ar
 
 - `timestamp`: the event time (`--timestamp`): recency, and every window;
 - `entity`: a join key (`--entity`): one feature view each;
-- `numeric`: int or float measurements: sum, mean, min, max, std;
+- `numeric`: quantities, where a sum or a mean means something: sum, mean, min, max, std;
 - `boolean`: true/false flags: count of true, share of true;
-- `categorical`: at most 25 distinct values on the sample: distinct count, per-value counts;
-- `id`: more distinct values, or a name like `*_id`: distinct count;
-- `skip`: free text, other datetimes, a value per event, mixed types: nothing (reported).
+- `categorical`: labels with few enough values to count each: distinct count, and
+  per-value counts of the most frequent values;
+- `id`: labels with too many values for that (identifiers, codes): distinct count;
+- `label`: the `--label` column: never a feature (it would leak the answer);
+- `skip`: free text, other datetimes, clock times, a value per event, mixed types,
+  one value on every event: nothing (reported, with the reason).
 
-Free text and datetimes hidden in strings are recognised by woodwork's inference
-(`NaturalLanguage`, `Datetime`); two rules it cannot know come first: a numeric column
-named like an identifier (`session_id`) is an id, not a measurement, and a column with
-a different value on every event is an event id, useless to aggregate.
+The rules, in the order they apply, decided from what can be measured on the sample
+(dtype, distinct values and their ratio to events, how the frequencies run over the
+values, whether the column moves with the event time or with another number); a name
+only breaks a tie the measurements leave open:
+
+1. Strings: free text and datetimes hidden in strings are recognised by woodwork's
+   inference (`NaturalLanguage`, `Datetime`) and skipped; a different value on every
+   event is an event id (skipped); at most `MAX_CATEGORIES` (25) values is categorical;
+   up to `MAX_MODERATE_CATEGORIES` (200) values, each seen on `MIN_EVENTS_PER_VALUE`
+   (20) events on average, is still categorical (a destination airport among 96)
+   unless named like an identifier (`merchant_id`: the tie-breaker); more is an id.
+2. Numbers with fractions (`9.95`) are quantities: numeric.
+3. Whole numbers (ints, or floats that are all whole) are where codes hide:
+   - one value on every event: skipped (nothing to learn);
+   - named like an identifier (`session_id`) and never negative: handled as a string
+     (rule 1), so an id, or a categorical when it has few values;
+   - a different value on every event, or rising with the event time (rank
+     correlation above `SEQUENCE_CORRELATION`, 0.99, with most values distinct): an
+     event number or a counter: skipped;
+   - negative values: a quantity (a delay, a balance): numeric;
+   - clock times written as HHMM (`1545`: every value below 2400 with minutes below
+     60, over more than 60 values): not a quantity (the mean of 0959 and 1001 is not
+     10:00): skipped;
+   - a part of a date (small values in the range of an hour, minute, day, month or
+     weekday, named so): the windows already place events in time: skipped;
+   - a code: more than `MAX_CATEGORIES` values, each repeated (at least
+     `MIN_REPEATS` events per value on average), whose frequencies jump from one value
+     to the next (correlation of the counts of adjacent values below
+     `SMOOTH_CORRELATION`, 0.5: flight 1545 is busy, 1546 is not; a quantity's
+     histogram is smooth) and that moves with no other number of the sample (|Pearson|
+     below `COVARIES`, 0.5 with every other numeric column; a route's distance moves
+     with its air time). Where the measurements cannot tell (too few values or
+     repeats for a histogram) a name like a code (`zip`, `route_no`) makes it one;
+     where they say code, a name like a quantity (`amount`, `distance`) keeps it
+     numeric: the names only break ties. A code is categorical under the moderate
+     limits of rule 1, else an id: never summed or averaged;
+   - everything else is a quantity: numeric.
 
 >>> frame = pd.DataFrame({"user_id": ["u1", "u2", "u1"], "ts": [1.0, 2.0, 3.0],
 ...                       "price": [9.5, 3.0, 4.0], "page": ["home", "cart", "home"]})
@@ -39,8 +75,18 @@ import pandas as pd
 
 from feature_service.times import InvalidTime, datetime_seconds, micros_of_iso, seconds_of_micros
 
-# A categorical column has at most this many distinct values on the sample; above, an id.
+# A categorical column has at most this many distinct values on the sample; above, an id,
+# unless it is a moderate one: at most MAX_MODERATE_CATEGORIES values, each on
+# MIN_EVENTS_PER_VALUE events on average (rules 1 and 3 of the module docstring).
 MAX_CATEGORIES = 25
+MAX_MODERATE_CATEGORIES = 200
+MIN_EVENTS_PER_VALUE = 20
+# Whole numbers: a code repeats its values, its counts jump between adjacent values, and
+# it moves with no other number; a column rising with the event time is a counter.
+MIN_REPEATS = 5
+SMOOTH_CORRELATION = 0.5
+COVARIES = 0.5
+SEQUENCE_CORRELATION = 0.99
 # Per-value counts are made for the most frequent values of a categorical, at most this many.
 MAX_INTERESTING_VALUES = 5
 # A field missing from more events than this stays out of the schema (else they are refused).
@@ -51,6 +97,29 @@ DOMINANT_SHARE = 0.9
 _EPOCH_SECONDS_LIMIT = 1e11
 
 _ID_NAME = re.compile(r"(^|_)(id|key|uuid|guid)$|[a-z](Id|ID)$", re.IGNORECASE)
+# Tie-breakers for whole numbers, by the name's last word: a code, or a quantity.
+_CODE_NAME = re.compile(
+    r"(^|_)(no|nr|num|number|code|zip|zipcode|postcode|postal|fips|iata|icao)$", re.IGNORECASE
+)
+_QUANTITY_NAME = re.compile(
+    r"(^|_)(amount|amt|price|cost|fee|total|sum|value|balance|qty|quantity|count|cnt|size"
+    r"|weight|distance|dist|miles|km|length|duration|delay|age|score|rate|bytes|seconds"
+    r"|secs|s|ms|minutes|mins|hours|days|n)$|^(n|num)_",
+    re.IGNORECASE,
+)
+# Parts of a date, named so, and the values each can take.
+_DATE_PARTS = {
+    "second": (0, 59),
+    "minute": (0, 59),
+    "hour": (0, 23),
+    "day": (1, 31),
+    "weekday": (0, 7),
+    "dow": (0, 7),
+    "week": (0, 53),
+    "month": (1, 12),
+    "quarter": (1, 4),
+    "year": (1900, 2200),
+}
 _TEXT_TYPES = {"NaturalLanguage"}
 _DATETIME_TYPES = {"Datetime"}
 _INFER_ROWS = 500
@@ -153,7 +222,9 @@ def profile_columns(
                 )
             )
         else:
-            profiles.append(_profile(name, series, len(frame), max_categories, max_values))
+            profiles.append(
+                _profile(name, series, len(frame), max_categories, max_values, frame, event_ts)
+            )
     return SampleProfile(profiles, event_ts, timestamp, tuple(entities), absent)
 
 
@@ -246,8 +317,15 @@ def _entity_profile(name: str, series: pd.Series) -> ColumnProfile:
 
 
 def _profile(
-    name: str, series: pd.Series, rows: int, max_categories: int, max_values: int
+    name: str,
+    series: pd.Series,
+    rows: int,
+    max_categories: int,
+    max_values: int,
+    frame: pd.DataFrame,
+    event_ts: npt.NDArray[np.float64],
 ) -> ColumnProfile:
+    """One column's kind, by the rules of the module docstring."""
     values = series.dropna()
     null_share = float(series.isna().mean()) if rows else 0.0
     if values.empty:
@@ -271,9 +349,16 @@ def _profile(
     if wire == "bool":
         return ColumnProfile(name, "boolean", "bool", distinct, null_share, "true/false")
     looks_like_id = bool(_ID_NAME.search(name))
-    if wire in ("int", "float") and not looks_like_id:
-        note = f" ({stray} other values: those events are refused)" if stray else ""
-        return ColumnProfile(name, "numeric", wire, distinct, null_share, "numbers" + note)
+    if wire in ("int", "float"):
+        numbers = values.astype(np.float64).to_numpy()
+        kind, reason = _number_kind(name, numbers, distinct, looks_like_id, frame, event_ts)
+        if stray:
+            reason += f" ({stray} other values: those events are refused)"
+        if kind != "code":  # a code or an identifier: read on as labels are
+            return ColumnProfile(name, kind, wire, distinct, null_share, reason)
+        code_reason: str | None = reason
+    else:
+        code_reason = None
     logical = _logical_type(values) if wire == "string" else "Categorical"
     if logical in _TEXT_TYPES:
         return ColumnProfile(name, "skip", wire, distinct, null_share, "free text")
@@ -283,20 +368,129 @@ def _profile(
         return ColumnProfile(
             name, "skip", wire, distinct, null_share, "a different value on every event"
         )
-    if distinct <= max_categories:
+    moderate = (
+        distinct <= MAX_MODERATE_CATEGORIES
+        and len(values) >= MIN_EVENTS_PER_VALUE * distinct
+        and not looks_like_id
+    )
+    if distinct <= max_categories or moderate:
         counts = values.value_counts()
         top = tuple(_plain(v) for v in counts.index[:max_values])
+        reason = f"{distinct} distinct values"
+        if distinct > max_categories:
+            reason += f", each on {len(values) / distinct:.0f} events on average"
         return ColumnProfile(
             name,
             "categorical",
             wire,
             distinct,
             null_share,
-            f"{distinct} distinct values",
+            reason if code_reason is None else f"{code_reason}; {reason}",
             interesting_values=top,
         )
-    reason = "named like an id" if looks_like_id else f"{distinct} distinct values"
+    if code_reason is not None:
+        reason = code_reason
+    else:
+        reason = "named like an id" if looks_like_id else f"{distinct} distinct values"
     return ColumnProfile(name, "id", wire, distinct, null_share, reason)
+
+
+def _number_kind(
+    name: str,
+    numbers: npt.NDArray[np.float64],
+    distinct: int,
+    looks_like_id: bool,
+    frame: pd.DataFrame,
+    event_ts: npt.NDArray[np.float64],
+) -> tuple[str, str]:
+    """(kind, reason) of a numeric column (rules 2 and 3 of the module docstring);
+    kind "code" means a code or an identifier, to be read on as labels are."""
+    if not np.all(np.mod(numbers, 1) == 0):
+        return "numeric", "numbers"
+    if distinct == 1:
+        return "skip", f"one value ({_plain(numbers[0]):g}) on every event"
+    negative = bool((numbers < 0).any())
+    if looks_like_id and not negative:
+        return "code", "whole numbers named like an id"
+    if distinct == numbers.size and numbers.size > MAX_CATEGORIES:
+        return "skip", "a different value on every event"
+    rising = _time_correlation(name, frame, event_ts)
+    if rising > SEQUENCE_CORRELATION and distinct > numbers.size / 2:
+        return "skip", f"rises with the event time (rank correlation {rising:.3f}): a counter"
+    if negative:
+        return "numeric", "whole numbers, some negative"
+    if distinct > 60 and numbers.max() <= 2400 and bool(np.all(np.mod(numbers, 100) < 60)):
+        return "skip", "a clock time written as HHMM, not a quantity"
+    word = re.split(r"[^0-9a-z]+", name.lower())[-1]
+    part = _DATE_PARTS.get(word.removesuffix("s"))
+    if part is not None and part[0] <= numbers.min() and numbers.max() <= part[1]:
+        return "skip", f"a part of a date ({word}): the windows already place events in time"
+    if distinct <= MAX_CATEGORIES or numbers.size < MIN_REPEATS * distinct:
+        # too few values, or too few repeats, to measure a histogram: the name decides
+        if _CODE_NAME.search(name):
+            return "code", "whole numbers named like a code"
+        return "numeric", "whole numbers"
+    smooth = _adjacent_correlation(numbers)
+    if smooth >= SMOOTH_CORRELATION:
+        return "numeric", f"whole numbers, smooth histogram (adjacent counts {smooth:.2f})"
+    partner, corr = _covariate(name, numbers, frame)
+    if partner is not None:
+        return "numeric", f"whole numbers that move with {partner} (|corr| {corr:.2f})"
+    if _QUANTITY_NAME.search(name):
+        return "numeric", "whole numbers like a code, but named like a quantity"
+    return "code", (
+        f"a code: counts jump between adjacent values ({smooth:.2f}), moves with no other number"
+    )
+
+
+def _adjacent_correlation(numbers: npt.NDArray[np.float64]) -> float:
+    """Correlation of the event counts of adjacent values (v, v + 1) over the central
+    98% of the values: near 1 for a quantity's smooth histogram, near 0 for codes.
+
+    >>> rng = np.random.default_rng(0)
+    >>> _adjacent_correlation(np.round(rng.normal(100, 15, 5000))) > 0.9
+    True
+    >>> _adjacent_correlation(rng.choice(np.arange(1, 3000, 7), 5000) * 1.0) < 0.1
+    True
+    """
+    low, high = np.quantile(numbers, [0.01, 0.99])
+    if high - low > 1_000_000:  # sparser than any histogram: no neighbours to compare
+        return 0.0
+    inside = numbers[(numbers >= low) & (numbers <= high)]
+    counts = np.bincount((inside - low).astype(np.int64)).astype(np.float64)
+    if counts.size < 3 or counts[:-1].std() == 0 or counts[1:].std() == 0:
+        return 1.0 if counts.size < 3 else 0.0
+    return float(np.corrcoef(counts[:-1], counts[1:])[0, 1])
+
+
+def _covariate(
+    name: str, numbers: npt.NDArray[np.float64], frame: pd.DataFrame
+) -> tuple[str | None, float]:
+    """The first other numeric column that moves with this one (|Pearson| >= COVARIES,
+    over the events where both have a value), and the correlation."""
+    column = pd.to_numeric(frame[name], errors="coerce")
+    for other in frame.columns:
+        if other == name or not pd.api.types.is_numeric_dtype(frame[other]):
+            continue
+        if pd.api.types.is_bool_dtype(frame[other]):
+            continue
+        corr = column.corr(frame[other].astype(np.float64))
+        if math.isfinite(corr) and abs(corr) >= COVARIES:
+            return str(other), abs(corr)
+    return None, 0.0
+
+
+def _time_correlation(name: str, frame: pd.DataFrame, event_ts: npt.NDArray[np.float64]) -> float:
+    """Rank correlation of a column with the event time (NaN-free events only)."""
+    column = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
+    both = np.isfinite(column) & np.isfinite(event_ts)
+    if both.sum() < 3:
+        return 0.0
+    a = pd.Series(column[both]).rank().to_numpy()
+    b = pd.Series(event_ts[both]).rank().to_numpy()
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def _dominant_type(values: pd.Series) -> tuple[str | None, int]:
