@@ -14,6 +14,15 @@ What it models
 * **Amounts** are heavy-tailed: lognormal per category times a per-customer spending
   level, rounded to cents; ATM withdrawals are round amounts.
 * **International**: a few percent of transactions, mostly travel and online.
+* **Fraud label** (`is_fraud`, what a chargeback later says about a transaction): drawn
+  from the customer's own history *before* the transaction, as fraud shows in it: a
+  burst of transactions in the hour before (velocity), card-not-present (online)
+  transactions in that hour, and international transactions in the day before
+  (`FRAUD_LOGIT`). About 5% of transactions (fraud is rarer in life; a sample of three
+  days needs enough cases). It is drawn from its own random stream, so every other field
+  is what it was without it; the shipped definitions do not read it (the worker ignores
+  fields outside a source's schema); `feature-service generate --label is_fraud` ranks
+  candidate features by it.
 * **Stream defects**, as a consumer sees them:
   - ~1% out of order: delivered a few seconds to ~15 minutes after later events;
   - ~0.2% late: event time 20 days before its place in the stream, i.e. far behind the
@@ -67,6 +76,7 @@ COLUMNS = (
     "channel",
     "is_international",
     "ts",
+    "is_fraud",
 )
 DEFAULT_START = "2026-11-01T00:00:00Z"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "sample" / "transactions.jsonl"
@@ -125,6 +135,13 @@ HOUR_AFFINITY: dict[str, tuple[tuple[int, int, float], ...]] = {
 }
 
 NON_NUMERIC_AMOUNTS = ("N/A", "1.234,56", "USD 12.00", "twelve", "")
+
+# The fraud label's log-odds: intercept, then per event of the customer's history before
+# the transaction (each count capped): in the hour before, online ones in the hour
+# before, international ones in the day before.
+FRAUD_LOGIT = {"intercept": -4.6, "events_1h": 0.6, "online_1h": 0.9, "international_1d": 1.8}
+FRAUD_CAPS = {"events_1h": 4, "online_1h": 3, "international_1d": 2}
+FRAUD_STREAM = 24  # the label's own random stream (with the seed)
 
 
 def parse_start(text: str | datetime) -> datetime:
@@ -197,6 +214,47 @@ def _transaction_ids(rng: np.random.Generator, n: int) -> list[str]:
                 seen.add(tid)
                 ids.append(tid)
     return ids
+
+
+def fraud_labels(
+    seed: int,
+    ts: np.ndarray,
+    customer: np.ndarray,
+    online: np.ndarray,
+    international: np.ndarray,
+) -> np.ndarray:
+    """Whether each transaction is fraud, drawn from its customer's history before it.
+
+    Counts of the customer's earlier transactions (strictly before `ts`) in the hour
+    before, online ones in that hour and international ones in the day before set the
+    log-odds (`FRAUD_LOGIT`); vectorised by sorting on (customer, time).
+    """
+    n = ts.size
+    rng = np.random.default_rng([seed, FRAUD_STREAM])
+    order = np.lexsort((ts, customer))
+    # one sortable key per event: the customer, then the time within the sample
+    key = customer[order] * 1e8 + (ts[order] - ts.min())
+    first_at_t = np.searchsorted(key, key, side="left")
+
+    def before(window_s: float, flags: np.ndarray | None) -> np.ndarray:
+        start = np.searchsorted(key, key - window_s, side="left")
+        if flags is None:
+            return first_at_t - start
+        total = np.concatenate(([0], np.cumsum(flags[order])))
+        return total[first_at_t] - total[start]
+
+    counts = {
+        "events_1h": before(3600.0, None),
+        "online_1h": before(3600.0, online),
+        "international_1d": before(86400.0, international),
+    }
+    logit = np.full(n, FRAUD_LOGIT["intercept"])
+    for name, count in counts.items():
+        logit += FRAUD_LOGIT[name] * np.minimum(count, FRAUD_CAPS[name])
+    fraud_sorted = rng.random(n) < 1.0 / (1.0 + np.exp(-logit))
+    out = np.empty(n, dtype=bool)
+    out[order] = fraud_sorted
+    return out
 
 
 def _malformed(rng: np.random.Generator, event: dict[str, Any], kind: int) -> Event:
@@ -312,6 +370,11 @@ def generate_events(
     kinds = rng.permutation(np.arange(n_bad) % 3)
     for i, kind in zip(bad, kinds, strict=True):
         rows[i] = _malformed(rng, events[i], int(kind))
+    # the label last (raw lines cut from a JSON event keep their old cut, without it)
+    fraud = fraud_labels(seed, ts, customer_rank, channel == "online", international)
+    for i, row in enumerate(rows):
+        if isinstance(row, dict):
+            row["is_fraud"] = bool(fraud[i])
 
     return [rows[i] for i in np.argsort(arrival, kind="stable")]
 
@@ -411,6 +474,7 @@ def _write_parquet(events: Sequence[Event], path: Path) -> None:
             ("channel", pa.string()),
             ("is_international", pa.bool_()),
             ("ts", pa.float64()),
+            ("is_fraud", pa.bool_()),
         ]
     )
     table = pa.Table.from_pylist([{c: row.get(c) for c in COLUMNS} for row in kept], schema)

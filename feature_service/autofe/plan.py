@@ -33,6 +33,7 @@ from feature_service.autofe.dfs import (
     synthesize,
 )
 from feature_service.autofe.pruning import DEFAULT_THRESHOLD, Decision, prune
+from feature_service.autofe.ranking import Ranking, label_rows_from_column, rank
 from feature_service.autofe.sampling import Sample
 from feature_service.autofe.types import ColumnProfile, SampleProfile, profile_columns
 from feature_service.definitions import Registry
@@ -55,6 +56,7 @@ class GenerateOptions:
     ttl_s: int = 30 * 86400
     threshold: float = DEFAULT_THRESHOLD
     cutoff_rows: int = CUTOFF_ROWS
+    label: str | None = None  # a label column of the sample (`ranking`)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class Generated:
     events: pd.DataFrame = field(repr=False)
     entityset: Any = field(repr=False)
     decisions: list[Decision] = field(repr=False)
+    ranking: Ranking | None = None
 
     @property
     def kept(self) -> list[Candidate]:
@@ -98,9 +101,18 @@ class Generated:
 
 
 def generate(
-    sample: Sample, options: GenerateOptions, existing: Registry | None = None
+    sample: Sample,
+    options: GenerateOptions,
+    existing: Registry | None = None,
+    labels: pd.DataFrame | None = None,
 ) -> Generated:
-    """Profile the sample, synthesise and prune candidates, and name everything."""
+    """Profile the sample, synthesise and prune candidates, and name everything.
+
+    With `options.label` (a column of the sample) or `labels` (rows of the entity
+    columns, `event_timestamp` and `label`, `ranking.read_labels`), the candidates
+    pruning kept are ranked by their point-in-time association with the label and
+    the best `max_features` kept (`ranking`).
+    """
     if not options.windows:
         raise ValueError("give at least one window, e.g. --windows 1h,1d,7d")
     if options.view_name is not None and len(options.entities) > 1:
@@ -108,8 +120,14 @@ def generate(
     if len(set(options.entities)) != len(options.entities):
         raise ValueError("an --entity column is given twice")
     registry = existing or Registry()
+    if options.label is not None and labels is not None:
+        raise ValueError("give the label as one of --label COLUMN or --labels FILE")
     profile = profile_columns(
-        sample.frame, options.entities, options.timestamp, absent=sample.absent
+        sample.frame,
+        options.entities,
+        options.timestamp,
+        absent=sample.absent,
+        label=options.label,
     )
     source_name, topic, reused = _choose_source(sample, options, profile, registry)
     if reused is not None:
@@ -134,8 +152,19 @@ def generate(
             )
             for entity in profile.entities
         }
-    decisions = prune(candidates, matrices, options.max_features, options.threshold)
-    return Generated(sample, options, profile, naming, events, es, decisions)
+    ranked = options.label is not None or labels is not None
+    limit = None if ranked else options.max_features
+    decisions = prune(candidates, matrices, limit, options.threshold)
+    ranking = None
+    if ranked:
+        if labels is None:
+            assert options.label is not None
+            labels = label_rows_from_column(sample.frame, profile, options.label)
+        label = options.label or "label"
+        decisions, ranking = rank(
+            decisions, sample.frame, profile, labels, label, options.max_features
+        )
+    return Generated(sample, options, profile, naming, events, es, decisions, ranking)
 
 
 def sample_cutoffs(
@@ -190,7 +219,9 @@ def _restrict(profile: SampleProfile, source: Any) -> SampleProfile:
     columns: list[ColumnProfile] = []
     for column in profile.columns:
         wire = source.schema.get(column.name)
-        if column.kind in ("entity", "timestamp"):
+        if column.kind == "label":
+            columns.append(column)
+        elif column.kind in ("entity", "timestamp"):
             columns.append(replace(column, wire_type=wire or column.wire_type))
         elif wire is None:
             columns.append(

@@ -46,6 +46,7 @@ class Decision:
     candidate: Candidate
     kept: bool
     reason: str
+    score: float | None = None  # the association with --label (`ranking`), if ranked
 
 
 def prune(

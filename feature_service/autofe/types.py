@@ -171,8 +171,11 @@ def profile_columns(
     max_categories: int = MAX_CATEGORIES,
     max_values: int = MAX_INTERESTING_VALUES,
     absent: Mapping[str, npt.NDArray[np.bool_]] | None = None,
+    label: str | None = None,
 ) -> SampleProfile:
     """Profile every column of `frame`; ValueError for a missing or unusable key column.
+
+    `label` names the `--label` column: kind `label`, never a feature nor in the schema.
 
     `timestamp` None picks the one datetime-like column if there is exactly one.
     `absent` marks the records without a field (`Sample.absent`): a column missing from
@@ -198,6 +201,12 @@ def profile_columns(
         )
     if timestamp in entities:
         raise ValueError(f"column {timestamp!r} cannot be both the timestamp and an entity")
+    if label is not None and label not in columns:
+        raise ValueError(
+            f"label column {label!r} is not in the sample (columns: {', '.join(columns)})"
+        )
+    if label is not None and label in (timestamp, *entities):
+        raise ValueError(f"column {label!r} cannot be both the label and a key or the time")
     event_ts = event_times(frame[timestamp], timestamp)
     profiles = []
     for name in columns:
@@ -208,6 +217,17 @@ def profile_columns(
             )
         elif name in entities:
             profiles.append(_entity_profile(name, series))
+        elif name == label:
+            profiles.append(
+                ColumnProfile(
+                    name,
+                    "label",
+                    None,
+                    int(series.nunique()),
+                    float(series.isna().mean()),
+                    "the label: ranks the features, never one itself",
+                )
+            )
         elif name in absent and absent[name].mean() > MAX_ABSENT_SHARE:
             share = float(absent[name].mean())
             profiles.append(
