@@ -22,6 +22,7 @@ _KIND_WORDS = {
     "boolean": "flag",
     "categorical": "category",
     "id": "identifier",
+    "label": "label",
 }
 
 
@@ -96,12 +97,13 @@ def _header(g: Generated, command: str, now: datetime) -> list[str]:
         "after dropping constant,",
         "# always-null and near-duplicate ones on the sample (|corr| > "
         f"{g.options.threshold:g}) and applying --max-features.",
+        *_ranking_lines(g),
         "#",
         "# Columns as read from the sample:",
     ]
     for column in g.profile.columns:
-        if column.kind in ("entity", "timestamp"):
-            what = "join key" if column.kind == "entity" else "event time"
+        if column.kind in ("entity", "timestamp", "label"):
+            what = {"entity": "join key", "timestamp": "event time"}.get(column.kind, column.reason)
         elif column.kind == "skip":
             what = f"not used: {column.reason}"
         else:
@@ -115,6 +117,19 @@ def _header(g: Generated, command: str, now: datetime) -> list[str]:
         "",
     ]
     return lines
+
+
+def _ranking_lines(g: Generated) -> list[str]:
+    r = g.ranking
+    if r is None:
+        return []
+    positives = f", {r.positives} positive" if r.positives else ""
+    return [
+        f"# Ranked by their association with the label {r.label!r} ({r.rows} label rows"
+        f"{positives}): each feature's value",
+        f"# just before each label's time, its {r.metric} on the later {r.held_out} rows; "
+        "near-redundant ones last.",
+    ]
 
 
 def _feature(feature: Candidate) -> list[str]:

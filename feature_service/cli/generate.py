@@ -60,6 +60,20 @@ def generate_command(
     max_features: Annotated[
         int | None, typer.Option(min=1, help="Keep at most this many features in all.")
     ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            help="A label column of the sample (e.g. is_fraud): keep the features that "
+            "predict it best, measured point in time (never a feature itself)."
+        ),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Label rows instead (JSONL, CSV or Parquet): the --entity columns, "
+            "event_timestamp (or the sample's timestamp column) and label."
+        ),
+    ] = None,
     limit: Annotated[
         int | None,
         typer.Option(
@@ -90,10 +104,13 @@ def generate_command(
     Reads the sample, infers column types, lets Deep Feature Synthesis choose recency,
     frequency, amount, distinct-count and per-value features per window for each
     entity, drops the ones that are constant or near-duplicates on the sample, and
-    writes a commented definitions file that validates with the deployed ones.
+    writes a commented definitions file that validates with the deployed ones. With
+    --label (or --labels), the features kept are the ones whose value just before each
+    label's time best predicts it (held-out AUC), up to --max-features.
 
     Example: feature-service generate --events definitions/sample/transactions.jsonl
              --entity customer_id --timestamp ts --windows 1h,1d,7d -o /tmp/generated.yaml
+             --label is_fraud --max-features 8
     """
     from feature_service.autofe.plan import GenerateOptions, generate
     from feature_service.cli.apply import existing_files, registry_with
@@ -117,13 +134,21 @@ def generate_command(
         topic=topic,
         view_name=view_name,
         ttl_s=_duration("--ttl", ttl),
+        label=label,
     )
+    if label is not None and labels is not None:
+        raise ValueError("give the label as one of --label COLUMN or --labels FILE")
     if schema_registry is not None and topic is None:
         raise ValueError("--schema-registry reads a --topic")
     broker = settings.kafka if settings.broker_url else None
     sample = _read(events, topic, limit, broker, schema_registry)
+    label_rows = None
+    if labels is not None:
+        from feature_service.autofe.ranking import read_labels
+
+        label_rows = read_labels(labels, entity, timestamp or "event_timestamp")
     with err_console.status("running Deep Feature Synthesis and measuring on the sample"):
-        generated = generate(sample, options, existing)
+        generated = generate(sample, options, existing, label_rows)
     if not generated.kept:
         raise ValueError("no feature survived pruning on this sample; is it too small?")
     from feature_service.autofe.render import render_definitions
@@ -220,7 +245,11 @@ def _summary(g: Generated) -> None:
                 )
                 table.add_row(d.candidate.name, verdict)
         console.print(table)
-    reasons = Counter(d.reason.split(" (")[0].split(" of ")[0] for d in g.decisions if not d.kept)
+    reasons = Counter(
+        d.reason.split(" (")[0].split(" of ")[0].split(" with ")[0]
+        for d in g.decisions
+        if not d.kept
+    )
     dropped = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
     console.print(
         f"kept {len(g.kept)} of {len(g.decisions)} candidates"
@@ -228,6 +257,14 @@ def _summary(g: Generated) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    if g.ranking is not None:
+        r = g.ranking
+        console.print(
+            f"ranked by {r.metric} against {r.label!r} on the later {r.held_out} of "
+            f"{r.rows} label rows" + (f" ({r.positives} positive)" if r.positives else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
     longest = max(g.options.windows)
     if g.span_s < longest:
         console.print(
