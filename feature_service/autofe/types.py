@@ -31,7 +31,7 @@ only breaks a tie the measurements leave open:
    - named like an identifier (`session_id`) and never negative: handled as a string
      (rule 1), so an id, or a categorical when it has few values;
    - a different value on every event, or rising with the event time (rank
-     correlation above `SEQUENCE_CORRELATION`, 0.99, with most values distinct): an
+     correlation above `SEQUENCE_CORRELATION`, 0.99, over more than 25 values): an
      event number or a counter: skipped;
    - negative values: a quantity (a delay, a balance): numeric;
    - clock times written as HHMM (`1545`: every value below 2400 with minutes below
@@ -435,7 +435,7 @@ def _number_kind(
     if distinct == numbers.size and numbers.size > MAX_CATEGORIES:
         return "skip", "a different value on every event"
     rising = _time_correlation(name, frame, event_ts)
-    if rising > SEQUENCE_CORRELATION and distinct > numbers.size / 2:
+    if rising > SEQUENCE_CORRELATION and distinct > MAX_CATEGORIES:
         return "skip", f"rises with the event time (rank correlation {rising:.3f}): a counter"
     if negative:
         return "numeric", "whole numbers, some negative"
