@@ -240,9 +240,10 @@ def _summary(g: Generated) -> None:
         table.add_column("decision")
         for d in g.decisions:
             if d.candidate.entity_column == entity:
-                verdict = (
-                    "[green]kept[/green]" if d.kept else f"[yellow]dropped[/yellow]: {d.reason}"
-                )
+                if d.kept:  # a ranked one says its score: "kept (held-out AUC 0.79)"
+                    verdict = "[green]kept[/green]" + d.reason.removeprefix("kept")
+                else:
+                    verdict = f"[yellow]dropped[/yellow]: {d.reason}"
                 table.add_row(d.candidate.name, verdict)
         console.print(table)
     reasons = Counter(
