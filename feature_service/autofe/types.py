@@ -208,6 +208,8 @@ def profile_columns(
     if label is not None and label in (timestamp, *entities):
         raise ValueError(f"column {label!r} cannot be both the label and a key or the time")
     event_ts = event_times(frame[timestamp], timestamp)
+    # the columns a whole-number column may move with (rule 3): not the keys nor the time
+    measures = frame.drop(columns=[timestamp, *entities, *([label] if label else [])])
     profiles = []
     for name in columns:
         series = frame[name]
@@ -243,7 +245,7 @@ def profile_columns(
             )
         else:
             profiles.append(
-                _profile(name, series, len(frame), max_categories, max_values, frame, event_ts)
+                _profile(name, series, len(frame), max_categories, max_values, measures, event_ts)
             )
     return SampleProfile(profiles, event_ts, timestamp, tuple(entities), absent)
 
