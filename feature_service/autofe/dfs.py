@@ -3,8 +3,8 @@
 The sample becomes an EntitySet with the events as the child dataframe and one parent
 per entity column (`normalize_dataframe`). For each entity, `ft.dfs(features_only=True)`
 lists the aggregation features featuretools would build from the column types, with the
-low-cardinality categoricals' frequent values as `where` filters ("interesting
-values"). Each one maps onto one of our aggregations:
+categoricals' frequent values as `where` filters ("interesting values"). Each one
+maps onto one of our aggregations:
 
 | featuretools       | ours                                   | group       |
 |--------------------|----------------------------------------|-------------|

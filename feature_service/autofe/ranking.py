@@ -45,7 +45,12 @@ import pandas as pd
 import pyarrow as pa
 
 from feature_service.autofe.dfs import Candidate
-from feature_service.autofe.types import SampleProfile, accepted_events, event_times
+from feature_service.autofe.types import (
+    DOMINANT_SHARE,
+    SampleProfile,
+    accepted_events,
+    event_times,
+)
 from feature_service.definitions.durations import format_duration
 
 if TYPE_CHECKING:
@@ -152,7 +157,8 @@ def rank(
         raise ValueError(f"no label rows: {label!r} is empty on every accepted event")
     if len(rows) > MAX_ROWS:
         rows = rows.sample(n=MAX_ROWS, random_state=seed)
-    rows = rows.sort_values(TIME_COLUMN, kind="stable").reset_index(drop=True)
+    rows = _numeric_labels(rows).sort_values(TIME_COLUMN, kind="stable")
+    rows = rows.reset_index(drop=True)
     target, metric, positives = _target(rows[LABEL_COLUMN], label)
     split = len(rows) - max(round(len(rows) * HELD_OUT), 1)
     if split < 1 or (metric == "AUC" and len(np.unique(target[split:])) < 2):
@@ -227,6 +233,19 @@ def _target(label: pd.Series, name: str) -> tuple[npt.NDArray[np.float64], str, 
             f"{len(distinct)} values such as {distinct[0]!r}"
         )
     return numbers, "|Spearman|", None
+
+
+def _numeric_labels(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a numeric label without the few whose label is not a number (as the
+    worker refuses a few bad values of a column: `types.DOMINANT_SHARE`)."""
+    label = rows[LABEL_COLUMN]
+    if label.nunique() <= 2 or pd.api.types.is_numeric_dtype(label):
+        return rows
+    numbers = pd.to_numeric(label, errors="coerce")
+    readable = numbers.notna() & np.isfinite(numbers.astype(np.float64))
+    if readable.mean() < DOMINANT_SHARE:
+        return rows  # not a numeric label: `_target` says so
+    return rows[readable].assign(**{LABEL_COLUMN: numbers[readable].astype(np.float64)})
 
 
 def _numbers(column: pd.Series) -> npt.NDArray[np.float64]:

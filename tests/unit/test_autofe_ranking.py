@@ -79,6 +79,19 @@ def test_label_ranking_beats_the_unranked_selection_of_the_same_size(tmp_path: P
         assert with_label > without + 0.02
 
 
+def test_a_numeric_label_is_ranked_by_rank_correlation_and_is_never_a_feature() -> None:
+    options = GenerateOptions(
+        entities=["customer_id"], timestamp="ts", windows=[86400], max_features=3,
+        label="amount", cutoff_rows=0,
+    )  # fmt: skip
+    generated = generate(read_sample(TRANSACTIONS), options)
+    assert generated.ranking is not None and generated.ranking.metric == "|Spearman|"
+    assert generated.profile.column("amount").kind == "label"
+    assert all(c.column != "amount" for c in (d.candidate for d in generated.decisions))
+    scores = [d.score for d in generated.decisions if d.kept]
+    assert len(scores) == 3 and all(s is not None and 0 <= s <= 1 for s in scores)
+
+
 def test_a_label_row_sees_only_the_events_before_it() -> None:
     sample = read_sample(TRANSACTIONS)
     profile = profile_columns(
