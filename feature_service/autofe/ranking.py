@@ -135,8 +135,9 @@ def point_in_time_values(
     log = _sample_log(frame, profile, registry.sources[_SOURCE])
     entity_df = rows[list(profile.entities)].copy()
     entity_df[TIME_COLUMN] = rows[TIME_COLUMN].to_numpy(dtype=np.float64) - BEFORE_S
-    out = get_historical_features(registry, log, entity_df, [r for r, _ in refs])
-    return pd.DataFrame({key: out[_output(ref)].to_numpy() for ref, key in refs})
+    wanted = [ref for ref, _ in refs]
+    out = get_historical_features(registry, log, entity_df, wanted, full_feature_names=True)
+    return pd.DataFrame({key: out[ref.replace(":", "__")].to_numpy() for ref, key in refs})
 
 
 def rank(
@@ -342,10 +343,6 @@ def _feature(c: Candidate) -> dict[str, Any]:
     if c.where is not None:
         out["where"] = c.where
     return out
-
-
-def _output(ref: str) -> str:
-    return ref.split(":", 1)[1]
 
 
 def _sample_log(frame: pd.DataFrame, profile: SampleProfile, source: Any) -> Any:

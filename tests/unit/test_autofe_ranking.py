@@ -113,16 +113,17 @@ def run(*args: str, tmp_path: Path) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_labels_file_ranks_and_says_so_in_the_file(tmp_path: Path) -> None:
+def test_labels_file_ranks_the_views_of_several_entities_together(tmp_path: Path) -> None:
     frame = read_sample(TRANSACTIONS).frame.dropna(subset=["customer_id", "is_fraud"])
-    labels = frame[["customer_id", "ts", "is_fraud"]].rename(
+    labels = frame[["customer_id", "merchant_id", "ts", "is_fraud"]].rename(
         columns={"ts": "event_timestamp", "is_fraud": "label"}
     )
     labels.to_csv(tmp_path / "labels.csv", index=False)
     out = tmp_path / "ranked.yaml"
     code, text = run(
         "generate", "--events", str(TRANSACTIONS), "--entity", "customer_id",
-        "--timestamp", "ts", "--windows", "1h,1d", "--labels", str(tmp_path / "labels.csv"),
+        "--entity", "merchant_id", "--timestamp", "ts", "--windows", "1h,1d",
+        "--labels", str(tmp_path / "labels.csv"),
         "--max-features", "5", "-o", str(out), "-d", str(tmp_path / "none"), tmp_path=tmp_path,
     )  # fmt: skip
     assert code == 0, text
