@@ -444,7 +444,7 @@ def _number_kind(
     if distinct > 60 and numbers.max() <= 2400 and bool(np.all(np.mod(numbers, 100) < 60)):
         return "skip", "a clock time written as HHMM, not a quantity"
     word = re.split(r"[^0-9a-z]+", name.lower())[-1]
-    part = _DATE_PARTS.get(word.removesuffix("s"))
+    part = _DATE_PARTS.get(word)  # "hours" or "days" may well be durations
     if part is not None and part[0] <= numbers.min() and numbers.max() <= part[1]:
         return "skip", f"a part of a date ({word}): the windows already place events in time"
     if distinct <= MAX_CATEGORIES or numbers.size < MIN_REPEATS * distinct:
