@@ -460,9 +460,9 @@ def _number_kind(
         return "numeric", f"whole numbers that move with {partner} (|corr| {corr:.2f})"
     if _QUANTITY_NAME.search(name):
         return "numeric", "whole numbers like a code, but named like a quantity"
-    return "code", (
-        f"a code: counts jump between adjacent values ({smooth:.2f}), moves with no other number"
-    )
+    smooth = round(smooth, 2) + 0.0  # no "-0.00"
+    reason = f"a code: counts jump between adjacent values ({smooth:.2f})"
+    return "code", reason + ", moves with no other number"
 
 
 def _adjacent_correlation(numbers: npt.NDArray[np.float64]) -> float:
