@@ -34,7 +34,7 @@ the pruning's cut from "the simplest first" into "the most predictive first":
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,7 +121,6 @@ def point_in_time_values(
     frame: pd.DataFrame,
     profile: SampleProfile,
     rows: pd.DataFrame,
-    view_names: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """The candidates' values at each label row, just before its time (`BEFORE_S`),
     computed by `offline.historical` over the sample's accepted events.
@@ -131,7 +130,7 @@ def point_in_time_values(
     """
     from feature_service.offline.historical import get_historical_features
 
-    registry, refs = _registry(candidates, profile, view_names)
+    registry, refs = _registry(candidates, profile)
     log = _sample_log(frame, profile, registry.sources[_SOURCE])
     entity_df = rows[list(profile.entities)].copy()
     entity_df[TIME_COLUMN] = rows[TIME_COLUMN].to_numpy(dtype=np.float64) - BEFORE_S
@@ -295,9 +294,7 @@ def _redundant(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> bool:
 
 
 def _registry(
-    candidates: Sequence[Candidate],
-    profile: SampleProfile,
-    view_names: Mapping[str, str] | None,
+    candidates: Sequence[Candidate], profile: SampleProfile
 ) -> tuple[Any, list[tuple[str, str]]]:
     """A registry of the candidates alone (one view per entity over a source of the
     sample's schema), and the (`view:feature` reference, column key) of each."""
@@ -309,7 +306,7 @@ def _registry(
     refs: list[tuple[str, str]] = []
     for n, column in enumerate(profile.entities):
         mine = [c for c in candidates if c.entity_column == column]
-        entity, view = f"entity_{n}", (view_names or {}).get(column, f"view_{n}")
+        entity, view = f"entity_{n}", f"view_{n}"
         entities.append({"name": entity, "join_key": column})
         if mine:
             views.append(
