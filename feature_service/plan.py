@@ -20,6 +20,10 @@ check, so none of them can drift from the others.
   of its source can take is refused, to the dead-letter topic (`SourcePlan.parse`:
   the worker and `/push` parse through it, so they refuse the same events). Backfill,
   training sets and the parity check leave the same events out of the same views.
+- Computed columns (a source's `columns:`): evaluated per event before anything else
+  reads the event (`computed_columns`): in `SourcePlan.parse` for the worker and
+  `/push`, and from the log's columns for the backfill, training sets and the parity
+  check (`offline.log_events.LogEvents.read`), by the same expressions.
 - The state layout (`aggregation.state.StateLayout`: what an entity's online state
   keeps of each event) and the columns the view reads.
 
@@ -104,9 +108,8 @@ class ViewPlan:
 
     def __post_init__(self) -> None:
         view = self.view
-        kinds = {
-            c: k for f in view.features if (c := f.column) and (k := view.source.schema.get(c))
-        }
+        all_kinds = view.source.column_kinds
+        kinds = {c: k for f in view.features if (c := f.column) and (k := all_kinds.get(c))}
         layout = StateLayout(list(view.features), kinds, retention_s=view.retention_s)
         where_columns = sorted({c for f in view.features if f.where for c in f.where.columns})
         needed = {view.entity.join_key, *layout.columns, *where_columns}
@@ -152,6 +155,21 @@ class ViewPlan:
         return where.evaluate_columns({c: columns[c] for c in where.columns}, n)
 
 
+def computed_columns(
+    source: Source, columns: Mapping[str, npt.NDArray[Any]], n: int
+) -> dict[str, npt.NDArray[Any]]:
+    """`columns` (of `n` events, as `events.parsing` builds them) with the source's
+    computed columns added, each evaluated over the columns before it: float64 (NaN
+    null) for numbers, objects for booleans and strings, as a parsed column of that
+    kind. The worker, `/push`, the backfill and training sets all add them here."""
+    if not source.computed:
+        return dict(columns)
+    out = dict(columns)
+    for name, expr in source.computed:
+        out[name] = expr.evaluate_columns({c: out[c] for c in expr.names}, n)
+    return out
+
+
 @lru_cache(maxsize=1024)
 def view_plan(view: FeatureView) -> ViewPlan:
     """The plan of `view`, built once."""
@@ -194,6 +212,15 @@ class SourcePlan:
         """`events.parsing.parse_records`, and events no view can take refused too,
         with a reason naming their keys. A source without views refuses none of them
         (nothing reads it yet)."""
+        batch = self._parse(records, written_at)
+        batch.columns = computed_columns(self.source, batch.columns, len(batch))
+        return batch
+
+    def _parse(
+        self,
+        records: Sequence[tuple[int, bytes | None]],
+        written_at: Sequence[float | None] | None,
+    ) -> ParsedBatch:
         batch = parse_records(self.source, records, written_at)
         if not self.views or not len(batch):
             return batch

@@ -78,7 +78,7 @@ def resolve_features(
             )
         features_of = known.get(view_name)
         if features_of is None:
-            features_of = known[view_name] = {f.name for f in view.features}
+            features_of = known[view_name] = set(view.feature_names)
         if feature not in features_of:
             raise RequestError(f"unknown feature {name!r}: view {view_name!r} has no {feature!r}")
         output = f"{view_name}__{feature}" if full_feature_names else feature
@@ -154,4 +154,30 @@ def entity_rows(
         if key not in entities:
             views = sorted({r.view.name for r in refs if r.view.entity.join_key == key})
             raise RequestError(f"feature view {views[0]!r} needs entity key {key!r}")
+        for value in entities[key]:
+            if not _is_id(value):
+                raise RequestError(
+                    f"entity key {key!r}: an id is a string or an integer, got {value!r:.40}"
+                )
     return n_rows
+
+
+def _is_id(value: Any) -> bool:
+    """A join-key value a lookup takes: a string, an integer, or a float that is one
+    (JSON's 5.0, up to 2**53: `key_values` makes it the integer)."""
+    if isinstance(value, str):
+        return True
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and value.is_integer() and abs(value) <= 2**53
+
+
+def key_values(values: Sequence[Any]) -> list[Any]:
+    """A join-key column as ids: an integral float (JSON's 5.0) as the integer it is.
+
+    >>> key_values(["c1", 5.0, 7])
+    ['c1', 5, 7]
+    """
+    return [int(v) if isinstance(v, float) else v for v in values]

@@ -42,7 +42,9 @@ _JSON = b"application/json"
 # The constraints of `api.request_fields`, in msgspec's words. Its patterns are Python's
 # `re`, where `$` also matches before a final newline: `\Z` is the end of the text.
 _Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*\Z", max_length=128)]
-_EntityId = str | Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
+# ids and request fields' values (`request_fields.EntityValue`; an integral float is
+# made an id by `requests.entity_rows`, as the route's model makes it an integer)
+_EntityValue = str | Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)] | float | bool | None
 _Seconds = Annotated[float, msgspec.Meta(ge=EARLIEST_TIME, lt=LATEST_TIME)]
 
 
@@ -51,7 +53,7 @@ class LookupBody(msgspec.Struct, forbid_unknown_fields=True):
     mode: a float field takes an int, nothing takes a bool but a bool field; the same
     constraints, `api.request_fields`)."""
 
-    entities: Annotated[dict[_Name, list[_EntityId]], msgspec.Meta(min_length=1)]
+    entities: Annotated[dict[_Name, list[_EntityValue]], msgspec.Meta(min_length=1)]
     features: list[str] | None = None  # in the route's form: `_refs_as_the_route_takes`
     feature_service: _Name | None = None
     full_feature_names: bool = False

@@ -88,6 +88,42 @@ EntityId = Annotated[
         'matched as text, so 12 and "12" are the same id.'
     ),
 ]
+
+
+def _entity_value(value: Any) -> Any:
+    """A value of an `entities` column: a join-key id or a request field's value (Feast's
+    request data shape). An integral float is taken as an integer (JSON does not tell 5.0
+    from 5) where a float holds every integer (2**53); join keys are checked further
+    against the definitions (`requests.entity_rows`)."""
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, int):
+        return _int64(value)
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) <= 2**53 else value
+    raise ValueError("an entity column holds strings, numbers, booleans or nulls")
+
+
+EntityValue = Annotated[
+    str | int | float | bool | None,
+    PlainValidator(_entity_value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "integer", "format": "int64"},
+                {"type": "number"},
+                {"type": "boolean"},
+                {"type": "null"},
+            ],
+            "description": "A join-key id (a string, or an integer in the int64 range; "
+            'ids are matched as text, so 12 and "12" are the same id), or the value of a '
+            "request field.",
+        },
+        mode="validation",
+    ),
+]
+"""A value in a lookup's `entities`: an entity id, or a request field's value."""
 NonEmptyText = Annotated[str, Field(min_length=1)]
 
 _SECONDS_SCHEMA = {

@@ -44,7 +44,7 @@ _JOIN_KEY_TYPES = {"string": "STRING", "int": "INT64"}
 def feast_dtype(view: FeatureView, feature: Feature) -> str:
     """The name of the `feast.types` type of a feature's values, as our API returns
     them (its aggregation's `value_type`)."""
-    column_kind = None if feature.column is None else view.source.schema[feature.column]
+    column_kind = None if feature.column is None else view.source.column_kinds[feature.column]
     return aggregation(feature.aggregation).value_type(column_kind).feast
 
 

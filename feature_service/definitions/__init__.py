@@ -4,6 +4,7 @@ from feature_service.definitions.loader import load_definitions
 from feature_service.definitions.registry import (
     DefinitionError,
     DefinitionIssue,
+    DerivedFeature,
     Entity,
     Feature,
     FeatureService,
@@ -15,6 +16,7 @@ from feature_service.definitions.registry import (
 __all__ = [
     "DefinitionError",
     "DefinitionIssue",
+    "DerivedFeature",
     "Entity",
     "Feature",
     "FeatureService",

@@ -78,6 +78,14 @@ class SourceDef(_Strict):
         default=None,
         description="The join key the topic is keyed by; default: the entity of its first view.",
     )
+    columns: dict[Identifier, Annotated[str, Field(min_length=1, max_length=4000)]] | None = (
+        Field(
+            default=None,
+            description="Computed columns, name -> expression over the source's columns "
+            "(`feature_service.expressions`), evaluated per event before aggregation: "
+            "usable as aggregation columns and in `where`.",
+        )
+    )
     partitions: int = Field(default=3, ge=1, le=10_000)
     max_future: DurationOrNone = Field(
         default=86400,
@@ -115,6 +123,11 @@ class FeatureDef(_Strict):
     windows: list[Duration] | None = Field(default=None, min_length=1)
     hop: Duration | None = None
     where: str | None = None
+    expression: Annotated[str, Field(min_length=1, max_length=4000)] | None = Field(
+        default=None,
+        description="A derived feature: an expression over the view's features and "
+        "`request.<field>`, evaluated after the aggregations.",
+    )
     description: str = ""
 
     @field_validator("aggregation")
@@ -133,6 +146,21 @@ class FeatureDef(_Strict):
 
     @model_validator(mode="after")
     def _one_way_to_say_it(self) -> FeatureDef:
+        if self.expression is not None:
+            given = [
+                k
+                for k in ("column", "aggregation", "aggregations", "window", "windows", "hop",
+                          "where")
+                if getattr(self, k) is not None
+            ]  # fmt: skip
+            if given:
+                raise ValueError(
+                    f"a derived feature (`expression`) takes no {', '.join(given)}: it reads "
+                    "the view's features"
+                )
+            if self.name is None:
+                raise ValueError("a derived feature (`expression`) needs a `name`")
+            return self
         if (self.aggregation is None) == (self.aggregations is None):
             raise ValueError("give exactly one of `aggregation` or `aggregations`")
         if self.window is not None and self.windows is not None:
@@ -150,6 +178,12 @@ class FeatureViewDef(_Strict):
     hop: Duration | None = None
     allowed_lateness: Duration | None = None
     description: str = ""
+    request: dict[Identifier, ColumnType] | None = Field(
+        default=None,
+        description="Fields passed at lookup beside the join keys (and taken from the "
+        "entity rows' columns in training sets), read as `request.<field>` by derived "
+        "features.",
+    )
     features: list[FeatureDef] = Field(min_length=1)
 
 

@@ -25,6 +25,14 @@ from feature_service.definitions.model import (
 )
 from feature_service.definitions.source_formats import source_format
 from feature_service.definitions.where import WhereError, WhereExpr, parse_where
+from feature_service.expressions import (
+    ANY,
+    Expression,
+    ExpressionError,
+    evaluation_order,
+    kind_of_type,
+    parse_expression,
+)
 from feature_service.formats import SourceFormat
 from feature_service.keys import EntityKey
 
@@ -80,6 +88,29 @@ class Source:
     max_future_s: int | None = 86400
     # How events are written when not as JSON objects (Avro, Protobuf, JSON Schema).
     format: SourceFormat | None = None
+    # Computed columns (`columns:`), in an order where each comes after those it reads.
+    computed: tuple[tuple[str, Expression], ...] = ()
+
+    @property
+    def column_kinds(self) -> dict[str, str]:
+        """Every column a view may read: the schema's, then the computed ones (their
+        kind from their expression's type: float, bool or string)."""
+        kinds = dict(self.schema)
+        kinds.update((name, kind_of_type(expr.type)) for name, expr in self.computed)
+        return kinds
+
+    def raw_columns(self, columns: Iterable[str]) -> list[str]:
+        """The schema columns `columns` need: themselves, or what computed ones read."""
+        computed = dict(self.computed)
+        out: dict[str, None] = {}
+        stack = list(columns)
+        while stack:
+            c = stack.pop()
+            if c in computed:
+                stack.extend(computed[c].names)
+            else:
+                out[c] = None
+        return sorted(out)
 
     @property
     def dlq_topic(self) -> str:
@@ -100,6 +131,21 @@ class Feature:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class DerivedFeature:
+    """A feature computed from the view's features (and request fields) by an expression,
+    after the aggregations, online and in training sets alike."""
+
+    name: str
+    expression: Expression
+    description: str = ""
+
+    @property
+    def kind(self) -> str:
+        """The schema kind of its values: float, bool or string."""
+        return kind_of_type(self.expression.type)
+
+
 @dataclass(frozen=True, eq=False)  # hashed by identity: views key caches
 class FeatureView:
     name: str
@@ -110,6 +156,21 @@ class FeatureView:
     allowed_lateness_s: int
     description: str = ""
     file: str = ""
+    # Derived features, in evaluation order (each after the derived ones it reads).
+    derived: tuple[DerivedFeature, ...] = ()
+    # Request fields (name -> schema kind) the derived features may read.
+    request: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Every feature it serves: the aggregations, then the derived ones."""
+        return [f.name for f in self.features] + [d.name for d in self.derived]
+
+    def derived_feature(self, name: str) -> DerivedFeature | None:
+        for derived in self.derived:
+            if derived.name == name:
+                return derived
+        return None
 
     @property
     def longest_window_s(self) -> int | None:
@@ -264,6 +325,9 @@ def _resolve_source(
             )
         )
         ok = False
+    computed = _computed_columns(file, path, s, schema, issues)
+    if computed is None:
+        ok = False
     if not ok:
         return None
     join_keys = [key] if key is not None else []
@@ -283,7 +347,79 @@ def _resolve_source(
         join_keys=tuple(join_keys),
         max_future_s=None if s.max_future == "none" else s.max_future,
         format=event_format,
+        computed=computed or (),
     )
+
+
+def _computed_columns(
+    file: str, path: str, s: SourceDef, schema: Mapping[str, str], issues: list[DefinitionIssue]
+) -> tuple[tuple[str, Expression], ...] | None:
+    """A source's `columns:` parsed and checked, in evaluation order (None: a problem,
+    reported in `issues`)."""
+    if not s.columns:
+        return ()
+    before = len(issues)
+    for name in s.columns:
+        if name in schema or name == s.timestamp_field:
+            issues.append(
+                DefinitionIssue(
+                    file, f"{path}.columns.{name}", f"{name!r} is already a column of the schema"
+                )
+            )
+    if len(issues) > before:
+        return None
+    exprs = _typed_in_order(
+        file,
+        f"{path}.columns",
+        dict(s.columns),
+        dict(schema),
+        None,
+        "column",
+        issues,
+    )
+    if exprs is None:
+        return None
+    return tuple(exprs.items())
+
+
+def _typed_in_order(
+    file: str,
+    path: str,
+    texts: Mapping[str, str],
+    inputs: dict[str, str],
+    request: Mapping[str, str] | None,
+    noun: str,
+    issues: list[DefinitionIssue],
+) -> dict[str, Expression] | None:
+    """Expressions `texts` (name -> text) over `inputs` (name -> kind) and each other,
+    parsed in an order where each comes after those it reads (so each knows their
+    types); None when one is wrong or they form a cycle, reported in `issues`."""
+    before = len(issues)
+    names = {**inputs, **dict.fromkeys(texts, ANY)}
+    first: dict[str, Expression | None] = dict.fromkeys(inputs)
+    for name, text in texts.items():
+        try:
+            first[name] = parse_expression(text, names, request, noun=noun)
+        except ExpressionError as exc:
+            issues.append(DefinitionIssue(file, f"{path}.{name}", str(exc)))
+    if len(issues) > before:
+        return None
+    try:
+        order = evaluation_order(first)
+    except ExpressionError as exc:
+        issues.append(DefinitionIssue(file, path, str(exc)))
+        return None
+    typed = dict(inputs)
+    out: dict[str, Expression] = {}
+    for name in order:
+        try:
+            expr = parse_expression(texts[name], typed, request, noun=noun)
+        except ExpressionError as exc:
+            issues.append(DefinitionIssue(file, f"{path}.{name}", str(exc)))
+            return None
+        out[name] = expr
+        typed[name] = kind_of_type(expr.type)
+    return out
 
 
 def _resolve_view(
@@ -314,8 +450,20 @@ def _resolve_view(
         )
     features: list[Feature] = []
     seen: dict[str, str] = {}
+    expressions: dict[str, tuple[str, FeatureDef]] = {}
     for j, fdef in enumerate(v.features):
         fpath = f"{path}.features[{j}]"
+        if fdef.expression is not None:
+            assert fdef.name is not None
+            if fdef.name in seen:
+                issues.append(
+                    DefinitionIssue(
+                        file, fpath, f"duplicate feature name {fdef.name!r} (also at {seen[fdef.name]})"
+                    )
+                )
+            seen[fdef.name] = fpath
+            expressions[fdef.name] = (fpath, fdef)
+            continue
         for feature in _expand(file, fpath, fdef, v, source, issues):
             if feature.name in seen:
                 issues.append(
@@ -341,6 +489,9 @@ def _resolve_view(
             )
     if len(issues) > before:
         return None
+    derived = _derived_features(file, path, v, source, features, expressions, issues)
+    if derived is None:
+        return None
     longest = max((f.window_s for f in features if f.window_s is not None), default=None)
     lateness = v.allowed_lateness
     if lateness is None:
@@ -354,6 +505,59 @@ def _resolve_view(
         allowed_lateness_s=lateness,
         description=v.description,
         file=file,
+        derived=derived,
+        request=dict(v.request or {}),
+    )
+
+
+def _derived_features(
+    file: str,
+    path: str,
+    v: FeatureViewDef,
+    source: Source,
+    features: list[Feature],
+    expressions: Mapping[str, tuple[str, FeatureDef]],
+    issues: list[DefinitionIssue],
+) -> tuple[DerivedFeature, ...] | None:
+    """The view's derived features, checked (names, types, cycles) and in evaluation
+    order; None when one is wrong (reported in `issues`, at its feature's path)."""
+    if not expressions:
+        return ()
+    kinds = source.column_kinds
+    inputs = {
+        f.name: aggregation_of(f.aggregation).value_kind(kinds.get(f.column) if f.column else None)
+        for f in features
+    }
+    before = len(issues)
+    clash = sorted(set(v.request or {}) & {*inputs, *expressions})
+    if clash:
+        issues.append(
+            DefinitionIssue(
+                file,
+                f"{path}.request",
+                f"request field(s) {', '.join(clash)} have the name of a feature of the view",
+            )
+        )
+        return None
+    local: list[DefinitionIssue] = []
+    exprs = _typed_in_order(
+        file,
+        f"{path}.features",
+        {name: fdef.expression or "" for name, (_, fdef) in expressions.items()},
+        inputs,
+        dict(v.request or {}),
+        "feature",
+        local,
+    )
+    for issue in local:  # at the feature's own path: features[j].expression
+        name = issue.path.rpartition(".")[2]
+        if name in expressions:
+            issue = DefinitionIssue(file, f"{expressions[name][0]}.expression", issue.message)
+        issues.append(issue)
+    if exprs is None or len(issues) > before:
+        return None
+    return tuple(
+        DerivedFeature(name, expr, expressions[name][1].description) for name, expr in exprs.items()
     )
 
 
@@ -380,22 +584,23 @@ def _expand(
         )
         return
     column_type = None
+    kinds = source.column_kinds
     if f.column is not None:
-        column_type = source.schema.get(f.column)
+        column_type = kinds.get(f.column)
         if column_type is None:
             issues.append(
                 DefinitionIssue(
                     file,
                     f"{path}.column",
                     f"unknown column {f.column!r}; source {source.name!r} has "
-                    f"{', '.join(source.schema)}",
+                    f"{', '.join(kinds)}",
                 )
             )
             return
     where: WhereExpr | None = None
     if f.where is not None:
         try:
-            where = parse_where(f.where, set(source.schema))
+            where = parse_where(f.where, kinds)
         except WhereError as exc:
             issues.append(DefinitionIssue(file, f"{path}.where", str(exc)))
             return
@@ -451,6 +656,6 @@ def _check_reference(ref: str, registry: Registry) -> str | None:
     view = registry.feature_views.get(view_name)
     if view is None:
         return _unknown("feature view", view_name, registry.feature_views)
-    if all(f.name != feature_name for f in view.features):
+    if feature_name not in view.feature_names:
         return f"feature view {view_name!r} has no feature {feature_name!r}"
     return None

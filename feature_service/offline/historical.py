@@ -229,7 +229,7 @@ def load_view_events(
     ts, seq, rank = ts[order], seq[order], rank[order]
     taken = pa.array(kept[order])
     columns = {
-        c: column_from_arrow(table[c].take(taken), source.schema[c])
+        c: column_from_arrow(table[c].take(taken), source.column_kinds[c])
         for c in sorted(needed)
         if c != key_col or c in _value_columns(feats)
     }
@@ -273,7 +273,7 @@ def _feature_events(view: FeatureView, feature: Feature, events: ViewEvents) -> 
     index = view.features.index(feature)
     member = view_plan(view).where_mask(index, events.columns, events.ts.size)
     column = None if feature.column is None else events.columns[feature.column]
-    kind = None if feature.column is None else view.source.schema[feature.column]
+    kind = None if feature.column is None else view.source.column_kinds[feature.column]
     return WindowEvents.select(events.code, events.ts, column, kind, member)
 
 

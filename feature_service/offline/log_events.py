@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +22,8 @@ import pyarrow as pa
 
 from feature_service.definitions import FeatureView
 from feature_service.offline.event_log import EventLog
-from feature_service.plan import event_seq, view_plan
+from feature_service.events.parsing import column_from_arrow
+from feature_service.plan import computed_columns, event_seq, view_plan
 
 META_COLUMNS = ("event_ts", "_partition", "_offset", "_watermark")
 """What the log keeps of each event beside the source's columns (`offline.event_log`)."""
@@ -52,9 +54,20 @@ class LogEvents:
 
     @classmethod
     def read(cls, view: FeatureView, log: EventLog, columns: Sequence[str]) -> LogEvents:
-        """`columns` of every event of the view's source, each (partition, offset) once."""
+        """`columns` of every event of the view's source, each (partition, offset) once;
+        computed columns are evaluated from the columns they read (`plan.computed_columns`)."""
+        source = view.source
         wanted = [c for c in dict.fromkeys(columns) if c not in META_COLUMNS]
-        table = log.scan(view.source, [*wanted, *META_COLUMNS])
+        raw = source.raw_columns(wanted)
+        table = log.scan(source, [*raw, *(c for c in META_COLUMNS if c not in raw)])
+        computed = [c for c in wanted if c not in source.schema and c in dict(source.computed)]
+        if computed:
+            n = table.num_rows
+            arrays = {c: column_from_arrow(table[c], source.schema[c]) for c in raw}
+            added = computed_columns(source, arrays, n)
+            kinds = source.column_kinds
+            for c in computed:
+                table = table.append_column(c, _arrow(added[c], kinds[c]))
         return cls(
             table,
             np.asarray(table["event_ts"].to_numpy(), dtype=np.float64),
@@ -80,3 +93,11 @@ class LogEvents:
     def seq(self, rows: npt.NDArray[np.intp]) -> npt.NDArray[np.int64]:
         """The ordering tiebreak of the events at `rows` (`plan.event_seq`)."""
         return event_seq(self.offset[rows], self.partition[rows])
+
+
+def _arrow(values: npt.NDArray[Any], kind: str) -> pa.Array:
+    """A computed column as the log would hold it, so `column_from_arrow` gives it back
+    unchanged (float64 with NaN; booleans and strings with nulls)."""
+    if kind == "float":
+        return pa.array(values, type=pa.float64())
+    return pa.array(list(values), type=pa.bool_() if kind == "bool" else pa.string())

@@ -320,7 +320,7 @@ def _stated_type(registry: Registry, ref: str) -> pa.DataType:
     try:
         from feature_service.aggregation.registry import aggregation  # type: ignore[import-not-found,unused-ignore]
 
-        column_kind = None if feature.column is None else view.source.schema[feature.column]
+        column_kind = None if feature.column is None else view.source.column_kinds[feature.column]
         stated: pa.DataType = aggregation(feature.aggregation).value_type(column_kind).arrow
         return stated
     except (ImportError, AttributeError, KeyError, TypeError):

@@ -13,10 +13,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+
+from feature_service.definitions import FeatureView
 from redis.exceptions import RedisError
 
 from feature_service.aggregation.state import OutsideRetentionError
-from feature_service.online.reader import PRESENT, read_batched
+from feature_service.derived import (
+    ROWS_ONE_BY_ONE,
+    Needs,
+    as_values,
+    derive,
+    derive_rows,
+    needs,
+    request_column,
+)
+from feature_service.online.reader import (
+    NOT_FOUND,
+    NULL_VALUE,
+    OUTSIDE_MAX_AGE,
+    PRESENT,
+    ViewColumns,
+    read_batched,
+)
 from feature_service.online.view_layouts import StaleStateError
 from feature_service.requests import (
     FeatureRef,
@@ -24,6 +42,7 @@ from feature_service.requests import (
     StoreUnavailable,
     entity_rows,
     join_keys,
+    key_values,
 )
 
 
@@ -47,17 +66,29 @@ async def online_features(
     t: float,
     limit: int,
 ) -> list[OnlineColumn]:
-    """The join key columns, then one column per feature, evaluated at `t`."""
+    """The join key columns, then one column per feature, evaluated at `t`; derived
+    features from the aggregations read and the request fields in `entities`
+    (`feature_service.derived`; a missing request field is a `RequestError`)."""
     n_rows = entity_rows(refs, entities, limit)
     views = {ref.view.name: ref.view for ref in refs}
+    wanted: dict[str, list[str]] = {}
+    for ref in refs:
+        wanted.setdefault(ref.view.name, []).append(ref.feature)
+    plans = {name: needs(views[name], features) for name, features in wanted.items()}
+    requests = {
+        name: _request_fields(views[name], plan, refs, entities) for name, plan in plans.items()
+    }
+    keys = {key: key_values(entities[key]) for key in join_keys(refs)}
     requested = [
-        (view, view.entity.key.id_list([entities[view.entity.join_key]])) for view in views.values()
+        (view, view.entity.key.id_list([keys[view.entity.join_key]])) for view in views.values()
     ]
     try:
-        wanted: dict[str, set[str]] = {}
-        for ref in refs:
-            wanted.setdefault(ref.view.name, set()).add(ref.feature)
-        only = {name: frozenset(features) for name, features in wanted.items()}
+        # a view whose derived features read request fields only still reads one
+        # aggregation: its statuses say whether the entity is known
+        only = {
+            name: frozenset(plan.aggregations or [views[name].features[0].name])
+            for name, plan in plans.items()
+        }
         read = dict(zip(views, await read_batched(redis, requested, t, only), strict=True))
     except OutsideRetentionError as exc:
         raise RequestError(f"as_of is too far in the past for the online store: {exc}") from None
@@ -65,10 +96,10 @@ async def online_features(
         raise ViewUnavailable(str(exc)) from None
     except (RedisError, OSError) as exc:
         raise StoreUnavailable(f"online store unavailable: {type(exc).__name__}") from None
-    columns = [
-        OnlineColumn(key, list(entities[key]), [PRESENT] * n_rows, [None] * n_rows)
-        for key in join_keys(refs)
-    ]
+    columns = [OnlineColumn(key, keys[key], [PRESENT] * n_rows, [None] * n_rows) for key in keys]
+    for name, plan in plans.items():
+        if plan.derived:
+            _add_derived(read[name], views[name], plan, requests[name], n_rows)
     for ref in refs:
         view = read[ref.view.name]
         columns.append(
@@ -80,3 +111,49 @@ async def online_features(
             )
         )
     return columns
+
+
+def _request_fields(
+    view: FeatureView,
+    plan: Needs,
+    refs: Sequence[FeatureRef],
+    entities: Mapping[str, Sequence[Any]],
+) -> dict[str, Any]:
+    """The request fields the view's derived features read, from `entities` (Feast's
+    request data: columns beside the join keys); a `RequestError` naming a missing one."""
+    out = {}
+    for field in plan.request_fields:
+        if field not in entities:
+            users = [
+                r.feature
+                for r in refs
+                if r.view is view and field in needs(view, [r.feature]).request_fields
+            ]
+            raise RequestError(
+                f"feature {view.name}:{users[0] if users else '?'} needs request field "
+                f"{field!r}: pass it in `entities` beside the join keys"
+            )
+        out[field] = request_column(view, field, entities[field])
+    return out
+
+
+def _add_derived(
+    columns: ViewColumns, view: FeatureView, plan: Needs, request: Mapping[str, Any], n: int
+) -> None:
+    """`columns` with the derived features of `plan` added: values by the expressions,
+    statuses those of the entity (NOT_FOUND, OUTSIDE_MAX_AGE), else by the value."""
+    base = {name: columns.values[name] for name in plan.aggregations}
+    if n <= ROWS_ONE_BY_ONE:
+        derived = derive_rows(view, plan.derived, base, request, n)
+    else:
+        derived = {
+            name: as_values(column)
+            for name, column in derive(view, plan.derived, base, request, n).items()
+        }
+    entity = next(iter(columns.statuses.values()), [PRESENT] * n)
+    for name, values in derived.items():
+        columns.values[name] = values
+        columns.statuses[name] = [
+            s if s in (NOT_FOUND, OUTSIDE_MAX_AGE) else (NULL_VALUE if v is None else PRESENT)
+            for s, v in zip(entity, values, strict=True)
+        ]

@@ -52,7 +52,9 @@ def test_names_and_ids_are_stated(schema: dict) -> None:
     entities = online_props["entities"]
     assert entities["propertyNames"]["pattern"] == "^[A-Za-z_][A-Za-z0-9_]*$"
     (ids,) = entities["patternProperties"].values()
-    assert ids["items"]["anyOf"] == [{"type": "string"}, {"type": "integer", "format": "int64"}]
+    # ids, then the values of request fields (issue 25: Feast's request data in `entities`)
+    assert ids["items"]["anyOf"][:2] == [{"type": "string"}, {"type": "integer", "format": "int64"}]
+    assert {"type": "number"} in ids["items"]["anyOf"]
     push_props = _props(schema, "PushRequest")
     assert push_props["push_source_name"]["pattern"] == "^[A-Za-z_][A-Za-z0-9_]*$"
     assert push_props["df"]["propertyNames"]["pattern"] == "^[A-Za-z_][A-Za-z0-9_]*$"

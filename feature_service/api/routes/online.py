@@ -15,7 +15,7 @@ from feature_service.api.json_body import JsonBodyRoute, cut
 from feature_service.api.request_fields import (
     NAMES_ONLY,
     AsOf,
-    EntityId,
+    EntityValue,
     FeatureRefText,
     Name,
 )
@@ -57,8 +57,11 @@ class OnlineFeaturesRequest(BaseModel):
 
     features: list[FeatureRefText] | None = None
     feature_service: Name | None = None
-    entities: dict[Name, list[EntityId]] = Field(
-        min_length=1, json_schema_extra=NAMES_ONLY, description="join key -> entity ids"
+    entities: dict[Name, list[EntityValue]] = Field(
+        min_length=1,
+        json_schema_extra=NAMES_ONLY,
+        description="join key -> entity ids; and request field -> values, for derived "
+        "features that read `request.<field>` (Feast's request data)",
     )
     full_feature_names: bool = False
     as_of: AsOf = None
@@ -165,7 +168,7 @@ class LookupRequest(Protocol):
     @property
     def full_feature_names(self) -> bool: ...
     @property
-    def entities(self) -> Mapping[str, Sequence[str | int]]: ...
+    def entities(self) -> Mapping[str, Sequence[str | int | float | bool | None]]: ...
     @property
     def as_of(self) -> float | str | None: ...
 
