@@ -446,7 +446,7 @@ def _pow(a: Value, b: Value) -> Value:
     if type(a) is float and type(b) is float:
         if a == 0.0 and b < 0.0:
             return None
-        return _one(np.power, a, b)
+        return _one(np.power, a, b)  # a null never reaches it: pow(nan, 0) would be 1
     return None
 
 
@@ -628,8 +628,8 @@ def _arith_vec(op: type[ast.operator]) -> Callable[[Vec, Vec, int], Vec]:
                 r = np.remainder(a, b)
                 r[b == 0.0] = np.nan
                 return r
-            r = np.power(a, b)
-            r[(a == 0.0) & (b < 0.0)] = np.nan
+            r = np.power(a, b)  # IEEE's pow(1, nan) and pow(nan, 0) are 1: not for nulls
+            r[((a == 0.0) & (b < 0.0)) | np.isnan(a) | np.isnan(b)] = np.nan
             return r
 
     return arith
@@ -1161,7 +1161,8 @@ def _literal(node: ast.expr) -> Value | _NotLiteral:
 
 
 def _symbol(op: ast.AST) -> str:
-    symbols = {ast.FloorDiv: "//", ast.MatMult: "@", ast.BitAnd: "&", ast.BitOr: "|",
+    symbols = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Mod: "%",
+               ast.Pow: "**", ast.FloorDiv: "//", ast.MatMult: "@", ast.BitAnd: "&", ast.BitOr: "|",
                ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>", ast.Invert: "~"}  # fmt: skip
     return symbols.get(type(op), type(op).__name__)
 

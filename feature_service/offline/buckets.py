@@ -54,6 +54,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from feature_service.definitions import Registry, Source
+from feature_service.derived import needs
 from feature_service.keys import arrow_key_texts, key_texts
 from feature_service.offline.event_log import (
     READ_FAILURES,
@@ -185,6 +186,7 @@ class BucketGroup:
     features: tuple[str, ...]  # view:feature
     outputs: tuple[str, ...]  # their column names in the training set
     columns: tuple[str, ...]
+    request_fields: tuple[str, ...] = ()  # entity row columns derived features read
 
 
 @dataclass
@@ -216,6 +218,7 @@ def plan_buckets(
     groups = []
     for (join_key, source), members in by_group.items():
         columns = [*probe.scanned.get(source, []), join_key, *META_COLUMNS]
+        fields = {f for r in members for f in needs(r.view, [r.feature]).request_fields}
         groups.append(
             BucketGroup(
                 join_key,
@@ -223,6 +226,7 @@ def plan_buckets(
                 tuple(f"{r.view.name}:{r.feature}" for r in members),
                 tuple(r.output_name for r in members),
                 tuple(dict.fromkeys(columns)),
+                tuple(sorted(fields - {join_key, TIMESTAMP_COLUMN})),
             )
         )
     return BucketPlan(groups, full_feature_names, [r.output_name for r in refs])
@@ -498,13 +502,15 @@ def bucketed_historical_features(
 
 
 def _write_rows(entity_df: pd.DataFrame, group: BucketGroup, g: int, b: int, spill: _Spill) -> None:
-    """The rows the evaluator needs of each bucket: position, join key, timestamp."""
+    """The rows the evaluator needs of each bucket: position, join key, timestamp, and
+    the request fields derived features read."""
     rows = pa.Table.from_pandas(
         pd.DataFrame(
             {
                 ROW_COLUMN: np.arange(len(entity_df), dtype=np.int64),
                 group.join_key: entity_df[group.join_key].to_numpy(),
                 TIMESTAMP_COLUMN: entity_df[TIMESTAMP_COLUMN].reset_index(drop=True),
+                **{f: entity_df[f].to_numpy() for f in group.request_fields},
             }
         ),
         preserve_index=False,

@@ -13,7 +13,10 @@ online semantics (DESIGN.md, `aggregation.windows`):
 - `where` filters and the ``(event_ts, seq)`` order are the plan's, null values are
   skipped as in `aggregation.kinds`;
 - unknown entities and rows before any event get 0 for ``count``/``count_distinct`` and
-  null for the rest; every input row is returned.
+  null for the rest; every input row is returned;
+- derived features are evaluated after the aggregations by their expressions
+  (`feature_service.derived`, as online), request fields taken from `entity_df`'s
+  columns of those names.
 
 How (vectorised, no Python loop over rows or events): this module only loads, locates
 and unsorts. Per view, the log's needed columns are read once (`EventLog.scan`, each
@@ -44,6 +47,7 @@ import pyarrow as pa
 from feature_service.aggregation.registry import aggregation
 from feature_service.aggregation.window_events import EventIndex, WindowDriver, WindowEvents
 from feature_service.definitions import Feature, FeatureView, Registry
+from feature_service.derived import derive, needs, request_column
 from feature_service.events.parsing import column_from_arrow
 from feature_service.keys import arrow_key_texts, key_texts
 from feature_service.offline.event_log import EventLog
@@ -102,17 +106,29 @@ def get_historical_features(
         by_view.setdefault(ref.view.name, (ref.view, []))[1].append(ref.feature)
     total, done = len(refs), 0
     computed: dict[tuple[str, str], Any] = {}
+    plans = {name: needs(view, wanted) for name, (view, wanted) in by_view.items()}
+    for name, plan in plans.items():
+        for field in plan.request_fields:
+            if field not in entity_df.columns:
+                raise RequestError(
+                    f"feature view {name!r} needs request field {field!r}: add it as a "
+                    "column of entity_df"
+                )
     for view, wanted in by_view.values():
         keys = entity_df[view.entity.join_key].to_numpy()
         limits = None if max_offsets is None else max_offsets.get(view.source.name, {})
+        plan = plans[view.name]
 
         def step(n: int, base: int = done) -> None:
             if progress is not None:
                 progress(base + n, total)
 
-        values = view_features(view, wanted, log, keys, t, limits, step)
-        for name, column in values.items():
-            computed[view.name, name] = column
+        values = view_features(view, plan.aggregations, log, keys, t, limits, step)
+        if plan.derived:  # after the aggregations, by the one evaluator (`derived`)
+            request = {f: request_column(view, f, entity_df[f]) for f in plan.request_fields}
+            values.update(derive(view, plan.derived, values, request, len(entity_df)))
+        for name in wanted:
+            computed[view.name, name] = values[name]
         done += len(wanted)
     out = entity_df.copy()
     for ref in refs:

@@ -183,7 +183,7 @@ def spark_feature_values(
             _add_buckets(group.join_key, b, event_schema),
             from_arrow_schema(event_schema.append(pa.field(BUCKET_COLUMN, pa.int32()))),
         )
-        row_columns = [ROW_COLUMN, group.join_key, TIMESTAMP_COLUMN]
+        row_columns = [ROW_COLUMN, group.join_key, TIMESTAMP_COLUMN, *group.request_fields]
         row_schema = to_arrow_schema(rows.select(*row_columns).schema, timezone="UTC")
         keyed_rows = rows.select(*row_columns).mapInArrow(
             _add_buckets(group.join_key, b, row_schema, rows=True),
