@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import ast
 import io
+import itertools
 import math
 import re
 import tokenize
@@ -190,9 +191,7 @@ def parse_expression(
             f"names unknown request field(s) {', '.join(sorted(compiler.unknown_fields))}; "
             f"request fields: {known}"
         )
-    return Expression(
-        text, tree, frozenset(used), frozenset(fields), node.type, node.row, node.vec
-    )
+    return Expression(text, tree, frozenset(used), frozenset(fields), node.type, node.row, node.vec)
 
 
 def evaluation_order(
@@ -213,7 +212,7 @@ def evaluation_order(
         if state.get(name) == 2:
             return
         if state.get(name) == 1:
-            cycle = path[path.index(name) :] + [name]
+            cycle = [*path[path.index(name) :], name]
             raise ExpressionError(f"cycle: {' -> '.join(cycle)}")
         state[name] = 1
         expr = expressions[name]
@@ -308,7 +307,7 @@ def _rename_if(text: str) -> str:
     for line in text.splitlines(keepends=True):
         starts.append(starts[-1] + len(line))
     spots = []
-    for tok, following in zip(tokens, tokens[1:], strict=False):
+    for tok, following in itertools.pairwise(tokens):
         if tok.type == tokenize.NAME and tok.string == "if" and following.string == "(":
             spots.append(starts[tok.start[0] - 1] + tok.start[1])
     for at in reversed(spots):
@@ -717,9 +716,7 @@ class _Compiler:
         if isinstance(node, ast.Call):
             return self._call(node)
         if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-            raise ExpressionError(
-                f"a list is only allowed after `in`: {_shown(ast.unparse(node))}"
-            )
+            raise ExpressionError(f"a list is only allowed after `in`: {_shown(ast.unparse(node))}")
         raise ExpressionError(
             f"{_shown(ast.unparse(node))} is not allowed; use names, literals, arithmetic, "
             f"comparisons, and/or/not and the functions {', '.join(FUNCTIONS)}"
@@ -862,7 +859,7 @@ class _Compiler:
             def row(r: Row) -> Value:
                 return 1.0 if all(_truthy(f(r)) for f in rows) else 0.0
 
-            combine = np.logical_and
+            combine: Callable[[Any, Any], Any] = np.logical_and
         else:
 
             def row(r: Row) -> Value:

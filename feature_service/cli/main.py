@@ -93,7 +93,7 @@ def validate(
             highlight=False,
             soft_wrap=True,
         )
-    n_features = sum(len(v.features) for v in registry.feature_views.values())
+    n_features = sum(len(v.feature_names) for v in registry.feature_views.values())
     beside = f" (with the deployed {validated.beside})" if validated.beside else ""
     console.print(
         f"[green]ok[/green]: {len(registry.entities)} entities, {len(registry.sources)} sources, "

@@ -78,13 +78,11 @@ class SourceDef(_Strict):
         default=None,
         description="The join key the topic is keyed by; default: the entity of its first view.",
     )
-    columns: dict[Identifier, Annotated[str, Field(min_length=1, max_length=4000)]] | None = (
-        Field(
-            default=None,
-            description="Computed columns, name -> expression over the source's columns "
-            "(`feature_service.expressions`), evaluated per event before aggregation: "
-            "usable as aggregation columns and in `where`.",
-        )
+    columns: dict[Identifier, Annotated[str, Field(min_length=1, max_length=4000)]] | None = Field(
+        default=None,
+        description="Computed columns, name -> expression over the source's columns "
+        "(`feature_service.expressions`), evaluated per event before aggregation: "
+        "usable as aggregation columns and in `where`.",
     )
     partitions: int = Field(default=3, ge=1, le=10_000)
     max_future: DurationOrNone = Field(

@@ -458,7 +458,9 @@ def _resolve_view(
             if fdef.name in seen:
                 issues.append(
                     DefinitionIssue(
-                        file, fpath, f"duplicate feature name {fdef.name!r} (also at {seen[fdef.name]})"
+                        file,
+                        fpath,
+                        f"duplicate feature name {fdef.name!r} (also at {seen[fdef.name]})",
                     )
                 )
             seen[fdef.name] = fpath
@@ -592,8 +594,7 @@ def _expand(
                 DefinitionIssue(
                     file,
                     f"{path}.column",
-                    f"unknown column {f.column!r}; source {source.name!r} has "
-                    f"{', '.join(kinds)}",
+                    f"unknown column {f.column!r}; source {source.name!r} has {', '.join(kinds)}",
                 )
             )
             return

@@ -21,8 +21,8 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from feature_service.definitions import FeatureView
-from feature_service.offline.event_log import EventLog
 from feature_service.events.parsing import column_from_arrow
+from feature_service.offline.event_log import EventLog
 from feature_service.plan import computed_columns, event_seq, view_plan
 
 META_COLUMNS = ("event_ts", "_partition", "_offset", "_watermark")

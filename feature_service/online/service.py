@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-
-from feature_service.definitions import FeatureView
 from redis.exceptions import RedisError
 
 from feature_service.aggregation.state import OutsideRetentionError
+from feature_service.definitions import FeatureView
 from feature_service.derived import (
     ROWS_ONE_BY_ONE,
     Needs,

@@ -148,7 +148,9 @@ def log_events(
     n_late = int((before & late).sum())
     n_skipped = int((before & ~taken).sum())
     taken = pa.array(keep)
-    columns = {c: column_from_arrow(table[c].take(taken), view.source.column_kinds[c]) for c in needed}
+    columns = {
+        c: column_from_arrow(table[c].take(taken), view.source.column_kinds[c]) for c in needed
+    }
     events = {
         "ts": log_events.ts[keep],
         "seq": log_events.seq(keep),

@@ -97,7 +97,9 @@ def test_one_row_and_columns_give_the_same_bits(text: str, data: list[tuple]) ->
     for i, r in enumerate(data):
         one = expr.evaluate_row(dict(zip("abcsf", r, strict=True)))
         assert bits(one) == bits(vector[i]), (text, r, one, vector[i])
-        assert expr.truth_row(dict(zip("abcsf", r, strict=True))) == expr.truth_columns(columns, n)[i]
+        assert (
+            expr.truth_row(dict(zip("abcsf", r, strict=True))) == expr.truth_columns(columns, n)[i]
+        )
 
 
 @pytest.mark.parametrize(
