@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from feature_service.definitions import DerivedFeature, FeatureView
+from feature_service.definitions import DerivedFeature, FeatureView, ServiceExpression
 from feature_service.expressions import REQUEST
 from feature_service.requests import RequestError
 
@@ -70,10 +70,13 @@ def _needs(view: FeatureView, names: tuple[str, ...]) -> Needs:
     return Needs(tuple(aggregates), derived, tuple(fields))
 
 
-def request_column(view: FeatureView, name: str, values: Any) -> npt.NDArray[Any]:
-    """The values of request field `name` of `view` as given (a list, a pandas column),
-    checked against its declared kind; a `RequestError` naming a value of another type."""
-    kind = view.request[name]
+def request_column(
+    owner: str, kinds: Mapping[str, str], name: str, values: Any
+) -> npt.NDArray[Any]:
+    """The values of request field `name` (of kind `kinds[name]`, declared by `owner`, a
+    view or a feature service) as given (a list, a pandas column), checked against its
+    kind; a `RequestError` naming a value of another type."""
+    kind = kinds[name]
     array = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else None
     items = list(values) if array is None else array.tolist()
     for value in items:
@@ -88,13 +91,27 @@ def request_column(view: FeatureView, name: str, values: Any) -> npt.NDArray[Any
         else:
             ok = isinstance(value, str)
         if not ok:
-            raise RequestError(
-                f"request field {name!r} of feature view {view.name!r} is {kind}, got "
-                f"{_shown(value)}"
-            )
+            raise RequestError(f"request field {name!r} of {owner} is {kind}, got {_shown(value)}")
     out = np.empty(len(items), dtype=object)
     out[:] = items
     return out
+
+
+def service_values(
+    expression: ServiceExpression,
+    inputs: Mapping[str, Sequence[Any]],
+    request: Mapping[str, Sequence[Any]],
+    n: int,
+    columns: bool,
+) -> Any:
+    """A feature service's expression over its `inputs` (`view__feature` -> values) and
+    `request` fields: one row at a time (lists, None null) or on columns (`columns`)."""
+    expr = expression.expression
+    given: dict[str, Any] = dict(inputs)
+    given.update((f"{REQUEST}.{f}", v) for f, v in request.items())
+    if columns:
+        return expr.evaluate_columns({k: given[k] for k in expr.inputs}, n)
+    return [expr.evaluate_row({k: given[k][i] for k in expr.inputs}) for i in range(n)]
 
 
 def derive(

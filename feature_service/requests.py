@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from feature_service.definitions import FeatureView, Registry
+from feature_service.definitions import FeatureView, Registry, ServiceExpression
 from feature_service.times import InvalidTime, check_in_range, parse_time
 
 
@@ -35,11 +35,20 @@ class StoreUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class FeatureRef:
-    """One requested feature and the column name it is returned under."""
+    """One requested feature and the column name it is returned under. A feature
+    service's expression (`service_expression`) is computed from the features `inputs`
+    (read, not returned); its `view` is its first input's."""
 
     view: FeatureView
     feature: str
     output_name: str
+    service_expression: ServiceExpression | None = None
+    inputs: tuple[FeatureRef, ...] = ()
+
+    @property
+    def reads(self) -> tuple[FeatureRef, ...]:
+        """The view features it takes to answer it: itself, or its inputs."""
+        return self.inputs if self.service_expression is not None else (self,)
 
 
 def resolve_features(
@@ -55,6 +64,7 @@ def resolve_features(
     """
     if (features is None) == (feature_service is None):
         raise RequestError("give exactly one of `features` or `feature_service`")
+    service = None
     if feature_service is not None:
         service = registry.feature_services.get(feature_service)
         if service is None:
@@ -62,7 +72,7 @@ def resolve_features(
         names = list(service.features)
     else:
         names = list(features or [])
-    if not names:
+    if not names and not (service is not None and service.derived):
         raise RequestError("no features requested")
     refs = []
     known: dict[str, set[str]] = {}  # view -> its feature names
@@ -83,6 +93,14 @@ def resolve_features(
             raise RequestError(f"unknown feature {name!r}: view {view_name!r} has no {feature!r}")
         output = f"{view_name}__{feature}" if full_feature_names else feature
         refs.append(FeatureRef(view, feature, output))
+    for derived in service.derived if service is not None else ():
+        assert service is not None
+        inputs = []
+        for name, ref in derived.inputs:
+            view_name, _, feature = ref.partition(":")
+            inputs.append(FeatureRef(registry.feature_views[view_name], feature, name))
+        output = f"{service.name}__{derived.name}" if full_feature_names else derived.name
+        refs.append(FeatureRef(inputs[0].view, derived.name, output, derived, tuple(inputs)))
     seen = Counter(ref.output_name for ref in refs)
     clashes = sorted(o for o, n in seen.items() if n > 1)
     if clashes:
@@ -100,7 +118,7 @@ def _listed(names: Iterable[str], most: int = 20) -> str:
 
 def join_keys(refs: Sequence[FeatureRef]) -> list[str]:
     """The entity keys the features need, in order of first use."""
-    return list(dict.fromkeys(ref.view.entity.join_key for ref in refs))
+    return list(dict.fromkeys(r.view.entity.join_key for ref in refs for r in ref.reads))
 
 
 def check_query_time(t: float, what: str) -> float:
@@ -152,7 +170,9 @@ def entity_rows(
         raise RequestError(f"{n_rows} entities; at most {limit} per request", status=413)
     for key in join_keys(refs):
         if key not in entities:
-            views = sorted({r.view.name for r in refs if r.view.entity.join_key == key})
+            views = sorted(
+                {r.view.name for ref in refs for r in ref.reads if r.view.entity.join_key == key}
+            )
             raise RequestError(f"feature view {views[0]!r} needs entity key {key!r}")
         for value in entities[key]:
             if not _is_id(value):

@@ -10,6 +10,7 @@ from feature_service.definitions.registry import (
     FeatureService,
     FeatureView,
     Registry,
+    ServiceExpression,
     Source,
 )
 
@@ -22,6 +23,7 @@ __all__ = [
     "FeatureService",
     "FeatureView",
     "Registry",
+    "ServiceExpression",
     "Source",
     "load_definitions",
 ]

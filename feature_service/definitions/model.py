@@ -185,11 +185,26 @@ class FeatureViewDef(_Strict):
     features: list[FeatureDef] = Field(min_length=1)
 
 
-class FeatureServiceDef(_Strict):
-    """A named list of `view:feature` references a model reads together."""
+class ServiceExpressionDef(_Strict):
+    """A feature of a feature service computed from features of its views: names are
+    written `view__feature` (the full feature name), request fields `request.<field>`."""
 
     name: Identifier
-    features: list[str] = Field(min_length=1)
+    expression: Annotated[str, Field(min_length=1, max_length=4000)]
+    description: str = ""
+
+
+class FeatureServiceDef(_Strict):
+    """A named list of `view:feature` references a model reads together, and features
+    computed across its views (`{name, expression}`)."""
+
+    name: Identifier
+    features: list[str | ServiceExpressionDef] = Field(min_length=1)
+    request: dict[Identifier, ColumnType] | None = Field(
+        default=None,
+        description="Fields passed at lookup beside the join keys, read as "
+        "`request.<field>` by the service's expressions.",
+    )
     description: str = ""
 
 

@@ -21,6 +21,7 @@ from feature_service.definitions.model import (
     DefinitionsFile,
     FeatureDef,
     FeatureViewDef,
+    ServiceExpressionDef,
     SourceDef,
 )
 from feature_service.definitions.source_formats import source_format
@@ -195,10 +196,25 @@ class FeatureView:
 
 
 @dataclass(frozen=True)
+class ServiceExpression:
+    """A feature service's feature computed from features of its views: `inputs` maps
+    each name the expression reads (`view__feature`) to its `view:feature`."""
+
+    name: str
+    expression: Expression
+    inputs: tuple[tuple[str, str], ...]
+    description: str = ""
+    request: tuple[tuple[str, str], ...] = ()  # the service's request fields and kinds
+
+
+@dataclass(frozen=True)
 class FeatureService:
     name: str
-    features: tuple[str, ...]
+    features: tuple[str, ...]  # `view:feature` references, in order
     description: str = ""
+    # computed across its views, served after `features`, in order
+    derived: tuple[ServiceExpression, ...] = ()
+    request: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -269,14 +285,21 @@ def build_registry(files: Iterable[tuple[str, DefinitionsFile]]) -> Registry:
         for i, fs in enumerate(parsed.feature_services):
             if not claim("feature service", fs.name, file, f"feature_services[{i}].name"):
                 continue
+            refs: list[str] = []
+            derived: list[ServiceExpression] = []
             for j, ref in enumerate(fs.features):
+                fpath = f"feature_services[{i}].features[{j}]"
+                if not isinstance(ref, str):
+                    expr = _service_expression(file, fpath, ref, fs.request or {}, registry, issues)
+                    if expr is not None:
+                        derived.append(expr)
+                    continue
                 problem = _check_reference(ref, registry)
                 if problem:
-                    issues.append(
-                        DefinitionIssue(file, f"feature_services[{i}].features[{j}]", problem)
-                    )
+                    issues.append(DefinitionIssue(file, fpath, problem))
+                refs.append(ref)
             registry.feature_services[fs.name] = FeatureService(
-                fs.name, tuple(fs.features), fs.description
+                fs.name, tuple(refs), fs.description, tuple(derived), dict(fs.request or {})
             )
 
     if issues:
@@ -643,6 +666,44 @@ def _expand(
                 where=where,
                 description=f.description,
             )
+
+
+def _service_expression(
+    file: str,
+    path: str,
+    d: ServiceExpressionDef,
+    request: Mapping[str, str],
+    registry: Registry,
+    issues: list[DefinitionIssue],
+) -> ServiceExpression | None:
+    """A feature service's expression over `view__feature` names (any view's feature,
+    listed in the service or not) and its request fields; None when wrong (in `issues`)."""
+    kinds: dict[str, str] = {}
+    refs: dict[str, tuple[str, str]] = {}
+    for view in registry.feature_views.values():
+        kinds_of = view.source.column_kinds
+        for f in view.features:
+            column_kind = kinds_of.get(f.column) if f.column else None
+            kinds[f"{view.name}__{f.name}"] = aggregation_of(f.aggregation).value_kind(column_kind)
+            refs[f"{view.name}__{f.name}"] = (view.name, f.name)
+        for derived in view.derived:
+            kinds[f"{view.name}__{derived.name}"] = derived.kind
+            refs[f"{view.name}__{derived.name}"] = (view.name, derived.name)
+    try:
+        expr = parse_expression(d.expression, kinds, request, noun="feature (view__feature)")
+    except ExpressionError as exc:
+        message = str(exc)
+        if "; known:" in message:  # every feature of every view: too many to list
+            message = message.split("; known:")[0] + "; write a view's feature as view__feature"
+        issues.append(DefinitionIssue(file, f"{path}.expression", message))
+        return None
+    if not expr.names:
+        issues.append(
+            DefinitionIssue(file, f"{path}.expression", "reads no feature (write view__feature)")
+        )
+        return None
+    inputs = tuple((name, f"{refs[name][0]}:{refs[name][1]}") for name in sorted(expr.names))
+    return ServiceExpression(d.name, expr, inputs, d.description, tuple(request.items()))
 
 
 def _unknown(kind: str, name: str, known: Mapping[str, object]) -> str:

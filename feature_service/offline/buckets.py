@@ -54,7 +54,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from feature_service.definitions import Registry, Source
-from feature_service.derived import needs
+from feature_service.derived import needs, service_values
 from feature_service.keys import arrow_key_texts, key_texts
 from feature_service.offline.event_log import (
     READ_FAILURES,
@@ -64,8 +64,12 @@ from feature_service.offline.event_log import (
     batches_overlap,
     failure_reason,
 )
-from feature_service.offline.historical import TIMESTAMP_COLUMN, get_historical_features
-from feature_service.requests import resolve_features
+from feature_service.offline.historical import (
+    TIMESTAMP_COLUMN,
+    get_historical_features,
+    service_request_columns,
+)
+from feature_service.requests import FeatureRef, resolve_features
 
 ROW_COLUMN = "_row"
 """The position of an entity row in the caller's `entity_df`, carried through buckets."""
@@ -419,6 +423,12 @@ def bucketed_historical_features(
     buckets in all).
     """
     log = offline if isinstance(offline, EventLog) else EventLog(offline)
+    refs = resolve_features(registry, features, feature_service, full_feature_names)
+    if any(ref.service_expression is not None for ref in refs):
+        return _with_service_expressions(
+            registry, log, entity_df, refs, progress, max_offsets,
+            workers=workers, buckets=buckets, memory_budget=memory_budget, spill_dir=spill_dir,
+        )  # fmt: skip
     plan = plan_buckets(registry, entity_df, features, feature_service, full_feature_names)
     n_workers = max(workers or default_workers(), 1)
     files = {g.source: log.files(g.source) for g in plan.groups}
@@ -498,6 +508,35 @@ def bucketed_historical_features(
     out = entity_df.copy(deep=False)  # new columns only: the caller's frame is untouched
     for name in plan.outputs:
         out[name] = values.pop(name)  # each column held once
+    return out
+
+
+def _with_service_expressions(
+    registry: Registry,
+    log: EventLog,
+    entity_df: pd.DataFrame,
+    refs: Sequence[FeatureRef],
+    progress: ProgressFn | None,
+    max_offsets: Mapping[str, Mapping[int, int]] | None,
+    **engine: Any,
+) -> pd.DataFrame:
+    """A feature service with expressions across its views: the view features they read
+    evaluated bucketed (each bucket is one entity's), then the expressions on the whole
+    rows (`offline.historical`'s evaluator of them)."""
+    reads = list(dict.fromkeys(f"{r.view.name}:{r.feature}" for ref in refs for r in ref.reads))
+    service_request = service_request_columns(refs, entity_df)
+    base = bucketed_historical_features(
+        registry, log, entity_df, reads, None, True, progress, max_offsets, **engine
+    )
+    out = entity_df.copy(deep=False)
+    for ref in refs:
+        if ref.service_expression is None:
+            out[ref.output_name] = base[f"{ref.view.name}__{ref.feature}"].to_numpy()
+            continue
+        inputs = {r.output_name: base[f"{r.view.name}__{r.feature}"].to_numpy() for r in ref.inputs}
+        out[ref.output_name] = service_values(
+            ref.service_expression, inputs, service_request, len(entity_df), columns=True
+        )
     return out
 
 

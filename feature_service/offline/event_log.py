@@ -221,7 +221,6 @@ class EventLog:
         first.sort()  # keep the log's order
         return table.take(pa.array(first)).select(list(columns))
 
-
     # ------------------------------------------------------------ unreadable files
 
     def sources(self) -> list[str]:

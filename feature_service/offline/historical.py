@@ -47,13 +47,13 @@ import pyarrow as pa
 from feature_service.aggregation.registry import aggregation
 from feature_service.aggregation.window_events import EventIndex, WindowDriver, WindowEvents
 from feature_service.definitions import Feature, FeatureView, Registry
-from feature_service.derived import derive, needs, request_column
+from feature_service.derived import derive, needs, request_column, service_values
 from feature_service.events.parsing import column_from_arrow
 from feature_service.keys import arrow_key_texts, key_texts
 from feature_service.offline.event_log import EventLog
 from feature_service.offline.log_events import LogEvents
 from feature_service.plan import view_plan
-from feature_service.requests import RequestError, resolve_features
+from feature_service.requests import FeatureRef, RequestError, resolve_features
 from feature_service.times import InvalidTime, time_column
 
 TIMESTAMP_COLUMN = "event_timestamp"
@@ -89,12 +89,14 @@ def get_historical_features(
     refs = resolve_features(registry, features, feature_service, full_feature_names)
     if TIMESTAMP_COLUMN not in entity_df.columns:
         raise RequestError(f"entity_df has no {TIMESTAMP_COLUMN!r} column")
-    for ref in refs:
+    reads = [r for ref in refs for r in ref.reads]  # a service's expression: its inputs
+    for ref in reads:
         if ref.view.entity.join_key not in entity_df.columns:
             raise RequestError(
                 f"feature view {ref.view.name!r} needs entity key "
                 f"{ref.view.entity.join_key!r} in entity_df"
             )
+    service_request = service_request_columns(refs, entity_df)
     names = [ref.output_name for ref in refs]
     clashes = sorted(set(names) & set(entity_df.columns))
     if clashes:
@@ -102,9 +104,11 @@ def get_historical_features(
     t = epoch_seconds(entity_df[TIMESTAMP_COLUMN])
 
     by_view: dict[str, tuple[FeatureView, list[str]]] = {}
-    for ref in refs:
-        by_view.setdefault(ref.view.name, (ref.view, []))[1].append(ref.feature)
-    total, done = len(refs), 0
+    for ref in reads:
+        wanted_of = by_view.setdefault(ref.view.name, (ref.view, []))[1]
+        if ref.feature not in wanted_of:
+            wanted_of.append(ref.feature)
+    total, done = sum(len(w) for _, w in by_view.values()), 0
     computed: dict[tuple[str, str], Any] = {}
     plans = {name: needs(view, wanted) for name, (view, wanted) in by_view.items()}
     for name, plan in plans.items():
@@ -125,14 +129,42 @@ def get_historical_features(
 
         values = view_features(view, plan.aggregations, log, keys, t, limits, step)
         if plan.derived:  # after the aggregations, by the one evaluator (`derived`)
-            request = {f: request_column(view, f, entity_df[f]) for f in plan.request_fields}
+            request = {
+                f: request_column(f"feature view {view.name!r}", view.request, f, entity_df[f])
+                for f in plan.request_fields
+            }
             values.update(derive(view, plan.derived, values, request, len(entity_df)))
         for name in wanted:
             computed[view.name, name] = values[name]
         done += len(wanted)
     out = entity_df.copy()
     for ref in refs:
-        out[ref.output_name] = computed[ref.view.name, ref.feature]
+        if ref.service_expression is None:
+            out[ref.output_name] = computed[ref.view.name, ref.feature]
+            continue
+        inputs = {r.output_name: computed[r.view.name, r.feature] for r in ref.inputs}
+        out[ref.output_name] = service_values(
+            ref.service_expression, inputs, service_request, len(entity_df), columns=True
+        )
+    return out
+
+
+def service_request_columns(refs: Sequence[FeatureRef], entity_df: pd.DataFrame) -> dict[str, Any]:
+    """The request fields feature service expressions in `refs` read, from `entity_df`'s
+    columns; a `RequestError` naming a missing one."""
+    out: dict[str, Any] = {}
+    for ref in refs:
+        expression = ref.service_expression
+        if expression is None:
+            continue
+        for field in sorted(expression.expression.request_fields):
+            if field not in entity_df.columns:
+                raise RequestError(
+                    f"feature {ref.output_name} needs request field {field!r}: add it as a "
+                    "column of entity_df"
+                )
+            kinds = dict(expression.request)
+            out[field] = request_column("its feature service", kinds, field, entity_df[field])
     return out
 
 

@@ -25,6 +25,7 @@ from feature_service.derived import (
     derive_rows,
     needs,
     request_column,
+    service_values,
 )
 from feature_service.online.reader import (
     NOT_FOUND,
@@ -69,14 +70,16 @@ async def online_features(
     features from the aggregations read and the request fields in `entities`
     (`feature_service.derived`; a missing request field is a `RequestError`)."""
     n_rows = entity_rows(refs, entities, limit)
-    views = {ref.view.name: ref.view for ref in refs}
+    reads = [r for ref in refs for r in ref.reads]  # a service's expression: its inputs
+    views = {r.view.name: r.view for r in reads}
     wanted: dict[str, list[str]] = {}
-    for ref in refs:
-        wanted.setdefault(ref.view.name, []).append(ref.feature)
+    for r in reads:
+        wanted.setdefault(r.view.name, []).append(r.feature)
     plans = {name: needs(views[name], features) for name, features in wanted.items()}
     requests = {
-        name: _request_fields(views[name], plan, refs, entities) for name, plan in plans.items()
+        name: _request_fields(views[name], plan, reads, entities) for name, plan in plans.items()
     }
+    service_requests = _service_request_fields(refs, entities)
     keys = {key: key_values(entities[key]) for key in join_keys(refs)}
     requested = [
         (view, view.entity.key.id_list([keys[view.entity.join_key]])) for view in views.values()
@@ -100,6 +103,9 @@ async def online_features(
         if plan.derived:
             _add_derived(read[name], views[name], plan, requests[name], n_rows)
     for ref in refs:
+        if ref.service_expression is not None:
+            columns.append(_service_column(ref, read, service_requests, n_rows))
+            continue
         view = read[ref.view.name]
         columns.append(
             OnlineColumn(
@@ -132,7 +138,9 @@ def _request_fields(
                 f"feature {view.name}:{users[0] if users else '?'} needs request field "
                 f"{field!r}: pass it in `entities` beside the join keys"
             )
-        out[field] = request_column(view, field, entities[field])
+        out[field] = request_column(
+            f"feature view {view.name!r}", view.request, field, entities[field]
+        )
     return out
 
 
@@ -156,3 +164,55 @@ def _add_derived(
             s if s in (NOT_FOUND, OUTSIDE_MAX_AGE) else (NULL_VALUE if v is None else PRESENT)
             for s, v in zip(entity, values, strict=True)
         ]
+
+
+def _service_request_fields(
+    refs: Sequence[FeatureRef], entities: Mapping[str, Sequence[Any]]
+) -> dict[str, Any]:
+    """The request fields of the feature service expressions in `refs`, from `entities`."""
+    out: dict[str, Any] = {}
+    for ref in refs:
+        expression = ref.service_expression
+        if expression is None:
+            continue
+        kinds = dict(expression.request)
+        for field in sorted(expression.expression.request_fields):
+            if field not in entities:
+                raise RequestError(
+                    f"feature {ref.output_name} needs request field {field!r}: pass it in "
+                    "`entities` beside the join keys"
+                )
+            out[field] = request_column("its feature service", kinds, field, entities[field])
+    return out
+
+
+def _service_column(
+    ref: FeatureRef, read: Mapping[str, ViewColumns], request: Mapping[str, Any], n: int
+) -> OnlineColumn:
+    """A feature service's expression over its inputs as read. Status: OUTSIDE_MAX_AGE if
+    an input is, else NOT_FOUND if one is, else by the value; the newest input's time."""
+    expression = ref.service_expression
+    assert expression is not None
+    inputs = {r.output_name: read[r.view.name].values[r.feature] for r in ref.inputs}
+    fields = {f: request[f] for f in expression.expression.request_fields}
+    if n <= ROWS_ONE_BY_ONE:
+        values = service_values(expression, inputs, fields, n, columns=False)
+    else:
+        values = as_values(service_values(expression, inputs, fields, n, columns=True))
+    statuses = []
+    for i, value in enumerate(values):
+        of_inputs = {read[r.view.name].statuses[r.feature][i] for r in ref.inputs}
+        if OUTSIDE_MAX_AGE in of_inputs:
+            statuses.append(OUTSIDE_MAX_AGE)
+        elif NOT_FOUND in of_inputs:
+            statuses.append(NOT_FOUND)
+        else:
+            statuses.append(NULL_VALUE if value is None else PRESENT)
+    times = [
+        max(
+            (t for r in ref.inputs if (t := read[r.view.name].event_ts[i]) is not None),
+            default=None,
+        )
+        for i in range(n)
+    ]
+    return OnlineColumn(ref.output_name, values, statuses, times)

@@ -319,3 +319,85 @@ def _plain(value: Any) -> Any:
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return None
     return value.item() if isinstance(value, np.generic) else value
+
+
+# ------------------------------------------------------------------- feature services
+
+SERVICE = """
+feature_services:
+  - name: scoring
+    request: {fx: float}
+    features:
+      - v:n1
+      - v:z
+      - {name: spend_fx, expression: "v__s2 * request.fx"}
+      - {name: per_txn, expression: "v__s1 / v__n1"}
+"""
+
+
+def test_a_feature_service_combines_features_in_expressions_in_training_sets(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "defs.yaml"
+    path.write_text(
+        DEFS.format(features="\n".join(f"      - {f}" for f in FEATURES)) + SERVICE
+    )
+    registry = load_definitions(path)
+    rows = [
+        {"customer_id": c, "amount": a, "qty": 1, "category": "c", "online": True, "ts": T0 + k * 60}
+        for k, (c, a) in enumerate([("a", 10.0), ("a", 25.5), ("b", 3.0), ("a", 4.0)])
+    ]
+    log = write_log(tmp_path, registry, rows)
+    frame = pd.DataFrame({
+        "customer_id": ["a", "b", "nobody"],
+        "event_timestamp": [T0 + 600] * 3,
+        "amount": [100.0, None, 1.0],
+        "fx": [2.0, 0.5, None],
+    })  # fmt: skip
+    out = get_historical_features(registry, log, frame, feature_service="scoring")
+    assert list(out.columns)[-4:] == ["n1", "z", "spend_fx", "per_txn"]
+    plain = get_historical_features(registry, log, frame, ["v:s1", "v:s2", "v:n1"])
+    assert out["spend_fx"].tolist()[:2] == [39.5 * 2.0, 3.0 * 0.5]
+    assert math.isnan(out["spend_fx"].iloc[2])  # a null request field propagates
+    want = plain["s1"].to_numpy() / plain["n1"].to_numpy()
+    assert [bits(x) for x in out["per_txn"]] == [bits(x) for x in want[:2]] + [None]  # 0/0
+    # the bucketed engine gives the same frame
+    from feature_service.offline.buckets import bucketed_historical_features
+
+    bucketed = bucketed_historical_features(
+        registry, log, frame, feature_service="scoring", workers=1, buckets=2
+    )
+    for name in ("n1", "z", "spend_fx", "per_txn"):
+        assert [bits(x) for x in bucketed[name]] == [bits(x) for x in out[name]], name
+    # a missing request field of the service is a 422 naming it, online and offline
+    refs = resolve_features(registry, None, "scoring")
+    with pytest.raises(RequestError, match=r"spend_fx needs request field 'fx'"):
+        entities = {"customer_id": ["a"], "amount": [1.0]}
+        asyncio.run(online_features(None, refs, entities, T0, 10))  # type: ignore[arg-type]
+    with pytest.raises(RequestError, match=r"needs request field 'fx'"):
+        get_historical_features(registry, log, frame.drop(columns="fx"), feature_service="scoring")
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ('{name: x, expression: "v__nope + 1"}', "unknown feature (view__feature)(s) v__nope"),
+        ('{name: x, expression: "s1 + 1"}', "write a view's feature as view__feature"),
+        ('{name: x, expression: "v__s1 * request.fx2"}', "unknown request field(s) fx2"),
+        ('{name: x, expression: "request.fx * 2"}', "reads no feature"),
+    ],
+)
+def test_bad_service_expressions_are_refused_with_file_and_path(
+    tmp_path: Path, entry: str, message: str
+) -> None:
+    path = tmp_path / "defs.yaml"
+    path.write_text(
+        DEFS.format(features="\n".join(f"      - {f}" for f in FEATURES))
+        + "feature_services:\n  - name: s\n    request: {fx: float}\n"
+        + f"    features: [v:n1, {entry}]\n"
+    )
+    with pytest.raises(DefinitionError) as caught:
+        load_definitions(path)
+    (issue,) = caught.value.issues
+    assert issue.path == "feature_services[0].features[1].expression"
+    assert message in issue.message
