@@ -434,9 +434,7 @@ def test_computed_columns_and_derived_features_through_a_real_worker(
     assert missing.status_code == 422
     assert "needs request field 'amount'" in missing.json()["detail"]
     for row, entity in enumerate(entities):
-        base = {
-            f.name: brute_force(expected[entity], t, f, i) for i, f in enumerate(view.features)
-        }
+        base = {f.name: brute_force(expected[entity], t, f, i) for i, f in enumerate(view.features)}
         assert matches("mean", results[1]["values"][row], base["round_share_1d"])
         assert results[2]["values"][row] == base["big_1d"]
         for column, name in ((3, "ratio"), (4, "z")):

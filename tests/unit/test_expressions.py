@@ -339,12 +339,17 @@ def test_a_feature_service_combines_features_in_expressions_in_training_sets(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "defs.yaml"
-    path.write_text(
-        DEFS.format(features="\n".join(f"      - {f}" for f in FEATURES)) + SERVICE
-    )
+    path.write_text(DEFS.format(features="\n".join(f"      - {f}" for f in FEATURES)) + SERVICE)
     registry = load_definitions(path)
     rows = [
-        {"customer_id": c, "amount": a, "qty": 1, "category": "c", "online": True, "ts": T0 + k * 60}
+        {
+            "customer_id": c,
+            "amount": a,
+            "qty": 1,
+            "category": "c",
+            "online": True,
+            "ts": T0 + k * 60,
+        }
         for k, (c, a) in enumerate([("a", 10.0), ("a", 25.5), ("b", 3.0), ("a", 4.0)])
     ]
     log = write_log(tmp_path, registry, rows)
