@@ -27,6 +27,7 @@ Choices:
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,8 @@ from feature_service.aggregation.registry import aggregation
 from feature_service.aggregation.state import OutsideRetentionError
 from feature_service.aggregation.values import plain_value
 from feature_service.definitions import FeatureView, Registry, Source
+from feature_service.derived import derive, derive_rows, needs
+from feature_service.expressions import floats_equal
 from feature_service.offline.event_log import EventLog
 from feature_service.offline.historical import view_features
 from feature_service.offline.log_events import LogEvents
@@ -141,7 +144,7 @@ async def _online(
         except OutsideRetentionError:
             out.append(None)
             continue
-        out.append({f.name: row[f.name].value for f in view.features})
+        out.append({f.name: row[f.name].value for f in view.features})  # derived: below
     return out
 
 
@@ -215,4 +218,48 @@ def _compare(
                 entity, t = points[i]
                 report.mismatches.append(
                     Mismatch(view.name, entity, t, f.name, on_value, off_value)
+                )
+    _compare_derived(report, view, points, kept, online, offline)
+
+
+def _compare_derived(
+    report: ParityReport,
+    view: FeatureView,
+    points: Sequence[tuple[str, float]],
+    kept: Sequence[int],
+    online: Sequence[dict[str, Any] | None],
+    offline: dict[str, Any],
+) -> None:
+    """Derived features that read no request field: evaluated on the online values
+    row by row (as a lookup does) and on the offline columns (as a training set does).
+    Where the aggregations they read agree to the bit, so must they; where those differ
+    within their tolerance (already judged above), a relative 1e-6."""
+    derived = [d for d in view.derived if not needs(view, [d.name]).request_fields]
+    if not derived:
+        return
+    n = len(kept)
+    names = [f.name for f in view.features]
+    on_values = {name: [online[i][name] for i in kept] for name in names}  # type: ignore[index]
+    on = derive_rows(view, derived, on_values, {}, n)
+    off = derive(view, derived, offline, {}, n)
+    for d in derived:
+        reads = needs(view, [d.name]).aggregations
+        for j, i in enumerate(kept):
+            on_value, off_value = plain_value(on[d.name][j]), plain_value(off[d.name][j])
+            report.checked_values += 1
+            if floats_equal(on_value, off_value):
+                continue
+            exact = all(
+                floats_equal(plain_value(on_values[a][j]), plain_value(offline[a][j]))
+                for a in reads
+            )
+            close = (
+                isinstance(on_value, float)
+                and isinstance(off_value, float)
+                and math.isclose(on_value, off_value, rel_tol=1e-6)
+            )
+            if exact or not close:
+                entity, t = points[i]
+                report.mismatches.append(
+                    Mismatch(view.name, entity, t, d.name, on_value, off_value)
                 )

@@ -85,6 +85,7 @@ def render_features_py(registry: Registry, definitions: str) -> str:
     views = list(registry.feature_views.values())
     dtypes = sorted(
         {feast_dtype(v, f) for v in views for f in v.features}
+        | {VALUE_TYPES[d.kind].feast for v in views for d in v.derived}
         | {VALUE_TYPES[v.source.schema[v.entity.join_key]].feast for v in views}
     )
     out = [
@@ -147,6 +148,15 @@ def render_features_py(registry: Registry, definitions: str) -> str:
                 f"            dtype={feast_dtype(view, feature)},",
                 f"            description={feature.description!r},",
                 f"            tags={_feature_tags(feature)!r},",
+                "        ),",
+            ]
+        for derived in view.derived:  # computed by the API when Feast asks for them
+            out += [
+                "        Field(",
+                f"            name={derived.name!r},",
+                f"            dtype={VALUE_TYPES[derived.kind].feast},",
+                f"            description={derived.description!r},",
+                f"            tags={ {'expression': derived.expression.text}!r},",
                 "        ),",
             ]
         out += [
@@ -248,7 +258,7 @@ def export_feast(
     (output / "data").mkdir(exist_ok=True)
     (output / "feature_store.yaml").write_text(store_yaml, encoding="utf-8")
     (output / "features.py").write_text(features_py, encoding="utf-8")
-    n_features = sum(len(v.features) for v in registry.feature_views.values())
+    n_features = sum(len(v.feature_names) for v in registry.feature_views.values())
     counts = ", ".join(
         _count(n, what)
         for n, what in (

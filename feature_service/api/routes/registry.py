@@ -22,6 +22,13 @@ class FeatureOut(BaseModel):
     description: str
 
 
+class DerivedFeatureOut(BaseModel):
+    name: str
+    expression: str
+    kind: str  # float, bool or string
+    description: str
+
+
 class FeatureViewOut(BaseModel):
     name: str
     entity: str
@@ -31,6 +38,8 @@ class FeatureViewOut(BaseModel):
     ttl: str | None
     description: str
     features: list[FeatureOut]
+    derived: list[DerivedFeatureOut] = []  # computed from `features` and `request` fields
+    request: dict[str, str] = {}  # fields a lookup passes beside the join key
 
 
 def _view_out(view: FeatureView) -> FeatureViewOut:
@@ -54,6 +63,13 @@ def _view_out(view: FeatureView) -> FeatureViewOut:
             )
             for f in view.features
         ],
+        derived=[
+            DerivedFeatureOut(
+                name=d.name, expression=d.expression.text, kind=d.kind, description=d.description
+            )
+            for d in view.derived
+        ],
+        request=dict(view.request),
     )
 
 
