@@ -390,6 +390,12 @@ def test_computed_columns_and_derived_features_through_a_real_worker(
         '      - {name: ratio, expression: "amount_sum_1h / amount_sum_1d"}\n'
         '      - {name: z, expression: "(request.amount - amount_mean_1d) / amount_std_1d"}\n'
     )
+    view_name = next(iter(registry.feature_views))
+    text += (
+        "feature_services:\n  - name: scoring\n    request: {fx: float}\n    features:\n"
+        f"      - {view_name}:n_1h\n"
+        f'      - {{name: spend_fx, expression: "{view_name}__amount_sum_1d * request.fx"}}\n'
+    )
     path.write_text(text)
     registry = load_definitions(definitions)
     view = next(iter(registry.feature_views.values()))
@@ -427,6 +433,16 @@ def test_computed_columns_and_derived_features_through_a_real_worker(
         )
         assert response.status_code == 200, response.text
         results = response.json()["results"]
+        service = api.post(
+            "/get-online-features",
+            json={
+                "feature_service": "scoring",
+                "entities": {"customer_id": entities, "fx": [2.0] * len(entities)},
+                "as_of": t,
+            },
+        )
+        assert service.status_code == 200, service.text
+        spend = service.json()["results"][2]["values"]
         missing = api.post(
             "/get-online-features",
             json={"features": [f"{view.name}:z"], "entities": {"customer_id": entities}},
@@ -437,6 +453,7 @@ def test_computed_columns_and_derived_features_through_a_real_worker(
         base = {f.name: brute_force(expected[entity], t, f, i) for i, f in enumerate(view.features)}
         assert matches("mean", results[1]["values"][row], base["round_share_1d"])
         assert results[2]["values"][row] == base["big_1d"]
+        assert math.isclose(spend[row], base["amount_sum_1d"] * 2.0, rel_tol=1e-9)
         for column, name in ((3, "ratio"), (4, "z")):
             d = view.derived_feature(name)
             assert d is not None
