@@ -69,7 +69,7 @@ from feature_service.offline.historical import (
     get_historical_features,
     service_request_columns,
 )
-from feature_service.requests import FeatureRef, resolve_features
+from feature_service.requests import FeatureRef, RequestError, resolve_features
 
 ROW_COLUMN = "_row"
 """The position of an entity row in the caller's `entity_df`, carried through buckets."""
@@ -211,6 +211,12 @@ def plan_buckets(
     the evaluator (no rows, no events: its own errors for unknown features, missing
     columns, clashing names) and record the columns it reads of each source."""
     refs = resolve_features(registry, features, feature_service, full_feature_names)
+    if any(ref.service_expression is not None for ref in refs):
+        # the local engine evaluates them after the buckets (`bucketed_historical_features`)
+        raise RequestError(
+            f"feature service {feature_service!r} computes features across views: ask for "
+            "the view features it reads and apply its expressions, or use the local engine"
+        )
     probe = TableLog({})
     get_historical_features(
         registry, probe, entity_df.iloc[:0], [f"{r.view.name}:{r.feature}" for r in refs],

@@ -32,6 +32,8 @@ BODIES = [
     {"features": ["v:a"], "entities": {"customer_id": [True]}},
     {"features": ["v:a"], "entities": {"customer_id": [1.5]}},
     {"features": ["v:a"], "entities": {"customer_id": [None]}},
+    {"features": ["v:a"], "entities": {"customer_id": ["c1", 2], "amount": [12.5, None]}},
+    {"features": ["v:a"], "entities": {"k": ["c1"], "ok": [True], "note": ["x"], "n": [1e300]}},
     # refused by the route: the fast path must refuse them too
     {"features": ["v:a"], "entities": {"customer_id": "c1"}},
     {"features": ["v:a"], "entities": {}},
