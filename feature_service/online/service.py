@@ -136,7 +136,8 @@ def _request_fields(
             ]
             raise RequestError(
                 f"feature {view.name}:{users[0] if users else '?'} needs request field "
-                f"{field!r}: pass it in `entities` beside the join keys"
+                f"{field!r}: pass it beside the join keys (`entities`; the SDK's "
+                "`entity_rows`)"
             )
         out[field] = request_column(
             f"feature view {view.name!r}", view.request, field, entities[field]
@@ -179,8 +180,8 @@ def _service_request_fields(
         for field in sorted(expression.expression.request_fields):
             if field not in entities:
                 raise RequestError(
-                    f"feature {ref.output_name} needs request field {field!r}: pass it in "
-                    "`entities` beside the join keys"
+                    f"feature {ref.output_name} needs request field {field!r}: pass it beside "
+                    "the join keys (`entities`; the SDK's `entity_rows`)"
                 )
             out[field] = request_column("its feature service", kinds, field, entities[field])
     return out

@@ -99,8 +99,9 @@ def _iso(ts: float | None) -> str:
         415: {"description": "the body is not JSON by its Content-Type"},
         422: {
             "description": "the body is not JSON or not this schema; an unknown feature, "
-            "view, service or entity key; entity columns of unequal length; an as_of "
-            "string that is no time in years 1900..2199"
+            "view, service or entity key; an id that is no string or integer; a missing "
+            "request field, or one of the wrong type; entity columns of unequal length; an "
+            "as_of string that is no time in years 1900..2199"
         },
         503: {
             "description": "the online store is unreachable, or a view's stored state was "
