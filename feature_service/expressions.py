@@ -600,12 +600,6 @@ def _truthy_vec(v: Vec, n: int) -> npt.NDArray[np.bool_]:
     return np.fromiter((_truthy(x) for x in v), dtype=np.bool_, count=n)
 
 
-def _null_vec(v: Vec) -> npt.NDArray[np.bool_]:
-    if _is_float(v):
-        return np.isnan(v)
-    return np.asarray(pd.isna(v), dtype=np.bool_)
-
-
 def _arith_vec(op: type[ast.operator]) -> Callable[[Vec, Vec, int], Vec]:
     row_fn = _ROW_ARITH[op]
 
