@@ -2,9 +2,11 @@
 
 `check_parity(registry, redis, log, sample=N)` picks N points (view, entity, t), reads
 each online as the API does (`online.reader.read_views` at ``as_of = t``) and offline
-(`offline.historical.view_features`), and reports every feature that differs by more
-than a relative 1e-9. It is DESIGN.md's central promise as a command
-(`feature-service parity`), usable against production as well as in tests.
+as a training set of those points (`offline.engines.historical_frame`, by the engine
+named: ``local``, or ``spark`` in the session given), and reports every feature that
+differs by more than a relative 1e-9. It is DESIGN.md's central promise as a command
+(`feature-service parity [--engine spark]`), usable against production as well as in
+tests.
 
 Choices:
 
@@ -18,6 +20,11 @@ Choices:
   at the source's watermark. Online state only answers within its retention (one
   longest window behind the watermark, `state.OutsideRetentionError`): such points are
   reported as skipped, not as mismatches.
+- Offline side: the points of a view that online state answered are the rows of one
+  training set of all its features, computed by the engine asked (``local``: a small
+  log in this process, a larger one in buckets; ``spark``: on Spark's executors)
+  over the committed events (`max_offsets`): what `training-set --engine` gives for
+  those rows, so the check covers the engine too.
 - An entity online state does not know (`NOT_FOUND`) is served counts 0 and nulls
   (`online.reader`), which is what the offline side returns for an entity without events; so a view
   whose online state was never built (e.g. added without a backfill) shows as
@@ -34,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pandas as pd
 from redis.asyncio import Redis
 
 from feature_service.aggregation.registry import aggregation
@@ -42,8 +50,9 @@ from feature_service.aggregation.values import plain_value
 from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.derived import derive, derive_rows, needs
 from feature_service.expressions import floats_equal
+from feature_service.offline.engines import check_engine, historical_frame
 from feature_service.offline.event_log import EventLog
-from feature_service.offline.historical import view_features
+from feature_service.offline.historical import TIMESTAMP_COLUMN
 from feature_service.offline.log_events import LogEvents
 from feature_service.online.reader import read_views
 from feature_service.online.redis_layout import offset_key
@@ -156,8 +165,13 @@ async def check_parity(
     views: Sequence[str] | None = None,
     seed: int | None = None,
     attempts: int = 3,
+    *,
+    engine: str = "local",
+    spark: Any = None,
 ) -> ParityReport:
-    """Read `sample` points online and offline and compare every feature (module doc)."""
+    """Read `sample` points online and offline and compare every feature (module doc);
+    `engine` computes the offline side (`spark`: its session, default a local one)."""
+    check_engine(engine)
     chosen = (
         [registry.feature_views[v] for v in views]
         if views
@@ -182,30 +196,56 @@ async def check_parity(
             moved |= again != offsets
         for view, points, online in reads:
             offsets, _ = snapshots[view.source.name]
-            _compare(report, view, log, points, online, offsets)
+            offline = _offline(registry, view, log, points, online, offsets, engine, spark)
+            _compare(report, view, points, online, offline)
         report.still = not moved
         if not moved:
             break
     return report
 
 
-def _compare(
-    report: ParityReport,
+def _offline(
+    registry: Registry,
     view: FeatureView,
     log: EventLog,
     points: Sequence[tuple[str, float]],
     online: Sequence[dict[str, Any] | None],
     offsets: dict[int, int],
+    engine: str,
+    spark: Any,
+) -> dict[str, Any]:
+    """Each feature's offline values at the points online state answered, by `engine`
+    over the events below `offsets`: a training set of those (entity, t) rows."""
+    kept = [i for i, values in enumerate(online) if values is not None]
+    if not kept:
+        return {f.name: [] for f in view.features}
+    rows = pd.DataFrame(
+        {
+            view.entity.join_key: np.array([points[i][0] for i in kept], dtype=object),
+            TIMESTAMP_COLUMN: np.array([points[i][1] for i in kept], dtype=np.float64),
+        }
+    )
+    # full names (view__feature): a feature named like the join key cannot clash
+    train = historical_frame(
+        registry, log, rows, [f"{view.name}:{f.name}" for f in view.features],
+        full_feature_names=True, max_offsets={view.source.name: offsets},
+        engine=engine, spark=spark,
+    )  # fmt: skip
+    return {f.name: train[f"{view.name}__{f.name}"].to_numpy() for f in view.features}
+
+
+def _compare(
+    report: ParityReport,
+    view: FeatureView,
+    points: Sequence[tuple[str, float]],
+    online: Sequence[dict[str, Any] | None],
+    offline: dict[str, Any],
 ) -> None:
     report.points += len(points)
     kept = [i for i, values in enumerate(online) if values is not None]
     report.skipped += len(points) - len(kept)
     if not kept:
         return
-    keys = np.array([points[i][0] for i in kept], dtype=object)
-    times = np.array([points[i][1] for i in kept], dtype=np.float64)
-    names = [f.name for f in view.features]
-    offline = view_features(view, names, log, keys, times, offsets)
     report.checked_points += len(kept)
     for f in view.features:
         column = offline[f.name]

@@ -243,31 +243,23 @@ class FeatureStore:
         SparkSession, default a local one), returning a pandas DataFrame, or with
         `as_spark=True` a Spark DataFrame (`entity_df` may then be one too).
         """
-        if engine not in ("local", "spark"):
-            raise RequestError(f"unknown engine {engine!r}: use 'local' or 'spark'")
+        from feature_service.offline.engines import check_engine, historical_frame
+
+        if check_engine(engine) != "spark" and as_spark:
+            raise RequestError("as_spark=True needs engine='spark'")
         try:
-            if engine == "spark":
+            if as_spark:
                 from feature_service.offline import spark_engine
 
-                session = spark or spark_engine.spark_session()
-                args = (self.registry, self.settings.offline_uri, entity_df, features)
-                if as_spark:
-                    return spark_engine.spark_historical_features(
-                        session, *args, feature_service, full_feature_names
-                    )
-                return spark_engine.spark_historical_frame(
-                    session, *args, feature_service, full_feature_names
-                )
-            from feature_service.offline.buckets import bucketed_historical_features
-
-            return bucketed_historical_features(
-                self.registry,
-                self.settings.offline_uri,
-                entity_df,
-                features,
-                feature_service,
-                full_feature_names,
-            )
+                return spark_engine.spark_historical_features(
+                    spark or spark_engine.spark_session(), self.registry,
+                    self.settings.offline_uri, entity_df, features, feature_service,
+                    full_feature_names,
+                )  # fmt: skip
+            return historical_frame(
+                self.registry, self.settings.offline_uri, entity_df, features,
+                feature_service, full_feature_names, engine=engine, spark=spark,
+            )  # fmt: skip
         except OSError as exc:
             raise StoreUnavailable(f"offline store unavailable: {exc}") from None
 

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from feature_service.cli.console import console, err_console
+from feature_service.cli.options import EngineOption, MasterOption, check_engine_options
 
 
 def parity(
@@ -16,14 +17,17 @@ def parity(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed, to repeat a sample.")] = None,
     show: Annotated[int, typer.Option(help="Mismatches to print.")] = 20,
+    engine: EngineOption = "local",
+    master: MasterOption = None,
 ) -> None:
     """Check online/offline parity: read sampled (entity, t) points from Redis with
     as_of=t and from the offline log, and report every value that differs.
 
-    Points outside online retention are skipped (counted, not failures). Exit code 1
-    when anything differs.
+    The offline values are a training set of the points, computed by --engine (as
+    `training-set --engine` computes one). Points outside online retention are skipped
+    (counted, not failures). Exit code 1 when anything differs.
 
-    Example: feature-service parity --sample 500 --view customer_txn
+    Example: feature-service parity --sample 500 --view customer_txn --engine spark
     """
     import asyncio
 
@@ -35,6 +39,7 @@ def parity(
     from feature_service.online.redis_client import connect
     from feature_service.parity import ParityReport, check_parity
 
+    check_engine_options(engine, master)
     settings = load_settings()
     registry = load_definitions(settings.definitions)
     for name in view or []:
@@ -45,19 +50,27 @@ def parity(
         raise ValueError("no Redis: set FS_REDIS_URL or start `feature-service up`")
     redis_url = settings.redis_url
 
-    async def run() -> ParityReport:
+    async def run(spark: object) -> ParityReport:
         redis = connect(redis_url, socket_connect_timeout=2.0, socket_timeout=10.0)
         try:
             return await check_parity(
-                registry, redis, EventLog(settings.offline_uri), sample, view or None, seed
-            )
+                registry, redis, EventLog(settings.offline_uri), sample, view or None, seed,
+                engine=engine, spark=spark,
+            )  # fmt: skip
         finally:
             await redis.aclose()
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err_console,
                   transient=True) as progress:  # fmt: skip
-        progress.add_task(f"checking {sample} points", total=None)
-        report = asyncio.run(run())
+        spark = None
+        if engine == "spark":
+            from feature_service.offline.spark_engine import spark_session
+
+            starting = progress.add_task("starting Spark", total=None)
+            spark = spark_session(master, "feature-service parity")
+            progress.remove_task(starting)
+        progress.add_task(f"checking {sample} points ({engine} engine)", total=None)
+        report = asyncio.run(run(spark))
     for mismatch in report.mismatches[:show]:
         console.print(f"[red]mismatch[/red] {mismatch}", highlight=False, soft_wrap=True)
     if len(report.mismatches) > show:
@@ -67,7 +80,7 @@ def parity(
     console.print(
         f"[{colour}]{len(report.mismatches)} mismatches[/{colour}] in {report.checked_values} "
         f"values at {report.checked_points} points; {report.skipped} points outside online "
-        f"retention skipped{still}",
+        f"retention skipped; offline by the {engine} engine{still}",
         highlight=False,
         soft_wrap=True,
     )

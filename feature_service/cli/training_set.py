@@ -8,7 +8,12 @@ from typing import Annotated
 import typer
 
 from feature_service.cli.console import console
-from feature_service.cli.options import DefinitionsOption
+from feature_service.cli.options import (
+    DefinitionsOption,
+    EngineOption,
+    MasterOption,
+    check_engine_options,
+)
 
 
 def read_table(path: Path) -> object:
@@ -47,22 +52,8 @@ def training_set(
         bool, typer.Option("--full-feature-names", help="Name columns view__feature.")
     ] = False,
     definitions: DefinitionsOption = None,
-    engine: Annotated[
-        str,
-        typer.Option(
-            "--engine",
-            help="local: buckets of entities, one process per core; spark: the same "
-            "buckets inside Apache Spark (needs the `spark` extra).",
-        ),
-    ] = "local",
-    master: Annotated[
-        str | None,
-        typer.Option(
-            "--master",
-            help="Spark master: local[N], spark://HOST:7077, yarn, k8s://..., or Spark "
-            "Connect sc://HOST:15002 (default local[*]).",
-        ),
-    ] = None,
+    engine: EngineOption = "local",
+    master: MasterOption = None,
     buckets: Annotated[
         int | None,
         typer.Option("--buckets", min=1, help="Buckets of entities (default: by log size)."),
@@ -85,8 +76,7 @@ def training_set(
     from feature_service.definitions import load_definitions
     from feature_service.offline.buckets import bucketed_historical_features
 
-    if engine not in ("local", "spark"):
-        raise ValueError(f"unknown engine {engine!r}: use local or spark")
+    check_engine_options(engine, master)
     settings = load_settings()
     registry = load_definitions(definitions or settings.definitions)
     refs = None if features is None else [f.strip() for f in features.split(",") if f.strip()]
