@@ -74,7 +74,7 @@ def training_set(
     from feature_service.cli.progress import progress_bar
     from feature_service.core.config import load_settings
     from feature_service.definitions import load_definitions
-    from feature_service.offline.buckets import bucketed_historical_features
+    from feature_service.offline.buckets import write_training_set
 
     check_engine_options(engine, master)
     settings = load_settings()
@@ -88,21 +88,23 @@ def training_set(
         return
     entity_df = read_table(entities)
     assert isinstance(entity_df, pd.DataFrame)
+    output.parent.mkdir(parents=True, exist_ok=True)
     with progress_bar("features") as advance:
-        out = bucketed_historical_features(
+        # written a slice of rows at a time: all the rows' features are never held at once
+        written = write_training_set(
             registry,
             settings.offline_uri,
             entity_df,
+            output,
             refs,
             feature_service,
             full_feature_names,
             progress=advance,
             buckets=buckets,
         )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    out.to_parquet(output, index=False)
-    n_features = len(out.columns) - len(entity_df.columns)
-    console.print(f"wrote {len(out)} rows x {n_features} features to {output}", highlight=False)
+    console.print(
+        f"wrote {len(entity_df)} rows x {len(written)} features to {output}", highlight=False
+    )
 
 
 def spark_training_set(

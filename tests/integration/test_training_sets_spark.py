@@ -76,6 +76,41 @@ def test_buckets_in_processes_give_the_whole_log_values_in_row_order(log) -> Non
     assert whole["count_1h"].sum() > 0
 
 
+@pytest.mark.parametrize("buckets", [1, 4])
+def test_training_set_command_writes_the_engines_frame_a_slice_of_rows_at_a_time(  # type: ignore[no-untyped-def]
+    log, tmp_path, monkeypatch, buckets
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from feature_service.cli.main import app
+    from feature_service.offline import buckets as bucketing
+
+    work, registry, rows = log
+    rows.to_parquet(tmp_path / "rows.parquet", index=False)
+    monkeypatch.setenv("FS_OFFLINE_URI", str(work / "offline"))
+    monkeypatch.setattr(bucketing, "ROWS_PER_SLICE", 700)  # 3000 rows: 5 slices
+    out = tmp_path / "train.parquet"
+    result = CliRunner().invoke(
+        app,
+        ["training-set", "--buckets", str(buckets), "-e", str(tmp_path / "rows.parquet"),
+         "-f", ",".join(FEATURES), "-o", str(out), "--definitions", str(work / "defs.yaml")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "3000 rows x 6 features" in result.output
+    frame = bucketed_historical_features(
+        registry, str(work / "offline"), pd.read_parquet(tmp_path / "rows.parquet"), FEATURES,
+        workers=2, buckets=buckets,
+    )  # fmt: skip
+    written = pq.read_table(out)
+    assert pq.ParquetFile(out).metadata.num_row_groups == 5
+    assert written.equals(pa.Table.from_pandas(frame, preserve_index=False))
+    assert written.schema.equals(
+        pa.Schema.from_pandas(frame, preserve_index=False), check_metadata=True
+    )
+
+
 def test_spark_gives_the_local_engines_values(log, spark) -> None:  # type: ignore[no-untyped-def]
     from feature_service.offline.spark_engine import (
         spark_historical_features,
