@@ -27,7 +27,9 @@ What it does:
    Feast's point-in-time join computes).
    `--engine local` (default) is the bucketed engine (`offline/buckets.py`: the whole
    log in one process up to 2M events, else buckets in one process per core), `whole`
-   the evaluator over the whole log in one process, `spark` the Spark engine
+   the evaluator over the whole log in one process, `local-file` the local engine
+   writing the training set to a file as the CLI does (a slice of rows at a time,
+   `buckets.write_training_set`; the time includes the write), `spark` the Spark engine
    (`--master`, default local[2]); `--buckets B` sets both bucketed engines' B. Peak
    memory is sampled (every 0.1 s) over the process and all its descendants (workers,
    Spark's JVM and Python workers): the peak of their sum, and the peak of the largest
@@ -310,12 +312,22 @@ def run_ours(
     elif engine == "whole":
         started = time.perf_counter()
         out = get_historical_features(registry, offline, entity_df, features)
+    elif engine == "local-file":
+        from feature_service.offline.buckets import write_training_set
+
+        started = time.perf_counter()
+        write_training_set(
+            registry, offline, entity_df, ours_path(work, view, engine), features,
+            buckets=buckets,
+        )  # fmt: skip
+        out = entity_df  # its rows are the file's
     else:
         started = time.perf_counter()
         out = bucketed_historical_features(registry, offline, entity_df, features, buckets=buckets)
     seconds = time.perf_counter() - started
     memory.stop()
-    out.to_parquet(ours_path(work, view, engine), index=False)
+    if engine != "local-file":
+        out.to_parquet(ours_path(work, view, engine), index=False)
     return {
         "seconds": seconds,
         "peak_rss_mb": memory.total_mb,
@@ -594,7 +606,7 @@ def main() -> None:
     parser.add_argument("--no-feast", action="store_true")
     parser.add_argument("--feast-python", help="Feast's interpreter (default: .venv-feast)")
     parser.add_argument("--record", action="store_true", help="append to RESULTS.md")
-    engines = ["local", "whole", "spark"]
+    engines = ["local", "local-file", "whole", "spark"]
     parser.add_argument("--engine", choices=engines, default="local")
     parser.add_argument("--master", default="local[2]", help="Spark master (--engine spark)")
     parser.add_argument(
