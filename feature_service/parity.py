@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 from redis.asyncio import Redis
 
 from feature_service.aggregation.registry import aggregation
@@ -122,7 +123,8 @@ def pick_points(
     rng: np.random.Generator,
 ) -> list[tuple[str, float]]:
     """`n` (entity, t) points from the committed events of `view` (fewer if none)."""
-    log_events = LogEvents.read(view, log, [view.entity.join_key])
+    key = view.entity.key
+    log_events = LogEvents.read(view, log, list(key.join_keys))
     table = log_events.table
     if table.num_rows == 0 or n <= 0:
         return []
@@ -130,14 +132,14 @@ def pick_points(
     if committed.size == 0:
         return []
     chosen = rng.choice(committed, size=n, replace=committed.size < n)
-    keys = table[view.entity.join_key].to_numpy(zero_copy_only=False)
     ts = log_events.ts
     reach = max(view.longest_window_s or 0, 3600)
     after = np.where(rng.random(n) < 0.3, 0.0, rng.uniform(0, reach, n))
     times = ts[chosen] + after
     if watermark is not None:
         times = np.minimum(times, watermark)
-    ids = view.entity.key.ids([keys[chosen]]).tolist()
+    where = pa.array(chosen)
+    ids = key.arrow_ids([table[c].take(where) for c in key.join_keys]).to_pylist()
     return [(k, float(t)) for k, t in zip(ids, times, strict=True)]
 
 

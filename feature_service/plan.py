@@ -13,8 +13,9 @@ check, so none of them can drift from the others.
   recompute from `_offset` and `_partition`.
 - `where`: the per-feature filter results of a batch as one ``(events, features)``
   boolean matrix, each distinct filter evaluated once.
-- Keys: a view takes an event when the event carries the view's join key, neither
-  null (None, NaN) nor the empty string (`key_present`, `ViewPlan.takes`). An event
+- Keys: a view takes an event when the event carries the view's join key (each of
+  them, for an entity with several), neither null (None, NaN) nor the empty string
+  (`keys.key_present`, `ViewPlan.takes`). An event
   without one view's key still counts in the other views of its source; each view
   counts the events it skipped (`skipped:<view>` in `fs:stats`). Only an event no view
   of its source can take is refused, to the dead-letter topic (`SourcePlan.parse`:
@@ -44,13 +45,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from feature_service.aggregation.state import StateLayout
 from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.events.parsing import ParsedBatch, Rejection, parse_records
+from feature_service.keys import key_present
+
+__all__ = ["SourcePlan", "ViewPlan", "event_seq", "key_present", "source_plan", "view_plan"]
 
 SEQ_PARTITION_SLOTS = 4096
 """Partitions a topic may have for `event_seq` to order its events uniquely."""
@@ -68,33 +69,6 @@ def event_seq(
     return seq + partitions
 
 
-def key_present(column: npt.NDArray[Any] | pa.ChunkedArray | pa.Array) -> npt.NDArray[np.bool_]:
-    """Which values of a join-key column name an entity: not null (None, NaN), not "".
-
-    The one rule of "has this event a key for the view", for parsed batches (numpy) and
-    the offline log (Arrow) alike.
-
-    >>> key_present(np.array(["c1", None, "", float("nan")], dtype=object)).tolist()
-    [True, False, False, False]
-    """
-    if isinstance(column, (pa.ChunkedArray, pa.Array)):
-        present = pc.is_valid(column)
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            present = pc.and_(present, pc.not_equal(column, "").fill_null(False))
-        elif pa.types.is_floating(column.type):
-            present = pc.and_(present, pc.invert(pc.is_nan(column)).fill_null(False))
-        return np.asarray(present.to_numpy(zero_copy_only=False), dtype=np.bool_)
-    values = np.asarray(column)
-    if values.dtype.kind == "O":
-        out: npt.NDArray[np.bool_] = ~pd.isna(values) & (values != "")
-        return np.asarray(out, dtype=np.bool_)
-    if values.dtype.kind == "f":
-        return np.asarray(~np.isnan(values), dtype=np.bool_)
-    if values.dtype.kind in "US":
-        return np.asarray(values != "", dtype=np.bool_)
-    return np.ones(values.shape, dtype=np.bool_)
-
-
 @dataclass(frozen=True, eq=False)
 class ViewPlan:
     """What a feature view compiles to; see the module docstring."""
@@ -104,7 +78,7 @@ class ViewPlan:
     where_columns: tuple[str, ...] = field(init=False)
     """Columns the view's `where` filters read."""
     needed_columns: tuple[str, ...] = field(init=False)
-    """Columns a fold of the view reads: its join key, aggregated columns and filters'."""
+    """Columns a fold of the view reads: its join keys, aggregated columns and filters'."""
 
     def __post_init__(self) -> None:
         view = self.view
@@ -112,15 +86,16 @@ class ViewPlan:
         kinds = {c: k for f in view.features if (c := f.column) and (k := all_kinds.get(c))}
         layout = StateLayout(list(view.features), kinds, retention_s=view.retention_s)
         where_columns = sorted({c for f in view.features if f.where for c in f.where.columns})
-        needed = {view.entity.join_key, *layout.columns, *where_columns}
+        needed = {*view.entity.join_keys, *layout.columns, *where_columns}
         object.__setattr__(self, "layout", layout)
         object.__setattr__(self, "where_columns", tuple(where_columns))
         object.__setattr__(self, "needed_columns", tuple(sorted(needed)))
 
     def takes(self, columns: Mapping[str, Any]) -> npt.NDArray[np.bool_]:
-        """Which events (given as `columns`, at least the join key) the view takes:
-        those whose join key is present (`key_present`)."""
-        return key_present(columns[self.view.entity.join_key])
+        """Which events (given as `columns`, at least the join keys) the view takes:
+        those whose join keys are all present (`key_present`)."""
+        key = self.view.entity.key
+        return key.present([columns[c] for c in key.join_keys])
 
     def late(
         self, ts: npt.NDArray[np.float64], watermark_before: npt.NDArray[np.float64]
@@ -193,7 +168,7 @@ class SourcePlan:
     @property
     def key_columns(self) -> tuple[str, ...]:
         """The distinct join keys of the views, in view order."""
-        return tuple(dict.fromkeys(v.entity.join_key for v in self.views))
+        return tuple(dict.fromkeys(c for v in self.views for c in v.entity.join_keys))
 
     def takers(self, columns: Mapping[str, Any]) -> npt.NDArray[np.bool_]:
         """The ``(events, views)`` matrix: whether each view takes each event."""
@@ -201,7 +176,8 @@ class SourcePlan:
         n = len(next(iter(present.values()))) if present else 0
         out = np.ones((n, len(self.views)), dtype=np.bool_)
         for i, view in enumerate(self.views):
-            out[:, i] = present[view.entity.join_key]
+            for c in view.entity.join_keys:
+                out[:, i] &= present[c]
         return out
 
     def parse(
@@ -224,10 +200,7 @@ class SourcePlan:
         batch = parse_records(self.source, records, written_at)
         if not self.views or not len(batch):
             return batch
-        present = {c: key_present(batch.columns[c]) for c in self.key_columns}
-        taken = np.zeros(len(batch), dtype=np.bool_)
-        for column in present.values():
-            taken |= column
+        taken = self.takers(batch.columns).any(axis=1)
         if taken.all():
             return batch
         values = dict(records)
@@ -248,6 +221,7 @@ class SourcePlan:
         missing = [
             f"key field {c!r} is {'empty' if batch.columns[c][i] == '' else 'null'}"
             for c in self.key_columns
+            if not key_present(batch.columns[c][i : i + 1])[0]
         ]
         return "no feature view can take the event: " + ", ".join(missing)
 

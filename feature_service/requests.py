@@ -117,8 +117,9 @@ def _listed(names: Iterable[str], most: int = 20) -> str:
 
 
 def join_keys(refs: Sequence[FeatureRef]) -> list[str]:
-    """The entity keys the features need, in order of first use."""
-    return list(dict.fromkeys(r.view.entity.join_key for ref in refs for r in ref.reads))
+    """The entity key columns the features need, in order of first use (each join key
+    of a composite key, in its order)."""
+    return list(dict.fromkeys(c for ref in refs for r in ref.reads for c in r.view.entity.join_keys))
 
 
 def check_query_time(t: float, what: str) -> float:
@@ -171,7 +172,7 @@ def entity_rows(
     for key in join_keys(refs):
         if key not in entities:
             views = sorted(
-                {r.view.name for ref in refs for r in ref.reads if r.view.entity.join_key == key}
+                {r.view.name for ref in refs for r in ref.reads if key in r.view.entity.join_keys}
             )
             raise RequestError(f"feature view {views[0]!r} needs entity key {key!r}")
         for value in entities[key]:
@@ -184,8 +185,9 @@ def entity_rows(
 
 def _is_id(value: Any) -> bool:
     """A join-key value a lookup takes: a string, an integer, or a float that is one
-    (JSON's 5.0, up to 2**53: `key_values` makes it the integer)."""
-    if isinstance(value, str):
+    (JSON's 5.0, up to 2**53: `key_values` makes it the integer); or null, a row that
+    names no entity (NOT_FOUND)."""
+    if value is None or isinstance(value, str):
         return True
     if isinstance(value, bool):
         return False

@@ -117,8 +117,8 @@ EntityValue = Annotated[
                 {"type": "null"},
             ],
             "description": "A join-key id (a string, or an integer in the int64 range; "
-            'ids are matched as text, so 12 and "12" are the same id), or the value of a '
-            "request field.",
+            'ids are matched as text, so 12 and "12" are the same id; null or "": a row '
+            "naming no entity, NOT_FOUND), or the value of a request field.",
         },
         mode="validation",
     ),

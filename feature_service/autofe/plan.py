@@ -260,7 +260,7 @@ def _choose_names(
     entity_names: dict[str, str] = {}
     new_entities = []
     for column in profile.entities:
-        existing = next((e for e in registry.entities.values() if e.join_key == column), None)
+        existing = next((e for e in registry.entities.values() if e.join_keys == (column,)), None)
         if existing is not None:
             entity_names[column] = existing.name
             continue

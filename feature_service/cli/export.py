@@ -12,7 +12,9 @@ our definitions:
   environment variable when `--api-key-env` is given;
 - `features.py`: Feast's own Python definitions (entities, feature views with typed
   fields, feature services), which `feast apply` turns into the registry. Plain
-  Python, readable and diffable; regenerate it when the definitions change.
+  Python, readable and diffable; regenerate it when the definitions change. Feast
+  gives an entity one join key, so a view of a composite key (`join_keys: [customer_id,
+  merchant_id]`) lists one Feast entity per column, as Feast models such a view.
 
 The sources in `features.py` are placeholders: feature-service computes the features
 from Kafka and serves them, so Feast's materialisation, offline store and push do
@@ -21,6 +23,7 @@ not apply (README "Feast compatibility").
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -59,34 +62,80 @@ def _feature_tags(feature: Feature) -> dict[str, str]:
 
 
 def _check_exportable(registry: Registry) -> None:
-    key_types: dict[str, tuple[str, str]] = {}
+    key_types: dict[str, tuple[str, str]] = {}  # join key column -> (type, source)
     for view in registry.feature_views.values():
-        key = view.entity.join_key
-        kind = view.source.schema[key]
-        if kind not in _JOIN_KEY_TYPES:
-            raise ValueError(
-                f"feature view {view.name!r} joins on {key!r} of type {kind}; lookups (and "
-                "so Feast's client) take string or int join keys only"
+        for key in view.entity.join_keys:
+            kind = view.source.schema[key]
+            if kind not in _JOIN_KEY_TYPES:
+                raise ValueError(
+                    f"feature view {view.name!r} joins on {key!r} of type {kind}; lookups "
+                    "(and so Feast's client) take string or int join keys only"
+                )
+            first = key_types.setdefault(key, (kind, view.source.name))
+            if first[0] != kind:
+                raise ValueError(
+                    f"join key {key!r} is of type {first[0]} in source {first[1]!r} but {kind} "
+                    f"in {view.source.name!r}; Feast gives an entity one type"
+                )
+
+
+@dataclass(frozen=True)
+class _FeastEntity:
+    """One Feast entity: Feast gives an entity one join key, so an entity of ours with
+    several (a composite key) is a view over several Feast entities, one per column."""
+
+    name: str
+    join_key: str
+    value_type: str
+    description: str
+
+    @property
+    def variable(self) -> str:
+        return f"entity_{self.name}"
+
+
+def _feast_entities(registry: Registry) -> dict[str, _FeastEntity]:
+    """Join key column -> the Feast entity of it: our entity of that one key where there
+    is one (`customer` for `customer_id`), else one named `<entity>_<column>` after the
+    first composite entity using the column."""
+    views = list(registry.feature_views.values())
+    kind_of = {k: v.source.schema[k] for v in views for k in v.entity.join_keys}
+    used = {k for v in views for k in v.entity.join_keys}
+    out: dict[str, _FeastEntity] = {}
+    for entity in registry.entities.values():  # single keys first: they keep their names
+        (key, *more) = entity.join_keys
+        if not more and key in used and key not in out:
+            out[key] = _FeastEntity(
+                entity.name, key, _JOIN_KEY_TYPES[kind_of[key]], entity.description
             )
-        first = key_types.setdefault(view.entity.name, (kind, view.source.name))
-        if first[0] != kind:
-            raise ValueError(
-                f"entity {view.entity.name!r} joins on {key!r}, of type {first[0]} in source "
-                f"{first[1]!r} but {kind} in {view.source.name!r}; Feast gives an entity one "
-                "type"
-            )
+    names = {e.name for e in out.values()} | set(registry.entities)
+    for view in views:
+        for key in view.entity.join_keys:
+            if key not in out:
+                name = f"{view.entity.name}_{key}"
+                while name in names:
+                    name += "_"
+                names.add(name)
+                out[key] = _FeastEntity(
+                    name,
+                    key,
+                    _JOIN_KEY_TYPES[kind_of[key]],
+                    f"{key}, a join key of {view.entity.name} "
+                    f"({view.entity.keys_text}). {view.entity.description}".strip(),
+                )
+    return out
 
 
 def render_features_py(registry: Registry, definitions: str) -> str:
     """Feast definitions of every entity, view and feature service, as Python source."""
     _check_exportable(registry)
-    used = {v.entity.name for v in registry.feature_views.values()}
+    entities = _feast_entities(registry)
     sources = {v.source.name: v.source for v in registry.feature_views.values()}
     views = list(registry.feature_views.values())
     dtypes = sorted(
         {feast_dtype(v, f) for v in views for f in v.features}
         | {VALUE_TYPES[d.kind].feast for v in views for d in v.derived}
-        | {VALUE_TYPES[v.source.schema[v.entity.join_key]].feast for v in views}
+        | {VALUE_TYPES[v.source.schema[k]].feast for v in views for k in v.entity.join_keys}
     )
     out = [
         f'"""Feast definitions of the features feature-service {__version__} serves.',
@@ -105,16 +154,12 @@ def render_features_py(registry: Registry, definitions: str) -> str:
         f"from feast.types import {', '.join(dtypes)}",
         "",
     ]
-    for entity in registry.entities.values():
-        if entity.name not in used:
-            continue
-        view = next(v for v in registry.feature_views.values() if v.entity.name == entity.name)
-        value_type = _JOIN_KEY_TYPES[view.source.schema[entity.join_key]]
+    for entity in entities.values():
         out += [
-            f"entity_{entity.name} = Entity(",
+            f"{entity.variable} = Entity(",
             f"    name={entity.name!r},",
             f"    join_keys=[{entity.join_key!r}],",
-            f"    value_type=ValueType.{value_type},",
+            f"    value_type=ValueType.{entity.value_type},",
             f"    description={entity.description!r},",
             ")",
             "",
@@ -131,15 +176,18 @@ def render_features_py(registry: Registry, definitions: str) -> str:
             "",
         ]
     for view in registry.feature_views.values():
-        key = view.entity.join_key
+        keys = view.entity.join_keys
         ttl = f"timedelta(seconds={view.ttl_s})" if view.ttl_s else "timedelta(0)"
         out += [
             f"view_{view.name} = FeatureView(",
             f"    name={view.name!r},",
-            f"    entities=[entity_{view.entity.name}],",
+            f"    entities=[{', '.join(entities[k].variable for k in keys)}],",
             f"    ttl={ttl},",
             "    schema=[",
-            f"        Field(name={key!r}, dtype={VALUE_TYPES[view.source.schema[key]].feast}),",
+            *(
+                f"        Field(name={k!r}, dtype={VALUE_TYPES[view.source.schema[k]].feast}),"
+                for k in keys
+            ),
         ]
         for feature in view.features:
             out += [

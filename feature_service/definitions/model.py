@@ -34,11 +34,26 @@ class _Strict(BaseModel):
 
 
 class EntityDef(_Strict):
-    """A thing features describe, identified by one join key column."""
+    """A thing features describe, identified by one join key column (`join_key`) or by
+    the tuple of several (`join_keys: [customer_id, merchant_id]`, a composite key)."""
 
     name: Identifier
-    join_key: Identifier
+    join_key: Identifier | None = None
+    join_keys: list[Identifier] | None = Field(default=None, min_length=1, max_length=8)
     description: str = ""
+
+    @model_validator(mode="after")
+    def _one_way_to_key(self) -> EntityDef:
+        if (self.join_key is None) == (self.join_keys is None):
+            raise ValueError("give exactly one of `join_key` or `join_keys`")
+        if self.join_keys is not None and len(set(self.join_keys)) < len(self.join_keys):
+            raise ValueError(f"`join_keys` names a column twice: {self.join_keys}")
+        return self
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The join key columns, in order."""
+        return (self.join_key,) if self.join_key is not None else tuple(self.join_keys or ())
 
 
 class SchemaRegistryDef(_Strict):

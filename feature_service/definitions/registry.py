@@ -63,14 +63,22 @@ class DefinitionError(ValueError):
 
 @dataclass(frozen=True)
 class Entity:
+    """What a view's features describe, named by the values of its join key columns
+    (several for a composite key, in order)."""
+
     name: str
-    join_key: str
+    join_keys: tuple[str, ...]
     description: str = ""
 
     @property
     def key(self) -> EntityKey:
         """How its join-key values become its id (`feature_service.keys`)."""
-        return EntityKey((self.join_key,))
+        return EntityKey(self.join_keys)
+
+    @property
+    def keys_text(self) -> str:
+        """The join keys for a message: `customer_id`, `customer_id, merchant_id`."""
+        return ", ".join(self.join_keys)
 
 
 @dataclass(frozen=True)
@@ -259,7 +267,7 @@ def build_registry(files: Iterable[tuple[str, DefinitionsFile]]) -> Registry:
     for file, parsed in files:
         for i, e in enumerate(parsed.entities):
             if claim("entity", e.name, file, f"entities[{i}].name"):
-                registry.entities[e.name] = Entity(e.name, e.join_key, e.description)
+                registry.entities[e.name] = Entity(e.name, e.keys, e.description)
 
     source_defs: dict[str, tuple[str, int, SourceDef]] = {}
     for file, parsed in files:
@@ -337,7 +345,7 @@ def _resolve_source(
         for _, _, v in view_defs:
             entity = registry.entities.get(v.entity)
             if v.source == s.name and entity is not None:
-                key = entity.join_key
+                key = entity.join_keys[0]  # the topic is keyed by one column
                 break
     if key is not None and key not in schema:
         issues.append(
@@ -356,9 +364,10 @@ def _resolve_source(
     join_keys = [key] if key is not None else []
     for _, _, v in view_defs:
         entity = registry.entities.get(v.entity)
-        column = entity.join_key if entity is not None and v.source == s.name else None
-        if column is not None and column in schema and column not in join_keys:
-            join_keys.append(column)
+        columns = entity.join_keys if entity is not None and v.source == s.name else ()
+        for column in columns:
+            if column in schema and column not in join_keys:
+                join_keys.append(column)
     return Source(
         name=s.name,
         topic=s.topic,
@@ -462,15 +471,16 @@ def _resolve_view(
         )
     if source is None or entity is None:
         return None
-    if entity.join_key not in source.schema:
-        issues.append(
-            DefinitionIssue(
-                file,
-                f"{path}.entity",
-                f"entity {entity.name!r} joins on {entity.join_key!r}, "
-                f"which source {source.name!r} does not have",
+    for key in entity.join_keys:
+        if key not in source.schema:
+            issues.append(
+                DefinitionIssue(
+                    file,
+                    f"{path}.entity",
+                    f"entity {entity.name!r} joins on {key!r}, "
+                    f"which source {source.name!r} does not have",
+                )
             )
-        )
     features: list[Feature] = []
     seen: dict[str, str] = {}
     expressions: dict[str, tuple[str, FeatureDef]] = {}

@@ -9,15 +9,15 @@ the same per-bucket function (`evaluate_bucket`), so they give the same values.
 
 The local engine (`bucketed_historical_features`), one process per core:
 
-1. Plan: the features asked, grouped by (entity join key, source): one bucketing per
+1. Plan: the features asked, grouped by (entity join keys, source): one bucketing per
    entity, one event table per source. A dry run of the evaluator over no rows and no
    events checks the request (the same errors as the evaluator) and records the
    columns it reads of each source, so only those are spilled.
 2. Spill: the log is read file by file (never whole), each file's events hashed by
-   their entity id (`keys.arrow_key_texts`: ints and strings hash as the online keys
-   name them) and appended to that bucket's Arrow IPC file (uncompressed: written and
-   mapped back at memory speed, read by the evaluator through `TableLog`); the workers
-   split the files.
+   their entity id (`keys.EntityKey.arrow_ids`: ints and strings hash as the online
+   keys name them, a composite key by its tuple's id) and appended to that bucket's
+   Arrow IPC file (uncompressed: written and mapped back at memory speed, read by the
+   evaluator through `TableLog`); the workers split the files.
 3. Evaluate: each bucket's events and rows are evaluated in a worker and its values
    written as it completes (a row group per `ROWS_PER_SLICE` rows of `entity_df`).
 4. The values are put back in `entity_df`'s row order, as a frame
@@ -33,10 +33,12 @@ Buckets (`choose_buckets`): enough that one bucket's events take about
 worker so a slow bucket does not leave a core idle. One entity is never split: an
 entity with a tenth of the log is a tenth of the log in one bucket.
 
->>> key_buckets(pa.array(["c1", "c2", None, "c1"]), 8).tolist()
+>>> key_buckets([pa.array(["c1", "c2", None, "c1"])], 8).tolist()
 [1, 6, -1, 1]
->>> key_buckets(pa.array([42]), 8).tolist() == key_buckets(pa.array(["42"]), 8).tolist()
+>>> key_buckets([pa.array([42])], 8).tolist() == key_buckets([pa.array(["42"])], 8).tolist()
 True
+>>> key_buckets([pa.array(["c1"]), pa.array([7])], 8).tolist()  # a composite key
+[7]
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ import pyarrow.parquet as pq
 
 from feature_service.definitions import Registry, Source
 from feature_service.derived import needs, service_values
-from feature_service.keys import arrow_key_texts, key_texts
+from feature_service.keys import EntityKey
 from feature_service.offline.event_log import (
     READ_FAILURES,
     EventLog,
@@ -116,17 +118,21 @@ def text_buckets(texts: pa.Array | pa.ChunkedArray, buckets: int) -> npt.NDArray
     return out
 
 
-def key_buckets(column: pa.Array | pa.ChunkedArray, buckets: int) -> npt.NDArray[np.int32]:
-    """The bucket of each join-key value of an Arrow column (its canonical id's)."""
-    return text_buckets(arrow_key_texts(column), buckets)
+def key_buckets(
+    columns: Sequence[pa.Array | pa.ChunkedArray], buckets: int
+) -> npt.NDArray[np.int32]:
+    """The bucket of each event by its join-key columns (Arrow, in `join_keys` order):
+    its canonical id's (`keys.EntityKey.arrow_ids`), -1 without one."""
+    key = EntityKey(tuple(str(i) for i in range(len(columns))))
+    return text_buckets(key.arrow_ids(columns), buckets)
 
 
-def row_buckets(keys: pd.Series, buckets: int) -> npt.NDArray[np.int32]:
-    """The bucket of each entity row's join-key value (any dtype; null: -1)."""
-    null = keys.isna().to_numpy()
-    texts = key_texts(keys.to_numpy())
-    texts[null] = None
-    return text_buckets(pa.array(texts, type=pa.string()), buckets)
+def row_buckets(keys: Sequence[pd.Series], buckets: int) -> npt.NDArray[np.int32]:
+    """The bucket of each entity row by its join-key columns (any dtype; a key null or
+    empty: -1)."""
+    key = EntityKey(tuple(str(i) for i in range(len(keys))))
+    ids = key.row_ids([k.to_numpy() for k in keys])
+    return text_buckets(pa.array(ids, type=pa.string()), buckets)
 
 
 def choose_buckets(events: int, workers: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int:
@@ -191,10 +197,10 @@ class TableLog(EventLog):
 
 @dataclass(frozen=True)
 class BucketGroup:
-    """The features of one (entity, source): their rows are bucketed by `join_key` and
+    """The features of one (entity, source): their rows are bucketed by `join_keys` and
     evaluated over the events of `source` alone, reading its `columns`."""
 
-    join_key: str
+    join_keys: tuple[str, ...]
     source: str
     features: tuple[str, ...]  # view:feature
     outputs: tuple[str, ...]  # their column names in the training set
@@ -231,21 +237,21 @@ def plan_buckets(
         registry, probe, entity_df.iloc[:0], [f"{r.view.name}:{r.feature}" for r in refs],
         None, full_feature_names,
     )  # fmt: skip
-    by_group: dict[tuple[str, str], list[Any]] = {}
+    by_group: dict[tuple[tuple[str, ...], str], list[Any]] = {}
     for ref in refs:
-        by_group.setdefault((ref.view.entity.join_key, ref.view.source.name), []).append(ref)
+        by_group.setdefault((ref.view.entity.join_keys, ref.view.source.name), []).append(ref)
     groups = []
-    for (join_key, source), members in by_group.items():
-        columns = [*probe.scanned.get(source, []), join_key, *META_COLUMNS]
+    for (join_keys, source), members in by_group.items():
+        columns = [*probe.scanned.get(source, []), *join_keys, *META_COLUMNS]
         fields = {f for r in members for f in needs(r.view, [r.feature]).request_fields}
         groups.append(
             BucketGroup(
-                join_key,
+                join_keys,
                 source,
                 tuple(f"{r.view.name}:{r.feature}" for r in members),
                 tuple(r.output_name for r in members),
                 tuple(dict.fromkeys(columns)),
-                tuple(sorted(fields - {join_key, TIMESTAMP_COLUMN})),
+                tuple(sorted(fields - {*join_keys, TIMESTAMP_COLUMN})),
             )
         )
     return BucketPlan(groups, full_feature_names, [r.output_name for r in refs])
@@ -293,7 +299,7 @@ def _spill_files(
     source: Source,
     paths: Sequence[str],
     columns: Sequence[str],
-    join_key: str,
+    join_keys: Sequence[str],
     buckets: int,
     spill: _Spill,
     group: int,
@@ -313,7 +319,7 @@ def _spill_files(
                     table = pq.read_table(data, columns=wanted, schema=schema)
             except READ_FAILURES as exc:
                 return path, failure_reason(exc)
-            bucket = key_buckets(table[join_key], buckets)
+            bucket = key_buckets([table[c] for c in join_keys], buckets)
             order = np.argsort(bucket, kind="stable")
             sorted_buckets = bucket[order]
             table = table.take(pa.array(order))
@@ -605,7 +611,7 @@ class _BucketRun:
                     source,
                     paths[w::n_workers],
                     group.columns,
-                    group.join_key,
+                    group.join_keys,
                     b,
                     spill,
                     g,
@@ -670,20 +676,20 @@ def _with_service_expressions(
 
 
 def _write_rows(entity_df: pd.DataFrame, group: BucketGroup, g: int, b: int, spill: _Spill) -> None:
-    """The rows the evaluator needs of each bucket: position, join key, timestamp, and
+    """The rows the evaluator needs of each bucket: position, join keys, timestamp, and
     the request fields derived features read."""
     rows = pa.Table.from_pandas(
         pd.DataFrame(
             {
                 ROW_COLUMN: np.arange(len(entity_df), dtype=np.int64),
-                group.join_key: entity_df[group.join_key].to_numpy(),
+                **{key: entity_df[key].to_numpy() for key in group.join_keys},
                 TIMESTAMP_COLUMN: entity_df[TIMESTAMP_COLUMN].reset_index(drop=True),
                 **{f: entity_df[f].to_numpy() for f in group.request_fields},
             }
         ),
         preserve_index=False,
     )  # converted once, then cut by bucket
-    bucket = row_buckets(entity_df[group.join_key], b)
+    bucket = row_buckets([entity_df[key] for key in group.join_keys], b)
     bucket[bucket < 0] = 0  # a row without a key gets the values of no events anywhere
     order = np.argsort(bucket, kind="stable")
     bounds = np.searchsorted(bucket[order], np.arange(b + 1))

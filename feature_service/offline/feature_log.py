@@ -6,7 +6,7 @@ of each event of its source in the offline log, with the training-set engine
 `<offline>/features/view=<view>/features.parquet` (atomically: a temporary file, then a
 rename, so readers never see half a table and a rerun replaces it).
 
-Columns: the view's join key, `event_timestamp` (the event's time), `_partition` and
+Columns: the view's join keys, `event_timestamp` (the event's time), `_partition` and
 `_offset` (which event it was), `_late` (true when the event was late for this view: it
 is kept here but, as online, counts in no feature), then one column per feature.
 
@@ -49,15 +49,15 @@ def feature_log(
     registry: Registry, log: EventLog, view: FeatureView, progress: ProgressFn | None = None
 ) -> pd.DataFrame:
     """Every event of the view's source with every feature of the view as of that event."""
-    key = view.entity.join_key
-    events = log.scan(view.source, [key, "event_ts", "_partition", "_offset", "_watermark"])
+    keys = list(view.entity.join_keys)
+    events = log.scan(view.source, [*keys, "event_ts", "_partition", "_offset", "_watermark"])
     frame = events.to_pandas()
     order = np.lexsort((frame["_offset"].to_numpy(), frame["_partition"].to_numpy()))
     frame = frame.iloc[order].reset_index(drop=True)
     late = view_plan(view).late(frame["event_ts"].to_numpy(), frame["_watermark"].to_numpy())
     entity_df = pd.DataFrame(
         {
-            key: frame[key],
+            **{key: frame[key] for key in keys},
             TIMESTAMP_COLUMN: frame["event_ts"],
             "_partition": frame["_partition"],
             "_offset": frame["_offset"],

@@ -49,7 +49,7 @@ from feature_service.aggregation.window_events import EventIndex, WindowDriver, 
 from feature_service.definitions import Feature, FeatureView, Registry
 from feature_service.derived import derive, needs, request_column, service_values
 from feature_service.events.parsing import column_from_arrow
-from feature_service.keys import arrow_key_texts, key_texts
+from feature_service.keys import key_texts
 from feature_service.offline.event_log import EventLog
 from feature_service.offline.log_events import LogEvents
 from feature_service.plan import view_plan
@@ -77,7 +77,8 @@ def get_historical_features(
 ) -> pd.DataFrame:
     """`entity_df` with each requested feature evaluated at each row's `event_timestamp`.
 
-    `entity_df` needs the join key of every view asked for and `event_timestamp`
+    `entity_df` needs the join keys of every view asked for (each column of a composite
+    key) and `event_timestamp`
     (datetime, epoch seconds or ISO-8601 strings; naive means UTC). `max_offsets`
     (source name -> partition -> offset) restricts the log to events below those
     offsets, e.g. to what online state has committed (`feature_service.parity`); a partition
@@ -91,11 +92,11 @@ def get_historical_features(
         raise RequestError(f"entity_df has no {TIMESTAMP_COLUMN!r} column")
     reads = [r for ref in refs for r in ref.reads]  # a service's expression: its inputs
     for ref in reads:
-        if ref.view.entity.join_key not in entity_df.columns:
-            raise RequestError(
-                f"feature view {ref.view.name!r} needs entity key "
-                f"{ref.view.entity.join_key!r} in entity_df"
-            )
+        for key in ref.view.entity.join_keys:
+            if key not in entity_df.columns:
+                raise RequestError(
+                    f"feature view {ref.view.name!r} needs entity key {key!r} in entity_df"
+                )
     service_request = service_request_columns(refs, entity_df)
     names = [ref.output_name for ref in refs]
     clashes = sorted(set(names) & set(entity_df.columns))
@@ -119,7 +120,8 @@ def get_historical_features(
                     "column of entity_df"
                 )
     for view, wanted in by_view.values():
-        keys = entity_df[view.entity.join_key].to_numpy()
+        # a row with a join key null or empty names no entity: the values of no events
+        keys = view.entity.key.row_ids([entity_df[c].to_numpy() for c in view.entity.join_keys])
         limits = None if max_offsets is None else max_offsets.get(view.source.name, {})
         plan = plans[view.name]
 
@@ -206,7 +208,8 @@ def view_features(
     max_offsets: Mapping[int, int] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Features `wanted` of `view` for entity `keys` at times `t` (arrays, row order)."""
+    """Features `wanted` of `view` for entity ids `keys` (`keys.EntityKey`; None: no
+    entity) at times `t` (arrays, row order)."""
     feats = [view.feature(name) for name in wanted]
     events = load_view_events(view, feats, log, max_offsets)
     return features_at(view, feats, events, keys, t, progress)
@@ -220,7 +223,8 @@ def features_at(
     t: Float,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Features `feats` of `view` for entity `keys` at times `t` (arrays, row order),
+    """Features `feats` of `view` for entity ids `keys` (None: no entity) at times `t`
+    (arrays, row order),
     over `events`: those of some entities (`load_view_events`, or a bucket of them);
     a row whose entity has no event there gets the value of no events."""
     order, driver = _locate(events, keys, t)
@@ -248,8 +252,8 @@ def load_view_events(
     """The events of `view` the features `feats` read, from the offline log (below
     `max_offsets` where given): late ones and those without the view's key left out."""
     source = view.source
-    key_col = view.entity.join_key
-    needed = {key_col}
+    key_cols = view.entity.join_keys
+    needed = set(key_cols)
     for f in feats:
         if f.column is not None:
             needed.add(f.column)
@@ -259,7 +263,10 @@ def load_view_events(
     table = log_events.table
     keep = log_events.taken(view) & ~log_events.late(view) & log_events.below(max_offsets)
     kept = np.flatnonzero(keep)
-    codes, uniques = _entity_codes(table[key_col].take(pa.array(kept)))
+    where = pa.array(kept)
+    codes, uniques = _entity_codes(
+        view.entity.key.arrow_ids([table[c].take(where) for c in key_cols])
+    )
     ts, seq = log_events.ts[kept], log_events.seq(kept)
     # one sort by (ts, seq) gives the ranks of the times; a stable (radix, for int16
     # codes) sort by entity on top of it gives the (entity, ts, seq) order
@@ -279,7 +286,7 @@ def load_view_events(
     columns = {
         c: column_from_arrow(table[c].take(taken), source.column_kinds[c])
         for c in sorted(needed)
-        if c != key_col or c in _value_columns(feats)
+        if c not in key_cols or c in _value_columns(feats)
     }
     index = EventIndex(code * (times.size + 1) + rank, times)
     return ViewEvents(code, ts, seq, columns, index, pd.Index(uniques))
@@ -293,10 +300,14 @@ def _value_columns(feats: Sequence[Feature]) -> set[str]:
     return cols
 
 
-def _entity_codes(column: pa.ChunkedArray) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
-    """Integer codes of entity ids (`keys.arrow_key_texts`, as online keys them) and
+def _entity_codes(
+    ids: pa.Array | pa.ChunkedArray,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
+    """Integer codes of entity ids (`keys.EntityKey.arrow_ids`, as online keys them) and
     the ids. Dictionary-encoded in Arrow (C), so no Python string per event."""
-    encoded = arrow_key_texts(column).dictionary_encode().combine_chunks()
+    encoded = ids.dictionary_encode()
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
     codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
     uniques = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
     return codes, uniques
@@ -310,8 +321,9 @@ def _locate(
     uniques = events.entities
     series = pd.Series(keys, dtype=object)
     null = series.isna().to_numpy()
-    code = np.asarray(uniques.get_indexer(key_texts(series.to_numpy())), dtype=np.int64)
-    code[null] = -1
+    code = np.full(len(series), -1, dtype=np.int64)
+    if not null.all():
+        code[~null] = uniques.get_indexer(key_texts(series.to_numpy()[~null]))
     order = np.lexsort((t, code))
     return order, WindowDriver(events.index, code[order], t[order])
 

@@ -180,13 +180,13 @@ def spark_feature_values(
         )
         b = buckets or max(choose_buckets(_estimated_events(events), parallelism), parallelism)
         keyed_events = events.mapInArrow(
-            _add_buckets(group.join_key, b, event_schema),
+            _add_buckets(group.join_keys, b, event_schema),
             from_arrow_schema(event_schema.append(pa.field(BUCKET_COLUMN, pa.int32()))),
         )
-        row_columns = [ROW_COLUMN, group.join_key, TIMESTAMP_COLUMN, *group.request_fields]
+        row_columns = [ROW_COLUMN, *group.join_keys, TIMESTAMP_COLUMN, *group.request_fields]
         row_schema = to_arrow_schema(rows.select(*row_columns).schema, timezone="UTC")
         keyed_rows = rows.select(*row_columns).mapInArrow(
-            _add_buckets(group.join_key, b, row_schema, rows=True),
+            _add_buckets(group.join_keys, b, row_schema, rows=True),
             from_arrow_schema(row_schema.append(pa.field(BUCKET_COLUMN, pa.int32()))),
         )
         out_schema = pa.schema(
@@ -246,13 +246,15 @@ def _estimated_events(events: DataFrame) -> int:
     return int(events.select().count())
 
 
-def _add_buckets(join_key: str, buckets: int, schema: pa.Schema, rows: bool = False) -> Any:
+def _add_buckets(
+    join_keys: Sequence[str], buckets: int, schema: pa.Schema, rows: bool = False
+) -> Any:
     """The step adding each record's bucket (rows without a key go to bucket 0: they
     get the values of no events wherever they are; events without one are dropped)."""
 
     def add(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            bucket = key_buckets(batch.column(join_key), buckets)
+            bucket = key_buckets([batch.column(c) for c in join_keys], buckets)
             if rows:
                 bucket[bucket < 0] = 0
                 yield batch.append_column(BUCKET_COLUMN, pa.array(bucket))

@@ -9,6 +9,8 @@ training sets' window code). Values are computed at request time, so windows dec
 Statuses follow Feast: `PRESENT`, `NULL_VALUE` (the feature has no value at `t`, e.g.
 the mean of an empty window), `NOT_FOUND` (no state for the entity), and
 `OUTSIDE_MAX_AGE` (the entity's newest event is older than the view's ttl at `t`).
+A row with a join key null or empty (any of them, for a composite key) names no
+entity: `NOT_FOUND`, never a match.
 An entity never seen has the values of no events (`Aggregation.empty_value`: 0 for
 `count` and `count_distinct`, null for the rest), which training sets give it too, so a
 model is served what it was trained on; its status still says `NOT_FOUND`.
@@ -39,6 +41,10 @@ from feature_service.aggregation.state import (
 from feature_service.definitions import FeatureView
 from feature_service.online.redis_layout import entity_key, read_states, stale_keys, view_layout
 from feature_service.online.view_layouts import StaleStateError
+
+EntityIds = Sequence[str | None]
+"""Entity ids of a lookup (`keys.EntityKey.id_list`); None: a row whose join key is null
+or empty names no entity, so it is NOT_FOUND without a read."""
 
 PRESENT = "PRESENT"
 NULL_VALUE = "NULL_VALUE"
@@ -76,7 +82,7 @@ class ViewColumns:
 
 async def read_columns(
     redis: Redis,
-    requests: Sequence[tuple[FeatureView, Sequence[str]]],
+    requests: Sequence[tuple[FeatureView, EntityIds]],
     t: float,
     only: Mapping[str, frozenset[str]] | None = None,
 ) -> list[ViewColumns]:
@@ -100,13 +106,18 @@ async def read_columns(
 
 
 async def _read_blobs(
-    redis: Redis, requests: Sequence[tuple[FeatureView, Sequence[str]]]
+    redis: Redis, requests: Sequence[tuple[FeatureView, EntityIds]]
 ) -> list[bytes | None]:
     """The stored state of every (view, entity) of `requests`, end to end; a
     `StaleStateError` naming the view when one is a hash of engine v1."""
     keys = [key for view, entities in requests for key in _keys(view, entities)]
-    blobs = await read_states(redis, keys)
-    absent = [key for key, blob in zip(keys, blobs, strict=True) if blob is None]
+    named = [key for key in keys if key is not None]
+    if len(named) == len(keys):
+        blobs = await read_states(redis, named)
+    else:  # rows without an entity are not read: NOT_FOUND
+        found = iter(await read_states(redis, named) if named else [])
+        blobs = [None if key is None else next(found) for key in keys]
+    absent = [key for key, blob in zip(keys, blobs, strict=True) if blob is None and key]
     stale = await stale_keys(redis, absent)
     if stale:  # not a string: a hash of engine v1
         view_of = {key: view.name for view, entities in requests for key in _keys(view, entities)}
@@ -114,13 +125,13 @@ async def _read_blobs(
     return blobs
 
 
-def _keys(view: FeatureView, entities: Sequence[str]) -> list[str]:
-    return [entity_key(view.name, entity) for entity in entities]
+def _keys(view: FeatureView, entities: EntityIds) -> list[str | None]:
+    return [None if entity is None else entity_key(view.name, entity) for entity in entities]
 
 
 async def read_views(
     redis: Redis,
-    requests: Sequence[tuple[FeatureView, Sequence[str]]],
+    requests: Sequence[tuple[FeatureView, EntityIds]],
     t: float,
     only: Mapping[str, frozenset[str]] | None = None,
 ) -> list[list[dict[str, FeatureValue]]]:
@@ -212,7 +223,7 @@ def _not_found_values(
 
 @dataclass
 class _Ask:
-    requests: Sequence[tuple[FeatureView, Sequence[str]]]
+    requests: Sequence[tuple[FeatureView, EntityIds]]
     t: float
     only: Mapping[str, frozenset[str]]
     answer: asyncio.Future[list[ViewColumns]]
@@ -241,7 +252,7 @@ class ReadBatcher:
 
     async def read(
         self,
-        requests: Sequence[tuple[FeatureView, Sequence[str]]],
+        requests: Sequence[tuple[FeatureView, EntityIds]],
         t: float,
         only: Mapping[str, frozenset[str]] | None = None,
     ) -> list[ViewColumns]:
@@ -349,7 +360,7 @@ _batchers: weakref.WeakKeyDictionary[Redis, ReadBatcher] = weakref.WeakKeyDictio
 
 async def read_batched(
     redis: Redis,
-    requests: Sequence[tuple[FeatureView, Sequence[str]]],
+    requests: Sequence[tuple[FeatureView, EntityIds]],
     t: float,
     only: Mapping[str, frozenset[str]] | None = None,
 ) -> list[ViewColumns]:

@@ -81,8 +81,10 @@ async def online_features(
     }
     service_requests = _service_request_fields(refs, entities)
     keys = {key: key_values(entities[key]) for key in join_keys(refs)}
+    # A row with a join key null or empty names no entity (None): NOT_FOUND, never read.
     requested = [
-        (view, view.entity.key.id_list([keys[view.entity.join_key]])) for view in views.values()
+        (view, view.entity.key.id_list([keys[c] for c in view.entity.join_keys]))
+        for view in views.values()
     ]
     try:
         # a view whose derived features read request fields only still reads one
@@ -98,7 +100,15 @@ async def online_features(
         raise ViewUnavailable(str(exc)) from None
     except (RedisError, OSError) as exc:
         raise StoreUnavailable(f"online store unavailable: {type(exc).__name__}") from None
-    columns = [OnlineColumn(key, keys[key], [PRESENT] * n_rows, [None] * n_rows) for key in keys]
+    columns = [
+        OnlineColumn(
+            key,
+            keys[key],
+            [NULL_VALUE if v is None else PRESENT for v in keys[key]],
+            [None] * n_rows,
+        )
+        for key in keys
+    ]
     for name, plan in plans.items():
         if plan.derived:
             _add_derived(read[name], views[name], plan, requests[name], n_rows)

@@ -155,7 +155,7 @@ def log_events(
         "ts": log_events.ts[keep],
         "seq": log_events.seq(keep),
         "partition": log_events.partition[keep],
-        "entity": view.entity.key.ids([columns[view.entity.join_key]]),
+        "entity": view.entity.key.ids([columns[c] for c in view.entity.join_keys]),
         "columns": {c: columns[c] for c in plan.layout.columns},
         "passes": plan.passes(columns, keep.size),
     }

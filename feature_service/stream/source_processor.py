@@ -74,6 +74,9 @@ entities already applied stay applied. No repartition topic, no extra hop; the p
 a retry per collision, counted in `fs:stats` as `entity_retries`
 (tests/integration/test_foreign_key_views.py). Lateness stays each source partition's
 own, as in the offline log.
+A view of a composite key (`join_keys: [customer_id, merchant_id]`, ids by
+`keys.EntityKey`) on a topic keyed by one of its columns has each entity in one
+partition, as the topic key's own view; keyed by neither, it is the case above.
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ from redis.exceptions import NoScriptError
 from feature_service.aggregation.state import Events, States, decode, version_of, write
 from feature_service.definitions import FeatureView, Registry, Source
 from feature_service.events.parsing import ParsedBatch
-from feature_service.keys import key_text, key_texts
+from feature_service.keys import key_text
 from feature_service.offline.event_log import EventLog
 from feature_service.online.redis_layout import (
     APPLY_ENTITIES,
@@ -546,7 +549,7 @@ class SourceProcessor:
             skipped_total += int(len(batch) - takes.sum())
             accepted = ~plan.late(batch.ts, wm_before) & takes
             late_total += int(takes.sum() - accepted.sum())
-            code = _codes(index, batch.columns[view.entity.join_key], takes)
+            code = _codes(index, view, batch, takes)
             accepted &= code >= 0  # (a retry of some entities: only theirs)
             applied = _already_applied(view, p, batch, code, states)
             if applied is not None:
@@ -745,12 +748,16 @@ def _record_time(record: Any) -> float | None:
     return stamp / 1000
 
 
-def _codes(index: pd.Index, column: npt.NDArray[Any], taken: npt.NDArray[np.bool_]) -> Any:
+def _codes(
+    index: pd.Index, view: FeatureView, batch: ParsedBatch, taken: npt.NDArray[np.bool_]
+) -> Any:
     """Each event's position in `index` by its entity id (-1: not there, or not `taken`)."""
+    key = view.entity.key
+    columns = [batch.columns[c] for c in key.join_keys]
     if taken.all():
-        return np.asarray(index.get_indexer(key_texts(column)), dtype=np.int64)
-    code = np.full(len(column), -1, dtype=np.int64)
-    code[taken] = index.get_indexer(key_texts(column[taken]))
+        return np.asarray(index.get_indexer(key.ids(columns)), dtype=np.int64)
+    code = np.full(len(batch), -1, dtype=np.int64)
+    code[taken] = index.get_indexer(key.ids([c[taken] for c in columns]))
     return code
 
 
@@ -760,8 +767,16 @@ def _entities(
     taken: dict[int, npt.NDArray[np.bool_]],
 ) -> list[str]:
     """The distinct entities of `view` in the pending batches (events it takes only)."""
-    columns = [batch.columns[view.entity.join_key][taken[p]] for p, (batch, _) in batches.items()]
-    return [key_text(e) for e in pd.unique(np.concatenate(columns))] if columns else []
+    key = view.entity.key
+    if not key.composite:  # the values' texts once per distinct value (a typed column)
+        (column,) = key.join_keys
+        values = [batch.columns[column][taken[p]] for p, (batch, _) in batches.items()]
+        return [key_text(e) for e in pd.unique(np.concatenate(values))] if values else []
+    ids = [
+        key.ids([batch.columns[c][taken[p]] for c in key.join_keys])
+        for p, (batch, _) in batches.items()
+    ]
+    return [str(e) for e in pd.unique(np.concatenate(ids))] if ids else []
 
 
 def _already_applied(

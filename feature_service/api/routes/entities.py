@@ -1,11 +1,13 @@
-"""`GET /feature-views/{name}/entities`: a sample of the entity ids a view has state for."""
+"""`GET /feature-views/{name}/entities`: a sample of the entity ids a view has state for,
+also as lookup columns (`columns`: join key -> values, a composite key's ids taken apart
+by `keys.EntityKey.values`), ready for the `entities` of a lookup."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
@@ -25,8 +27,12 @@ def _text(key: bytes | str) -> str:
 
 class EntitySample(BaseModel):
     view: str
-    join_key: str
-    entities: list[str]
+    join_key: str | None = Field(description="null for a composite key: see `join_keys`")
+    join_keys: list[str]
+    entities: list[str] = Field(description="entity ids (a composite key's: a JSON array)")
+    columns: dict[str, list[str]] = Field(
+        description="the same entities as lookup columns: join key -> values"
+    )
 
 
 @router.get(
@@ -64,6 +70,21 @@ async def sample_entities(
     except (RedisError, OSError) as exc:
         REDIS_ERRORS.inc()
         raise HTTPException(503, f"online store unavailable: {type(exc).__name__}") from None
+    key = view.entity.key
+    ids: list[str] = []
+    values: list[tuple[str, ...]] = []
+    for entity in sorted(found):
+        try:
+            parts = key.values(entity)
+        except ValueError:  # not an id of this key (written by another definition)
+            continue
+        if len(parts) == len(key.join_keys) and len(ids) < limit:
+            ids.append(entity)
+            values.append(parts)
     return EntitySample(
-        view=view.name, join_key=view.entity.join_key, entities=sorted(found)[:limit]
+        view=view.name,
+        join_key=None if key.composite else key.join_keys[0],
+        join_keys=list(key.join_keys),
+        entities=ids,
+        columns={c: [v[j] for v in values] for j, c in enumerate(key.join_keys)},
     )

@@ -60,8 +60,10 @@ class OnlineFeaturesRequest(BaseModel):
     entities: dict[Name, list[EntityValue]] = Field(
         min_length=1,
         json_schema_extra=NAMES_ONLY,
-        description="join key -> entity ids; and request field -> values, for derived "
-        "features that read `request.<field>` (Feast's request data)",
+        description="join key -> entity ids, one column per join key (a composite key: "
+        "each of its columns, zipped into rows; a row with a null or empty key is "
+        "NOT_FOUND); and request field -> values, for derived features that read "
+        "`request.<field>` (Feast's request data)",
     )
     full_feature_names: bool = False
     as_of: AsOf = None

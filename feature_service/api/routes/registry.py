@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from feature_service.api.deps import State
 from feature_service.definitions import FeatureView
@@ -32,7 +32,13 @@ class DerivedFeatureOut(BaseModel):
 class FeatureViewOut(BaseModel):
     name: str
     entity: str
-    join_key: str
+    join_key: str | None = Field(
+        description="The entity's join key; null when it has several (see `join_keys`)."
+    )
+    join_keys: list[str] = Field(
+        description="The entity's join key columns, in order: one, or several for a "
+        "composite key (a lookup passes each as a column of `entities`)."
+    )
     source: str
     topic: str
     ttl: str | None
@@ -46,7 +52,8 @@ def _view_out(view: FeatureView) -> FeatureViewOut:
     return FeatureViewOut(
         name=view.name,
         entity=view.entity.name,
-        join_key=view.entity.join_key,
+        join_key=None if view.entity.key.composite else view.entity.join_keys[0],
+        join_keys=list(view.entity.join_keys),
         source=view.source.name,
         topic=view.source.topic,
         ttl=format_duration(view.ttl_s) if view.ttl_s else None,
