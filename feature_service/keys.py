@@ -138,6 +138,16 @@ def _tuple_ids(texts: Sequence[npt.NDArray[Any]]) -> npt.NDArray[Any]:
     return out
 
 
+def _key_array(column: Any) -> npt.NDArray[Any]:
+    """A join-key column as numpy, a pandas extension column (nullable integers) as
+    objects: its own values and None, never floats."""
+    if isinstance(column, pd.Series | pd.Index) and isinstance(
+        column.dtype, pd.api.extensions.ExtensionDtype
+    ):
+        return np.asarray(column.astype(object).where(column.notna(), None), dtype=object)
+    return np.asarray(column)
+
+
 @dataclass(frozen=True)
 class EntityKey:
     """The join keys of an entity, in order, and the id of their values (module doc).
@@ -198,8 +208,14 @@ class EntityKey:
         return _tuple_ids([key_texts(c) for c in columns])
 
     def row_ids(self, columns: Sequence[npt.ArrayLike]) -> npt.NDArray[Any]:
-        """`ids` of rows that may lack a key (a training set's entity rows): None there."""
-        arrays = [np.asarray(c) if not isinstance(c, pd.Series) else c.to_numpy() for c in columns]
+        """`ids` of rows that may lack a key (a training set's entity rows): None there.
+        A pandas column of nullable integers (`Int64`) keeps its integers (numpy would
+        make them floats, `1.0`, another id).
+
+        >>> EntityKey(("a",)).row_ids([pd.Series([1, None], dtype="Int64")]).tolist()
+        ['1', None]
+        """
+        arrays = [_key_array(c) for c in columns]
         present = self.present(arrays)
         out = np.full(len(present), None, dtype=object)
         if present.any():

@@ -131,7 +131,7 @@ def row_buckets(keys: Sequence[pd.Series], buckets: int) -> npt.NDArray[np.int32
     """The bucket of each entity row by its join-key columns (any dtype; a key null or
     empty: -1)."""
     key = EntityKey(tuple(str(i) for i in range(len(keys))))
-    ids = key.row_ids([k.to_numpy() for k in keys])
+    ids = key.row_ids(list(keys))
     return text_buckets(pa.array(ids, type=pa.string()), buckets)
 
 
@@ -682,7 +682,8 @@ def _write_rows(entity_df: pd.DataFrame, group: BucketGroup, g: int, b: int, spi
         pd.DataFrame(
             {
                 ROW_COLUMN: np.arange(len(entity_df), dtype=np.int64),
-                **{key: entity_df[key].to_numpy() for key in group.join_keys},
+                # as Series: nullable integers stay integers (numpy: floats, other ids)
+                **{key: entity_df[key].reset_index(drop=True) for key in group.join_keys},
                 TIMESTAMP_COLUMN: entity_df[TIMESTAMP_COLUMN].reset_index(drop=True),
                 **{f: entity_df[f].to_numpy() for f in group.request_fields},
             }

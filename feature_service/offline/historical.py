@@ -121,7 +121,7 @@ def get_historical_features(
                 )
     for view, wanted in by_view.values():
         # a row with a join key null or empty names no entity: the values of no events
-        keys = view.entity.key.row_ids([entity_df[c].to_numpy() for c in view.entity.join_keys])
+        keys = view.entity.key.row_ids([entity_df[c] for c in view.entity.join_keys])
         limits = None if max_offsets is None else max_offsets.get(view.source.name, {})
         plan = plans[view.name]
 
