@@ -23,7 +23,7 @@ def test_export_writes_a_repository_feast_can_load(tmp_path: Path) -> None:
         "export", "feast", "-d", str(SAMPLE), "--api", "http://10.0.0.5:8000/", "-o", str(out)
     )
     assert run.returncode == 0, run.stderr
-    assert "2 feature views, 35 features, 2 feature services" in run.stdout
+    assert "3 feature views, 41 features, 2 feature services" in run.stdout
     assert "feast apply" in run.stdout
     store = (out / "feature_store.yaml").read_text()
     assert "type: remote\n  path: http://10.0.0.5:8000\n" in store

@@ -51,7 +51,7 @@ def test_a_file_adding_a_view_over_a_deployed_source_validates_beside_a_stack(
 ) -> None:
     code, output = validate("new.yaml")
     assert code == 0, output
-    assert output.startswith("ok: 2 entities, 1 sources, 3 feature views")
+    assert output.startswith("ok: 3 entities, 1 sources, 4 feature views")
     assert str(beside_a_stack) in output  # says what it was checked with
 
 
@@ -79,7 +79,7 @@ def test_a_file_replacing_a_deployed_one_of_its_name_is_checked_in_its_place(
     Path("transactions.yaml").write_text(edited)
     code, output = validate("transactions.yaml")
     assert code == 0, output
-    assert output.startswith("ok: 2 entities, 1 sources, 2 feature views")
+    assert output.startswith("ok: 3 entities, 1 sources, 3 feature views")
 
 
 def test_alone_checks_the_file_on_its_own(beside_a_stack: Path) -> None:
@@ -91,4 +91,4 @@ def test_alone_checks_the_file_on_its_own(beside_a_stack: Path) -> None:
 def test_a_folder_is_checked_on_its_own(beside_a_stack: Path) -> None:
     code, output = validate(str(ROOT / "definitions"))
     assert code == 0, output
-    assert output.startswith("ok: 2 entities, 1 sources, 2 feature views")
+    assert output.startswith("ok: 3 entities, 1 sources, 3 feature views")

@@ -17,6 +17,7 @@ from feature_service.api.request_fields import (
     AsOf,
     EntityValue,
     FeatureRefText,
+    LookupEntityId,
     Name,
 )
 from feature_service.definitions import Registry
