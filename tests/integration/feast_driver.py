@@ -9,7 +9,8 @@ true}`, then answers each JSON line on stdin with one JSON line on stdout:
   (a feature service is looked up in the registry by name, as a user does);
 - `{"call": "online_read", "view": NAME, "join_key": KEY, "values": [...],
   "features": [...]}`: the remote online store's `online_read`, Feast's other request
-  to `/get-online-features` (features and entities only);
+  to `/get-online-features` (features and entities only); `"join_keys": [A, B]` with
+  `"values": [[a, b], ...]` for a view of several join keys;
 - `"api_key"` in a line sets the environment variable of feature_store.yaml's
   `token_env_var` for that call (a wrong key: the API's 401).
 
@@ -52,9 +53,11 @@ def get_online_features(store: FeatureStore, request: dict[str, Any]) -> dict[st
 def online_read(store: FeatureStore, request: dict[str, Any]) -> dict[str, Any]:
     view = store.get_feature_view(request["view"])
     keys = []
+    join_keys = request.get("join_keys") or [request["join_key"]]
     for value in request["values"]:
-        proto = Value(int64_val=value) if isinstance(value, int) else Value(string_val=value)
-        keys.append(EntityKey(join_keys=[request["join_key"]], entity_values=[proto]))
+        row = value if "join_keys" in request else [value]
+        protos = [Value(int64_val=v) if isinstance(v, int) else Value(string_val=v) for v in row]
+        keys.append(EntityKey(join_keys=join_keys, entity_values=protos))
     rows = store._get_provider().online_read(store.config, view, keys, request["features"])
     columns: dict[str, list[Any]] = {name: [] for name in request["features"]}
     for _, values in rows:
