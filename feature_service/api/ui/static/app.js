@@ -9,7 +9,7 @@ const STATUS_EVERY_MS = 2000;
 const ui = {
   views: [],          // GET /feature-views
   status: null,       // GET /status
-  lookup: null,       // {key, id, views: [...]} of the last lookup
+  lookup: null,       // {keys: [...], ids: [...], views: [...]} of the last lookup
 };
 
 // ---------------------------------------------------------------- helpers
@@ -100,8 +100,39 @@ function asOf() {
   return ms / 1000;
 }
 
+// A view's join keys (several for a composite key), and the name of that set of keys:
+// the lookup form's choice, e.g. "customer_id" or "customer_id, merchant_id".
+function keysOf(view) {
+  return view.join_keys || [view.join_key];
+}
+
+function keyName(view) {
+  return keysOf(view).join(", ");
+}
+
 function viewsWithKey(key) {
-  return ui.views.filter((v) => v.join_key === key);
+  return ui.views.filter((v) => keyName(v) === key);
+}
+
+// One input per join key of the chosen key: #lookup-id for the first, one more
+// (input.lookup-more, its data-key the column) for each further column.
+function lookupKeys() {
+  const view = viewsWithKey($("lookup-key").value)[0];
+  return view ? keysOf(view) : [$("lookup-key").value];
+}
+
+function setLookupInputs() {
+  const keys = lookupKeys();
+  $("lookup-id").placeholder = keys.length > 1 ? keys[0] : "entity id, e.g. c001";
+  $("lookup-more").replaceChildren(...keys.slice(1).map((k) => el("span", {},
+    el("input", { class: "lookup-more", "data-key": k, placeholder: k, required: "",
+      "aria-label": k, list: `lookup-suggestions-${k}` }),
+    el("datalist", { id: `lookup-suggestions-${k}` }))));
+}
+
+function lookupIds() {
+  const more = [...document.querySelectorAll("#lookup-more input.lookup-more")];
+  return [$("lookup-id").value.trim(), ...more.map((input) => input.value.trim())];
 }
 
 function setOptions(select, options, keep = true) {
@@ -114,8 +145,9 @@ function setOptions(select, options, keep = true) {
 
 async function loadViews() {
   ui.views = await api("/feature-views");
-  const keys = [...new Set(ui.views.map((v) => v.join_key))];
+  const keys = [...new Set(ui.views.map(keyName))];
   setOptions($("lookup-key"), keys.map((k) => [k, k]));
+  setLookupInputs();
   suggestEntities();
   const all = ui.views.flatMap((v) => v.features.map((f) => [`${v.name}:${f.name}`, `${v.name}:${f.name}`]));
   setOptions($("distribution-feature"), all);
@@ -132,7 +164,7 @@ function renderViews() {
       el("td", { text: f.description || "" }),
     ));
     return el("div", { class: "view", "data-view": v.name },
-      el("h3", { text: `${v.name} — ${v.features.length} features of ${v.entity} (${v.join_key}), from ${v.source}` + (v.ttl ? `, ttl ${v.ttl}` : "") }),
+      el("h3", { text: `${v.name} — ${v.features.length} features of ${v.entity} (${keyName(v)}), from ${v.source}` + (v.ttl ? `, ttl ${v.ttl}` : "") }),
       v.description ? el("p", { text: v.description }) : null,
       el("table", {},
         el("thead", {}, el("tr", {}, ...["feature", "aggregation", "window", "where", "description"].map((h) => el("th", { text: h })))),
@@ -148,7 +180,14 @@ async function suggestEntities() {
   if (!view) return;
   try {
     const sample = await api(`/feature-views/${encodeURIComponent(view.name)}/entities?limit=200`);
-    $("lookup-suggestions").replaceChildren(...sample.entities.map((id) => el("option", { value: id })));
+    const columns = sample.columns || { [keysOf(view)[0]]: sample.entities };
+    const options = (key) => [...new Set(columns[key] || [])].map((id) => el("option", { value: id }));
+    const [first, ...more] = keysOf(view);
+    $("lookup-suggestions").replaceChildren(...options(first));
+    for (const key of more) {
+      const list = $(`lookup-suggestions-${key}`);
+      if (list) list.replaceChildren(...options(key));
+    }
   } catch { /* suggestions are a convenience: the lookup works without them */ }
 }
 
@@ -178,7 +217,7 @@ function renderStatus() {
         el("td", { class: cls, "data-field": field, "data-value": JSON.stringify(value), text });
       rows.push(el("tr", { "data-view": viewName },
         el("td", {}, el("strong", { text: viewName })),
-        el("td", { text: view ? `${view.entity} (${view.join_key})` : "" }),
+        el("td", { text: view ? `${view.entity} (${keyName(view)})` : "" }),
         el("td", { text: `${s.source} → ${s.topic}${s.format && s.format !== "json" ? ` (${s.format})` : ""}` }),
         cell("freshness_s", s.freshness_s, newestEventText(s.newest_event_ts, status.at),
           "num" + (s.freshness_s !== null && s.freshness_s > 3600 ? " warn" : "")),
@@ -213,14 +252,14 @@ function newestEventTs() {
 
 async function lookup(event) {
   if (event) event.preventDefault();
-  const key = $("lookup-key").value;
-  const id = $("lookup-id").value.trim();
+  const views = viewsWithKey($("lookup-key").value);
+  const keys = lookupKeys();
+  const ids = lookupIds();
   const error = $("lookup-error");
   error.hidden = true;
-  const views = viewsWithKey(key);
   const body = {
     features: views.flatMap((v) => v.features.map((f) => `${v.name}:${f.name}`)),
-    entities: { [key]: [id] },
+    entities: Object.fromEntries(keys.map((k, i) => [k, [ids[i]]])),  // Feast's columns
     full_feature_names: true,
   };
   try {
@@ -228,7 +267,7 @@ async function lookup(event) {
     if (t !== null) body.as_of = t;
     $("lookup-result").setAttribute("aria-busy", "true");
     const response = await api("/get-online-features", body);
-    renderLookup(key, id, views, response, t);
+    renderLookup(keys, ids, views, response, t);
   } catch (e) {
     error.textContent = String(e.message || e);
     error.hidden = false;
@@ -237,10 +276,14 @@ async function lookup(event) {
   }
 }
 
-function renderLookup(key, id, views, response, t) {
+function entityText(keys, ids) {
+  return keys.map((k, i) => `${k} = ${ids[i]}`).join(", ");
+}
+
+function renderLookup(keys, ids, views, response, t) {
   const columns = {};
   response.metadata.feature_names.forEach((name, i) => { columns[name] = response.results[i]; });
-  ui.lookup = { key, id, views };
+  ui.lookup = { keys, ids, views };
   const blocks = views.map((v) => {
     const rows = v.features.map((f) => {
       const column = columns[`${v.name}__${f.name}`];
@@ -263,15 +306,15 @@ function renderLookup(key, id, views, response, t) {
         el("tbody", {}, ...rows)));
   });
   const when = t === null ? "now" : isoUtc(t);
-  const first = response.results[response.metadata.feature_names.length > 1 ? 1 : 0];
+  const first = response.results[Math.min(keys.length, response.metadata.feature_names.length - 1)];
   const stamp = first ? first.event_timestamps[0] : null;
   const newest = stamp && stamp !== "1970-01-01T00:00:00Z" ? `; newest event ${stamp}` : "";
   $("lookup-result").replaceChildren(
-    el("p", { class: "note", id: "lookup-summary", text: `${key} = ${id}, as of ${when}${newest}` }),
+    el("p", { class: "note", id: "lookup-summary", text: `${entityText(keys, ids)}, as of ${when}${newest}` }),
     el("div", { class: "lookup-views" }, ...blocks));
   const features = views.flatMap((v) => v.features.map((f) => [`${v.name}:${f.name}`, `${v.name}:${f.name}`]));
   setOptions($("history-feature"), features);
-  $("history-note").textContent = `History of ${key} = ${id}: pick a feature (or click a row).`;
+  $("history-note").textContent = `History of ${entityText(keys, ids)}: pick a feature (or click a row).`;
   plotHistory();
 }
 
@@ -376,7 +419,10 @@ async function plotHistory(event) {
     const times = Array.from({ length: n }, (_, i) => Math.round((end - span + (span * (i + 1)) / n) * 1000) / 1000);
     const body = {
       features: [ref],
-      entities: { [ui.lookup.key]: times.map(() => ui.lookup.id), event_timestamp: times },
+      entities: {
+        ...Object.fromEntries(ui.lookup.keys.map((k, i) => [k, times.map(() => ui.lookup.ids[i])])),
+        event_timestamp: times,
+      },
       full_feature_names: false,
     };
     const response = await api("/get-historical-features", body);
@@ -385,10 +431,10 @@ async function plotHistory(event) {
     const values = response.columns[name];
     const stamps = response.columns.event_timestamp;
     const points = stamps.map((t, i) => ({ t, v: values[i] }));
-    chart.replaceChildren(lineChart(points, `${ref} of ${ui.lookup.id}`));
+    chart.replaceChildren(lineChart(points, `${ref} of ${ui.lookup.ids.join(", ")}`));
     chart.dataset.feature = ref;
-    chart.dataset.entity = ui.lookup.id;
-    note.textContent = `${ref} of ${ui.lookup.key} = ${ui.lookup.id}, ${n} points up to ${isoUtc(end)}`;
+    chart.dataset.entity = ui.lookup.ids.join(",");
+    note.textContent = `${ref} of ${entityText(ui.lookup.keys, ui.lookup.ids)}, ${n} points up to ${isoUtc(end)}`;
   } catch (e) {
     if (seq !== historySeq) return;
     chart.replaceChildren();
@@ -428,7 +474,7 @@ async function plotDistribution(event) {
   try {
     const sample = await api(`/feature-views/${encodeURIComponent(viewName)}/entities?limit=${$("distribution-size").value}`);
     if (!sample.entities.length) { chart.replaceChildren(); note.textContent = "No entity has state in this view yet."; return; }
-    const body = { features: [ref], entities: { [view.join_key]: sample.entities } };
+    const body = { features: [ref], entities: sample.columns || { [keysOf(view)[0]]: sample.entities } };
     const t = asOf();
     if (t !== null) body.as_of = t;
     const response = await api("/get-online-features", body);
@@ -499,7 +545,7 @@ function start() {
   });
   $("as-of-now").addEventListener("click", () => { $("as-of").value = ""; });
   $("lookup-form").addEventListener("submit", lookup);
-  $("lookup-key").addEventListener("change", suggestEntities);
+  $("lookup-key").addEventListener("change", () => { setLookupInputs(); suggestEntities(); });
   $("history-form").addEventListener("submit", plotHistory);
   $("distribution-form").addEventListener("submit", plotDistribution);
   $("dlq-form").addEventListener("submit", refreshDeadLetters);
