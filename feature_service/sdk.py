@@ -167,7 +167,10 @@ class FeatureStore:
     ) -> OnlineResponse:
         """Features of entities at `as_of` (default now), as `POST /get-online-features`.
 
-        `entity_rows` is Feast's list of `{join_key: value}` dicts, or `{join_key: [...]}`.
+        `entity_rows` is Feast's list of `{join_key: value}` dicts, or `{join_key: [...]}`;
+        a view of several join keys needs each of them in every row
+        (`{"customer_id": "c001", "merchant_id": "m083"}`), and a row with one null or
+        empty is NOT_FOUND.
         """
         refs = resolve_features(self.registry, features, feature_service, full_feature_names)
         entities = _entity_columns(entity_rows or [])

@@ -69,7 +69,8 @@ def format_newest_event(ts: float | None, now: float) -> str:
 
 def status_table(status: PipelineStatus) -> Group:
     """One row per feature view: newest event, last commit, events/s, events, skipped
-    (no join key for the view), DLQ, late, lag, workers."""
+    (an event without the view's join key, or one of its join keys for a composite key),
+    DLQ, late, lag, workers."""
     table = Table(
         title="feature-service pipeline",
         title_justify="left",
