@@ -281,7 +281,8 @@ def _bucket_function(
         if rows.num_rows == 0:
             return out_schema.empty_table()
         typed = events.drop_columns([BUCKET_COLUMN]).cast(event_schema)
-        frame = rows.drop_columns([BUCKET_COLUMN]).to_pandas()
+        # integers with nulls as Python ints (a float 1.0 would be another id, "1.0")
+        frame = rows.drop_columns([BUCKET_COLUMN]).to_pandas(integer_object_nulls=True)
         # A batch of the log may have been written twice (`offline.event_log`): each
         # (partition, offset) once, as the offline log's own scan keeps it.
         out = evaluate_bucket(

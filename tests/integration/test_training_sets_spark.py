@@ -304,3 +304,39 @@ def test_parity_command_with_the_spark_engine_agrees_with_online_values(  # type
         client.restore(busiest, 0, kept, replace=True)
         client.close()
     assert report.mismatches and {m.entity for m in report.mismatches} == {"c0"}
+
+
+def test_spark_joins_a_composite_key_on_every_column(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A view of `join_keys: [customer_id, merchant_id]`: Spark buckets and joins on the
+    pair as the local engines do (rows with a null key column get no events' values)."""
+    from feature_service.offline.spark_engine import spark_historical_frame
+    from tests.unit.test_composite_keys import DEFS, write_log
+
+    (tmp_path / "defs.yaml").write_text(DEFS)
+    registry = load_definitions(tmp_path / "defs.yaml")
+    rng = np.random.default_rng(25)
+    events = [
+        {
+            "customer_id": f"c{rng.integers(0, 20)}",
+            "merchant_id": None if rng.random() < 0.05 else int(rng.integers(0, 5)),
+            "amount": round(float(rng.lognormal(3, 1)), 2),
+            "ts": 1_790_000_000.0 + i * 30.0,
+        }
+        for i in range(2_000)
+    ]
+    log = write_log(tmp_path, registry, events)
+    rows = pd.DataFrame(
+        {
+            "row_id": np.arange(300),
+            "customer_id": [f"c{i % 21}" for i in range(300)],
+            "merchant_id": pd.array([None if i % 17 == 0 else i % 6 for i in range(300)], "Int64"),
+            "event_timestamp": 1_790_000_000.0 + rng.uniform(0, 70_000, 300),
+        }
+    )
+    features = ["by_pair:n", "by_pair:total", "by_pair:n_1d"]
+    whole = get_historical_features(registry, log, rows, features)
+    assert (whole["n"] > 0).sum() > 100 and (whole["n"][rows["merchant_id"].isna()] == 0).all()
+    local = bucketed_historical_features(registry, log, rows, features, workers=2, buckets=4)
+    _same(whole, local, exact=False)
+    frame = spark_historical_frame(spark, registry, log.uri, rows, features, buckets=4)  # type: ignore[arg-type]
+    _same(local, frame, exact=True)
