@@ -137,7 +137,8 @@ def expected_by(view: FeatureView, log: pd.DataFrame, key: str) -> dict[str, lis
 def assert_exact(client: redis.Redis, registry: Registry, log: pd.DataFrame) -> None:
     newest = float(log["event_ts"].max())
     for view in registry.feature_views.values():
-        expected = expected_by(view, log, view.entity.join_key)
+        (key,) = view.entity.join_keys
+        expected = expected_by(view, log, key)
         checked = assert_online_equals_brute_force(
             client, view, expected, [newest, newest - 1800.5, newest - 30000]
         )
