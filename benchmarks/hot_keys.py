@@ -115,7 +115,7 @@ async def lookups(url: str, t: float, normal: list[str], n: int) -> tuple[dict, 
     refs = resolve_features(registry, [f"{VIEW}:{f.name}" for f in view.features])
     client = connect(url)
     rng = random.Random(7)
-    key = view.entity.join_key
+    (key,) = view.entity.join_keys  # one join key (merchant_id)
     try:
         for entity in (HOT, *normal[:20]):  # warm up connections and caches
             await online_features(client, refs, {key: [entity]}, t, 1)
