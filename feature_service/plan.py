@@ -15,8 +15,8 @@ check, so none of them can drift from the others.
   boolean matrix, each distinct filter evaluated once.
 - Keys: a view takes an event when the event carries the view's join key (each of
   them, for an entity with several), neither null (None, NaN) nor the empty string
-  (`keys.key_present`, `ViewPlan.takes`). An event
-  without one view's key still counts in the other views of its source; each view
+  (`keys.key_present`, `ViewPlan.takes`). An event without one view's key still
+  counts in the other views of its source; each view
   counts the events it skipped (`skipped:<view>` in `fs:stats`). Only an event no view
   of its source can take is refused, to the dead-letter topic (`SourcePlan.parse`:
   the worker and `/push` parse through it, so they refuse the same events). Backfill,
