@@ -51,7 +51,7 @@ def feature_log(
     """Every event of the view's source with every feature of the view as of that event."""
     keys = list(view.entity.join_keys)
     events = log.scan(view.source, [*keys, "event_ts", "_partition", "_offset", "_watermark"])
-    frame = events.to_pandas()
+    frame = events.to_pandas(integer_object_nulls=True)  # int keys with nulls stay ints
     order = np.lexsort((frame["_offset"].to_numpy(), frame["_partition"].to_numpy()))
     frame = frame.iloc[order].reset_index(drop=True)
     late = view_plan(view).late(frame["event_ts"].to_numpy(), frame["_watermark"].to_numpy())

@@ -23,6 +23,7 @@ from feature_service.definitions import DefinitionError, Registry, load_definiti
 from feature_service.keys import EntityKey, key_text
 from feature_service.offline.buckets import bucketed_historical_features, key_buckets, row_buckets
 from feature_service.offline.event_log import EventLog
+from feature_service.offline.feature_log import feature_log
 from feature_service.offline.historical import get_historical_features
 from feature_service.plan import source_plan, view_plan
 from feature_service.requests import RequestError, entity_rows, resolve_features
@@ -242,3 +243,13 @@ def test_export_feast_gives_a_composite_view_one_feast_entity_per_column(
     assert "    entities=[entity_customer, entity_pair_merchant_id]," in text
     assert "        Field(name='merchant_id', dtype=Int64)," in text
     compile(text, "features.py", "exec")
+
+
+def test_the_feature_log_of_a_pair_view_is_keyed_by_both_columns(
+    tmp_path: Path, registry: Registry
+) -> None:
+    log = write_log(tmp_path, registry, ROWS)
+    table = feature_log(registry, log, registry.feature_views["by_pair"])
+    assert table["merchant_id"].tolist() == [1, 2, 1, 1, None, 1]  # integers, not 1.0
+    assert table["n"].tolist() == [1, 1, 2, 1, 0, 1]
+    assert table["total"].tolist()[:4] == [1.0, 2.0, 5.0, 8.0]
