@@ -7,8 +7,9 @@ to the offline log's events (`offline.historical`, `parity`). One rule here mean
 entity written by one of them is found by all the others.
 
 The id of one join key is the text of its value as Python writes it: strings as they
-are, integers in decimal (``5`` and ``"5"`` are one entity, as JSON clients send either),
-any other value by `str`. A composite key (an entity with `join_keys: [a, b]`) is the
+are, integers in decimal (``5`` and ``"5"`` are one entity, as JSON clients send either;
+a whole float ``5.0`` too, the integer pandas holds as a float beside a null), any
+other value by `str`. A composite key (an entity with `join_keys: [a, b]`) is the
 JSON array of its values' texts, compact and in `join_keys` order: JSON escapes quotes
 and backslashes, so no choice of values (a comma or a quote in one of them) can make
 two tuples one id, and `EntityKey.values` reads the texts back.
@@ -71,12 +72,18 @@ def key_present(column: npt.NDArray[Any] | pa.ChunkedArray | pa.Array) -> npt.ND
 
 
 def key_text(value: Any) -> str:
-    """The text of one join-key value.
+    """The text of one join-key value. A whole float is the integer's text: `5.0` is the
+    id `5`, as the API reads a JSON `5.0` (`request_fields`), and as pandas gives the
+    integers of a column with nulls (floats) in an entity file or the offline log.
 
-    >>> key_text("c1"), key_text(5), key_text(np.int64(5))
-    ('c1', '5', '5')
+    >>> key_text("c1"), key_text(5), key_text(np.int64(5)), key_text(5.0), key_text(5.5)
+    ('c1', '5', '5', '5', '5.5')
     """
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return str(int(value))
+    return str(value)
 
 
 def key_texts(column: npt.ArrayLike) -> npt.NDArray[Any]:
@@ -101,7 +108,7 @@ def arrow_key_texts(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunked
     >>> arrow_key_texts(pa.array([5, None])).to_pylist()
     ['5', None]
     >>> arrow_key_texts(pa.array([1.5, 2.0])).to_pylist()
-    ['1.5', '2.0']
+    ['1.5', '2']
     """
     kind = column.type
     if pa.types.is_dictionary(kind):  # e.g. read from Parquet: the values decide

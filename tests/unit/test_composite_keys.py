@@ -220,6 +220,10 @@ def test_training_sets_join_on_every_key_column(tmp_path: Path, registry: Regist
         registry, log, entity_df, features, full_feature_names=True, workers=1, buckets=4
     )
     pd.testing.assert_frame_equal(bucketed, got, check_dtype=False)
+    # integers read as floats beside a null (a CSV with a blank): the same entities
+    floats = entity_df.assign(merchant_id=entity_df["merchant_id"].astype("float64"))
+    again = get_historical_features(registry, log, floats, features, full_feature_names=True)
+    assert again["by_pair__n"].tolist() == got["by_pair__n"].tolist()
     with pytest.raises(RequestError, match="needs entity key 'merchant_id' in entity_df"):
         get_historical_features(registry, log, entity_df.drop(columns="merchant_id"), features[:2])
 
