@@ -119,7 +119,8 @@ def _listed(names: Iterable[str], most: int = 20) -> str:
 def join_keys(refs: Sequence[FeatureRef]) -> list[str]:
     """The entity key columns the features need, in order of first use (each join key
     of a composite key, in its order)."""
-    return list(dict.fromkeys(c for ref in refs for r in ref.reads for c in r.view.entity.join_keys))
+    columns = (c for ref in refs for r in ref.reads for c in r.view.entity.join_keys)
+    return list(dict.fromkeys(columns))
 
 
 def check_query_time(t: float, what: str) -> float:

@@ -17,7 +17,6 @@ from feature_service.api.request_fields import (
     AsOf,
     EntityValue,
     FeatureRefText,
-    LookupEntityId,
     Name,
 )
 from feature_service.definitions import Registry
