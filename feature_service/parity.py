@@ -221,9 +221,15 @@ def _offline(
     kept = [i for i, values in enumerate(online) if values is not None]
     if not kept:
         return {f.name: [] for f in view.features}
+    key = view.entity.key
+    # the ids back as key columns (their texts: rows' keys become ids by the same rule)
+    values = [key.values(points[i][0]) for i in kept]
     rows = pd.DataFrame(
         {
-            view.entity.join_key: np.array([points[i][0] for i in kept], dtype=object),
+            **{
+                column: np.array([v[j] for v in values], dtype=object)
+                for j, column in enumerate(key.join_keys)
+            },
             TIMESTAMP_COLUMN: np.array([points[i][1] for i in kept], dtype=np.float64),
         }
     )
