@@ -46,6 +46,7 @@ import pyarrow as pa
 from redis.asyncio import Redis
 
 from feature_service.aggregation.registry import aggregation
+from feature_service.aggregation.spec import FeatureLike, aggregation_of
 from feature_service.aggregation.state import OutsideRetentionError
 from feature_service.aggregation.values import plain_value
 from feature_service.definitions import FeatureView, Registry, Source
@@ -108,10 +109,12 @@ async def committed_offsets(redis: Redis, source: Source) -> tuple[dict[int, int
     return offsets, watermark
 
 
-def same_value(name: str, online: Any, offline: Any) -> bool:
+def same_value(feature: str | FeatureLike, online: Any, offline: Any) -> bool:
     """Equal, or for floating point aggregations within their tolerance (a relative 1e-9,
-    `Aggregation.matches`)."""
-    return aggregation(name).matches(plain_value(online), plain_value(offline))
+    `Aggregation.matches`); lists, maps and sketches exactly. `feature`: a feature (its
+    aggregation bound to its parameters) or an aggregation's name."""
+    agg = aggregation(feature) if isinstance(feature, str) else aggregation_of(feature)
+    return agg.matches(plain_value(online), plain_value(offline))
 
 
 def pick_points(
@@ -262,7 +265,7 @@ def _compare(
             assert on is not None
             on_value, off_value = plain_value(on[f.name]), plain_value(column[j])
             report.checked_values += 1
-            if not same_value(f.aggregation, on_value, off_value):
+            if not same_value(f, on_value, off_value):
                 entity, t = points[i]
                 report.mismatches.append(
                     Mismatch(view.name, entity, t, f.name, on_value, off_value)

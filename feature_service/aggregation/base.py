@@ -41,11 +41,13 @@ alike and never mutate an IR they are given.
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, NamedTuple, TypeAlias
+from types import MappingProxyType
+from typing import Any, ClassVar, Final, Literal, NamedTuple, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -76,8 +78,34 @@ VALUE_TYPES: Final[Mapping[str, ValueType]] = {
     "string": ValueType("string", pa.string(), "String"),
     "bool": ValueType("bool", pa.bool_(), "Bool"),
     "timestamp": ValueType("timestamp", pa.float64(), "Float64"),  # epoch seconds
+    # a map of value -> count: keys as text (`values.value_label`), as a JSON object
+    # needs; Feast's `Map` (string keys) holds it, Arrow as map<string, int64>
+    "map": ValueType("map", pa.map_(pa.string(), pa.int64()), "Map"),
 }
-"""Value types by schema kind (the API returns timestamps as epoch seconds)."""
+"""Value types by schema kind (the API returns timestamps as epoch seconds); a list
+of one of them is `list_type`'s."""
+
+LIST_PREFIX: Final[str] = "list:"
+"""A value kind ``list:<item kind>`` is a list of values of the item kind."""
+
+
+def list_type(item: str) -> ValueType:
+    """The type of a list of `item` values: a JSON array in the API, an Arrow list in
+    training sets, a Feast ``Array``.
+
+    >>> vt = list_type("float")
+    >>> vt.kind, str(vt.arrow), vt.feast
+    ('list:float', 'list<item: double>', 'Array(Float64)')
+    """
+    inner = VALUE_TYPES[item]
+    return ValueType(LIST_PREFIX + item, pa.list_(inner.arrow), f"Array({inner.feast})")
+
+
+def value_type_of(kind: str) -> ValueType:
+    """The `ValueType` of a value kind (a schema kind, ``map``, or ``list:<kind>``)."""
+    if kind.startswith(LIST_PREFIX):
+        return list_type(kind.removeprefix(LIST_PREFIX))
+    return VALUE_TYPES[kind]
 
 
 class GroupedEvents(NamedTuple):
@@ -90,24 +118,83 @@ class GroupedEvents(NamedTuple):
     n_groups: int
 
 
+ParameterKind: TypeAlias = Literal["int", "float", "duration", "floats"]
+
+
 @dataclass(frozen=True)
 class Parameter:
-    """A parameter of an aggregation, a key of its feature entry (e.g. ``k: 5``)."""
+    """A parameter of an aggregation, a key of its feature entry (e.g. ``k: 5``).
 
-    kind: type[int] | type[float]
+    `kind`: ``int``, ``float``, ``duration`` (``1d`` or seconds, as windows are
+    written: whole seconds) or ``floats`` (a non-empty list of floats, as a tuple);
+    numbers (each one, for ``floats``) lie in ``[low, high]``, or ``(low, high)`` when
+    `open`. `default` None: required. `example`: a value for docs and tests.
+
+    >>> Parameter("int", 1, 1000, example=5).check("k", 5.0)
+    5
+    >>> Parameter("float", 0, 1, open=True, example=0.5).check("percentile", 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: percentile must lie in (0, 1), not 1
+    >>> Parameter("duration", 1, 10 * 365 * 86400, example="1d").check("half_life", "1h")
+    3600
+    """
+
+    kind: ParameterKind
     low: float
     high: float
-    default: float | None = None
+    default: Any = None
+    open: bool = False
+    example: Any = None
+    optional: bool = False
+    """Without a default, it may be left out (the kind checks what it needs instead)."""
 
-    def check(self, name: str, value: Any) -> float:
-        """`value` if it is a `kind` in ``[low, high]``, else ValueError naming it."""
+    def check(self, name: str, value: Any) -> Any:
+        """`value` checked and converted (a tuple for ``floats``); ValueError naming it."""
+        if self.kind == "floats":
+            if not isinstance(value, list | tuple) or not value:
+                raise ValueError(f"{name} must be a non-empty list of numbers, not {value!r}")
+            return tuple(self._number(f"{name}[{i}]", v, float) for i, v in enumerate(value))
+        if self.kind == "duration":
+            from feature_service.definitions.durations import parse_duration
+
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if not isinstance(value, int | str) or isinstance(value, bool):
+                raise ValueError(f"{name} must be a duration such as 1h or 7d, not {value!r}")
+            value = parse_duration(value)
+            return self._number(name, value, int)
+        return self._number(name, value, int if self.kind == "int" else float)
+
+    def _number(self, name: str, value: Any, kind: type[int] | type[float]) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{name} must be a number, not {value!r}")
-        if self.kind is int and not float(value).is_integer():
+        if kind is int and not float(value).is_integer():
             raise ValueError(f"{name} must be a whole number, not {value!r}")
-        if not self.low <= value <= self.high:
-            raise ValueError(f"{name} must lie in [{self.low}, {self.high}], not {value!r}")
-        return self.kind(value)
+        inside = self.low < value < self.high if self.open else self.low <= value <= self.high
+        if not inside:
+            bounds = (
+                f"({_num(self.low)}, {_num(self.high)})"
+                if self.open
+                else (f"[{_num(self.low)}, {_num(self.high)}]")
+            )
+            raise ValueError(f"{name} must lie in {bounds}, not {value!r}")
+        return kind(value)
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+Params: TypeAlias = tuple[tuple[str, Any], ...]
+"""Checked parameters as sorted ``(name, value)`` pairs: hashable, so a feature and its
+bound aggregation can be cached and compared."""
+
+
+def as_params(given: Mapping[str, Any] | Params | None) -> Params:
+    """Parameters as sorted ``(name, value)`` pairs (lists as tuples)."""
+    items = dict(given or ()).items()
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in items))
 
 
 class Aggregation(ABC):
@@ -128,8 +215,11 @@ class Aggregation(ABC):
     """It takes numeric columns only (int, float, bool)."""
     parameters: ClassVar[Mapping[str, Parameter]] = {}
     """Its parameters by name (keys of the feature entry)."""
+    params: Mapping[str, Any] = MappingProxyType({})
+    """The values of its parameters (`bind`); empty for the registry's unbound one."""
     output: ClassVar[str] = "float"
-    """The kind of its value: "int", "float", or "column" (the column's own type)."""
+    """The kind of its value: "int", "float", "map", "column" (the column's own type),
+    or "list" (a list of the column's values)."""
     rel_tol: ClassVar[float] = 0.0
     """0: its value is exact, the same from any evaluation order; else a floating point
     sum, equal across orders to this relative tolerance (DESIGN.md: 1e-9)."""
@@ -161,6 +251,44 @@ class Aggregation(ABC):
         """The value at `t` of the non-null events ``(ts, seq, value)`` (value `PRESENT`
         without a column), computed straight from the contract, as plainly as possible
         (`aggregation.reference`, for tests)."""
+
+    # ------------------------------------------------------------------ parameters
+
+    def bind(self, given: Mapping[str, Any] | Params | None = None) -> Aggregation:
+        """This aggregation with its parameters set from `given` (checked, defaults
+        filled in; `check_parameters`): the one object a feature is evaluated with.
+        Cached: the same parameters give the same object.
+
+        >>> from feature_service.aggregation.registry import aggregation
+        >>> agg = aggregation("last_k").bind({"k": 2})
+        >>> agg.params["k"], agg is aggregation("last_k").bind({"k": 2.0})
+        (2, True)
+        """
+        checked = self.check_parameters(dict(given or ()))
+        return _bound(type(self), as_params(checked))
+
+    def example_params(self) -> dict[str, Any]:
+        """Values for its required parameters (each `Parameter.example`): for docs and
+        for tests over every registered kind.
+
+        >>> from feature_service.aggregation.registry import aggregation
+        >>> aggregation("last_k").example_params(), aggregation("sum").example_params()
+        ({'k': 3}, {})
+        """
+        return {
+            key: p.example
+            for key, p in self.parameters.items()
+            if p.example is not None and p.default is None
+        }
+
+    def param(self, name: str) -> Any:
+        """The value of parameter `name`; an unbound aggregation has none (`bind`)."""
+        try:
+            return self.params[name]
+        except KeyError:
+            raise TypeError(
+                f"{self.name} is not bound to its parameters: use Aggregation.bind"
+            ) from None
 
     # ------------------------------------------------------------------ derived
 
@@ -277,11 +405,14 @@ class Aggregation(ABC):
 
     def window_column(self, values: list[Any], column_kind: str | None) -> Any:
         """Window values as a column of their type: float64 with NaN, nullable Int64 or
-        boolean, objects (None: null)."""
+        boolean, objects (None: null; lists and maps as Python lists and dicts)."""
         has = np.array([v is not None for v in values], dtype=np.bool_)
         arr = np.empty(len(values), dtype=object)
-        arr[:] = values
+        for i, v in enumerate(values):  # one by one: a list value is one element
+            arr[i] = v
         kind = self.value_kind(column_kind)
+        if kind == "map" or kind.startswith(LIST_PREFIX):
+            return arr
         if kind == "int" and has.all():
             return np.asarray(arr[has].tolist() if values else [], dtype=np.int64)
         return pick_values(arr, np.arange(len(values), dtype=np.int64), has, kind)
@@ -292,11 +423,13 @@ class Aggregation(ABC):
         """The schema kind of its values for a column of `column_kind` (None: none)."""
         if self.output == "column":
             return column_kind or "float"
+        if self.output == "list":
+            return LIST_PREFIX + (column_kind or "float")
         return self.output
 
     def value_type(self, column_kind: str | None) -> ValueType:
         """The `ValueType` of its values for a column of `column_kind`."""
-        return VALUE_TYPES[self.value_kind(column_kind)]
+        return value_type_of(self.value_kind(column_kind))
 
     def column_problem(self, column: str | None, column_kind: str | None) -> str | None:
         """Why it cannot aggregate `column` of `column_kind` (None: it can)."""
@@ -306,16 +439,19 @@ class Aggregation(ABC):
             return f"{self.name} needs a numeric column; {column!r} is {column_kind}"
         return None
 
-    def check_parameters(self, given: Mapping[str, Any]) -> dict[str, float]:
+    def check_parameters(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Its parameters from `given` (defaults filled in); ValueError naming a missing,
         unknown or out of range one."""
         unknown = sorted(set(given) - set(self.parameters))
         if unknown:
-            raise ValueError(f"{self.name} takes no parameter {', '.join(unknown)}")
+            takes = f"it takes {', '.join(self.parameters)}" if self.parameters else "it takes none"
+            raise ValueError(f"{self.name} takes no parameter {', '.join(unknown)} ({takes})")
         out = {}
         for key, param in self.parameters.items():
             if key in given:
                 out[key] = param.check(key, given[key])
+            elif param.optional:
+                continue
             elif param.default is None:
                 raise ValueError(f"{self.name} needs `{key}`")
             else:
@@ -335,6 +471,11 @@ class Aggregation(ABC):
         if not self.rounded:
             return bool(actual == expected)
         return math.isclose(actual, expected, rel_tol=self.rel_tol, abs_tol=1e-12 * magnitude)
+
+    def matches_exact(self, actual: Any, exact: Any, magnitude: float = 1.0) -> bool:
+        """Whether its value agrees with the exact value of the contract (`oracle`): as
+        `matches`; an approximation (a sketch) overrides it with its documented bound."""
+        return self.matches(actual, exact, magnitude)
 
     def magnitude(self, values: Sequence[Any]) -> float:
         """The scale of the result of aggregating `values` (for `matches`)."""
@@ -356,7 +497,15 @@ class Aggregation(ABC):
         return data
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        given = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({given})"
+
+
+@functools.lru_cache(maxsize=4096)
+def _bound(cls: type[Aggregation], params: Params) -> Aggregation:
+    agg = cls()
+    agg.params = MappingProxyType(dict(params))
+    return agg
 
 
 NUMERIC_KINDS: Final[frozenset[str]] = frozenset({"int", "float", "bool"})

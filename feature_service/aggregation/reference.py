@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from feature_service.aggregation.base import PRESENT
+from feature_service.aggregation.base import PRESENT, Aggregation
 from feature_service.aggregation.registry import aggregation
-from feature_service.aggregation.spec import FeatureLike, FeatureSpec
+from feature_service.aggregation.spec import FeatureLike, FeatureSpec, aggregation_of
 from feature_service.aggregation.windows import default_hop
 
 __all__ = ["Event", "FeatureSpec", "brute_force", "matches", "selected"]
@@ -73,11 +73,16 @@ def brute_force(events: Iterable[Event], t: float, spec: FeatureLike, index: int
     else:
         pairs = [(e.ts, e.seq, e.values.get(spec.column)) for e in chosen]
         pairs = [(ts, seq, v) for ts, seq, v in pairs if not _null(v)]
-    return aggregation(spec.aggregation).oracle(pairs, t)
+    return aggregation_of(spec).oracle(pairs, t)
 
 
-def matches(name: str, actual: Any, expected: Any, values: Sequence[Any] = ()) -> bool:
-    """Whether `actual` equals the reference `expected` (floating sums to rel. 1e-9).
+def matches(
+    feature: str | FeatureLike, actual: Any, expected: Any, values: Sequence[Any] = ()
+) -> bool:
+    """Whether `actual` equals the reference `expected` (floating sums to rel. 1e-9, a
+    sketch within its documented bound: `Aggregation.matches_exact`); `feature` is a
+    feature (its aggregation bound to its parameters) or the name of an aggregation
+    without parameters.
 
     `values` are the aggregated values; they set an absolute floor for results that are
     (nearly) zero by cancellation, where no relative tolerance can hold.
@@ -85,5 +90,6 @@ def matches(name: str, actual: Any, expected: Any, values: Sequence[Any] = ()) -
     >>> matches("mean", 0.1 + 0.2, 0.3), matches("count", 2, 2.0), matches("min", None, 0.0)
     (True, True, False)
     """
-    agg = aggregation(name)
-    return agg.matches(actual, expected, agg.magnitude([v for v in values if not _null(v)]))
+    agg: Aggregation = aggregation(feature) if isinstance(feature, str) else aggregation_of(feature)
+    magnitude = agg.magnitude([v for v in values if not _null(v)])
+    return agg.matches_exact(actual, expected, magnitude)

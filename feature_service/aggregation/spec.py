@@ -8,14 +8,17 @@ calls `where`: the caller evaluates it and passes one boolean per feature with e
 60
 >>> FeatureSpec("n", "count").is_lifetime
 True
+>>> aggregation_of(FeatureSpec("last_3", "last_k", "amount", params={"k": 3})).params["k"]
+3
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from feature_service.aggregation.base import Aggregation, Params, as_params
 from feature_service.aggregation.registry import AGGREGATIONS
 from feature_service.aggregation.windows import resolve_hop
 
@@ -37,6 +40,9 @@ class FeatureLike(Protocol):
 
     @property
     def hop_s(self) -> int | None: ...
+
+    @property
+    def params(self) -> Params: ...
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,12 @@ class FeatureSpec:
     window_s: int | None = None
     hop_s: int | None = None
     where: Callable[..., Any] | None = None
+    params: Params = ()
+    """Its aggregation's parameters (a mapping is accepted, kept as sorted pairs)."""
 
     def __post_init__(self) -> None:
+        given: Mapping[str, Any] | Params = self.params
+        object.__setattr__(self, "params", as_params(given))
         check_feature(self)
 
     @property
@@ -75,11 +85,26 @@ class FeatureSpec:
         return None if self.window_s is None else resolve_hop(self.window_s, self.hop_s)
 
 
-def check_feature(feature: FeatureLike) -> None:
-    """ValueError unless `feature` is well formed (known aggregation, column, hop)."""
+def aggregation_of(feature: FeatureLike) -> Aggregation:
+    """The aggregation of `feature`, bound to its parameters (`Aggregation.bind`,
+    cached): what every evaluation of the feature (online state, training sets,
+    parity, export) uses. ValueError for an unknown one or bad parameters."""
     agg = AGGREGATIONS.get(feature.aggregation)
     if agg is None:
         raise ValueError(f"{feature.name}: unknown aggregation {feature.aggregation!r}")
+    return agg.bind(getattr(feature, "params", ()))
+
+
+def check_feature(feature: FeatureLike) -> None:
+    """ValueError unless `feature` is well formed (known aggregation and parameters,
+    column, hop)."""
+    try:
+        agg = aggregation_of(feature)
+    except ValueError as exc:
+        message = str(exc)
+        raise ValueError(
+            message if message.startswith(f"{feature.name}:") else f"{feature.name}: {message}"
+        ) from None
     if agg.needs_column and feature.column is None:
         raise ValueError(f"{feature.name}: {feature.aggregation} needs a column")
     if feature.window_s is None:

@@ -31,7 +31,7 @@ import typer
 
 from feature_service import __version__
 from feature_service.aggregation.base import VALUE_TYPES
-from feature_service.aggregation.registry import aggregation
+from feature_service.aggregation.spec import aggregation_of
 from feature_service.cli.console import console
 from feature_service.cli.options import DefinitionsOption
 from feature_service.core.config import load_settings
@@ -48,7 +48,7 @@ def feast_dtype(view: FeatureView, feature: Feature) -> str:
     """The name of the `feast.types` type of a feature's values, as our API returns
     them (its aggregation's `value_type`)."""
     column_kind = None if feature.column is None else view.source.column_kinds[feature.column]
-    return aggregation(feature.aggregation).value_type(column_kind).feast
+    return aggregation_of(feature).value_type(column_kind).feast
 
 
 def _feature_tags(feature: Feature) -> dict[str, str]:

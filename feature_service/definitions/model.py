@@ -126,7 +126,15 @@ class SourceDef(_Strict):
 
 
 class FeatureDef(_Strict):
-    """One feature, or a shorthand expanding to aggregations x windows."""
+    """One feature, or a shorthand expanding to aggregations x windows.
+
+    Keys beyond the fields below are its aggregation's parameters (``k: 5``,
+    ``percentile: 0.9``), checked against the aggregation's own `parameters` when the
+    registry is built (`registry.build_registry`: each key's path named); a shorthand
+    (`aggregations`) takes none, so any other key there is an unknown one.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
     name: Identifier | None = None
     column: Identifier | None = None
@@ -179,6 +187,11 @@ class FeatureDef(_Strict):
         if self.window is not None and self.windows is not None:
             raise ValueError("give at most one of `window` or `windows`")
         return self
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The aggregation's parameters given (the keys that are not fields)."""
+        return dict(self.model_extra or {})
 
 
 class FeatureViewDef(_Strict):

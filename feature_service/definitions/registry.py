@@ -14,7 +14,9 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from feature_service.aggregation.registry import aggregation as aggregation_of
+from feature_service.aggregation.base import Aggregation, Params, as_params
+from feature_service.aggregation.registry import aggregation as aggregation_named
+from feature_service.aggregation.spec import aggregation_of
 from feature_service.aggregation.windows import default_hop
 from feature_service.definitions.durations import format_duration
 from feature_service.definitions.model import (
@@ -129,7 +131,9 @@ class Source:
 
 @dataclass(frozen=True)
 class Feature:
-    """One output feature. `window_s` None is a lifetime aggregate (then `hop_s` is None)."""
+    """One output feature. `window_s` None is a lifetime aggregate (then `hop_s` is None);
+    `params` its aggregation's parameters, checked, defaults filled in (sorted pairs;
+    `aggregation.spec.aggregation_of` binds them)."""
 
     name: str
     aggregation: str
@@ -138,6 +142,7 @@ class Feature:
     hop_s: int | None
     where: WhereExpr | None = None
     description: str = ""
+    params: Params = ()
 
 
 @dataclass(frozen=True)
@@ -560,7 +565,7 @@ def _derived_features(
         return ()
     kinds = source.column_kinds
     inputs = {
-        f.name: aggregation_of(f.aggregation).value_kind(kinds.get(f.column) if f.column else None)
+        f.name: aggregation_of(f).value_kind(kinds.get(f.column) if f.column else None)
         for f in features
     }
     before = len(issues)
@@ -639,8 +644,10 @@ def _expand(
             issues.append(DefinitionIssue(file, f"{path}.where", str(exc)))
             return
     for a, aggregation in enumerate(aggregations):
-        agg = aggregation_of(aggregation)
         apath = f"{path}.{agg_key}" + (f"[{a}]" if f.aggregations else "")
+        agg = _bound(file, path, apath, f, aggregation, issues)
+        if agg is None:
+            continue
         problem = agg.column_problem(f.column, column_type)
         if problem is not None:
             issues.append(DefinitionIssue(file, apath, problem))
@@ -675,6 +682,7 @@ def _expand(
                 hop_s=hop,
                 where=where,
                 description=f.description,
+                params=as_params(agg.params),
             )
 
 
@@ -694,7 +702,7 @@ def _service_expression(
         kinds_of = view.source.column_kinds
         for f in view.features:
             column_kind = kinds_of.get(f.column) if f.column else None
-            kinds[f"{view.name}__{f.name}"] = aggregation_of(f.aggregation).value_kind(column_kind)
+            kinds[f"{view.name}__{f.name}"] = aggregation_of(f).value_kind(column_kind)
             refs[f"{view.name}__{f.name}"] = (view.name, f.name)
         for derived in view.derived:
             kinds[f"{view.name}__{derived.name}"] = derived.kind
@@ -714,6 +722,45 @@ def _service_expression(
         return None
     inputs = tuple((name, f"{refs[name][0]}:{refs[name][1]}") for name in sorted(expr.names))
     return ServiceExpression(d.name, expr, inputs, d.description, tuple(request.items()))
+
+
+def _bound(
+    file: str, path: str, apath: str, f: FeatureDef, name: str, issues: list[DefinitionIssue]
+) -> Aggregation | None:
+    """Aggregation `name` of entry `f` bound to the entry's parameters (its keys that are
+    not fields), each problem an issue at its key's path; None if there is one."""
+    agg = aggregation_named(name)
+    given = f.params
+    bad = False
+    for key, value in given.items():
+        param = agg.parameters.get(key) if f.aggregations is None else None
+        if param is None:
+            takes = (
+                "a shorthand (`aggregations`) takes no parameters"
+                if f.aggregations is not None
+                else f"{name} takes {', '.join(agg.parameters)}"
+                if agg.parameters
+                else ""
+            )
+            issue = DefinitionIssue(
+                file, f"{path}.{key}", "unknown key" + (f" ({takes})" if takes else "")
+            )
+            if issue not in issues:  # a shorthand's: once, not per aggregation
+                issues.append(issue)
+            bad = True
+            continue
+        try:
+            param.check(key, value)
+        except ValueError as exc:
+            issues.append(DefinitionIssue(file, f"{path}.{key}", str(exc)))
+            bad = True
+    if bad:
+        return None
+    try:
+        return agg.bind(given)
+    except ValueError as exc:  # a missing one, or a combination the kind refuses
+        issues.append(DefinitionIssue(file, apath, str(exc)))
+        return None
 
 
 def _unknown(kind: str, name: str, known: Mapping[str, object]) -> str:

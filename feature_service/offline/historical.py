@@ -44,7 +44,7 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from feature_service.aggregation.registry import aggregation
+from feature_service.aggregation.spec import aggregation_of
 from feature_service.aggregation.window_events import EventIndex, WindowDriver, WindowEvents
 from feature_service.definitions import Feature, FeatureView, Registry
 from feature_service.derived import derive, needs, request_column, service_values
@@ -236,7 +236,7 @@ def features_at(
         skey = (feature.column, None if feature.where is None else feature.where.text)
         if skey not in streams:
             streams[skey] = _feature_events(view, feature, events)
-        sorted_values = driver.values(aggregation(feature.aggregation), streams[skey], window)
+        sorted_values = driver.values(aggregation_of(feature), streams[skey], window)
         out[feature.name] = _unsort(sorted_values, order, n_rows)
         if progress is not None:
             progress(j + 1)

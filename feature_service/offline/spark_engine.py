@@ -321,10 +321,10 @@ def _stated_type(registry: Registry, ref: str) -> pa.DataType:
     view = registry.feature_views[view_name]
     feature = view.feature(feature_name)
     try:
-        from feature_service.aggregation.registry import aggregation  # type: ignore[import-not-found,unused-ignore]
+        from feature_service.aggregation.spec import aggregation_of  # type: ignore[import-not-found,unused-ignore]
 
         column_kind = None if feature.column is None else view.source.column_kinds[feature.column]
-        stated: pa.DataType = aggregation(feature.aggregation).value_type(column_kind).arrow
+        stated: pa.DataType = aggregation_of(feature).value_type(column_kind).arrow
         return stated
     except (ImportError, AttributeError, KeyError, TypeError):
         return pa.string()

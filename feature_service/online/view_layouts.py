@@ -78,6 +78,7 @@ class FeatureLayout:
     window_s: int | None
     hop_s: int | None
     where: str | None
+    params: str | None = None  # its aggregation's parameters as JSON (None: none)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class ViewLayout:
         features = []
         for f, window in zip(layout.features, layout.windows, strict=True):
             where = getattr(f, "where", None)
+            params = getattr(f, "params", ())
             features.append(
                 FeatureLayout(
                     f.name,
@@ -113,6 +115,7 @@ class ViewLayout:
                     None if window is None else window[0],
                     None if window is None else window[1],  # the default hop, resolved
                     None if where is None else str(getattr(where, "text", where)),
+                    orjson.dumps(dict(params)).decode() if params else None,
                 )
             )
         return cls(layout.fingerprint, tuple(features), layout.levels)
@@ -125,6 +128,7 @@ class ViewLayout:
                 "levels": list(self.levels),
                 "features": [
                     [f.name, f.aggregation, f.column, f.window_s, f.hop_s, f.where]
+                    + ([f.params] if f.params is not None else [])
                     for f in self.features
                 ],
             }
@@ -170,6 +174,7 @@ def describe_change(old: ViewLayout, new: ViewLayout) -> str:
             ("window", "window_s", " s"),
             ("hop", "hop_s", " s"),
             ("where", "where", ""),
+            ("parameters", "params", ""),
         ):
             a, b = getattr(was, attr), getattr(now, attr)
             if a != b:

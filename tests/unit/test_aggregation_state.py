@@ -74,7 +74,8 @@ def views(draw: st.DrawFn) -> tuple[list[FeatureSpec], list[int | None]]:
             window = hop * draw(st.integers(1, 5))
         where = draw(st.sampled_from([None, None, 0, 1, 2]))
         predicate = None if where is None else PREDICATES[where]
-        specs.append(FeatureSpec(f"f{i}_{name}", name, column, window, hop, predicate))
+        params = AGGREGATIONS[name].example_params()
+        specs.append(FeatureSpec(f"f{i}_{name}", name, column, window, hop, predicate, params))
         wheres.append(where)
     return specs, wheres
 
@@ -326,7 +327,14 @@ def test_window_bounds_are_inclusive_at_both_ends() -> None:
 
 def test_time_before_every_event_sees_nothing() -> None:
     specs = [
-        FeatureSpec(f"f_{n}", n, "x", 60 if i % 2 else None, 60 if i % 2 else None)
+        FeatureSpec(
+            f"f_{n}",
+            n,
+            "x",
+            60 if i % 2 else None,
+            60 if i % 2 else None,
+            params=AGGREGATIONS[n].example_params(),
+        )
         for i, n in enumerate(NAMES)
     ]
     state = EntityState(StateLayout(specs, {"x": "float"}))

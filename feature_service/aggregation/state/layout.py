@@ -13,8 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from feature_service.aggregation.base import Aggregation
-from feature_service.aggregation.registry import AGGREGATIONS
-from feature_service.aggregation.spec import FeatureLike, check_feature
+from feature_service.aggregation.spec import FeatureLike, aggregation_of, check_feature
 from feature_service.aggregation.window_events import Float
 from feature_service.aggregation.windows import (
     check_levels,
@@ -65,7 +64,7 @@ class StateLayout:
             raise ValueError("feature names must be unique within a view")
         for f in self.features:
             check_feature(f)
-        self.aggs: tuple[Aggregation, ...] = tuple(AGGREGATIONS[f.aggregation] for f in features)
+        self.aggs: tuple[Aggregation, ...] = tuple(aggregation_of(f) for f in features)
         self.windows: tuple[tuple[int, int] | None, ...] = tuple(
             None
             if f.window_s is None
@@ -144,7 +143,7 @@ class StateLayout:
         self.filter_fields = tuple(f"w{k}" for k in range(len(filters)))
         self.code_fields = tuple(f"d{j}" for j in range(len(self.json_columns)))
         description = [
-            [f.name, f.aggregation, f.column, *(w or (None, None)), k]
+            [f.name, f.aggregation, f.column, *(w or (None, None)), k, *_params_of(f)]
             for f, w, k in zip(self.features, self.windows, feature_filter, strict=True)
         ]
         digest = hashlib.sha1(
@@ -186,6 +185,13 @@ class StateLayout:
         if k is None:
             return np.ones(flags.shape[0], dtype=np.bool_)
         return flags[:, k]
+
+
+def _params_of(feature: FeatureLike) -> list[Any]:
+    """A feature's parameters as they enter the fingerprint (none: nothing, so the
+    fingerprints of features without parameters are the ones they always were)."""
+    params = getattr(feature, "params", ())
+    return [[k, list(v) if isinstance(v, tuple) else v] for k, v in params] if params else []
 
 
 class _Fold(NamedTuple):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
@@ -20,6 +22,9 @@ class FeatureOut(BaseModel):
     hop: str | None
     where: str | None
     description: str
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Its aggregation's parameters (e.g. k, percentile)."
+    )
 
 
 class DerivedFeatureOut(BaseModel):
@@ -67,6 +72,7 @@ def _view_out(view: FeatureView) -> FeatureViewOut:
                 hop=format_duration(f.hop_s) if f.hop_s else None,
                 where=f.where.text if f.where else None,
                 description=f.description,
+                params={k: list(v) if isinstance(v, tuple) else v for k, v in f.params},
             )
             for f in view.features
         ],

@@ -1,0 +1,90 @@
+"""The shared shape of ``last_k`` and ``first_k``: the values of the k latest (or
+earliest) events, in event order."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from feature_service.aggregation.base import IR, Aggregation, Parameter
+from feature_service.aggregation.values import is_null, py_scalar, value_key
+from feature_service.aggregation.window_events import Float, Int, WindowEvents
+
+K: Final[Parameter] = Parameter("int", 1, 1000, example=3)
+"""How many values a k-list keeps (1..1000)."""
+
+
+def _key(event: Sequence[Any]) -> tuple[Any, ...]:
+    return (event[0], event[1], value_key(event[2]))
+
+
+class KeptEvents(Aggregation):
+    """The values of the `k` events with the greatest (`LastK`) or smallest (`FirstK`)
+    ``(ts, seq)``, in event order. IR: those events as ``[ts, seq, value]``, sorted by
+    ``(ts, seq)`` (on a tie, by value, so merge stays exactly commutative).
+
+    A window's value needs no more than its k edge events, so a lifetime value over
+    compacted events is kept by witnesses (each entity's k edge events), and
+    `over_windows` is a slice of each window's sorted events.
+    """
+
+    output = "list"
+    keeps_witnesses = True
+    parameters: ClassVar[Mapping[str, Parameter]] = {"k": K}
+    _latest: ClassVar[bool]
+
+    def empty(self) -> IR:
+        return []
+
+    def _kept(self, events: list[Any]) -> list[Any]:
+        k: int = self.param("k")
+        events.sort(key=_key)
+        return events[-k:] if self._latest else events[:k]
+
+    def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
+        if is_null(value):
+            return ir
+        return self._kept([*ir, [float(ts), int(seq), py_scalar(value)]])
+
+    def merge(self, a: IR, b: IR) -> IR:
+        return self._kept([*a, *b])
+
+    def finalize(self, ir: IR, t: float) -> Any:
+        return [e[2] for e in ir] if ir else None
+
+    def oracle(self, events: Sequence[tuple[float, int, Any]], t: float) -> Any:
+        if not events:
+            return None
+        k = self.param("k")
+        ordered = sorted(events, key=lambda e: (e[0], e[1]))
+        return [v for _, _, v in (ordered[-k:] if self._latest else ordered[:k])]
+
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        assert events.values is not None
+        k = self.param("k")
+        values = events.values
+        out = np.empty(lo.size, dtype=object)
+        for i, (a, b) in enumerate(zip(lo.tolist(), hi.tolist(), strict=True)):
+            if b > a:  # events are in (ts, seq) order: the window's edge is a slice
+                part = values[max(a, b - k) : b] if self._latest else values[a : min(b, a + k)]
+                out[i] = [py_scalar(v) for v in part.tolist()]
+        return out
+
+    def witnesses(
+        self, code: Int, values: npt.NDArray[Any] | None, column_kind: str | None
+    ) -> npt.NDArray[np.bool_]:
+        """Each entity's k last (`LastK`) or first (`FirstK`) events."""
+        k = self.param("k")
+        n = code.size
+        if n == 0:
+            return np.zeros(0, dtype=np.bool_)
+        starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
+        ends = np.r_[starts[1:], n]
+        lengths = ends - starts
+        position = np.arange(n) - np.repeat(starts, lengths)  # index within its entity
+        if self._latest:
+            return np.asarray(np.repeat(lengths, lengths) - position <= k, dtype=np.bool_)
+        return np.asarray(position < k, dtype=np.bool_)
