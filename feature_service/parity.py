@@ -113,7 +113,7 @@ def same_value(feature: str | FeatureLike, online: Any, offline: Any) -> bool:
     """Equal, or for floating point aggregations within their tolerance (a relative 1e-9,
     `Aggregation.matches`); lists, maps and sketches exactly. `feature`: a feature (its
     aggregation bound to its parameters) or an aggregation's name."""
-    agg = aggregation(feature) if isinstance(feature, str) else aggregation_of(feature)
+    agg = aggregation(feature).bind({}) if isinstance(feature, str) else aggregation_of(feature)
     return agg.matches(plain_value(online), plain_value(offline))
 
 

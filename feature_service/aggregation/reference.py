@@ -90,6 +90,8 @@ def matches(
     >>> matches("mean", 0.1 + 0.2, 0.3), matches("count", 2, 2.0), matches("min", None, 0.0)
     (True, True, False)
     """
-    agg: Aggregation = aggregation(feature) if isinstance(feature, str) else aggregation_of(feature)
+    agg: Aggregation = (
+        aggregation(feature).bind({}) if isinstance(feature, str) else aggregation_of(feature)
+    )
     magnitude = agg.magnitude([v for v in values if not _null(v)])
     return agg.matches_exact(actual, expected, magnitude)

@@ -152,6 +152,21 @@ def distinct_value(value: Any) -> Any:
     raise TypeError(f"distinct values are numbers or strings, not {value!r}")
 
 
+def value_label(value: Any) -> str:
+    """A distinct value (`distinct_value`) as the text key of a map value (a JSON
+    object's keys are text): strings as they are, whole numbers without a fraction.
+
+    >>> value_label("grocery"), value_label(3.0), value_label(2.5), value_label(True)
+    ('grocery', '3', '2.5', '1')
+    """
+    value = distinct_value(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) <= EXACT_INT:
+        return str(int(value))
+    return repr(value)
+
+
 def distinct_codes(values: npt.NDArray[Any], kind: str | None) -> npt.NDArray[np.int64]:
     """One code per distinct value of `values` (non-null), by `distinct_value`'s rule:
     strings (schema `kind` "string") as themselves, numbers equal when equal as floats.

@@ -21,6 +21,7 @@ from feature_service.aggregation.reference import (
     selected,
 )
 from feature_service.aggregation.registry import AGGREGATIONS
+from feature_service.aggregation.spec import aggregation_of
 from feature_service.aggregation.state import (
     Events,
     LayoutMismatchError,
@@ -138,7 +139,7 @@ def check_against_reference(
         expected = brute_force(events, t, spec, index)
         chosen = selected(events, t, spec, index)
         values = [e.values.get(spec.column) for e in chosen] if spec.column else []
-        assert matches(spec.aggregation, got[spec.name], expected, values), (
+        assert matches(spec, got[spec.name], expected, values), (
             spec,
             t,
             got[spec.name],
@@ -152,7 +153,7 @@ def same_values(
     """Two computations agree (sums to rounding, relative to the values' magnitude)."""
     for spec in specs:
         values = [e.values.get(spec.column) for e in events] if spec.column else []
-        assert matches(spec.aggregation, a[spec.name], b[spec.name], values), (spec, a, b)
+        assert matches(spec, a[spec.name], b[spec.name], values), (spec, a, b)
 
 
 def columns_of(events: Sequence[Event], how: str) -> dict[str, np.ndarray]:
@@ -340,8 +341,12 @@ def test_time_before_every_event_sees_nothing() -> None:
     state = EntityState(StateLayout(specs, {"x": "float"}))
     state.add(1000.0, 0, {"x": 3.0})
     got = state.evaluate(999.999)
-    assert got == {
-        s.name: (0 if s.aggregation in ("count", "count_distinct") else None) for s in specs
+    assert got == {s.name: aggregation_of(s).empty_value(999.999) for s in specs}
+    assert {n for n, v in got.items() if v is not None} == {
+        "f_count",
+        "f_count_distinct",
+        "f_approx_count_distinct",
+        "f_decayed_count",
     }
 
 

@@ -1,0 +1,155 @@
+"""``approx_count_distinct``: the number of distinct values, estimated by HyperLogLog
+(Flajolet et al. 2007) with Ertl's improved estimator (2017).
+
+Why our own registers rather than Apache ``datasketches``' HLL or CPC. The value must
+be the same whatever the batching, arrival order or compaction (DESIGN.md). HLL
+registers are: each holds the maximum of a pure function of the values it saw, so any
+grouping gives the same registers. But datasketches estimates a sketch built by
+updates with its HIP accumulator and a union of sketches with the composite estimator,
+so one set of events gives two different answers depending on whether it was merged,
+and its hash (MurmurHash3 of its own value encoding) is another format to keep. Here
+the registers are plain JSON, the hash is a 64-bit BLAKE2b of the value's canonical
+bytes (1 and 1.0 are one value, as in ``count_distinct``), and the estimate is a pure
+function of the registers.
+
+Error: relative standard error ``1.04 / sqrt(2 ** precision)`` (1.6% at the default
+precision 12), for any number of values (Ertl's estimator needs no bias tables or
+linear-counting switch). Measured on 1M values (README). The test oracle holds the
+estimate within 4 standard errors (plus one) of the exact count.
+
+IR: the non-zero registers as ``[[index, rank], ...]`` sorted by index: small sets
+stay small; at most ``2 ** precision`` pairs.
+
+>>> agg = ApproxCountDistinct().bind({})
+>>> agg.finalize(agg.fold([0.0] * 4, [0, 1, 2, 3], ["a", "b", "a", 1]), 0.0)
+3
+>>> agg.params["precision"]
+12
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from feature_service.aggregation.base import IR, Aggregation, Parameter
+from feature_service.aggregation.values import distinct_value, is_null
+
+_MASK = (1 << 64) - 1
+
+
+def value_hash(value: Any) -> int:
+    """A stable 64-bit hash of a distinct value (`values.distinct_value`)."""
+    c = distinct_value(value)
+    if isinstance(c, str):
+        data = b"s" + c.encode("utf-8", "surrogatepass")
+    elif isinstance(c, float):
+        data = b"f" + struct.pack("<d", c)
+    else:  # an int beyond 2**53
+        data = b"i" + str(c).encode()
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def _sigma(x: float) -> float:
+    if x == 1.0:
+        return math.inf
+    y, z = 1.0, x
+    while True:
+        x *= x
+        z_old = z
+        z += x * y
+        y += y
+        if z == z_old:
+            return z
+
+
+def _tau(x: float) -> float:
+    if x in (0.0, 1.0):
+        return 0.0
+    y, z = 1.0, 1.0 - x
+    while True:
+        x = math.sqrt(x)
+        z_old = z
+        y *= 0.5
+        z -= (1.0 - x) ** 2 * y
+        if z == z_old:
+            return z / 3.0
+
+
+class ApproxCountDistinct(Aggregation):
+    """Estimated number of distinct non-null values (module doc); 0 for none."""
+
+    name = "approx_count_distinct"
+    output = "int"
+    parameters: ClassVar[Mapping[str, Parameter]] = {
+        "precision": Parameter("int", 4, 18, default=12)
+    }
+
+    def _register(self, value: Any) -> tuple[int, int]:
+        p = self.param("precision")
+        h = value_hash(value)
+        q = 64 - p
+        rest = h & ((1 << q) - 1)
+        return h >> q, q - rest.bit_length() + 1
+
+    def empty(self) -> IR:
+        return []
+
+    def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
+        if is_null(value):
+            return ir
+        index, rank = self._register(value)
+        at = bisect_left(ir, index, key=lambda e: e[0])
+        if at < len(ir) and ir[at][0] == index:
+            if ir[at][1] >= rank:
+                return ir
+            return [*ir[:at], [index, rank], *ir[at + 1 :]]
+        return [*ir[:at], [index, rank], *ir[at:]]
+
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        assert values is not None
+        registers: dict[int, int] = {}
+        for v in values:
+            if not is_null(v):
+                index, rank = self._register(v)
+                if rank > registers.get(index, 0):
+                    registers[index] = rank
+        return [[i, registers[i]] for i in sorted(registers)]
+
+    def merge(self, a: IR, b: IR) -> IR:
+        registers: dict[int, int] = {}
+        for i, r in (*a, *b):
+            if r > registers.get(i, 0):
+                registers[i] = r
+        return [[i, registers[i]] for i in sorted(registers)]
+
+    def finalize(self, ir: IR, t: float) -> Any:
+        p = self.param("precision")
+        m = 1 << p
+        q = 64 - p
+        counts = [0] * (q + 2)  # registers by rank
+        counts[0] = m - len(ir)
+        for _, r in ir:
+            counts[r] += 1
+        if counts[0] == m:
+            return 0
+        z = m * _tau(1.0 - counts[q + 1] / m)
+        for k in range(q, 0, -1):
+            z = 0.5 * (z + counts[k])
+        z += m * _sigma(counts[0] / m)
+        return round(m * m / (2.0 * math.log(2.0)) / z)
+
+    def oracle(self, events: Sequence[tuple[float, int, Any]], t: float) -> Any:
+        return len({distinct_value(v) for _, _, v in events})
+
+    def standard_error(self) -> float:
+        """The relative standard error of the estimate, ``1.04 / sqrt(2**precision)``."""
+        return 1.04 / math.sqrt(1 << self.param("precision"))
+
+    def matches_exact(self, actual: Any, exact: Any, magnitude: float = 1.0) -> bool:
+        """Within 4 standard errors of the exact count, plus one (module doc)."""
+        return abs(actual - exact) <= 4 * self.standard_error() * exact + 1

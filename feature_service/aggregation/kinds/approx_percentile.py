@@ -1,0 +1,159 @@
+"""``approx_percentile``: a percentile (or several) of the values, to 1% relative error,
+from a DDSketch (Masson, Rim & Lee, VLDB 2019) of logarithmic buckets.
+
+Why this sketch, and why our own few lines of it. The value must be the same bits
+whatever the batching, the arrival order or the compaction (DESIGN.md). KLL (Apache
+``datasketches``, Chronon) compacts at random, so two groupings of one set of events
+give different answers. A DDSketch with an unbounded store does not: a value's bucket
+is a pure function of the value (``ceil(log_gamma(x))``), a bucket holds an integer
+count, and merging adds counts, so any grouping gives the same buckets and the same
+answer. The ``ddsketch`` package has that design, but its stores keep float counts and
+collapse the lowest buckets past a bucket limit (order-dependent), and its index is
+computed through numpy or math by mapping; here the buckets are a sorted JSON list
+computed by ``math.log`` alone, the one function every path calls.
+
+The guarantee (DDSketch's): with ``x`` the exact percentile, the answer ``y`` has
+``|y - x| <= 0.01 |x|`` (values below 1e-300 in magnitude count as 0). The percentile
+``q`` of ``n`` values is the value of rank ``floor(q (n - 1))`` (0-based) in sorted
+order, the "lower" percentile. Measured on 1M values (README): at most 1.0% relative
+error, as promised, for uniform, normal and log-normal amounts.
+
+IR: ``[zeros, positive, negative]``: the count of zeros and ``[[index, count], ...]``
+of the buckets of positive values and of the magnitudes of negative ones, sorted.
+Memory: one bucket per 2% of range the values span: ~700 for amounts from 0.01 to
+1,000,000, whatever the number of events.
+
+>>> agg = ApproxPercentile().bind({"percentile": 0.5})
+>>> ir = agg.fold([0.0] * 5, list(range(5)), [10.0, 20.0, 30.0, 40.0, 50.0])
+>>> value = agg.finalize(ir, 0.0)
+>>> round(value, 6), abs(value - 30.0) <= 0.01 * 30.0
+(30.267171, True)
+>>> agg = ApproxPercentile().bind({"percentiles": [0.1, 0.9]})
+>>> [round(v, 3) for v in agg.finalize(ir, 0.0)], agg.value_type("float").kind
+([10.075, 40.048], 'list:float')
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Final
+
+from feature_service.aggregation.base import IR, Aggregation, Parameter
+from feature_service.aggregation.values import is_null, to_float
+
+ALPHA: Final[float] = 0.01
+"""The relative accuracy: every answer is within 1% of the exact percentile."""
+_GAMMA: Final[float] = (1 + ALPHA) / (1 - ALPHA)
+_LOG_GAMMA: Final[float] = math.log(_GAMMA)
+_TINY: Final[float] = 1e-300
+"""Magnitudes below this count as zero (they have no bucket)."""
+
+
+def bucket(x: float) -> int:
+    """The bucket of a magnitude ``x >= _TINY``: ``gamma**(i-1) < x <= gamma**i``."""
+    return math.ceil(math.log(x) / _LOG_GAMMA)
+
+
+def representative(i: int) -> float:
+    """The value a bucket answers with, within `ALPHA` of every value in it."""
+    return min(2.0 * math.exp(i * _LOG_GAMMA) / (_GAMMA + 1.0), sys.float_info.max)
+
+
+def _add(buckets: list[list[int]], i: int, n: int) -> list[list[int]]:
+    at = bisect_left(buckets, i, key=lambda e: e[0])
+    if at < len(buckets) and buckets[at][0] == i:
+        return [*buckets[:at], [i, buckets[at][1] + n], *buckets[at + 1 :]]
+    return [*buckets[:at], [i, n], *buckets[at:]]
+
+
+def _merged(a: Sequence[Sequence[int]], b: Sequence[Sequence[int]]) -> list[list[int]]:
+    counts: dict[int, int] = {}
+    for i, n in (*a, *b):
+        counts[i] = counts.get(i, 0) + n
+    return [[i, counts[i]] for i in sorted(counts)]
+
+
+class ApproxPercentile(Aggregation):
+    """The `percentile` (in (0, 1)) of non-null values, or a list of them for
+    `percentiles`, within 1% relative error; null for no values (module doc)."""
+
+    name = "approx_percentile"
+    numeric_only = True
+    parameters: ClassVar[Mapping[str, Parameter]] = {
+        "percentile": Parameter("float", 0, 1, open=True, example=0.9, optional=True),
+        "percentiles": Parameter("floats", 0, 1, open=True, example=[0.5, 0.9], optional=True),
+    }
+
+    def check_parameters(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        out = super().check_parameters(given)
+        if len(out) != 1:
+            raise ValueError(f"{self.name} needs one of `percentile` or `percentiles`")
+        return out
+
+    def example_params(self) -> dict[str, Any]:
+        return {"percentile": 0.9}
+
+    def value_kind(self, column_kind: str | None) -> str:
+        return "list:float" if "percentiles" in self.params else "float"
+
+    def empty(self) -> IR:
+        return [0, [], []]
+
+    def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
+        if is_null(value):
+            return ir
+        x = to_float(value)
+        zeros, pos, neg = ir
+        if abs(x) < _TINY:
+            return [zeros + 1, pos, neg]
+        if x > 0:
+            return [zeros, _add(pos, bucket(x), 1), neg]
+        return [zeros, pos, _add(neg, bucket(-x), 1)]
+
+    def merge(self, a: IR, b: IR) -> IR:
+        return [a[0] + b[0], _merged(a[1], b[1]), _merged(a[2], b[2])]
+
+    def _quantiles(self) -> list[float]:
+        if "percentiles" in self.params:
+            return list(self.param("percentiles"))
+        return [self.param("percentile")]
+
+    def _answer(self, values: list[float | None]) -> Any:
+        return values if "percentiles" in self.params else values[0]
+
+    def finalize(self, ir: IR, t: float) -> Any:
+        zeros, pos, neg = ir
+        n = zeros + sum(c for _, c in pos) + sum(c for _, c in neg)
+        if n == 0:
+            return None
+        # buckets in value order: negatives from the largest magnitude, zero, positives
+        ordered = [(-representative(i), c) for i, c in reversed(neg)]
+        if zeros:
+            ordered.append((0.0, zeros))
+        ordered += [(representative(i), c) for i, c in pos]
+        out: list[float | None] = []
+        for q in self._quantiles():
+            rank = math.floor(q * (n - 1))
+            seen = 0
+            for value, c in ordered:
+                seen += c
+                if seen > rank:
+                    out.append(value)
+                    break
+        return self._answer(out)
+
+    def oracle(self, events: Sequence[tuple[float, int, Any]], t: float) -> Any:
+        xs = sorted(float(v) for _, _, v in events)
+        if not xs:
+            return None
+        return self._answer([xs[math.floor(q * (len(xs) - 1))] for q in self._quantiles()])
+
+    def matches_exact(self, actual: Any, exact: Any, magnitude: float = 1.0) -> bool:
+        """Within `ALPHA` of the exact percentile(s) (module doc)."""
+        if actual is None or exact is None:
+            return actual is None and exact is None
+        pairs = zip(actual, exact, strict=True) if isinstance(exact, list) else [(actual, exact)]
+        return all(abs(a - e) <= ALPHA * abs(e) * (1 + 1e-12) + _TINY for a, e in pairs)
