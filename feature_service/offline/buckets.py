@@ -73,6 +73,7 @@ from feature_service.offline.event_log import (
     batches_overlap,
     failure_reason,
 )
+from feature_service.offline.feature_values import from_arrow, is_nested, nested_types, to_arrow
 from feature_service.offline.historical import (
     TIMESTAMP_COLUMN,
     get_historical_features,
@@ -374,7 +375,8 @@ def _evaluate_spilled(
         registry, group, events, rows, full_feature_names, max_offsets, overlapping
     )
     del events, parts
-    values = pa.Table.from_pandas(out[[ROW_COLUMN, *group.outputs]], preserve_index=False)
+    nested = nested_types(registry, dict(zip(group.outputs, group.features, strict=True)))
+    values = to_arrow(out[[ROW_COLUMN, *group.outputs]], nested)  # lists and maps typed
     # a row group per slice of the training set's rows (the rows are in position order),
     # so a slice of the output reads only its own row groups (`write_training_set`)
     slice_of = np.asarray(values[ROW_COLUMN].to_numpy(), dtype=np.int64) // ROWS_PER_SLICE
@@ -495,13 +497,21 @@ def write_training_set(
     its row groups; returns the feature columns written.
     """
     refs = resolve_features(registry, features, feature_service, full_feature_names)
+    nested = nested_types(
+        registry,
+        {
+            ref.output_name: f"{ref.view.name}:{ref.feature}"
+            for ref in refs
+            if ref.service_expression is None
+        },
+    )
     if any(ref.service_expression is not None for ref in refs):  # over whole rows: a frame
         frame = bucketed_historical_features(
             registry, offline, entity_df, features, feature_service, full_feature_names,
             progress, workers=workers, buckets=buckets, memory_budget=memory_budget,
         )  # fmt: skip
         types = pa.Schema.from_pandas(frame, preserve_index=False)
-        _write_slices(path, types, len(frame), lambda lo, hi: frame.iloc[lo:hi])
+        _write_slices(path, types, len(frame), lambda lo, hi: frame.iloc[lo:hi], nested)
         return [ref.output_name for ref in refs]
     run = _BucketRun(
         registry, offline, entity_df, features, feature_service, full_feature_names,
@@ -510,7 +520,7 @@ def write_training_set(
     if run.b == 1 or len(entity_df) == 0:
         whole = run.whole()
         types = pa.Schema.from_pandas(whole, preserve_index=False)
-        _write_slices(path, types, len(whole), lambda lo, hi: whole.iloc[lo:hi])
+        _write_slices(path, types, len(whole), lambda lo, hi: whole.iloc[lo:hi], nested)
         return run.plan.outputs
     with run.evaluated() as spill:
 
@@ -532,7 +542,7 @@ def write_training_set(
             [pa.Schema.from_pandas(entity_df, preserve_index=False), *values],
             promote_options="default",
         )
-        _write_slices(path, types, len(entity_df), rows)
+        _write_slices(path, types, len(entity_df), rows, nested)
     return run.plan.outputs
 
 
@@ -721,7 +731,10 @@ def _assemble(spill: _Spill, g: int, b: int, name: str, n_rows: int) -> Any:
 
 
 def _column_values(column: pa.ChunkedArray, n_rows: int) -> Any:
-    """A feature's Arrow values as the evaluator's array (a column of nulls: None)."""
+    """A feature's Arrow values as the evaluator's array (a column of nulls: None;
+    lists and maps as Python lists and dicts, as online serves them)."""
+    if is_nested(column.type):
+        return from_arrow(column)
     return column.to_pandas().to_numpy() if column.type != pa.null() else np.full(n_rows, None)
 
 
@@ -750,18 +763,26 @@ def _slice_values(spill: _Spill, g: int, b: int, lo: int, hi: int) -> pa.Table:
 
 
 def _write_slices(
-    path: str | Path, types: pa.Schema, n: int, rows: Callable[[int, int], pd.DataFrame]
+    path: str | Path,
+    types: pa.Schema,
+    n: int,
+    rows: Callable[[int, int], pd.DataFrame],
+    nested: Mapping[str, pa.DataType],
 ) -> None:
     """The frames `rows(lo, hi)` of every slice of `n` rows as one Parquet file (what
     `to_parquet(index=False)` writes of them all, in row groups of a slice); `types`:
-    each column's Arrow type over all the rows."""
+    each column's Arrow type over all the rows, but for the list and map features of
+    `nested`, which have their stated types (`offline.feature_values`)."""
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
     try:
         for lo in range(0, max(n, 1), ROWS_PER_SLICE):
-            part = pa.Table.from_pandas(rows(lo, min(lo + ROWS_PER_SLICE, n)), preserve_index=False)
+            part = to_arrow(rows(lo, min(lo + ROWS_PER_SLICE, n)), nested)
             if writer is None:
-                fields = [types.field(f.name) for f in part.schema]
+                fields = [
+                    pa.field(f.name, nested[f.name]) if f.name in nested else types.field(f.name)
+                    for f in part.schema
+                ]
                 schema = pa.schema(fields, metadata=part.schema.metadata)
                 writer = pq.ParquetWriter(path, schema)
             writer.write_table(part.cast(schema))

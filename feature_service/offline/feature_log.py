@@ -27,11 +27,11 @@ import uuid
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from feature_service.definitions import FeatureView, Registry
 from feature_service.offline.event_log import EventLog
+from feature_service.offline.feature_values import nested_types, to_arrow
 from feature_service.offline.historical import (
     ProgressFn,
     get_historical_features,
@@ -72,7 +72,8 @@ def write_feature_log(
     registry: Registry, log: EventLog, view: FeatureView, progress: ProgressFn | None = None
 ) -> tuple[str, int]:
     """Compute and write the view's feature log; return (path, rows)."""
-    table = pa.Table.from_pandas(feature_log(registry, log, view, progress), preserve_index=False)
+    nested = nested_types(registry, {f.name: f"{view.name}:{f.name}" for f in view.features})
+    table = to_arrow(feature_log(registry, log, view, progress), nested)
     path = feature_log_path(log, view)
     directory = path.rsplit("/", 1)[0]
     log.fs.makedirs(directory, exist_ok=True)

@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final
 
 from feature_service.aggregation.base import IR, Aggregation, Parameter
-from feature_service.aggregation.values import is_null, to_float
+from feature_service.aggregation.values import is_null, numbers, to_float
 
 ALPHA: Final[float] = 0.01
 """The relative accuracy: every answer is within 1% of the exact percentile."""
@@ -112,6 +112,22 @@ class ApproxPercentile(Aggregation):
         if x > 0:
             return [zeros, _add(pos, bucket(x), 1), neg]
         return [zeros, pos, _add(neg, bucket(-x), 1)]
+
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        assert values is not None
+        zeros = 0
+        pos: dict[int, int] = {}
+        neg: dict[int, int] = {}
+        for x in numbers(values):
+            if abs(x) < _TINY:
+                zeros += 1
+            elif x > 0:
+                i = bucket(x)
+                pos[i] = pos.get(i, 0) + 1
+            else:
+                i = bucket(-x)
+                neg[i] = neg.get(i, 0) + 1
+        return [zeros, [[i, pos[i]] for i in sorted(pos)], [[i, neg[i]] for i in sorted(neg)]]
 
     def merge(self, a: IR, b: IR) -> IR:
         return [a[0] + b[0], _merged(a[1], b[1]), _merged(a[2], b[2])]

@@ -47,6 +47,16 @@ class LastDistinctK(Aggregation):
             return ir
         return self._kept([*ir, [float(ts), int(seq), py_scalar(value)]])
 
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        assert values is not None
+        return self._kept(
+            [
+                [float(t_), int(s_), py_scalar(v)]
+                for t_, s_, v in zip(ts, seq, values, strict=True)
+                if not is_null(v)
+            ]
+        )
+
     def merge(self, a: IR, b: IR) -> IR:
         return self._kept([*a, *b])
 

@@ -65,6 +65,11 @@ function formatValue(v) {
     if (Number.isInteger(v)) return String(v);
     return String(Number(v.toPrecision(6)));
   }
+  // last_k and friends: the values in order; frequent_k and histogram: value: count
+  if (Array.isArray(v)) return `[${v.map(formatValue).join(", ")}]`;
+  if (typeof v === "object") {
+    return Object.entries(v).map(([key, n]) => `${key}: ${formatValue(n)}`).join(", ");
+  }
   return String(v);
 }
 
