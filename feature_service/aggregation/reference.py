@@ -23,6 +23,7 @@ from typing import Any
 from feature_service.aggregation.base import PRESENT, Aggregation
 from feature_service.aggregation.registry import aggregation
 from feature_service.aggregation.spec import FeatureLike, FeatureSpec, aggregation_of
+from feature_service.aggregation.values import plain_value
 from feature_service.aggregation.windows import default_hop
 
 __all__ = ["Event", "FeatureSpec", "brute_force", "matches", "selected"]
@@ -94,4 +95,4 @@ def matches(
         aggregation(feature).bind({}) if isinstance(feature, str) else aggregation_of(feature)
     )
     magnitude = agg.magnitude([v for v in values if not _null(v)])
-    return agg.matches_exact(actual, expected, magnitude)
+    return agg.matches_exact(plain_value(actual), plain_value(expected), magnitude)

@@ -182,13 +182,23 @@ def distinct_codes(values: npt.NDArray[Any], kind: str | None) -> npt.NDArray[np
 def plain_value(value: Any) -> Any:
     """A feature value of any evaluation path as the plain Python value JSON and
     comparisons take: numpy scalars as Python ones, every null (None, NaN, pandas NA,
-    and a non-finite float, which no finalized value is) as None.
+    and a non-finite float, which no finalized value is) as None; a list value as a
+    list (pandas reads an Arrow list as an array), a map value as a dict (pandas reads
+    an Arrow map as ``[(key, count), ...]``).
 
     >>> plain_value(np.float64(2.5)), plain_value(np.nan), plain_value(pd.NA), plain_value("a")
     (2.5, None, None, 'a')
+    >>> plain_value(np.array([1.0, 2.0])), plain_value([("a", 2), ("b", 1)])
+    ([1.0, 2.0], {'a': 2, 'b': 1})
     """
     if value is None or value is pd.NA:
         return None
+    if isinstance(value, np.ndarray):
+        return [plain_value(v) for v in value.tolist()]
+    if isinstance(value, list):
+        if value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+            return {k: plain_value(n) for k, n in value}
+        return [plain_value(v) if isinstance(v, np.generic) else v for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

@@ -49,6 +49,23 @@ feature_views:
       - {{name: since_last, aggregation: time_since_last}}
       - {{name: grocery_1d, aggregation: count, window: 1d, where: "category == 'grocery'"}}
       - {{name: online_sum_1h, column: amount, aggregation: sum, window: 1h, where: "online"}}
+      - {{name: last_3_amounts_1d, column: amount, aggregation: last_k, k: 3, window: 1d}}
+      - {{name: first_2_categories, column: category, aggregation: first_k, k: 2}}
+      - {{name: top_categories_1d, column: category, aggregation: frequent_k, k: 2, window: 1d}}
+      - {{name: category_histogram, column: category, aggregation: histogram, k: 3}}
+      - {{name: amount_p90_1d, column: amount, aggregation: approx_percentile, percentile: 0.9,
+          window: 1d}}
+      - {{name: amount_quartiles, column: amount, aggregation: approx_percentile,
+          percentiles: [0.25, 0.75]}}
+      - {{name: mean_gap_1d, aggregation: mean_gap, window: 1d}}
+      - {{name: std_gap_1h, aggregation: std_gap, window: 1h}}
+      - {{name: categories_approx, column: category, aggregation: approx_count_distinct}}
+      - {{name: amount_decayed_1d, column: amount, aggregation: decayed_sum, half_life: 1h,
+          window: 1d}}
+      - {{name: decayed_count, aggregation: decayed_count, half_life: 6h}}
+      - {{name: top_amounts_1d, column: amount, aggregation: top_k, k: 2, window: 1d}}
+      - {{name: recent_categories, column: category, aggregation: last_distinct_k, k: 2}}
+      - {{name: amount_kurtosis_1d, column: amount, aggregation: kurtosis, window: 1d}}
 """
 
 CATEGORIES = ["grocery", "fuel", "travel", "online", "restaurant"]
@@ -200,7 +217,7 @@ def assert_online_equals_brute_force(
             for i, feature in enumerate(view.features):
                 want = brute_force(events, t, feature, i)
                 values = [e.values.get(feature.column) for e in events] if feature.column else []
-                assert matches(feature.aggregation, got[feature.name], want, values), (
+                assert matches(feature, got[feature.name], want, values), (
                     f"{entity} {feature.name} at {t}: online {got[feature.name]!r} != {want!r}"
                 )
                 checked += 1

@@ -47,6 +47,11 @@ NEW_VIEW = """
       - {{name: last_amount, column: amount, aggregation: last}}
       - {{name: since, aggregation: time_since_last}}
       - {{name: fuel_1d, aggregation: count, window: 1d, where: "category == 'fuel'"}}
+      - {{name: last_2, column: amount, aggregation: last_k, k: 2}}
+      - {{name: top_cats_1d, column: category, aggregation: frequent_k, k: 2, window: 1d}}
+      - {{name: p50_1d, column: amount, aggregation: approx_percentile, percentile: 0.5,
+          window: 1d}}
+      - {{name: gap_1d, aggregation: mean_gap, window: 1d}}
 """
 
 

@@ -90,7 +90,7 @@ def test_values_equal_brute_force_at_as_of(served) -> None:  # type: ignore[no-u
             column = body["results"][i + 1]
             for row, entity in enumerate(entities):
                 want = brute_force(expected[entity], t, feature, i)
-                assert matches(feature.aggregation, column["values"][row], want), (
+                assert matches(feature, column["values"][row], want), (
                     f"{entity} {feature.name} at {t}"
                 )
                 assert column["statuses"][row] == ("NULL_VALUE" if want is None else "PRESENT")
@@ -336,7 +336,7 @@ def test_feature_log_holds_each_events_values_as_the_api_serves_them(
         for i, feature in enumerate(view.features):
             want = brute_force(expected[entity], t, feature, i)
             got = _none_if_nan(row[feature.name])
-            assert matches(feature.aggregation, got, want), f"{entity} {feature.name} at {t}"
+            assert matches(feature, got, want), f"{entity} {feature.name} at {t}"
     # online state answers as_of within one longest window (1d) behind the watermark
     recent = kept[kept["event_timestamp"] >= kept["event_timestamp"].max() - 86_400 + 3600]
     for row in recent.sample(15, random_state=2).to_dict(orient="records"):
@@ -345,7 +345,7 @@ def test_feature_log_holds_each_events_values_as_the_api_serves_them(
         for i, feature in enumerate(view.features):
             online = served_now["results"][i + 1]["values"][0]
             got = _none_if_nan(row[feature.name])
-            assert matches(feature.aggregation, online, got), f"{entity} {feature.name} at {t}"
+            assert matches(feature, online, got), f"{entity} {feature.name} at {t}"
     bad = subprocess.run(
         [
             sys.executable,

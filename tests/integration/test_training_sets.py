@@ -19,8 +19,9 @@ from fastapi.testclient import TestClient
 from feature_service import FeatureStore
 from feature_service.api.app import create_app
 from feature_service.core.config import Settings
-from feature_service.definitions import FeatureView
+from feature_service.definitions import Feature, FeatureView
 from feature_service.embedded import EmbeddedStack
+from feature_service.parity import same_value
 from tests.conditions import wait_for
 from tests.integration.streaming import (
     make_events,
@@ -79,13 +80,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _same(aggregation: str, a: Any, b: Any) -> bool:
-    a, b = _plain(a), _plain(b)
-    if a is None or b is None:
-        return a is None and b is None
-    if aggregation in ("sum", "mean", "var", "std"):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-    return bool(a == b)
+def _same(feature: Feature, a: Any, b: Any) -> bool:
+    """Equal as the parity check compares them (its aggregation's `matches`: floating
+    sums to 1e-9, lists, maps and sketches exactly)."""
+    return same_value(feature, _plain(a), _plain(b))
 
 
 def test_training_set_equals_online_reads_through_api_and_sdk(trained) -> None:  # type: ignore[no-untyped-def]
@@ -122,8 +120,8 @@ def test_training_set_equals_online_reads_through_api_and_sdk(trained) -> None: 
         for f in view.features:
             for i, entity in enumerate(entities):
                 want = part[f.name].iloc[i]
-                assert _same(f.aggregation, http[f.name][i], want), (f.name, entity, t)
-                assert _same(f.aggregation, sdk[f.name][i], want), (f.name, entity, t)
+                assert _same(f, http[f.name][i], want), (f.name, entity, t)
+                assert _same(f, sdk[f.name][i], want), (f.name, entity, t)
                 compared += 1
     assert compared > 500
 
