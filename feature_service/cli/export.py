@@ -132,10 +132,15 @@ def render_features_py(registry: Registry, definitions: str) -> str:
     entities = _feast_entities(registry)
     sources = {v.source.name: v.source for v in registry.feature_views.values()}
     views = list(registry.feature_views.values())
+    # names to import: `Array(Float64)` is two (`Array`, `Float64`)
     dtypes = sorted(
-        {feast_dtype(v, f) for v in views for f in v.features}
-        | {VALUE_TYPES[d.kind].feast for v in views for d in v.derived}
-        | {VALUE_TYPES[v.source.schema[k]].feast for v in views for k in v.entity.join_keys}
+        {
+            name
+            for dtype in {feast_dtype(v, f) for v in views for f in v.features}
+            | {VALUE_TYPES[d.kind].feast for v in views for d in v.derived}
+            | {VALUE_TYPES[v.source.schema[k]].feast for v in views for k in v.entity.join_keys}
+            for name in dtype.replace(")", "").split("(")
+        }
     )
     out = [
         f'"""Feast definitions of the features feature-service {__version__} serves.',

@@ -23,7 +23,7 @@ def test_export_writes_a_repository_feast_can_load(tmp_path: Path) -> None:
         "export", "feast", "-d", str(SAMPLE), "--api", "http://10.0.0.5:8000/", "-o", str(out)
     )
     assert run.returncode == 0, run.stderr
-    assert "3 feature views, 41 features, 2 feature services" in run.stdout
+    assert "3 feature views, 45 features, 2 feature services" in run.stdout
     assert "feast apply" in run.stdout
     store = (out / "feature_store.yaml").read_text()
     assert "type: remote\n  path: http://10.0.0.5:8000\n" in store
@@ -53,6 +53,8 @@ def test_types_follow_the_values_the_api_returns() -> None:
     assert types["txn_count_1h"] == types["distinct_merchants_7d"] == "Int64"
     assert types["amount_mean_1d"] == types["secs_since_last_txn"] == "Float64"
     assert types["last_amount"] == "Float64"  # last of a float column
+    assert types["last_5_amounts"] == "Array(Float64)"  # a list of a float column's values
+    assert types["top_categories_7d"] == "Map"  # category -> count, a JSON object
     text = render_features_py(registry, "definitions")
     assert "join_keys=['customer_id'],\n    value_type=ValueType.STRING" in text
     # a service lists its features per view, in the order of the definitions
