@@ -14,7 +14,9 @@ function of the registers.
 
 Error: relative standard error ``1.04 / sqrt(2 ** precision)`` (1.6% at the default
 precision 12), for any number of values (Ertl's estimator needs no bias tables or
-linear-counting switch). Measured on 1M values (README). The test oracle holds the
+linear-counting switch). Measured on 1M values (README; 3 runs each): at precision 12,
+mean 0.8% / max 1.6% with 1k distinct values, 1.1% / 2.0% with 100k, 0.8% / 1.6% with
+1M; at precision 14, 0.3% / 0.5%, 0.7% / 1.4%, 0.5% / 1.1%. The test oracle holds the
 estimate within 4 standard errors (plus one) of the exact count.
 
 IR: the non-zero registers as ``[[index, rank], ...]`` sorted by index: small sets

@@ -15,8 +15,9 @@ computed by ``math.log`` alone, the one function every path calls.
 The guarantee (DDSketch's): with ``x`` the exact percentile, the answer ``y`` has
 ``|y - x| <= 0.01 |x|`` (values below 1e-300 in magnitude count as 0). The percentile
 ``q`` of ``n`` values is the value of rank ``floor(q (n - 1))`` (0-based) in sorted
-order, the "lower" percentile. Measured on 1M values (README): at most 1.0% relative
-error, as promised, for uniform, normal and log-normal amounts.
+order, the "lower" percentile. Measured on 1M values (README), percentiles 0.01 to
+0.999: max relative error 0.92% (uniform 0..1000), 0.99% (normal 100 +- 30), 0.81%
+(log-normal), with 500-650 buckets; the same IR from 7 merged parts as from one fold.
 
 IR: ``[zeros, positive, negative]``: the count of zeros and ``[[index, count], ...]``
 of the buckets of positive values and of the magnitudes of negative ones, sorted.
