@@ -71,6 +71,8 @@ feature_views:
       - {{name: first_items, column: items, aggregation: first}}
       - {{name: since_last, aggregation: time_since_last}}
       - {{name: online_1d, aggregation: count, window: 1d, where: "online"}}
+      - {{name: last_3_amounts, column: amount, aggregation: last_k, k: 3}}
+      - {{name: top_categories_1d, column: category, aggregation: frequent_k, k: 2, window: 1d}}
   - name: {merch}
     source: {source}
     entity: merchant
@@ -209,7 +211,7 @@ def world(
              "--definitions", str(definitions), "--api", url, "--api-key-env", KEY_ENV,
              "--project", f"fs_{tag}", "-o", str(repo)]
         )  # fmt: skip
-        assert "3 feature views, 20 features, 1 feature service" in printed, printed
+        assert "3 feature views, 22 features, 1 feature service" in printed, printed
         applied = run([feast_cli(python), "apply", "--skip-source-validation"], cwd=repo)
         assert all(names[v] in applied for v in ("cust", "merch", "pair")), applied
         feast = FeastClient(python, repo, tmp / "feast_driver.log")
@@ -335,6 +337,8 @@ def test_feature_lists_with_short_and_full_names(world) -> None:  # type: ignore
     assert isinstance(first[f"{view.name}__last_category"], str)
     assert isinstance(first[f"{view.name}__last_online"], bool)
     assert isinstance(first[f"{view.name}__first_items"], int)
+    assert isinstance(first[f"{view.name}__last_3_amounts"], list)  # Array(Float64)
+    assert isinstance(first[f"{view.name}__top_categories_1d"], dict)  # Map
 
 
 def test_feature_service_and_two_join_keys(world) -> None:  # type: ignore[no-untyped-def]
