@@ -250,7 +250,7 @@ def test_spark_training_set_equals_the_values_served_online(served, spark) -> No
             answered = online.to_dict()
             for feature in view.features:
                 on, off = answered[feature.name][0], train[feature.name].iloc[i]
-                assert same_value(feature.aggregation, on, off), (entity, t, feature.name, on, off)
+                assert same_value(feature, on, off), (entity, t, feature.name, on, off)
                 compared += 1
     assert compared == len(entities) * len(view.features)
     assert train["n_1h"].sum() > 0

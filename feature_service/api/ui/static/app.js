@@ -73,6 +73,21 @@ function formatValue(v) {
   return String(v);
 }
 
+function isMap(v) {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+// A map value (frequent_k, histogram: value -> count) as bars, longest for the largest count.
+function mapBars(v) {
+  const entries = Object.entries(v);
+  const top = Math.max(1, ...entries.map(([, n]) => n));
+  return el("div", { class: "map-bars", title: formatValue(v) },
+    ...entries.map(([key, n]) => el("div", { class: "map-bar" },
+      el("span", { class: "map-key", text: key }),
+      el("span", { class: "map-fill", style: `width: ${Math.max(2, Math.round(80 * n / top))}px` }),
+      el("span", { class: "map-count", text: formatValue(n) }))));
+}
+
 function formatAge(seconds) {
   if (seconds === null || seconds === undefined) return "—";
   const s = Math.max(0, seconds);
@@ -300,7 +315,8 @@ function renderLookup(keys, ids, views, response, t) {
         on: { click: () => { $("history-feature").value = ref; plotHistory(); } },
       },
         el("td", {}, el("code", { text: f.name })),
-        el("td", { class: "num value", "data-feature": ref, "data-value": JSON.stringify(value), text: formatValue(value) }),
+        el("td", { class: "num value", "data-feature": ref, "data-value": JSON.stringify(value), text: isMap(value) ? null : formatValue(value) },
+          isMap(value) ? mapBars(value) : null),
         el("td", {}, el("span", { class: `status ${status}`, text: status })),
       );
     });
