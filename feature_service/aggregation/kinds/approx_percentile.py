@@ -4,7 +4,8 @@ from a DDSketch (Masson, Rim & Lee, VLDB 2019) of logarithmic buckets.
 Why this sketch, and why our own few lines of it. The value must be the same bits
 whatever the batching, the arrival order or the compaction (DESIGN.md). KLL (Apache
 ``datasketches``, Chronon) compacts at random, so two groupings of one set of events
-give different answers. A DDSketch with an unbounded store does not: a value's bucket
+give different answers (datasketches 5.2.0, k 200, 100,000 values: p90 0.89787
+updated directly, 0.89744 merged from four sketches). A DDSketch with an unbounded store does not: a value's bucket
 is a pure function of the value (``ceil(log_gamma(x))``), a bucket holds an integer
 count, and merging adds counts, so any grouping gives the same buckets and the same
 answer. The ``ddsketch`` package has that design, but its stores keep float counts and
