@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from feature_service.aggregation.spec import FeatureSpec
 from feature_service.definitions import DefinitionError, load_definitions
 
 GOOD = {
@@ -170,7 +171,73 @@ BAD_FEATURES = [
         "features",
         "do not divide each other",
     ),
+    # an aggregation's parameters: keys of the entry, each problem at its key
+    (
+        {"name": "x", "column": "amount", "aggregation": "last_k", "k": 0},
+        "features[6].k",
+        "k must lie in [1, 1000], not 0",
+    ),
+    (
+        {"name": "x", "column": "amount", "aggregation": "last_k", "k": 2.5},
+        "features[6].k",
+        "k must be a whole number",
+    ),
+    (
+        {"name": "x", "column": "amount", "aggregation": "last_k"},
+        "features[6].aggregation",
+        "last_k needs `k`",
+    ),
+    (
+        {"name": "x", "column": "amount", "aggregation": "last_k", "k": 3, "kk": 1},
+        "features[6].kk",
+        "unknown key (last_k takes k)",
+    ),
+    (
+        {"column": "amount", "aggregations": ["sum", "mean"], "k": 3},
+        "features[6].k",
+        "unknown key (a shorthand (`aggregations`) takes no parameters)",
+    ),
+    (
+        {"name": "x", "column": "amount", "aggregation": "approx_percentile", "percentile": 1},
+        "features[6].percentile",
+        "percentile must lie in (0, 1), not 1",
+    ),
+    (
+        {"name": "x", "column": "amount", "aggregation": "approx_percentile"},
+        "features[6].aggregation",
+        "approx_percentile needs one of `percentile` or `percentiles`",
+    ),
+    (
+        {"name": "x", "aggregation": "decayed_count", "half_life": "1 day"},
+        "features[6].half_life",
+        "is not a duration",
+    ),
 ]
+
+
+def test_parameters_reach_the_feature_checked_with_defaults() -> None:
+    """A feature carries its aggregation's parameters, checked and completed, and two
+    features differing only in them get different state layouts."""
+    from feature_service.aggregation.spec import aggregation_of
+    from feature_service.aggregation.state import StateLayout
+    from feature_service.definitions.loader import parse_definitions_text
+    from feature_service.definitions.registry import build_registry
+
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    features = data["feature_views"][0]["features"]
+    features.append({"name": "p90", "column": "amount", "aggregation": "approx_percentile",
+                     "percentile": 0.9})  # fmt: skip
+    features.append(
+        {"name": "n_approx", "column": "amount", "aggregation": "approx_count_distinct"}
+    )
+    registry = build_registry([("f.yaml", parse_definitions_text(yaml.safe_dump(data)))])
+    view = next(iter(registry.feature_views.values()))
+    assert view.feature("p90").params == (("percentile", 0.9),)
+    assert view.feature("n_approx").params == (("precision", 12),)
+    assert aggregation_of(view.feature("p90")).params == {"percentile": 0.9}
+    one = StateLayout([FeatureSpec("l", "last_k", "x", params={"k": 2})])
+    other = StateLayout([FeatureSpec("l", "last_k", "x", params={"k": 3})])
+    assert one.fingerprint != other.fingerprint
 
 
 @pytest.mark.parametrize(("feature", "path", "message"), BAD_FEATURES)
