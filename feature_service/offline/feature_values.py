@@ -30,12 +30,14 @@ def is_nested(kind: pa.DataType) -> bool:
 
 def nested_types(registry: Registry, refs: Mapping[str, str]) -> dict[str, pa.DataType]:
     """The stated Arrow type of each output column (name -> ``view:feature``) whose
-    values are lists or maps."""
+    values are lists or maps (derived features are numbers, strings or booleans)."""
     out = {}
     for name, ref in refs.items():
         view_name, _, feature_name = ref.partition(":")
         view = registry.feature_views[view_name]
-        feature = view.feature(feature_name)
+        feature = next((f for f in view.features if f.name == feature_name), None)
+        if feature is None:  # a derived feature
+            continue
         column_kind = None if feature.column is None else view.source.schema[feature.column]
         kind = aggregation_of(feature).value_type(column_kind).arrow
         if is_nested(kind):

@@ -1,17 +1,17 @@
 """``approx_count_distinct``: the number of distinct values, estimated by HyperLogLog
 (Flajolet et al. 2007) with Ertl's improved estimator (2017).
 
-Why our own registers rather than Apache ``datasketches``' HLL or CPC. The value must
-be the same whatever the batching, arrival order or compaction (DESIGN.md). HLL
-registers are: each holds the maximum of a pure function of the values it saw, so any
-grouping gives the same registers. But datasketches estimates a sketch built by
-updates with its HIP accumulator and a union of sketches with the composite estimator,
-so one set of events gives two different answers depending on whether it was merged
-(datasketches 5.2.0, lg_k 12, 30,000 strings: 29,749.4 updated directly, 29,837.8 as a
-union of three sketches), and its hash (MurmurHash3 of its own value encoding) is another format to keep. Here
-the registers are plain JSON, the hash is a 64-bit BLAKE2b of the value's canonical
-bytes (1 and 1.0 are one value, as in ``count_distinct``), and the estimate is a pure
-function of the registers.
+Why our own registers rather than Apache ``datasketches``' HLL or CPC. The value must be
+the same whatever the batching, arrival order or compaction (DESIGN.md). HLL registers
+are: each holds the maximum of a pure function of the values it saw, so any grouping
+gives the same registers. But datasketches estimates a sketch built by updates with its
+HIP accumulator and a union of sketches with the composite estimator, so one set of
+events gives two different answers depending on whether it was merged (datasketches
+5.2.0, lg_k 12, 30,000 strings: 29,749.4 updated directly, 29,837.8 as a union of three
+sketches), and its hash (MurmurHash3 of its own value encoding) is another format to
+keep. Here the registers are plain JSON, the hash is a 64-bit BLAKE2b of the value's
+canonical bytes (1 and 1.0 are one value, as in ``count_distinct``), and the estimate is
+a pure function of the registers.
 
 Error: relative standard error ``1.04 / sqrt(2 ** precision)`` (1.6% at the default
 precision 12), for any number of values (Ertl's estimator needs no bias tables or

@@ -4,14 +4,14 @@ from a DDSketch (Masson, Rim & Lee, VLDB 2019) of logarithmic buckets.
 Why this sketch, and why our own few lines of it. The value must be the same bits
 whatever the batching, the arrival order or the compaction (DESIGN.md). KLL (Apache
 ``datasketches``, Chronon) compacts at random, so two groupings of one set of events
-give different answers (datasketches 5.2.0, k 200, 100,000 values: p90 0.89787
-updated directly, 0.89744 merged from four sketches). A DDSketch with an unbounded store does not: a value's bucket
-is a pure function of the value (``ceil(log_gamma(x))``), a bucket holds an integer
-count, and merging adds counts, so any grouping gives the same buckets and the same
-answer. The ``ddsketch`` package has that design, but its stores keep float counts and
-collapse the lowest buckets past a bucket limit (order-dependent), and its index is
-computed through numpy or math by mapping; here the buckets are a sorted JSON list
-computed by ``math.log`` alone, the one function every path calls.
+give different answers (datasketches 5.2.0, k 200, 100,000 values: p90 0.89787 updated
+directly, 0.89744 merged from four sketches). A DDSketch with an unbounded store does
+not: a value's bucket is a pure function of the value (``ceil(log_gamma(x))``), a bucket
+holds an integer count, and merging adds counts, so any grouping gives the same buckets
+and the same answer. The ``ddsketch`` package has that design, but its stores keep float
+counts and collapse the lowest buckets past a bucket limit (order-dependent), and its
+index is computed through numpy or math by mapping; here the buckets are a sorted JSON
+list computed by ``math.log`` alone, the one function every path calls.
 
 The guarantee (DDSketch's): with ``x`` the exact percentile, the answer ``y`` has
 ``|y - x| <= 0.01 |x|`` (values below 1e-300 in magnitude count as 0). The percentile
