@@ -127,6 +127,13 @@ class Expression:
     type: str
     _row: RowFn = field(repr=False)
     _vec: VecFn = field(repr=False)
+    _source: tuple[Any, ...] = field(repr=False, default=())
+    """What `parse_expression` was given besides the text: an expression pickles as
+    that and is compiled again where it is unpickled (its closures do not pickle;
+    training sets send views to worker processes)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_compiled_again, (self.text, *self._source))
 
     def __eq__(self, other: object) -> bool:  # the same text over the same inputs
         if not isinstance(other, Expression):
@@ -191,7 +198,16 @@ def parse_expression(
             f"names unknown request field(s) {', '.join(sorted(compiler.unknown_fields))}; "
             f"request fields: {known}"
         )
-    return Expression(text, tree, frozenset(used), frozenset(fields), node.type, node.row, node.vec)
+    source = (dict(names), None if request is None else dict(request), noun)
+    return Expression(
+        text, tree, frozenset(used), frozenset(fields), node.type, node.row, node.vec, source
+    )
+
+
+def _compiled_again(
+    text: str, names: Mapping[str, str], request: Mapping[str, str] | None, noun: str
+) -> Expression:
+    return parse_expression(text, names, request, noun=noun)
 
 
 def evaluation_order(

@@ -366,14 +366,16 @@ def test_a_feature_service_combines_features_in_expressions_in_training_sets(
     assert math.isnan(out["spend_fx"].iloc[2])  # a null request field propagates
     want = plain["s1"].to_numpy() / plain["n1"].to_numpy()
     assert [bits(x) for x in out["per_txn"]] == [bits(x) for x in want[:2]] + [None]  # 0/0
-    # the bucketed engine gives the same frame
+    # the bucketed engine gives the same frame, in this process and in worker processes
+    # (which get the views, expressions included, pickled)
     from feature_service.offline.buckets import bucketed_historical_features
 
-    bucketed = bucketed_historical_features(
-        registry, log, frame, feature_service="scoring", workers=1, buckets=2
-    )
-    for name in ("n1", "z", "spend_fx", "per_txn"):
-        assert [bits(x) for x in bucketed[name]] == [bits(x) for x in out[name]], name
+    for workers in (1, 2):
+        bucketed = bucketed_historical_features(
+            registry, log, frame, feature_service="scoring", workers=workers, buckets=2
+        )
+        for name in ("n1", "z", "spend_fx", "per_txn"):
+            assert [bits(x) for x in bucketed[name]] == [bits(x) for x in out[name]], name
     # a missing request field of the service is a 422 naming it, online and offline
     refs = resolve_features(registry, None, "scoring")
     with pytest.raises(RequestError, match=r"spend_fx needs request field 'fx'"):
