@@ -55,6 +55,7 @@ import pyarrow as pa
 
 from feature_service.aggregation.values import as_float_array, non_null_mask, numbers_in
 from feature_service.aggregation.window_events import Float, Int, WindowEvents, pick_values
+from feature_service.durations import parse_duration
 
 IR: TypeAlias = Any
 """An intermediate representation: JSON-able data, specific to each aggregation."""
@@ -156,8 +157,6 @@ class Parameter:
                 raise ValueError(f"{name} must be a non-empty list of numbers, not {value!r}")
             return tuple(self._number(f"{name}[{i}]", v, float) for i, v in enumerate(value))
         if self.kind == "duration":
-            from feature_service.definitions.durations import parse_duration
-
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             if not isinstance(value, int | str) or isinstance(value, bool):

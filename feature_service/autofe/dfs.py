@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from feature_service.autofe.types import SampleProfile, accepted_events
-from feature_service.definitions.durations import format_duration
+from feature_service.durations import format_duration
 from feature_service.times import datetimes_of_seconds
 
 EVENTS = "events"

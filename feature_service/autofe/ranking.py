@@ -51,7 +51,7 @@ from feature_service.autofe.types import (
     accepted_events,
     event_times,
 )
-from feature_service.definitions.durations import format_duration
+from feature_service.durations import format_duration
 
 if TYPE_CHECKING:
     from feature_service.autofe.pruning import Decision

@@ -15,7 +15,7 @@ import numpy as np
 
 from feature_service.autofe.dfs import GROUP_TITLES, Candidate
 from feature_service.autofe.plan import Generated
-from feature_service.definitions.durations import format_duration
+from feature_service.durations import format_duration
 
 _KIND_WORDS = {
     "numeric": "number",

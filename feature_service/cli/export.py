@@ -36,7 +36,7 @@ from feature_service.cli.console import console
 from feature_service.cli.options import DefinitionsOption
 from feature_service.core.config import load_settings
 from feature_service.definitions import Feature, FeatureView, Registry, load_definitions
-from feature_service.definitions.durations import format_duration
+from feature_service.durations import format_duration
 
 DEFAULT_API = "http://127.0.0.1:8000"
 

@@ -21,9 +21,9 @@ from feature_service.cli.console import console, err_console
 from feature_service.cli.options import definitions_option
 from feature_service.core.config import load_settings
 from feature_service.core.kafka import KafkaConnection
-from feature_service.definitions.durations import format_duration, parse_duration
 from feature_service.definitions.loader import parse_definitions_text
 from feature_service.definitions.registry import build_registry
+from feature_service.durations import format_duration, parse_duration
 
 if TYPE_CHECKING:  # the pipeline (pandas, featuretools) is imported when the command runs
     from feature_service.autofe.plan import Generated

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from feature_service.aggregation.registry import aggregation
-from feature_service.definitions.durations import parse_duration
+from feature_service.durations import parse_duration
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
 

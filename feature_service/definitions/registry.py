@@ -18,7 +18,6 @@ from feature_service.aggregation.base import Aggregation, Params, as_params
 from feature_service.aggregation.registry import aggregation as aggregation_named
 from feature_service.aggregation.spec import aggregation_of
 from feature_service.aggregation.windows import default_hop
-from feature_service.definitions.durations import format_duration
 from feature_service.definitions.model import (
     DefinitionsFile,
     FeatureDef,
@@ -28,6 +27,7 @@ from feature_service.definitions.model import (
 )
 from feature_service.definitions.source_formats import source_format
 from feature_service.definitions.where import WhereError, WhereExpr, parse_where
+from feature_service.durations import format_duration
 from feature_service.expressions import (
     ANY,
     Expression,

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from feature_service.api.deps import State
 from feature_service.definitions import FeatureView
-from feature_service.definitions.durations import format_duration
+from feature_service.durations import format_duration
 
 router = APIRouter(tags=["registry"])
 
