@@ -43,6 +43,7 @@ events/s each). Everything is printed as it comes, then once more as one JSON ob
 `--json PATH` writes that object to a file. Results are appended to
 benchmarks/RESULTS.md with `--record`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -425,6 +426,68 @@ def show(key: str, value: dict) -> None:
     print(json.dumps({key: value}, indent=2), flush=True)
 
 
+# The aggregations the product had before issue 24; `--kinds` adds or removes the others.
+OLD_KINDS = frozenset(
+    {
+        "count",
+        "sum",
+        "mean",
+        "min",
+        "max",
+        "std",
+        "var",
+        "first",
+        "last",
+        "count_distinct",
+        "time_since_last",
+        "skew",
+    }
+)
+MORE_NEW_KINDS = [  # with the shipped example's 4 (last_k, frequent_k, ...): 10 new kinds
+    {"name": "x_top_amounts_7d", "column": "amount", "aggregation": "top_k", "k": 3,
+     "window": "7d"},
+    {"name": "x_merchants_approx_7d", "column": "merchant_id",
+     "aggregation": "approx_count_distinct", "window": "7d"},
+    {"name": "x_amount_decayed_7d", "column": "amount", "aggregation": "decayed_sum",
+     "half_life": "1d", "window": "7d"},
+    {"name": "x_amount_kurtosis_7d", "column": "amount", "aggregation": "kurtosis",
+     "window": "7d"},
+    {"name": "x_last_merchants", "column": "merchant_id", "aggregation": "last_distinct_k",
+     "k": 3},
+    {"name": "x_category_histogram_1d", "column": "category", "aggregation": "histogram",
+     "k": 5, "window": "1d"},
+]  # fmt: skip
+
+
+def definitions_of(kinds: str, work: Path) -> Path:
+    """The example definitions (`shipped`), without the aggregations issue 24 added
+    (`without-new`), or with 10 of them in customer_txn (`with-10-new`)."""
+    if kinds == "shipped":
+        return DEFINITIONS
+    import yaml
+
+    data = yaml.safe_load((DEFINITIONS / "transactions.yaml").read_text())
+    view = next(v for v in data["feature_views"] if v["name"] == "customer_txn")
+    old = [f for f in view["features"] if f.get("aggregation", "sum") in OLD_KINDS]
+    new = [f for f in view["features"] if f.get("aggregation", "sum") not in OLD_KINDS]
+    kept = {f.get("name") for f in old} | {None}
+    if kinds == "without-new":
+        view["features"] = old
+        for service in data.get("feature_services", []):
+            service["features"] = [
+                f for f in service["features"]
+                if not isinstance(f, str) or f.split(":")[1] in kept or f.startswith("merchant")
+            ]  # fmt: skip
+    else:
+        assert len(new) + len(MORE_NEW_KINDS) == 10, [f["name"] for f in new]
+        view["features"] = view["features"] + MORE_NEW_KINDS
+    out = work / f"definitions-{kinds}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "transactions.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    load_definitions(out)  # refuse a broken variant before any clock runs
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -445,6 +508,13 @@ def main() -> None:
         default=[],
         choices=["avro", "protobuf", "jsonschema"],
         help="also run the worker on the events in this format (repeatable)",
+    )
+    parser.add_argument(
+        "--kinds",
+        choices=["shipped", "without-new", "with-10-new"],
+        default="shipped",
+        help="the example definitions as shipped, without issue 24's aggregations, or "
+        "with 10 of them (the worker's definitions only)",
     )
     args = parser.parse_args()
 
@@ -470,7 +540,9 @@ def main() -> None:
         produce_s = time.perf_counter() - t0
         del messages
         empty = int(redis.Redis.from_url(stack.redis.url).info("memory")["used_memory"])
-        ours = run_worker(stack, args.events, work / "offline", args.profile)
+        definitions = definitions_of(args.kinds, work)
+        ours = run_worker(stack, args.events, work / "offline", args.profile, definitions)
+        ours["kinds"] = args.kinds
         ours["produce_s"] = produce_s
         ours["redis"] = redis_usage(stack.redis.url, views, args.events, args.redis_sample, empty)
         results[OURS] = ours

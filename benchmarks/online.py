@@ -146,6 +146,45 @@ feature_views:
 """
 SCENARIOS = (("1 x 5", 1, 5), ("1 x 50", 1, 50), ("100 x 50", 100, 50))
 
+# `--variant new-kinds`: the view's last 10 features become 10 of the aggregations added
+# by issue 24 (same column reads, so the same state); `--variant derived`: 5 derived
+# features on the view, added to the 1 x 50 and 100 x 50 requests (55 names).
+NEW_KINDS = """\
+      - {name: last_5_amounts, column: amount, aggregation: last_k, k: 5}
+      - {name: top_categories_7d, column: category, aggregation: frequent_k, k: 3, window: 7d}
+      - {name: amount_p90_7d, column: amount, aggregation: approx_percentile,
+          percentile: 0.9, window: 7d}
+      - {name: mean_gap_7d, aggregation: mean_gap, window: 7d}
+      - {name: top_amounts_7d, column: amount, aggregation: top_k, k: 3, window: 7d}
+      - {name: merchants_approx_7d, column: merchant_id, aggregation: approx_count_distinct,
+          window: 7d}
+      - {name: amount_decayed_7d, column: amount, aggregation: decayed_sum, half_life: 1d,
+          window: 7d}
+      - {name: amount_kurtosis_7d, column: amount, aggregation: kurtosis, window: 7d}
+      - {name: last_merchants, column: merchant_id, aggregation: last_distinct_k, k: 3}
+      - {name: category_histogram_1d, column: category, aggregation: histogram, k: 5,
+          window: 1d}
+"""
+DERIVED = """\
+      - {name: ratio_1d_7d, expression: "amount_sum_1d / amount_sum_7d"}
+      - {name: z_last, expression: "(last_amount - amount_mean_7d) / amount_std_7d"}
+      - {name: online_share_7d, expression: "online_n_7d / n_7d"}
+      - {name: big_share_7d, expression: "coalesce(big_n_7d / n_7d, 0)"}
+      - {name: log_sum_7d, expression: "log(amount_sum_7d + 1)"}
+"""
+DERIVED_NAMES = ("ratio_1d_7d", "z_last", "online_share_7d", "big_share_7d", "log_sum_7d")
+
+
+def bench_view(variant: str) -> str:
+    """The benchmark view's YAML for `variant` (plain, new-kinds, derived)."""
+    if variant == "new-kinds":
+        lines = BENCH_VIEW.rstrip("\n").split("\n")
+        starts = [i for i, line in enumerate(lines) if line.startswith("      - {")]
+        return "\n".join(lines[: starts[-10]]) + "\n" + NEW_KINDS
+    if variant == "derived":
+        return BENCH_VIEW + DERIVED
+    return BENCH_VIEW
+
 
 def percentiles(samples: list[float]) -> dict[str, float]:
     q = statistics.quantiles(samples, n=100)
@@ -284,6 +323,7 @@ def run_all(
     tmp: Path,
     counter: RedisCounter | None = None,
     processes: int = 1,
+    derived: bool = False,
 ) -> dict:
     """The cases against one server. One process: 1 client and 16 clients per request
     (`1 x 5, 1 client`, `1 x 5, 16 clients`, ...); several (`processes`): 16 clients only,
@@ -293,17 +333,21 @@ def run_all(
     def measured(run: Callable[[], tuple[dict[str, float], int]], settle_s: float) -> dict:
         return counter.measure(run, settle_s) if counter else run()[0]
 
+    def asked(f: int) -> list[str]:  # the first f features, and the derived ones with 50
+        extra = [f"{VIEW}:{name}" for name in DERIVED_NAMES] if f == 50 and derived else []
+        return features[:f] + extra
+
     suffix = f", {processes} processes" if processes > 1 else ""
     results: dict[str, dict[str, float]] = {}
     for label, n, f in SCENARIOS:
         if processes == 1:
             count = args.requests if n == 1 else max(args.requests // 10, 50)
-            sequence = bodies(features[:f], entities, n, count)
+            sequence = bodies(asked(f), entities, n, count)
             seq = measured(lambda: sequential(url, sequence), 0.0)  # noqa: B023 - called now
             seq["entity_rows_per_s"] = seq["req_per_s"] * n
             results[f"{label}, 1 client"] = seq
         if shutil.which("wrk"):
-            mix = bodies(features[:f], entities, n, 500)
+            mix = bodies(asked(f), entities, n, 500)
             concurrent(url, mix, tmp, 1)  # warm-up: the server's Redis pools grow to this load
             con = measured(lambda: concurrent(url, mix, tmp, args.seconds), 1.0)  # noqa: B023
             con["entity_rows_per_s"] = con["req_per_s"] * n
@@ -351,7 +395,7 @@ def snapshot(url: str, features: list[str], entities: list[str]) -> pd.DataFrame
     return frame
 
 
-FEAST_REPO = '''
+FEAST_REPO = """
 from datetime import timedelta
 from feast import Entity, FeatureView, Field, FileSource
 from feast.types import Float64
@@ -363,7 +407,7 @@ source = FileSource(path="{path}", timestamp_field="event_timestamp")
     name="{view}", entities=[customer], ttl=timedelta(days=30), online=True, source=source,
     schema=[{fields}],
 )
-'''
+"""
 
 
 def prepare_feast(
@@ -437,6 +481,13 @@ def main() -> None:
         default=2,
         help="server processes of the extra 16-client cases (ours and Feast's; 1: none)",
     )
+    parser.add_argument(
+        "--variant",
+        choices=("plain", "new-kinds", "derived"),
+        default="plain",
+        help="new-kinds: 10 of the 50 features are issue 24's aggregations; derived: 5 "
+        "derived features added to the 50-feature requests",
+    )
     parser.add_argument("--record", action="store_true", help="append to RESULTS.md")
     args = parser.parse_args()
     several = args.processes > 1 and shutil.which("wrk") is not None
@@ -447,7 +498,7 @@ def main() -> None:
         defs = tmp / "defs"
         defs.mkdir()
         shutil.copy(ROOT / "definitions" / "transactions.yaml", defs)
-        (defs / "bench.yaml").write_text(BENCH_VIEW)
+        (defs / "bench.yaml").write_text(bench_view(args.variant))
         registry = load_definitions(defs)
         features = [f"{VIEW}:{f.name}" for f in registry.feature_views[VIEW].features]
         assert len(features) == 50, len(features)
@@ -472,7 +523,8 @@ def main() -> None:
             assert stack.api is not None and stack.api_url is not None
             commands, reads = counter.idle_rates()
             print(f"idle API: {commands:.1f} Redis commands/s, {reads:.1f} reads/s", flush=True)
-            ours = run_all(stack.api_url, features, entities, args, tmp, counter)
+            derived = args.variant == "derived"
+            ours = run_all(stack.api_url, features, entities, args, tmp, counter, 1, derived)
             results = {"feature-service": ours}
             print(json.dumps(results, indent=2), flush=True)
             if several:
@@ -480,7 +532,16 @@ def main() -> None:
                 stack.start_api(None, defs, workers=args.processes)
                 time.sleep(startup_s)  # the port is open: its processes import the app
                 ours.update(
-                    run_all(stack.api_url, features, entities, args, tmp, counter, args.processes)
+                    run_all(
+                        stack.api_url,
+                        features,
+                        entities,
+                        args,
+                        tmp,
+                        counter,
+                        args.processes,
+                        derived,
+                    )
                 )
             if not args.no_feast:
                 values = snapshot(stack.api_url, features, entities)
