@@ -222,6 +222,10 @@ class Aggregation(ABC):
     rel_tol: ClassVar[float] = 0.0
     """0: its value is exact, the same from any evaluation order; else a floating point
     sum, equal across orders to this relative tolerance (DESIGN.md: 1e-9)."""
+    featuretools: ClassVar[str | None] = None
+    """The featuretools aggregation primitive that computes its value over a window
+    (`generate` maps Deep Feature Synthesis' candidates onto ours with it, and uses
+    featuretools' values as an independent oracle); None: none does."""
     keeps_witnesses: ClassVar[bool] = False
     """Lifetime values over compacted events are kept by keeping a few of those events
     (`witnesses`: the first, the last, the extreme, one per distinct value) rather than

@@ -93,3 +93,13 @@ def aggregation(name: str) -> Aggregation:
             f"unknown aggregation {name!r}; use one of {', '.join(sorted(AGGREGATIONS))}"
         )
     return found
+
+
+def featuretools_twin(primitive: str) -> Aggregation | None:
+    """Our aggregation computing what featuretools' aggregation `primitive` computes
+    (`Aggregation.featuretools`); None if none does.
+
+    >>> featuretools_twin("num_unique").name, featuretools_twin("n_most_common")
+    ('count_distinct', None)
+    """
+    return next((a for a in AGGREGATIONS.values() if a.featuretools == primitive), None)

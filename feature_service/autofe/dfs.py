@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from feature_service.aggregation.registry import featuretools_twin
 from feature_service.autofe.types import SampleProfile, accepted_events
 from feature_service.durations import format_duration
 from feature_service.times import datetimes_of_seconds
@@ -44,19 +45,35 @@ from feature_service.times import datetimes_of_seconds
 EVENTS = "events"
 _EVENT_ID = "_event_id"
 
-# featuretools primitive name -> (our aggregation, group); `num_true` also gets a `where`.
-PRIMITIVES: dict[str, tuple[str, str]] = {
-    "time_since_last": ("time_since_last", "recency"),
-    "count": ("count", "frequency"),
-    "sum": ("sum", "monetary"),
-    "mean": ("mean", "monetary"),
-    "min": ("min", "monetary"),
-    "max": ("max", "monetary"),
-    "std": ("std", "monetary"),
-    "num_unique": ("count_distinct", "breadth"),
-    "num_true": ("count", "flags"),
-    "percent_true": ("mean", "flags"),
+# featuretools primitive -> group; each is computed by the aggregation that declares it
+# (`Aggregation.featuretools`), the flags' by the one declaring `_FLAG_AS[primitive]`
+# (`num_true`: a count with `where: flag == True`; `percent_true`: the mean of the flag).
+PRIMITIVE_GROUPS: dict[str, str] = {
+    "time_since_last": "recency",
+    "count": "frequency",
+    "sum": "monetary",
+    "mean": "monetary",
+    "min": "monetary",
+    "max": "monetary",
+    "std": "monetary",
+    "num_unique": "breadth",
+    "num_true": "flags",
+    "percent_true": "flags",
 }
+_FLAG_AS = {"num_true": "count", "percent_true": "mean"}
+
+
+def ours(primitive: str) -> str:
+    """The name of our aggregation computing featuretools' `primitive`.
+
+    >>> ours("num_unique"), ours("percent_true")
+    ('count_distinct', 'mean')
+    """
+    twin = featuretools_twin(_FLAG_AS.get(primitive, primitive))
+    assert twin is not None, primitive
+    return twin.name
+
+
 GROUPS = ("recency", "frequency", "monetary", "breadth", "flags", "per-value")
 GROUP_TITLES = {
     "recency": "Recency",
@@ -114,8 +131,9 @@ class Candidate:
 
     @property
     def _aggregation_order(self) -> int:
-        if self.aggregation in _MONETARY_ORDER:
-            return _MONETARY_ORDER.index(self.aggregation)
+        primitive = getattr(getattr(self.ft_feature, "primitive", None), "name", None)
+        if primitive in _MONETARY_ORDER:
+            return _MONETARY_ORDER.index(primitive)
         return 0
 
 
@@ -268,9 +286,9 @@ def _map(
     import featuretools as ft
 
     primitive = feature.primitive.name
-    if primitive not in PRIMITIVES:
+    if primitive not in PRIMITIVE_GROUPS:
         return []
-    aggregation, group = PRIMITIVES[primitive]
+    aggregation, group = ours(primitive), PRIMITIVE_GROUPS[primitive]
     base = feature.base_features[0].get_name()
     column = None if primitive in ("count", "time_since_last") else base
     if column == entity:

@@ -31,9 +31,7 @@ def as_json_objects(values: Sequence[bytes | None], registry_url: str) -> list[b
     return asyncio.run(_as_json_objects(values, registry_url))
 
 
-async def _as_json_objects(
-    values: Sequence[bytes | None], registry_url: str
-) -> list[bytes | None]:
+async def _as_json_objects(values: Sequence[bytes | None], registry_url: str) -> list[bytes | None]:
     registry = registry_at(registry_url)
     codecs: dict[tuple[int, tuple[int, ...]], EventCodec | None] = {}
     out: list[bytes | None] = []

@@ -19,20 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from feature_service.aggregation.registry import aggregation
 from feature_service.offline.historical import get_historical_features
 from tests.unit.test_historical import T0, registry_of, write_log
 
 ft = pytest.importorskip("featuretools")
 
-PRIMITIVES = {  # our aggregation -> featuretools primitive
-    "count": ft.primitives.Count,
-    "sum": ft.primitives.Sum,
-    "mean": ft.primitives.Mean,
-    "min": ft.primitives.Min,
-    "max": ft.primitives.Max,
-    "std": ft.primitives.Std,
-    "count_distinct": ft.primitives.NumUnique,
-}
 WINDOWS = {"1h": "1 hour", "1d": "1 day", None: None}
 
 
@@ -101,7 +93,10 @@ def test_featuretools_feature_matrix_equals_our_training_set(tmp_path: Path) -> 
             ft.Feature(
                 base,
                 parent_dataframe_name="customers",
-                primitive=PRIMITIVES[f.aggregation],
+                # the primitive each of ours declares it computes the value of
+                primitive=ft.primitives.get_aggregation_primitives()[
+                    aggregation(f.aggregation).featuretools
+                ],
                 use_previous=WINDOWS[None if window == "life" else window],
             ).rename(f.name)
         )

@@ -22,6 +22,7 @@ class Count(Aggregation):
     """
 
     name = "count"
+    featuretools = "count"
     needs_column = False
     output = "int"
 

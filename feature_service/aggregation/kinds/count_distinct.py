@@ -40,6 +40,7 @@ class CountDistinct(Aggregation):
     """
 
     name = "count_distinct"
+    featuretools = "num_unique"
     output = "int"
     keeps_witnesses = True
 

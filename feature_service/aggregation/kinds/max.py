@@ -16,6 +16,7 @@ class Max(Extreme):
     """
 
     name = "max"
+    featuretools = "max"
     _pick = max
     _reduce = np.maximum
     _running = "cummax"

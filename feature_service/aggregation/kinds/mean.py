@@ -23,6 +23,7 @@ class Mean(Aggregation):
     """
 
     name = "mean"
+    featuretools = "mean"
     numeric_only = True
     rel_tol = 1e-9
 

@@ -16,6 +16,7 @@ class Min(Extreme):
     """
 
     name = "min"
+    featuretools = "min"
     _pick = min
     _reduce = np.minimum
     _running = "cummin"

@@ -24,6 +24,7 @@ class Std(Moments):
     """
 
     name = "std"
+    featuretools = "std"
 
     def finalize(self, ir: IR, t: float) -> Any:
         var = self.variance(ir)

@@ -25,6 +25,7 @@ class Sum(Aggregation):
     """
 
     name = "sum"
+    featuretools = "sum"
     numeric_only = True
     rel_tol = 1e-9
 

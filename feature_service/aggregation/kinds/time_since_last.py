@@ -23,6 +23,7 @@ class TimeSinceLast(Aggregation):
     """
 
     name = "time_since_last"
+    featuretools = "time_since_last"
     needs_column = False
     keeps_witnesses = True
 
