@@ -38,7 +38,7 @@ def nested_types(registry: Registry, refs: Mapping[str, str]) -> dict[str, pa.Da
         feature = next((f for f in view.features if f.name == feature_name), None)
         if feature is None:  # a derived feature
             continue
-        column_kind = None if feature.column is None else view.source.schema[feature.column]
+        column_kind = None if feature.column is None else view.source.column_kinds[feature.column]
         kind = aggregation_of(feature).value_type(column_kind).arrow
         if is_nested(kind):
             out[name] = kind
