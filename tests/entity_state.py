@@ -43,9 +43,12 @@ class EntityState:
     compaction, as the worker's lateness rule would have.
     """
 
-    def __init__(self, layout: StateLayout, blob: bytes | None = None) -> None:
+    def __init__(
+        self, layout: StateLayout, blob: bytes | None = None, budget: int | None = None
+    ) -> None:
         self.layout = layout
         self.blob = blob
+        self.budget = budget  # events above the horizon before compacting (None: default)
         self._pending: list[tuple[float, int, Mapping[str, Any], Sequence[bool] | None]] = []
 
     @classmethod
@@ -71,11 +74,11 @@ class EntityState:
         self._pending.append((float(ts), int(seq), dict(values), passes))
         return True
 
-    def compact(self, watermark: float) -> None:
-        self._flushed(watermark)
+    def compact(self, watermark: float = -math.inf) -> None:
+        self._flushed(watermark, force=True)
 
-    def _flushed(self, watermark: float = -math.inf) -> bytes | None:
-        if not self._pending and watermark == -math.inf:
+    def _flushed(self, watermark: float = -math.inf, force: bool = False) -> bytes | None:
+        if not self._pending and watermark == -math.inf and not force:
             return self.blob
         layout = self.layout
         states = decode(layout, [self.blob], coded=True)
@@ -99,7 +102,9 @@ class EntityState:
             passes,
         )
         newest = max((r[0] for r in rows), default=math.nan)
-        self.blob = write(layout, states, new, np.array([watermark]), np.array([newest]))[0]
+        self.blob = write(
+            layout, states, new, np.array([watermark]), np.array([newest]), budget=self.budget
+        )[0]
         return self.blob
 
     def to_bytes(self) -> bytes:

@@ -230,6 +230,12 @@ class Aggregation(ABC):
     """Lifetime values over compacted events are kept by keeping a few of those events
     (`witnesses`: the first, the last, the extreme, one per distinct value) rather than
     by folding them into a stored IR."""
+    compacted: ClassVar[str] = "suffix"
+    """How a busy entity's compacted events keep its windowed values (`aggregation.state`,
+    per hop behind the horizon): "suffix" the merge of every suffix of hops (a read
+    merges one IR: for IRs of bounded size), "hops" each hop's IR (a read merges the
+    window's hops: for IRs that grow with the events), "distinct" each distinct value's
+    newest hop (its value depends only on which values occur: `of_distinct`)."""
 
     # ------------------------------------------------------------------ the algebra
 
@@ -490,6 +496,12 @@ class Aggregation(ABC):
         """Of compacted events (non-null, sorted by entity `code`, ts, seq), those whose
         value alone gives its value over all of them, per entity (`keeps_witnesses`)."""
         raise NotImplementedError(f"{self.name} folds compacted events, it keeps no witnesses")
+
+    def of_distinct(self, values: Sequence[Any], t: float) -> Any:
+        """Its value at `t` over events whose distinct values (`values.distinct_value`)
+        are `values` (kinds with ``compacted = "distinct"``)."""
+        zeros = [0.0] * len(values)
+        return self.finalize(self.fold(zeros, [0] * len(values), list(values)), t)
 
     def ir_to_json(self, ir: IR) -> Any:
         """Its IR as stored in the online state's JSON header (the same data)."""

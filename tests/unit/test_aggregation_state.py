@@ -574,3 +574,121 @@ def test_times_before_compacted_witnesses_are_refused_not_answered() -> None:
     assert state.evaluate(10_000.0) == {"first_x": 0.0, "last_x": 9.0}
     with pytest.raises(OutsideRetentionError):
         state.evaluate(45.0)
+
+
+# ----------------------------------------------------------------------- bounded state
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_compacted_state_matches_brute_force_at_or_after_its_horizon(
+    data: st.DataObject,
+) -> None:
+    """Random streams written in random flushes (out of order: some events arrive below
+    the horizon already set), compaction forced at a random budget: at every t at or
+    after the horizon the brute force's value, before it a refusal naming it."""
+    specs, wheres = data.draw(views())
+    events = data.draw(histories(wheres, max_size=60))
+    form = data.draw(st.sampled_from(["suffix", "hops"]))  # kinds that keep IRs
+    saved = {name: agg.compacted for name, agg in AGGREGATIONS.items()}
+    try:
+        for agg in AGGREGATIONS.values():
+            if agg.compacted != "distinct":
+                agg.compacted = form  # type: ignore[misc]
+        layout = layout_of(specs, data.draw(st.booleans()))
+        state = EntityState(layout, budget=data.draw(st.integers(1, 12)))
+        accepted: list[Event] = []
+        at = 0
+        wm = -math.inf
+        while at < len(events):
+            step = data.draw(st.integers(1, 15))
+            for e in events[at : at + step]:
+                if state.add(e.ts, e.seq, e.values, e.passes):
+                    accepted.append(e)
+            at += step
+            if data.draw(st.integers(0, 3)) == 0:  # sometimes a watermark moves on too
+                wm = max(wm, max(e.ts for e in accepted) + data.draw(st.floats(-50, 100)))
+            state.compact(wm)
+            _check_compacted(data, specs, layout, state, accepted, wm)
+        state = EntityState.from_bytes(layout, state.to_bytes())
+        _check_compacted(data, specs, layout, state, accepted, wm)
+    finally:
+        for name, agg in AGGREGATIONS.items():
+            agg.compacted = saved[name]  # type: ignore[misc]
+
+
+def _check_compacted(
+    data: st.DataObject,
+    specs: Sequence[FeatureSpec],
+    layout: StateLayout,
+    state: EntityState,
+    events: Sequence[Event],
+    wm: float,
+) -> None:
+    meta = state.meta
+    horizon = None if meta is None else meta.horizon
+    earliest = wm - layout.retention_s + layout.max_window  # the cutoff's reach
+    newest = max((e.ts for e in events), default=0.0)
+    times = [newest, newest + 0.5, newest + 3600.0]
+    times += data.draw(query_times(events, layout.levels))
+    if horizon is not None:
+        times += [horizon, math.nextafter(horizon, math.inf), horizon + 1.0]
+        times += [float(hop_start(horizon, level) + level) for level in layout.levels]
+    for t in times:
+        if horizon is not None and t < horizon:
+            with pytest.raises(OutsideRetentionError, match="compaction horizon") as refused:
+                state.evaluate(t)
+            assert refused.value.horizon == horizon
+            continue
+        if t < earliest:  # the cutoff's refusal, as for any entity
+            try:
+                got = state.evaluate(t)
+            except OutsideRetentionError:
+                continue
+        else:
+            got = state.evaluate(t)
+        check_against_reference(specs, events, t, got)
+    # many rows at once: the vectorised path
+    rows = [t for t in times if (horizon is None or t >= horizon) and t >= earliest] * 3
+    got = evaluate(layout, decode(layout, [state.to_bytes()]), [0] * len(rows), rows)
+    for r, t in enumerate(rows):
+        check_against_reference(specs, events, t, {n: got[n][r] for n in layout.names})
+
+
+def test_busy_entity_is_compacted_and_its_state_stops_growing() -> None:
+    specs = [
+        FeatureSpec("n_1h", "count", window_s=3600),
+        FeatureSpec("s_1d", "sum", "x", 86400),
+        FeatureSpec("d_1d", "count_distinct", "k", 86400),
+        FeatureSpec("last", "last", "x"),
+    ]
+    layout = layout_of(specs)
+    state = EntityState(layout, budget=100)
+    rng = random.Random(3)
+    sizes, events = [], []
+    for day in range(6):
+        for j in range(600):
+            ts = 1_700_000_000.0 + day * 86400 + j * 144.0
+            e = Event(ts, len(events), {"x": float(j % 7), "k": f"c{rng.randrange(300)}"})
+            events.append(e)
+            state.add(e.ts, e.seq, e.values)
+        state.compact()
+        sizes.append(len(state.to_bytes()))
+    meta = state.meta
+    assert meta is not None and meta.horizon is not None
+    assert state.to_bytes()[20:22] == b"F3"
+    assert max(sizes) < 8000  # bounded by windows and hops: 3600 events take 50 KB raw
+    t = events[-1].ts + 1.0
+    check_against_reference(specs, events, t, state.evaluate(t))
+    with pytest.raises(OutsideRetentionError, match=str(meta.horizon)):
+        state.evaluate(meta.horizon - 1.0)
+
+
+def test_state_of_the_format_before_bounded_state_is_read() -> None:
+    """An F2 state (written before compaction existed) is the uncompacted case."""
+    layout = layout_of([FeatureSpec("n", "count", window_s=60)])
+    state = EntityState(layout)
+    state.add(10.0, 0, {})
+    blob = state.to_bytes()
+    assert blob[20:22] == b"F2"
+    assert EntityState.from_bytes(layout, blob).evaluate(11.0) == {"n": 1}

@@ -43,6 +43,7 @@ class CountDistinct(Aggregation):
     featuretools = "num_unique"
     output = "int"
     keeps_witnesses = True
+    compacted = "distinct"
 
     def empty(self) -> IR:
         return []
@@ -79,6 +80,9 @@ class CountDistinct(Aggregation):
 
     def oracle(self, events: Sequence[tuple[float, int, Any]], t: float) -> Any:
         return len({v for _, _, v in events})
+
+    def of_distinct(self, values: Sequence[Any], t: float) -> Any:
+        return len(values)
 
     def witnesses(
         self, code: Int, values: npt.NDArray[Any] | None, column_kind: str | None

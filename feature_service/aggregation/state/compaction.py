@@ -16,8 +16,18 @@ import pyarrow as pa
 from feature_service.aggregation.state.events import Events, Meta, States
 from feature_service.aggregation.state.format import encode_all
 from feature_service.aggregation.state.layout import StateLayout, column_kind
+from feature_service.aggregation.state.summary import (
+    advance,
+    encode_summary,
+    summary_of,
+    summary_plan,
+)
 from feature_service.aggregation.values import non_null_mask
 from feature_service.aggregation.window_events import Float, Int
+
+HEAD_EVENTS = 2048
+"""An entity with more events than this above its horizon is compacted to half of them
+(`aggregation.state`, "Bounded state")."""
 
 
 def write(
@@ -28,6 +38,7 @@ def write(
     last: Float,
     applied: Sequence[Mapping[str, int]] | None = None,
     backfilled: bool = False,
+    budget: int | None = None,
 ) -> list[bytes]:
     """New stored values of every entity of `states` with events `new` added: the one
     state writer (merge, compact, encode) of the worker and the backfill.
@@ -36,7 +47,9 @@ def write(
     least its stored ``w``; -inf: none), `last[i]` its newest new event time (NaN:
     none), `applied[i]` offset marks to set. Late events must be left out by the caller
     (`plan.ViewPlan.late`); events below an entity's cutoff go to its base. `states`
-    is consumed (its metas are updated in place).
+    is consumed (its metas are updated in place). `budget` (default `HEAD_EVENTS`): an
+    entity with more events above its horizon is compacted (module doc of
+    `aggregation.state`).
     """
     metas = [Meta() if meta is None else meta for meta in states.metas]
     if not layout.takes_all and len(new):
@@ -50,7 +63,10 @@ def write(
     stored_w = np.array([-np.inf if meta.w is None else meta.w for meta in metas])
     w = np.maximum(stored_w, np.asarray(watermark, dtype=np.float64))
     cutoff = layout.cutoffs(w)
-    drop = events.ts < cutoff[events.code]
+    horizon = _horizons(metas, events, cutoff, HEAD_EVENTS if budget is None else budget)
+    bound = np.where(np.isnan(horizon), cutoff, np.fmax(cutoff, horizon))
+    drop = events.ts < bound[events.code]
+    _keep_summaries(layout, metas, events, drop, horizon, uniques)
     if drop.any():
         events = _compact(layout, metas, events, drop, uniques)
     last_a = np.asarray(last, dtype=np.float64)
@@ -64,6 +80,71 @@ def write(
             meta.applied.update(applied[i])
         meta.backfilled = meta.backfilled or backfilled
     return encode_all(layout, metas, events, uniques)
+
+
+def _horizons(metas: list[Meta], events: Events, cutoff: Float, budget: int) -> Float:
+    """Each entity's horizon after this write (NaN: not compacted). An entity with more
+    than `budget` events at or above its horizon (all its events, uncompacted) keeps
+    the newest ``budget // 2`` (and those at the same time as the oldest of them); a
+    horizon at or below the cutoff compacts nothing the cutoff does not: the entity
+    is uncompacted again."""
+    m = len(metas)
+    old = np.array([np.nan if meta.horizon is None else meta.horizon for meta in metas])
+    if m == 0:
+        return old
+    above = events.ts >= np.nan_to_num(old, nan=-np.inf)[events.code]
+    head = above & ~events.witnesses
+    sizes = np.bincount(events.code[head], minlength=m)
+    horizon = old.copy()
+    keep = max(budget // 2, 1)
+    over = np.flatnonzero(sizes > budget)
+    starts = np.searchsorted(events.code, over)
+    ends = np.searchsorted(events.code, over, side="right")
+    for e, a, b in zip(over.tolist(), starts.tolist(), ends.tolist(), strict=True):
+        mine = a + np.flatnonzero(head[a:b])
+        at = float(events.ts[mine[-keep]])
+        horizon[e] = at if np.isnan(horizon[e]) else max(horizon[e], at)
+    horizon[horizon <= cutoff] = np.nan
+    return horizon
+
+
+def _keep_summaries(
+    layout: StateLayout,
+    metas: list[Meta],
+    events: Events,
+    drop: npt.NDArray[np.bool_],
+    horizon: Float,
+    uniques: Mapping[str, npt.NDArray[Any]],
+) -> None:
+    """Fold the events compacted below each compacted entity's horizon into its kept
+    hops (`summary.advance`), set its horizon and summary; an entity no longer
+    compacted loses both."""
+    plan = summary_plan(layout)
+    fresh = drop & ~events.witnesses
+    was = np.array([meta.horizon is not None for meta in metas], dtype=np.bool_)
+    touched = np.flatnonzero(was | ~np.isnan(horizon))
+    bounds = np.searchsorted(events.code, touched)
+    ends = np.searchsorted(events.code, touched, side="right")
+    for e, a, b in zip(touched.tolist(), bounds.tolist(), ends.tolist(), strict=True):
+        meta = metas[e]
+        h = float(horizon[e])
+        if math.isnan(h):
+            meta.horizon = meta.summary = meta.kept = None
+            continue
+        mine = a + np.flatnonzero(fresh[a:b])
+        if meta.horizon == h and mine.size == 0:
+            continue  # nothing moved: the stored summary stands
+        old = summary_of(layout, meta)
+        part = _valued(layout, events.take(mine), uniques)
+        kept = []
+        for g, group in enumerate(plan.groups):
+            take = layout.member(group.feature, part.flags)
+            values = None if group.column is None else part.columns[group.column][take]
+            kept.append(
+                advance(group, old[g] if old else None, h, part.ts[take], part.seq[take], values)
+            )
+        meta.horizon, meta.kept = h, kept
+        meta.summary = encode_summary(plan, kept)
 
 
 def _coded(

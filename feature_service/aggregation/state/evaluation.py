@@ -15,6 +15,13 @@ import pandas as pd
 
 from feature_service.aggregation.state.events import Events, States
 from feature_service.aggregation.state.layout import StateLayout, column_kind
+from feature_service.aggregation.state.summary import (
+    summary_of,
+    summary_plan,
+    window_distinct,
+    window_ir,
+)
+from feature_service.aggregation.values import is_null
 from feature_service.aggregation.window_events import (
     EventIndex,
     Float,
@@ -36,7 +43,12 @@ pay for themselves from ~10 rows on)."""
 
 
 class OutsideRetentionError(ValueError):
-    """The query time reaches before the retained state: the answer would not be exact."""
+    """The query time reaches before the retained state: the answer would not be exact.
+    `horizon`: the compaction horizon of the entity refused for it, if that is why."""
+
+    def __init__(self, message: str, horizon: float | None = None) -> None:
+        super().__init__(message)
+        self.horizon = horizon
 
 
 def evaluate(
@@ -82,6 +94,19 @@ def evaluate(
         if states.metas
         else np.full(codes.size, -np.inf)
     )
+    horizon = (
+        np.array([-np.inf if m is None or m.horizon is None else m.horizon for m in states.metas])[
+            codes
+        ]
+        if states.metas
+        else np.full(codes.size, -np.inf)
+    )
+    before = t < horizon
+    if before.any():
+        r = int(np.flatnonzero(before)[0])
+        raise _horizon_refused(float(t[r]), float(horizon[r]))
+    compacted = np.isfinite(horizon)
+    head_lo = driver.index.since(codes, horizon) if compacted.any() else start
     out: dict[str, list[Any]] = {}
     streams: dict[tuple[str | None, int | None, bool], WindowEvents] = {}
     checked: set[tuple[int, int]] = set()
@@ -109,6 +134,15 @@ def evaluate(
                 raise _window_refused(window[0], float(t[r]), float(ws[r]), float(cutoff[r]))
             checked.add(window)
         values = _plain(driver.values(agg, stream, window))
+        if window is not None and compacted.any():
+            below = np.flatnonzero(compacted & (driver.window_starts(window) < horizon))
+            if below.size:
+                ws = driver.window_starts(window)
+                for r in below.tolist():
+                    values[r] = _summary_value(
+                        layout, i, states, int(codes[r]), float(t[r]), int(ws[r]),
+                        _head_events(layout, i, ev, int(head_lo[r]), int(hi[r])),
+                    )  # fmt: skip
         if window is None:
             _check_base(states, codes, t)
         if based:
@@ -149,7 +183,11 @@ def _evaluate_one(
     witnesses = ev.witnesses[mine].tolist()
     columns = {c: _plain(v[mine]) for c, v in ev.columns.items()}
     cutoff = -math.inf if meta is None or meta.w is None else float(layout.cutoff(meta.w))
-    starts: dict[tuple[int, int], int] = {}  # window -> its first event
+    horizon = -math.inf if meta is None or meta.horizon is None else meta.horizon
+    if t < horizon:
+        raise _horizon_refused(t, horizon)
+    head_lo = bisect_left(ts, horizon) if horizon > -math.inf else 0
+    starts: dict[tuple[int, int], tuple[int, float]] = {}  # window -> its first event
     members: dict[tuple[int | None, bool], list[int]] = {}  # (filter, based) -> events
     picked: dict[tuple[Any, ...], tuple[list[float], list[int], list[Any] | None]] = {}
     everything = list(range(end))
@@ -157,17 +195,19 @@ def _evaluate_one(
     for i in wanted:
         name, agg, window, k, column, base_at = layout.folds[i]
         based = base_at >= 0
-        lo = 0
+        lo, ws = 0, -math.inf
         if window is None:
             if meta is not None and meta.base_hi is not None and t < meta.base_hi:
                 raise _lifetime_refused(t, meta.base_hi)
         elif window in starts:
-            lo = starts[window]
+            lo, ws = starts[window]
         else:
             ws = window_start(t, *window)
             if ws < cutoff:
                 raise _window_refused(window[0], t, ws, cutoff)
-            lo = starts[window] = bisect_left(ts, ws)
+            # below the horizon: the kept hops, then the head's events
+            lo = head_lo if ws < horizon else bisect_left(ts, ws)
+            starts[window] = (lo, ws)
         chosen = members.get((k, based))
         if chosen is None:
             chosen = members[(k, based)] = (
@@ -194,12 +234,51 @@ def _evaluate_one(
                     None if values is None else [values[j] for j in sel],
                 )
             picked[key] = events
-        ir = agg.fold(*events)
-        if based and meta is not None and meta.base:
-            ir = agg.merge(meta.base[base_at], ir)
-        value = agg.finalize(ir, t)
+        if window is not None and ws < horizon:
+            value = _summary_value(layout, i, states, code, t, int(ws), events)
+        else:
+            ir = agg.fold(*events)
+            if based and meta is not None and meta.base:
+                ir = agg.merge(meta.base[base_at], ir)
+            value = agg.finalize(ir, t)
         out[name] = [None if isinstance(value, float) and value != value else value]
     return out
+
+
+def _head_events(
+    layout: StateLayout, i: int, ev: Events, a: int, b: int
+) -> tuple[list[float], list[int], list[Any] | None]:
+    """Feature `i`'s events among view events ``[a, b)`` (witnesses left out)."""
+    f = layout.features[i]
+    take = np.flatnonzero(layout.member(i, ev.flags[a:b]) & ~ev.witnesses[a:b]) + a
+    values = None if f.column is None else _plain(ev.columns[f.column][take])
+    return ev.ts[take].tolist(), ev.seq[take].tolist(), values
+
+
+def _summary_value(
+    layout: StateLayout,
+    i: int,
+    states: States,
+    code: int,
+    t: float,
+    start: int,
+    head: tuple[Sequence[float], Sequence[int], Sequence[Any] | None],
+) -> Any:
+    """Windowed feature `i` of compacted entity `code` at `t`, its window starting at
+    `start` below the horizon: the kept hops from `start` merged with `head`, the
+    feature's events from the horizon to `t`."""
+    plan = summary_plan(layout)
+    g = plan.group_of[i]
+    meta = states.metas[code]
+    assert g is not None and meta is not None
+    kept = summary_of(layout, meta)
+    assert kept is not None
+    group, agg = plan.groups[g], layout.aggs[i]
+    if group.form == "distinct":
+        values = [v for v in head[2] or () if not is_null(v)]
+        return agg.of_distinct(window_distinct(kept[g], start, values), t)
+    ir = agg.merge(window_ir(group, kept[g], start), agg.fold(*head))
+    return agg.finalize(ir, t)
 
 
 def _indexes(layout: StateLayout, only: Sequence[str]) -> list[int]:
@@ -236,6 +315,15 @@ def _window_refused(window_s: int, t: float, ws: float, cutoff: float) -> Outsid
     return OutsideRetentionError(
         f"the {window_s} s window at t={t} starts at {ws}, before the retained state "
         f"(cutoff {cutoff})"
+    )
+
+
+def _horizon_refused(t: float, horizon: float) -> OutsideRetentionError:
+    return OutsideRetentionError(
+        f"t={t} is before {horizon}, the compaction horizon of this busy entity: its "
+        "online state keeps per-hop aggregates below it, exact at or after the horizon "
+        "only; training sets (get-historical-features) are exact at any time",
+        horizon,
     )
 
 

@@ -27,6 +27,12 @@ class Meta:
     base_hi: float | None = None
     applied: dict[str, int] = field(default_factory=dict)
     backfilled: bool = False
+    horizon: float | None = None
+    """Compacted (a busy entity): events below it are kept per hop (`summary`)."""
+    summary: bytes | None = None
+    """The stored form of the compacted hops (`state.summary.encode_summary`)."""
+    kept: list[Any] | None = None
+    """`summary` decoded (`state.summary.Kept` per group), once needed."""
 
 
 @dataclass

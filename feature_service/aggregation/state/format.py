@@ -16,6 +16,10 @@ from feature_service.aggregation.state.layout import StateLayout
 from feature_service.aggregation.window_events import Int
 
 MAGIC = b"F2"
+"""An uncompacted state (the format of engine v2 before bounded state, unchanged)."""
+MAGIC_COMPACTED = b"F3"
+"""A compacted state: F2 plus the horizon ``h`` in the header and the summary after the
+records."""
 
 VERSION_DIGITS = 20
 
@@ -52,8 +56,13 @@ def decode(layout: StateLayout, blobs: Sequence[bytes | None], coded: bool = Fal
             metas.append(None)
             counts.append(0)
             continue
-        if blob[magic_at] != MAGIC:
-            raise StaleFormatError("the stored state is not in the format of engine v2")
+        magic = blob[magic_at]
+        if magic != MAGIC and magic != MAGIC_COMPACTED:
+            raise StaleFormatError(
+                "the stored state is not in a format of engine v2 (F2, F3); states of "
+                "engine v1 are rebuilt by replaying the topic into a fresh store "
+                "(feature-service backfill), a newer format needs this service upgraded"
+            )
         n, m = _COUNTS.unpack_from(blob, VERSION_DIGITS + len(MAGIC))
         header = orjson.loads(blob[_HEAD : _HEAD + m])
         if header["v"] != layout.fingerprint:
@@ -69,6 +78,8 @@ def decode(layout: StateLayout, blobs: Sequence[bytes | None], coded: bool = Fal
                 header.get("bh"),
                 header.get("o", {}),
                 bool(header.get("bf")),
+                header.get("h"),
+                blob[_HEAD + m + n * size :] if magic == MAGIC_COMPACTED else None,
             )
         )
         counts.append(n)
@@ -148,14 +159,18 @@ def encode_all(
             header["o"] = meta.applied
         if meta.backfilled:
             header["bf"] = 1
+        if meta.horizon is not None:
+            header["h"] = meta.horizon
         header["c"] = [words[starts[i] : starts[i + 1]] for words, starts in words_of]
         head = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)
+        compacted = meta.horizon is not None
         out.append(
             b"%020d" % meta.version
-            + MAGIC
+            + (MAGIC_COMPACTED if compacted else MAGIC)
             + _COUNTS.pack(b - a, len(head))
             + head
             + raw[a * size : b * size]
+            + (meta.summary or b"" if compacted else b"")
         )
     return out
 
