@@ -15,9 +15,37 @@ Why events and not per-hop partial aggregates. The window semantics
 watermark, DESIGN.md) need every retained event's own time: a state of per-hop IRs
 must keep the raw events anyway, and the IRs on top of them (one per level per slot,
 as JSON) were 80-90% of the bytes and of the write cost. Reads cost O(events in the
-windows read), vectorised over all the entities of a request; a view with very hot
-entities (thousands of events per window) would want per-hop summaries on top, as the
-next step.
+windows read), vectorised over all the entities of a request. That holds for the many
+small entities; a busy one is compacted.
+
+Bounded state (busy entities, DESIGN.md "Bounded state"). An entity with more than
+``budget`` events (`compaction.HEAD_EVENTS`, 2048) at or above its *horizon* ``H`` (all
+its events while it has none) gets a new horizon: the time of the newest
+``budget // 2``-th event (`compaction._horizons`). Events at or after ``H`` stay raw (the
+*head*); those below are folded into the lifetime base / witnesses as at the cutoff,
+and into the *summary* (`summary`): per group of windowed features sharing their
+aggregation, column, `where` and hop ``h`` (longest window ``W``), the hops
+``[floor(H, h) - W, floor(H, h))`` and the partial hop ``[floor(H, h), H)``, kept as
+the aggregation says (`Aggregation.compacted`): the merge of each suffix of hops (a read
+merges one IR; the default, for IRs of bounded size), each hop's IR, or for
+``count_distinct`` (``"distinct"``) each distinct value with the start of its newest
+hop (the window's distinct values are those newest at or after its start, with the
+head's). Every kind works through its own `grouped` and `merge`; hops older than a
+read at ``t >= H`` can need are dropped, so the summary's size follows windows, hops
+and distinct values, never events. ``H`` is not aligned to a hop: the partial hop makes
+any ``H`` exact, so the head stays bounded at any event rate and the refused range is
+as short as it can be.
+
+A read at ``t >= H``: a window starting at ``s >= H`` is read from the head as for any
+entity; one starting below ``H`` merges the summary from ``s`` on with the fold of the
+head's events up to ``t``. A read at ``t < H`` raises `OutsideRetentionError` naming the
+horizon (the API answers 400; training sets are exact at any ``t``). ``H`` is at or
+before the newest event, so a lookup at or after it is always exact. Events that
+arrive below ``H`` later (a lagging partition, within the lateness allowed) are folded
+into the summary's hops and the base; a horizon the cutoff has passed is dropped with
+its summary (the entity is uncompacted again: the cutoff refuses what it refused).
+Advancing ``H`` merges the old suffix from each hop with the newly compacted events
+from it, so a flush costs the entity's head and summary, not its history.
 
 Compaction. With ``w`` the newest watermark the state was written at and ``C`` the
 coarsest hop, ``cutoff(w) = floor((w - retention_s) / C) * C`` (`StateLayout.cutoff`):
@@ -34,7 +62,15 @@ string per (view, entity), `online.redis_layout`):
 bytes      content
 =========  ==================================================================
 0..19      the state's version, 20 ASCII digits (writers compare-and-set on it)
-20..21     ``F2``: this format
+20..21     ``F2``: an uncompacted state (the format before bounded state,
+           unchanged: a store written then is read as is), ``F3``: a compacted
+           one, whose header also has ``h`` (the horizon) and whose records
+           are followed by the summary (`summary.encode_summary`: zlib of a
+           uint32 length, JSON with per group its first hop and IRs via
+           `Aggregation.ir_to_json`, or its distinct values, then their newest
+           hops as packed uint16 hop offsets). A process older than F3 refuses an
+           F3 state (`StaleFormatError`) instead of misreading it. The layout
+           fingerprint is unchanged, so recorded layouts stay valid.
 22..29     two little-endian uint32: ``n`` events, ``m`` header bytes
 30..       the header, ``m`` bytes of JSON: ``v`` layout fingerprint, ``w``
            watermark, ``l`` newest event time, ``b`` base IRs (lifetime features

@@ -7,15 +7,17 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from feature_service.aggregation.base import Aggregation
 from feature_service.aggregation.state.events import Events, States
 from feature_service.aggregation.state.layout import StateLayout, column_kind
 from feature_service.aggregation.state.summary import (
+    SummaryPlan,
     summary_of,
     summary_plan,
     window_distinct,
@@ -107,6 +109,7 @@ def evaluate(
         raise _horizon_refused(float(t[r]), float(horizon[r]))
     compacted = np.isfinite(horizon)
     head_lo = driver.index.since(codes, horizon) if compacted.any() else start
+    heads: dict[tuple[int | None, int], _Head] = {}
     out: dict[str, list[Any]] = {}
     streams: dict[tuple[str | None, int | None, bool], WindowEvents] = {}
     checked: set[tuple[int, int]] = set()
@@ -138,11 +141,14 @@ def evaluate(
             below = np.flatnonzero(compacted & (driver.window_starts(window) < horizon))
             if below.size:
                 ws = driver.window_starts(window)
+                g = summary_plan(layout).group_of[i]
                 for r in below.tolist():
+                    head = heads.get((g, r))
+                    if head is None:  # the features of a group share their head's IR
+                        head = heads[(g, r)] = _head_of(layout, i, ev, int(head_lo[r]), int(hi[r]))
                     values[r] = _summary_value(
-                        layout, i, states, int(codes[r]), float(t[r]), int(ws[r]),
-                        _head_events(layout, i, ev, int(head_lo[r]), int(hi[r])),
-                    )  # fmt: skip
+                        layout, i, states, int(codes[r]), float(t[r]), int(ws[r]), head
+                    )
         if window is None:
             _check_base(states, codes, t)
         if based:
@@ -235,7 +241,9 @@ def _evaluate_one(
                 )
             picked[key] = events
         if window is not None and ws < horizon:
-            value = _summary_value(layout, i, states, code, t, int(ws), events)
+            value = _summary_value(
+                layout, i, states, code, t, int(ws), _Head.of(agg, *events, summary_plan(layout), i)
+            )
         else:
             ir = agg.fold(*events)
             if based and meta is not None and meta.base:
@@ -245,14 +253,44 @@ def _evaluate_one(
     return out
 
 
-def _head_events(
-    layout: StateLayout, i: int, ev: Events, a: int, b: int
-) -> tuple[list[float], list[int], list[Any] | None]:
-    """Feature `i`'s events among view events ``[a, b)`` (witnesses left out)."""
+class _Head(NamedTuple):
+    """What a compacted entity's head gives a window starting below its horizon: the IR
+    of its events from the horizon to ``t``, or (a ``distinct`` group) their values."""
+
+    ir: Any
+    values: list[Any] | None
+
+    @classmethod
+    def of(
+        cls,
+        agg: Aggregation,
+        ts: Sequence[float],
+        seq: Sequence[int],
+        values: Sequence[Any] | None,
+        plan: SummaryPlan,
+        i: int,
+    ) -> _Head:
+        g = plan.group_of[i]
+        assert g is not None
+        if plan.groups[g].form == "distinct":
+            return cls(None, [v for v in values or () if not is_null(v)])
+        return cls(agg.fold(ts, seq, values), None)
+
+
+def _head_of(layout: StateLayout, i: int, ev: Events, a: int, b: int) -> _Head:
+    """`_Head` of feature `i` over view events ``[a, b)`` (witnesses left out), its IR
+    by the kind's vectorised `grouped`."""
     f = layout.features[i]
     take = np.flatnonzero(layout.member(i, ev.flags[a:b]) & ~ev.witnesses[a:b]) + a
-    values = None if f.column is None else _plain(ev.columns[f.column][take])
-    return ev.ts[take].tolist(), ev.seq[take].tolist(), values
+    values = None if f.column is None else ev.columns[f.column][take]
+    plan = summary_plan(layout)
+    g = plan.group_of[i]
+    assert g is not None
+    if plan.groups[g].form == "distinct":
+        return _Head(None, [v for v in _plain(values) if v is not None])
+    agg = layout.aggs[i]
+    zeros = np.zeros(take.size, dtype=np.int64)
+    return _Head(agg.grouped(ev.ts[take], ev.seq[take], values, zeros, 1)[0], None)
 
 
 def _summary_value(
@@ -262,7 +300,7 @@ def _summary_value(
     code: int,
     t: float,
     start: int,
-    head: tuple[Sequence[float], Sequence[int], Sequence[Any] | None],
+    head: _Head,
 ) -> Any:
     """Windowed feature `i` of compacted entity `code` at `t`, its window starting at
     `start` below the horizon: the kept hops from `start` merged with `head`, the
@@ -274,11 +312,9 @@ def _summary_value(
     kept = summary_of(layout, meta)
     assert kept is not None
     group, agg = plan.groups[g], layout.aggs[i]
-    if group.form == "distinct":
-        values = [v for v in head[2] or () if not is_null(v)]
-        return agg.of_distinct(window_distinct(kept[g], start, values), t)
-    ir = agg.merge(window_ir(group, kept[g], start), agg.fold(*head))
-    return agg.finalize(ir, t)
+    if head.values is not None:
+        return agg.of_distinct(window_distinct(kept[g], start, head.values), t)
+    return agg.finalize(agg.merge(window_ir(group, kept[g], start), head.ir), t)
 
 
 def _indexes(layout: StateLayout, only: Sequence[str]) -> list[int]:

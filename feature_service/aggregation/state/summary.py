@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import orjson
+import pandas as pd
 
 from feature_service.aggregation.base import IR, Aggregation
 from feature_service.aggregation.state.events import Meta
@@ -181,8 +182,11 @@ def _advance_distinct(
     if old is not None and old.values is not None:
         assert old.newest is not None
         newest = {v: n for v, n in zip(old.values, old.newest.tolist(), strict=True) if n >= lo}
-    if values is not None:
-        for v, hs in zip(values.tolist(), hops.tolist(), strict=True):
+    if values is not None and values.size:
+        codes, uniques = pd.factorize(values)  # hashed in C: each value once below
+        top = np.full(len(uniques), np.iinfo(np.int64).min)
+        np.maximum.at(top, codes, hops)
+        for v, hs in zip(np.asarray(uniques, dtype=object).tolist(), top.tolist(), strict=True):
             c = distinct_value(v)
             if newest.get(c, lo - 1) < hs:
                 newest[c] = hs
@@ -201,20 +205,36 @@ def window_ir(group: SummaryGroup, kept: Kept, start: int) -> IR:
     return group.agg.merge_all(kept.irs[j:])
 
 
-def window_distinct(kept: Kept, start: int, head: Sequence[Any]) -> list[Any]:
+def window_distinct(kept: Kept, start: int, head: Sequence[Any]) -> Sequence[Any]:
     """The distinct values of the compacted events from `start` and of `head` (values of
-    the head's events in the window, nulls left out)."""
+    the head's events in the window, nulls left out), as a sequence built on demand (a
+    count needs only its length)."""
     assert kept.values is not None and kept.newest is not None
-    picked = np.flatnonzero(kept.newest >= start).tolist()
-    out = [kept.values[k] for k in picked]
+    picked = np.flatnonzero(kept.newest >= start)
     newest = kept.newest_of()
-    seen: set[Any] = set()
-    for v in head:
-        c = distinct_value(v)
-        if c not in seen and newest.get(c, start - 1) < start:
-            seen.add(c)
-            out.append(c)
-    return out
+    extra = []
+    for v in set(head):
+        c = v if type(v) is str else distinct_value(v)
+        if newest.get(c, start - 1) < start:
+            extra.append(c)
+    return DistinctValues(kept.values, picked, extra)
+
+
+class DistinctValues(Sequence[Any]):
+    """``values[picked]`` then `extra`, materialized only when indexed."""
+
+    def __init__(self, values: list[Any], picked: npt.NDArray[np.int64], extra: list[Any]):
+        self._values, self._picked, self._extra = values, picked, extra
+        self._all: list[Any] | None = None
+
+    def __len__(self) -> int:
+        return int(self._picked.size) + len(self._extra)
+
+    def __getitem__(self, index: Any) -> Any:
+        if self._all is None:
+            values = self._values
+            self._all = [values[k] for k in self._picked.tolist()] + self._extra
+        return self._all[index]
 
 
 def summary_of(layout: StateLayout, meta: Meta) -> list[Kept] | None:
@@ -249,8 +269,10 @@ def encode_summary(plan: SummaryPlan, kept: Sequence[Kept]) -> bytes:
     return zlib.compress(_LENGTH.pack(len(text)) + text + b"".join(packed), ZLIB_LEVEL)
 
 
+@lru_cache(maxsize=64)
 def decode_summary(plan: SummaryPlan, raw: bytes) -> list[Kept]:
-    """The groups `encode_summary` stored."""
+    """The groups `encode_summary` stored. Cached: the lookups of a busy entity read the
+    same summary until its horizon moves (callers never mutate a `Kept`)."""
     blob = zlib.decompress(raw)
     (m,) = _LENGTH.unpack_from(blob)
     at = _LENGTH.size + m
