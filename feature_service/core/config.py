@@ -115,6 +115,15 @@ class Settings(BaseSettings):
         ge=0,
         description="Entity states per view the worker keeps in memory (others re-read).",
     )
+    state_head_events: int = Field(
+        default=2048,
+        ge=2,
+        description=(
+            "Events an entity's online state keeps raw above its compaction horizon; a busier "
+            "entity is compacted to per-hop aggregates below it, and `as_of` before the "
+            "horizon is refused (DESIGN.md \"Bounded state\")."
+        ),
+    )
     worker_metrics_port: int | None = Field(
         default=None,
         ge=0,

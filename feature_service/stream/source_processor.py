@@ -203,6 +203,7 @@ class SourceProcessor:
         flush_events: int = 200_000,
         flush_interval_s: float = 0.5,
         cache_entities: int = 20_000,
+        head_events: int | None = None,
     ) -> None:
         self.source = source
         self.plan = source_plan(registry, source.name)
@@ -214,6 +215,7 @@ class SourceProcessor:
         self.flush_events = flush_events
         self.flush_interval_s = flush_interval_s
         self.cache_entities = cache_entities
+        self.head_events = head_events  # None: `aggregation.state`'s default budget
         self.partitions: dict[int, _Partition] = {}
         self.cache: dict[str, OrderedDict[str, bytes]] = {v.name: OrderedDict() for v in self.views}
         self._pending_events = 0
@@ -643,7 +645,7 @@ class SourceProcessor:
             if attempt == 0:
                 result.late[view.name] = late
                 result.skipped[view.name] = skipped
-            values = write(layout, states, new, watermark, last, marks)
+            values = write(layout, states, new, watermark, last, marks, budget=self.head_events)
             writes = [
                 StateWrite(entity_key(view.name, e), version_of(old), value)
                 for e, old, value in zip(entities, stored, values, strict=True)

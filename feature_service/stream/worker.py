@@ -110,6 +110,7 @@ class WorkerRuntime:
                     flush_events=self.settings.flush_events,
                     flush_interval_s=self.settings.flush_interval_s,
                     cache_entities=self.settings.state_cache_entities,
+                    head_events=self.settings.state_head_events,
                 )
         self._started = True
         gc.freeze()  # start-up's objects live as long as the worker: out of full collections
