@@ -121,7 +121,7 @@ class Settings(BaseSettings):
         description=(
             "Events an entity's online state keeps raw above its compaction horizon; a busier "
             "entity is compacted to per-hop aggregates below it, and `as_of` before the "
-            "horizon is refused (DESIGN.md \"Bounded state\")."
+            'horizon is refused (DESIGN.md "Bounded state").'
         ),
     )
     worker_metrics_port: int | None = Field(
