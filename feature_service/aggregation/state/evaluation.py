@@ -136,19 +136,23 @@ def evaluate(
                 r = int(np.flatnonzero(early)[0])
                 raise _window_refused(window[0], float(t[r]), float(ws[r]), float(cutoff[r]))
             checked.add(window)
-        values = _plain(driver.values(agg, stream, window))
+        below = np.zeros(0, dtype=np.int64)
         if window is not None and compacted.any():
             below = np.flatnonzero(compacted & (driver.window_starts(window) < horizon))
-            if below.size:
-                ws = driver.window_starts(window)
-                g = summary_plan(layout).group_of[i]
-                for r in below.tolist():
-                    head = heads.get((g, r))
-                    if head is None:  # the features of a group share their head's IR
-                        head = heads[(g, r)] = _head_of(layout, i, ev, int(head_lo[r]), int(hi[r]))
-                    values[r] = _summary_value(
-                        layout, i, states, int(codes[r]), float(t[r]), int(ws[r]), head
-                    )
+        if below.size == codes.size:  # every row from the kept hops (a busy entity's lookup)
+            values = [None] * codes.size
+        else:
+            values = _plain(driver.values(agg, stream, window))
+        if window is not None and below.size:
+            ws = driver.window_starts(window)
+            g = summary_plan(layout).group_of[i]
+            for r in below.tolist():
+                head = heads.get((g, r))
+                if head is None:  # the features of a group share their head's IR
+                    head = heads[(g, r)] = _head_of(layout, i, ev, int(head_lo[r]), int(hi[r]))
+                values[r] = _summary_value(
+                    layout, i, states, int(codes[r]), float(t[r]), int(ws[r]), head
+                )
         if window is None:
             _check_base(states, codes, t)
         if based:
