@@ -116,7 +116,7 @@ class Settings(BaseSettings):
         description="Entity states per view the worker keeps in memory (others re-read).",
     )
     state_head_events: int = Field(
-        default=2048,
+        default=1024,
         ge=2,
         description=(
             "Events an entity's online state keeps raw above its compaction horizon; a busier "

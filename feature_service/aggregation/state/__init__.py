@@ -19,7 +19,7 @@ windows read), vectorised over all the entities of a request. That holds for the
 small entities; a busy one is compacted.
 
 Bounded state (busy entities, DESIGN.md "Bounded state"). An entity with more than
-``budget`` events (`compaction.HEAD_EVENTS`, 2048) at or above its *horizon* ``H`` (all
+``budget`` events (`compaction.HEAD_EVENTS`, 1024) at or above its *horizon* ``H`` (all
 its events while it has none) gets a new horizon: the time of the newest
 ``budget // 2``-th event (`compaction._horizons`). Events at or after ``H`` stay raw (the
 *head*); those below are folded into the lifetime base / witnesses as at the cutoff,

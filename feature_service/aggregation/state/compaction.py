@@ -25,7 +25,7 @@ from feature_service.aggregation.state.summary import (
 from feature_service.aggregation.values import non_null_mask
 from feature_service.aggregation.window_events import Float, Int
 
-HEAD_EVENTS = 2048
+HEAD_EVENTS = 1024
 """An entity with more events than this above its horizon is compacted to half of them
 (`aggregation.state`, "Bounded state")."""
 
