@@ -15,7 +15,9 @@ An entity never seen has the values of no events (`Aggregation.empty_value`: 0 f
 `count` and `count_distinct`, null for the rest), which training sets give it too, so a
 model is served what it was trained on; its status still says `NOT_FOUND`.
 The event timestamp reported is the entity's newest event at or before `t` (for an `as_of`
-in the past, not a later event's), and ttl is measured from it.
+in the past, not a later event's), and ttl is measured from it. An `as_of` before a busy
+entity's compaction horizon is refused (`OutsideRetentionError` naming the horizon; the
+API answers 422 and points at training sets).
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ sharing it live in one hash slot):
 - `fs:v:{<entity id>}:<view>` (string): the view's state of one entity, in the format
   of `aggregation.state` (its retained events packed, its version first, the newest
   event time, the lifetime base, and per `<topic>:<partition>` of the view's source
-  the next offset whose events it holds; a backfill marks what it wrote). Writers
+  the next offset whose events it holds; a backfill marks what it wrote). A busy
+  entity's value (format ``F3``) holds only its newest events raw, and per-hop
+  aggregates below its compaction horizon, so its size follows windows and hops. Writers
   compare-and-set on the version. All views of one entity id share a slot, so a
   lookup of one entity reads one slot. Engine v1 kept a hash of tile fields here;
   such a key is refused (`online.view_layouts.stale_state_message`).

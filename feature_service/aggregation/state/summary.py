@@ -18,8 +18,7 @@ from hop ``x`` is the old one from ``x`` merged with the new events from ``x`` o
 per-hop IR is needed to move a suffix, and hops older than the new ``lo`` are dropped.
 
 >>> from feature_service.aggregation.spec import FeatureSpec
->>> from feature_service.aggregation.state.events import Meta
-from feature_service.aggregation.state.layout import StateLayout
+>>> from feature_service.aggregation.state.layout import StateLayout
 >>> layout = StateLayout([FeatureSpec("n", "count", window_s=120, hop_s=60)])
 >>> (group,) = summary_plan(layout).groups
 >>> kept = advance(group, None, 130.0, np.array([10.0, 70.0, 125.0]), np.arange(3), None)
