@@ -18,7 +18,9 @@ After the skewed run, with the worker stopped:
   this process (the lookup's server side: Redis read, decode, windows; no HTTP): p50 and
   p99 for the hot merchant and for normal merchants (a random one per lookup);
 - the hot merchant's values against the brute force (`aggregation.reference`, the window
-  contract evaluated straight from the events), feature by feature.
+  contract evaluated straight from the events), feature by feature;
+- its compaction horizon and raw events kept, and the refusal an `as_of` a minute before
+  the horizon gets (DESIGN.md "Bounded state").
 
 The result is printed as JSON (`--json PATH` writes it too).
 """
@@ -47,12 +49,17 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.ingest import run_worker  # noqa: E402
 from definitions.generate_sample import generate_events, is_well_formed, write_events  # noqa: E402
 from feature_service.aggregation.reference import Event, brute_force, matches  # noqa: E402
+from feature_service.aggregation.state import decode  # noqa: E402
 from feature_service.definitions import load_definitions  # noqa: E402
 from feature_service.embedded import EmbeddedStack  # noqa: E402
 from feature_service.online.redis_client import connect  # noqa: E402
-from feature_service.online.redis_layout import entity_key, entity_keys_pattern  # noqa: E402
+from feature_service.online.redis_layout import (  # noqa: E402
+    entity_key,
+    entity_keys_pattern,
+    view_layout,
+)
 from feature_service.online.service import online_features  # noqa: E402
-from feature_service.requests import resolve_features  # noqa: E402
+from feature_service.requests import RequestError, resolve_features  # noqa: E402
 from feature_service.stream.event_files import read_event_messages  # noqa: E402
 from feature_service.stream.producer import produce_messages  # noqa: E402
 from feature_service.stream.topics import ensure_topics  # noqa: E402
@@ -94,6 +101,9 @@ def ingest(events: list[dict], work: Path, name: str) -> tuple[dict, EmbeddedSta
 def redis_bytes(url: str, normal: list[str]) -> dict[str, Any]:
     client = redis.Redis.from_url(url)
     hot = client.memory_usage(entity_key(VIEW, HOT), samples=0)
+    view = load_definitions(DEFINITIONS).feature_views[VIEW]
+    states = decode(view_layout(view), [client.get(entity_key(VIEW, HOT))])
+    meta = states.metas[0]
     sizes = []
     for merchant in normal:
         size = client.memory_usage(entity_key(VIEW, merchant), samples=0)
@@ -105,10 +115,14 @@ def redis_bytes(url: str, normal: list[str]) -> dict[str, Any]:
         "normal_median_bytes": statistics.median(sizes),
         "normal_max_bytes": max(sizes),
         "keys": keys,
+        "hot_horizon": None if meta is None else meta.horizon,
+        "hot_raw_events": len(states.events),
     }
 
 
-async def lookups(url: str, t: float, normal: list[str], n: int) -> tuple[dict, dict]:
+async def lookups(
+    url: str, t: float, normal: list[str], n: int, horizon: float | None
+) -> tuple[dict, dict]:
     """p50/p99 ms of `n` lookups of every feature of the view, hot vs normal entities."""
     registry = load_definitions(DEFINITIONS)
     view = registry.feature_views[VIEW]
@@ -133,6 +147,11 @@ async def lookups(url: str, t: float, normal: list[str], n: int) -> tuple[dict, 
             }
         columns = await online_features(client, refs, {key: [HOT]}, t, 1)
         served = {c.name: c.values[0] for c in columns if c.name != key}
+        if horizon is not None:  # an as_of before the hot entity's horizon: refused, named
+            try:
+                await online_features(client, refs, {key: [HOT]}, horizon - 60.0, 1)
+            except RequestError as refused:
+                out["refused_before_horizon"] = str(refused)
     finally:
         await client.aclose()
     return out, served
@@ -197,7 +216,9 @@ def main() -> None:
             print(json.dumps({"skewed": skewed_run}), flush=True)
             result["redis"] = redis_bytes(stack.redis.url, merchants)
             print(json.dumps({"redis": result["redis"]}), flush=True)
-            timing, served = asyncio.run(lookups(stack.redis.url, t, merchants, args.lookups))
+            timing, served = asyncio.run(
+                lookups(stack.redis.url, t, merchants, args.lookups, result["redis"]["hot_horizon"])
+            )
             result["lookups"] = timing
             print(json.dumps({"lookups": timing}), flush=True)
         finally:
