@@ -28,6 +28,7 @@ class ValueCounts(Aggregation):
     """
 
     output = "map"
+    compacted = "hops"  # a suffix of hops would repeat every value in every suffix
 
     def empty(self) -> IR:
         return []
