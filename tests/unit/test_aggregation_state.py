@@ -38,6 +38,9 @@ from feature_service.aggregation.windows import (
     hop_starts,
     window_start,
 )
+from feature_service.definitions import load_definitions
+from feature_service.online.reader import view_values
+from feature_service.plan import view_plan
 from tests.entity_state import EntityState
 
 NAMES = sorted(AGGREGATIONS)
@@ -696,3 +699,49 @@ def test_state_of_the_format_before_bounded_state_is_read() -> None:
     blob = state.to_bytes()
     assert blob[20:22] == b"F2"
     assert EntityState.from_bytes(layout, blob).evaluate(11.0) == {"n": 1}
+
+
+def test_a_lookup_before_a_busy_entitys_horizon_is_refused_naming_it() -> None:
+    """The reader's path (`online.reader.view_values`) over a compacted merchant of the
+    shipped definitions: at the newest event every feature equals the brute force's,
+    before the horizon the refusal names it."""
+    view = load_definitions("definitions").feature_views["merchant_txn"]
+    plan = view_plan(view)
+    layout = plan.layout
+    n = 3000
+    rng = np.random.default_rng(5)
+    ts = 1_790_000_000.0 + np.sort(rng.uniform(0, 2 * 86400, n))
+    rows = [
+        {
+            "merchant_id": "m1",
+            "customer_id": f"c{int(rng.integers(400))}",
+            "amount": float(rng.lognormal(3, 1)),
+            "is_international": bool(rng.random() < 0.2),
+        }
+        for _ in range(n)
+    ]
+    columns = {c: np.array([r[c] for r in rows], dtype=object) for c in rows[0]}
+    columns["amount"] = columns["amount"].astype(np.float64)
+    new = Events.of(
+        layout, np.zeros(n, dtype=np.int64), ts, np.arange(n), columns, plan.passes(columns, n)
+    )
+    (blob,) = write(layout, decode(layout, [None], coded=True), new, ts[-1:], ts[-1:], budget=200)
+    meta = decode(layout, [blob]).metas[0]
+    assert meta is not None and meta.horizon is not None
+    t = float(ts[-1]) + 1.0
+    got = view_values(view, [blob], t).values
+    events = [
+        Event(
+            float(x),
+            i,
+            r,
+            [True if f.where is None else f.where.evaluate_row(r) for f in view.features],
+        )
+        for i, (x, r) in enumerate(zip(ts, rows, strict=True))
+    ]
+    for index, f in enumerate(view.features):
+        want = brute_force(events, t, f, index)
+        values = [e.values.get(f.column) for e in events] if f.column else []
+        assert matches(f.aggregation, got[f.name][0], want, values), f.name
+    with pytest.raises(OutsideRetentionError, match=str(meta.horizon)):
+        view_values(view, [blob], meta.horizon - 60.0)
