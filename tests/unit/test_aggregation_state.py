@@ -667,6 +667,7 @@ def test_busy_entity_is_compacted_and_its_state_stops_growing() -> None:
         FeatureSpec("n_1h", "count", window_s=3600),
         FeatureSpec("s_1d", "sum", "x", 86400),
         FeatureSpec("d_1d", "count_distinct", "k", 86400),
+        FeatureSpec("a_1d", "approx_count_distinct", "k", 86400),
         FeatureSpec("last", "last", "x"),
     ]
     layout = layout_of(specs)

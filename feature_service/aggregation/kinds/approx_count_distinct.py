@@ -88,6 +88,7 @@ class ApproxCountDistinct(Aggregation):
 
     name = "approx_count_distinct"
     output = "int"
+    compacted = "distinct"  # registers of the value set: per-hop suffixes would be 2**p each
     parameters: ClassVar[Mapping[str, Parameter]] = {
         "precision": Parameter("int", 4, 18, default=12)
     }

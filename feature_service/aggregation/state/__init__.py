@@ -28,13 +28,15 @@ aggregation, column, `where` and hop ``h`` (longest window ``W``), the hops
 ``[floor(H, h) - W, floor(H, h))`` and the partial hop ``[floor(H, h), H)``, kept as
 the aggregation says (`Aggregation.compacted`): the merge of each suffix of hops (a read
 merges one IR; the default, for IRs of bounded size), each hop's IR (``frequent_k``,
-``histogram``: their IR holds every distinct value), or for ``count_distinct``
-(``"distinct"``) each distinct value with the start of its newest hop (the window's
-distinct values are those newest at or after its start, with the head's). The budget
-(1024, `FS_STATE_HEAD_EVENTS`) keeps a busy entity's head at 512-1024 events, about what
-a normal entity's lookup folds, and its value far below 128 KB. Every kind works through its own `grouped` and `merge`; hops older than a
-read at ``t >= H`` can need are dropped, so the summary's size follows windows, hops
-and distinct values, never events. ``H`` is not aligned to a hop: the partial hop makes
+``histogram``: their IR holds every distinct value), or for ``count_distinct`` and
+``approx_count_distinct`` (``"distinct"``: the value depends on the set of distinct
+values only) each distinct value with the start of its newest hop (the window's
+distinct values are those newest at or after its start, with the head's). Every kind
+works through its own `grouped` and `merge` (or `of_distinct`); hops older than a read
+at ``t >= H`` can need are dropped, so the summary's size follows windows, hops and
+distinct values, never events. The budget (1024, `FS_STATE_HEAD_EVENTS`) keeps a busy
+entity's head at 512-1024 events, about what a normal entity's lookup folds, and its
+value far below 128 KB. ``H`` is not aligned to a hop: the partial hop makes
 any ``H`` exact, so the head stays bounded at any event rate and the refused range is
 as short as it can be.
 
