@@ -73,6 +73,7 @@ feature_views:
       - {{name: online_1d, aggregation: count, window: 1d, where: "online"}}
       - {{name: last_3_amounts, column: amount, aggregation: last_k, k: 3}}
       - {{name: top_categories_1d, column: category, aggregation: frequent_k, k: 2, window: 1d}}
+      - {{name: mean_ratio_1h_1d, expression: "amount_mean_1h / amount_mean_1d"}}
   - name: {merch}
     source: {source}
     entity: merchant
@@ -92,7 +93,7 @@ feature_views:
 feature_services:
   - name: {service}
     features: [{cust}:n_1h, {cust}:amount_sum_1d, {merch}:n_1h, {cust}:last_category,
-               {merch}:amount_mean_1d]
+               {merch}:amount_mean_1d, {cust}:mean_ratio_1h_1d]
 """
 
 CATEGORIES = ["grocery", "fuel", "travel", "online"]
@@ -211,7 +212,7 @@ def world(
              "--definitions", str(definitions), "--api", url, "--api-key-env", KEY_ENV,
              "--project", f"fs_{tag}", "-o", str(repo)]
         )  # fmt: skip
-        assert "3 feature views, 22 features, 1 feature service" in printed, printed
+        assert "3 feature views, 23 features, 1 feature service" in printed, printed
         applied = run([feast_cli(python), "apply", "--skip-source-validation"], cwd=repo)
         assert all(names[v] in applied for v in ("cust", "merch", "pair")), applied
         feast = FeastClient(python, repo, tmp / "feast_driver.log")
@@ -352,6 +353,10 @@ def test_feature_service_and_two_join_keys(world) -> None:  # type: ignore[no-un
     answer = feast_equals_ours(url, feast, {**service, "full_feature_names": True})
     assert answer["metadata"]["feature_names"][:2] == ["customer_id", "merchant_id"]
     assert statuses(answer)[f"{names['merch']}__n_1h"] == ["PRESENT", "PRESENT", "NOT_FOUND"]
+    # a derived feature in the service: Feast reads it as any other (equal above)
+    ratio = columns(answer)[f"{names['cust']}__mean_ratio_1h_1d"]
+    assert statuses(answer)[f"{names['cust']}__mean_ratio_1h_1d"][2] == "NOT_FOUND"
+    assert ratio[2] is None and any(isinstance(r, float) for r in ratio[:2]), ratio
     # a list over both views, short names that do not collide
     features = [f"{names['cust']}:amount_sum_1d", f"{names['merch']}:last_amount"]
     feast_equals_ours(
@@ -447,6 +452,6 @@ def test_feast_fields_are_accepted_and_other_fields_still_refused(world) -> None
         "full_feature_names": True,
     }
     status, answer = ours(url, mcp)
-    assert status == 200 and len(answer["metadata"]["feature_names"]) == 2 + 5, answer
+    assert status == 200 and len(answer["metadata"]["feature_names"]) == 2 + 6, answer
     status, answer = ours(url, {**base, "features": []})
     assert status == 422 and answer["detail"] == "no features requested"
