@@ -1,5 +1,5 @@
-"""The shared shape of ``last_k`` and ``first_k``: the values of the k latest (or
-earliest) events, in event order."""
+"""The shared shape of ``last_k`` and ``first_k`` (the values of the k latest or
+earliest events, in event order) and of ``last_distinct_k`` (`EventList`)."""
 
 from __future__ import annotations
 
@@ -21,28 +21,18 @@ def _key(event: Sequence[Any]) -> tuple[Any, ...]:
     return (event[0], event[1], value_key(event[2]))
 
 
-class KeptEvents(Aggregation):
-    """The values of the `k` events with the greatest (`LastK`) or smallest (`FirstK`)
-    ``(ts, seq)``, in event order. IR: those events as ``[ts, seq, value]``, sorted by
-    ``(ts, seq)`` (on a tie, by value, so merge stays exactly commutative).
-
-    A window's value needs no more than its k edge events, so a lifetime value over
-    compacted events is kept by witnesses (each entity's k edge events), and
-    `over_windows` is a slice of each window's sorted events.
-    """
+class EventList(Aggregation):
+    """An IR of whole events ``[ts, seq, value]`` that `_kept` trims to at most k:
+    update, fold and merge all go through `_kept`, so any grouping gives its IR."""
 
     output = "list"
-    keeps_witnesses = True
     parameters: ClassVar[Mapping[str, Parameter]] = {"k": K}
-    _latest: ClassVar[bool]
 
     def empty(self) -> IR:
         return []
 
     def _kept(self, events: list[Any]) -> list[Any]:
-        k: int = self.param("k")
-        events.sort(key=_key)
-        return events[-k:] if self._latest else events[:k]
+        raise NotImplementedError
 
     def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
         if is_null(value):
@@ -64,6 +54,25 @@ class KeptEvents(Aggregation):
 
     def finalize(self, ir: IR, t: float) -> Any:
         return [e[2] for e in ir] if ir else None
+
+
+class KeptEvents(EventList):
+    """The values of the `k` events with the greatest (`LastK`) or smallest (`FirstK`)
+    ``(ts, seq)``, in event order. IR: those events as ``[ts, seq, value]``, sorted by
+    ``(ts, seq)`` (on a tie, by value, so merge stays exactly commutative).
+
+    A window's value needs no more than its k edge events, so a lifetime value over
+    compacted events is kept by witnesses (each entity's k edge events), and
+    `over_windows` is a slice of each window's sorted events.
+    """
+
+    keeps_witnesses = True
+    _latest: ClassVar[bool]
+
+    def _kept(self, events: list[Any]) -> list[Any]:
+        k: int = self.param("k")
+        events.sort(key=_key)
+        return events[-k:] if self._latest else events[:k]
 
     def oracle(self, events: Sequence[tuple[float, int, Any]], t: float) -> Any:
         if not events:
