@@ -49,7 +49,9 @@ class Extreme(Aggregation):
         return None if ir is None else float(ir)
 
     def oracle(self, events: Sequence[tuple[float, int, Any]], t: float) -> Any:
-        return float(type(self)._pick(v for _, _, v in events)) if events else None
+        if not events:
+            return None
+        return float(type(self)._pick(v for _, _, v in events)) + 0.0  # -0.0 is 0.0, as update
 
     def witnesses(
         self, code: Int, values: npt.NDArray[Any] | None, column_kind: str | None
