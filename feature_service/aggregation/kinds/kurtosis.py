@@ -11,6 +11,12 @@ not vary (a variance below 1e-19, as Apache's).
 IR: ``[n, mean, M2, M3, M4]`` (central moments' sums), updated one value at a time and
 merged by Pébay's formulas, as ``skew``'s; None once they overflowed.
 
+`over_windows` (many windows at once: online reads of many rows, training sets) takes
+each window's moments by the corrected two-pass algorithm over its gathered values
+(`numerics.run_moments`' way, with M3 and M4), within `rel_tol` of the plain fold; a
+window of one repeated value has moments exactly 0 (kurtosis 0, as the fold's), and a
+window whose M2, M3 or M4 overflows is null, as the fold's IR.
+
 >>> agg = Kurtosis()
 >>> values = [1.0, 2.0, 3.0, 10.0, 4.0]
 >>> ir = agg.fold([0.0] * 5, [0, 1, 2, 3, 4], values)
@@ -25,9 +31,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from feature_service.aggregation.base import IR, Aggregation
 from feature_service.aggregation.numerics import blend, finite, fsum_or_none, ir_order, welford
-from feature_service.aggregation.values import is_null, numbers_in, to_float
+from feature_service.aggregation.values import is_null, numbers_in, safe_means, to_float
+from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
 
 _FLAT = 1e-19
 """A sample variance below this is no variation: kurtosis 0 (Apache's threshold)."""
@@ -119,6 +128,17 @@ class Kurtosis(Aggregation):
             return None
         return _kurtosis(n, m2, m4)
 
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        x = events.floats()
+        out = np.full(lo.size, np.nan)
+        for a, b in chunks(lo, hi):
+            idx, starts, nonempty = gather(lo[a:b], hi[a:b])
+            if idx.size == 0:
+                continue
+            counts = (hi - lo)[a:b][nonempty]
+            out[a:b][nonempty] = _window_kurtosis(x[idx], starts, counts)
+        return out
+
     def magnitude(self, values: Sequence[Any]) -> float:
         """Kurtosis is ill-conditioned where the values barely vary around a large
         mean: its floor grows as ``(max |x| / spread) ** 4``."""
@@ -137,3 +157,25 @@ def _kurtosis(n: int, m2: float, m4: float) -> float | None:
     a = n * (n + 1) * m4 / ((n - 1) * (n - 2) * (n - 3) * variance * variance)
     b = 3.0 * (n - 1) * (n - 1) / ((n - 2) * (n - 3))
     return finite(a - b)
+
+
+def _window_kurtosis(x: Float, starts: Int, counts: Int) -> Float:
+    """Kurtosis of each run ``x[starts[i]:starts[i] + counts[i]]`` (runs end to end, none
+    empty), NaN where the fold's is None (below four values, moments overflowed)."""
+    with np.errstate(all="ignore"):  # overflow: inf/NaN, made null below
+        mean0 = safe_means(x, starts, counts)
+        dev = x - np.repeat(mean0, counts)
+        flat = np.maximum.reduceat(x, starts) == np.minimum.reduceat(x, starts)
+        dev[np.repeat(flat, counts)] = 0.0  # one repeated value: exactly no variation
+        d = dev - np.repeat(np.add.reduceat(dev, starts) / counts, counts)
+        d2 = d * d
+        m2 = np.add.reduceat(d2, starts)
+        m3 = np.add.reduceat(d2 * d, starts)
+        m4 = np.add.reduceat(d2 * d2, starts)
+        n = counts.astype(np.float64)
+        variance = np.maximum(m2, 0.0) / (n - 1)
+        a = n * (n + 1) * m4 / ((n - 1) * (n - 2) * (n - 3) * variance * variance)
+        value = np.where(variance < _FLAT, 0.0, a - 3.0 * (n - 1) * (n - 1) / ((n - 2) * (n - 3)))
+    ok = (counts >= 4) & np.isfinite(m2) & np.isfinite(m3) & np.isfinite(m4)
+    ok &= np.isfinite(mean0) & np.isfinite(value)
+    return np.where(ok, value, np.nan)
