@@ -1,5 +1,12 @@
 """The shared shape of ``decayed_sum`` and ``decayed_count``: each event weighs
-``2 ** (-(t - ts) / half_life)`` at read time ``t`` (Fennel's ``ExpDecaySum``)."""
+``2 ** (-(t - ts) / half_life)`` at read time ``t`` (Fennel's ``ExpDecaySum``).
+
+`over_windows` (many windows at once) gathers each window's events end to end, weighs
+each by its decay to the window's newest event (the IR's ``ref``), adds each window's
+weights (`numpy.add.reduceat`; a floating sum, within `rel_tol` of the fold's) and
+decays that sum to ``t`` as `finalize` does: a sum that overflows at ``ref`` is null,
+as the IR's None.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import numpy as np
+
 from feature_service.aggregation.base import IR, Aggregation, Parameter
 from feature_service.aggregation.numerics import finite, fsum_or_none
 from feature_service.aggregation.values import is_null, numbers_in
+from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
 
 
 class Decayed(Aggregation):
@@ -60,6 +70,29 @@ class Decayed(Aggregation):
 
     def empty_result(self) -> Any:
         return None
+
+    def _weights(self, events: WindowEvents) -> Float | None:
+        """Each event's weight (`_weight` of its value) as an array; None: all 1."""
+        return events.floats()
+
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        empty = self.empty_result()
+        out = np.full(lo.size, np.nan if empty is None else float(empty))
+        weights = self._weights(events)
+        half_life = float(self.param("half_life"))
+        for a, b in chunks(lo, hi):
+            idx, starts, nonempty = gather(lo[a:b], hi[a:b])
+            if idx.size == 0:
+                continue
+            counts = (hi - lo)[a:b][nonempty]
+            ts = events.ts[idx]
+            ref = ts[starts + counts - 1]  # the newest event of each window: the IR's ref
+            with np.errstate(all="ignore"):  # overflow: inf/NaN, made null below
+                decay = np.exp2(-(np.repeat(ref, counts) - ts) / half_life)
+                s = np.add.reduceat(decay if weights is None else weights[idx] * decay, starts)
+                value = s * np.exp2(-(t[a:b][nonempty] - ref) / half_life)
+            out[a:b][nonempty] = np.where(np.isfinite(s) & np.isfinite(value), value, np.nan)
+        return out
 
     def oracle(self, events: Sequence[tuple[float, int, Any]], t: float) -> Any:
         if not events:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from feature_service.aggregation.kinds.decayed import Decayed
+from feature_service.aggregation.window_events import Float, WindowEvents
 
 
 class DecayedCount(Decayed):
@@ -21,6 +22,9 @@ class DecayedCount(Decayed):
 
     def _weight(self, value: Any) -> float:
         return 1.0
+
+    def _weights(self, events: WindowEvents) -> Float | None:
+        return None
 
     def empty_result(self) -> Any:
         return 0.0
