@@ -23,6 +23,13 @@ estimate within 4 standard errors (plus one) of the exact count.
 IR: the non-zero registers as ``[[index, rank], ...]`` sorted by index: small sets
 stay small; at most ``2 ** precision`` pairs.
 
+`over_windows` (many windows at once) hashes each distinct value of the events once
+(`value_hash`), takes every event's (index, rank) with integer operations on the
+uint64 hashes, and each window's registers as the maximum rank per (window, index)
+after one sort; each window's estimate is `finalize`'s float operations on its number
+of registers of each rank, elementwise over the windows (`_estimates`), so it is the
+fold's, bit for bit (held so by tests/unit/test_aggregation_kinds.py).
+
 >>> agg = ApproxCountDistinct().bind({})
 >>> agg.finalize(agg.fold([0.0] * 4, [0, 1, 2, 3], ["a", "b", "a", 1]), 0.0)
 3
@@ -36,11 +43,16 @@ import hashlib
 import math
 import struct
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
 
 from feature_service.aggregation.base import IR, Aggregation, Parameter
 from feature_service.aggregation.values import distinct_value, is_null
+from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
 
 _MASK = (1 << 64) - 1
 
@@ -55,6 +67,33 @@ def value_hash(value: Any) -> int:
     else:  # an int beyond 2**53
         data = b"i" + str(c).encode()
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def event_hashes(events: WindowEvents) -> npt.NDArray[np.uint64]:
+    """`value_hash` of every event's value, each distinct value hashed once (cached)."""
+    if "value_hash" not in events.cache:
+        assert events.values is not None
+        codes, uniques = pd.factorize(events.values)
+        hashed = np.array([value_hash(v) for v in uniques.tolist()], dtype=np.uint64)
+        events.cache["value_hash"] = hashed[np.asarray(codes, dtype=np.int64)]
+    out: npt.NDArray[np.uint64] = events.cache["value_hash"]
+    return out
+
+
+def bit_lengths(x: npt.NDArray[np.uint64]) -> Int:
+    """`int.bit_length` of each uint64, exactly: the binary exponent of its float, one
+    less where rounding to float carried it up to the next power of two."""
+    out = np.minimum(np.frexp(x.astype(np.float64))[1], 64).astype(np.int64)  # 2**64 - 1
+    carried = (out > 0) & (
+        x < np.left_shift(np.uint64(1), np.maximum(out - 1, 0).astype(np.uint64))
+    )
+    return out - carried
+
+
+def _cached(f: Callable[[float], float], xs: list[float]) -> Float:
+    """`f` of each of `xs`, computed once per distinct value."""
+    done = {x: f(x) for x in set(xs)}
+    return np.array([done[x] for x in xs], dtype=np.float64)
 
 
 def _sigma(x: float) -> float:
@@ -149,6 +188,49 @@ class ApproxCountDistinct(Aggregation):
 
     def oracle(self, events: Sequence[tuple[float, int, Any]], t: float) -> Any:
         return len({distinct_value(v) for _, _, v in events})
+
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        p = self.param("precision")
+        q = 64 - p
+        out = np.zeros(lo.size, dtype=np.int64)
+        if not lo.size or not int((hi - lo).sum()):
+            return out
+        hashes = event_hashes(events)
+        for a, b in chunks(lo, hi):
+            idx, _, nonempty = gather(lo[a:b], hi[a:b])
+            if idx.size == 0:
+                continue
+            counts = (hi - lo)[a:b][nonempty]
+            h = hashes[idx]
+            index = (h >> np.uint64(q)).astype(np.int64)
+            rank = q - bit_lengths(h & np.uint64((1 << q) - 1)) + 1
+            window = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+            key = (window << p) | index
+            order = np.lexsort((rank, key))
+            key, rank = key[order], rank[order]
+            last = np.ones(key.size, dtype=np.bool_)  # each register's highest rank
+            last[:-1] = key[1:] != key[:-1]
+            by_rank = np.bincount(
+                (key[last] >> p) * (q + 2) + rank[last], minlength=counts.size * (q + 2)
+            ).reshape(counts.size, q + 2)
+            out[a:b][nonempty] = self._estimates(by_rank)
+        return out
+
+    def _estimates(self, by_rank: Int) -> Int:
+        """`finalize` of many windows' registers, given as their number of registers of
+        each rank (rows; column 0 unused): the same float operations, elementwise."""
+        p = self.param("precision")
+        m = 1 << p
+        q = 64 - p
+        zero = m - by_rank[:, 1:].sum(axis=1)
+        tau = _cached(_tau, (1.0 - by_rank[:, q + 1] / m).tolist())
+        z = m * tau
+        for k in range(q, 0, -1):
+            z = 0.5 * (z + by_rank[:, k])
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            z = z + m * _cached(_sigma, (zero / m).tolist())
+            estimate = np.rint((m * m / (2.0 * math.log(2.0))) / z)
+        return np.where(zero == m, 0, estimate).astype(np.int64)
 
     def standard_error(self) -> float:
         """The relative standard error of the estimate, ``1.04 / sqrt(2**precision)``."""
