@@ -1,5 +1,12 @@
 """The shared shape of ``frequent_k`` and ``histogram``: how often each distinct value
-occurs, ranked."""
+occurs, ranked.
+
+`over_windows` (many windows at once) codes each event's distinct value once
+(`distinct_classes`: codes in the IR's value order), counts each (window, code) with one
+`numpy.unique`, and gives each window `finalize` of the IR those counts are, the fold's
+bit for bit. A column holding integers beyond 2**53 (which the IR keeps as ints, equal
+to floats of another type) takes the plain path.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,47 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from feature_service.aggregation.base import IR, Aggregation
 from feature_service.aggregation.values import distinct_value, is_null, value_key, value_label
+from feature_service.aggregation.window_events import Float, Int, WindowEvents, gather
+
+
+def distinct_classes(events: WindowEvents) -> tuple[Int, list[Any]] | None:
+    """Each event's distinct value (`values.distinct_value`) as a code, codes numbered in
+    `values.value_key` order, and the value of each code; None where a value is an int
+    beyond 2**53 (cached)."""
+    if "distinct_classes" not in events.cache:
+        assert events.values is not None
+        codes, uniques = pd.factorize(events.values)
+        reps = [distinct_value(u) for u in uniques.tolist()]
+        found: tuple[Int, list[Any]] | None = None
+        if not any(isinstance(c, int) for c in reps):
+            classes = sorted({value_key(c): c for c in reps}.items())
+            number = {key: i for i, (key, _) in enumerate(classes)}
+            of_unique = np.array([number[value_key(c)] for c in reps], dtype=np.int64)
+            found = of_unique[np.asarray(codes, dtype=np.int64)], [c for _, c in classes]
+        events.cache["distinct_classes"] = found
+    out: tuple[Int, list[Any]] | None = events.cache["distinct_classes"]
+    return out
+
+
+def window_classes(
+    events: WindowEvents, lo: Int, hi: Int
+) -> tuple[list[int], Int, Int, Int, list[Any]] | None:
+    """The events of windows ``[lo, hi)`` gathered end to end (`gather`): the row of each
+    non-empty window, the window number (among them) and class code (`distinct_classes`)
+    of each event, each event's position in the events, and the value of each code;
+    None: the plain path."""
+    classes = distinct_classes(events)
+    if classes is None:
+        return None
+    idx, _, nonempty = gather(lo, hi)
+    counts = (hi - lo)[nonempty]
+    window = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+    return np.flatnonzero(nonempty).tolist(), window, classes[0][idx], idx, classes[1]
 
 
 class ValueCounts(Aggregation):
@@ -57,6 +103,24 @@ class ValueCounts(Aggregation):
         for v, n in (*a, *b):
             counts[v] = counts.get(v, 0) + n
         return [[v, n] for v, n in sorted(counts.items(), key=lambda e: value_key(e[0]))]
+
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        gathered = window_classes(events, lo, hi)
+        if gathered is None:
+            return super().over_windows(events, lo, hi, t, lifetime)
+        rows, window, code, _, value_of = gathered
+        t_list = t.tolist()
+        out: list[Any] = [self.finalize([], t_) for t_ in t_list]
+        n_codes = max(len(value_of), 1)
+        keys, counts = np.unique(window * n_codes + code, return_counts=True)
+        cuts = np.searchsorted(keys, np.arange(len(rows) + 1, dtype=np.int64) * n_codes).tolist()
+        pairs = [
+            [value_of[c], n]
+            for c, n in zip((keys % n_codes).tolist(), counts.tolist(), strict=True)
+        ]
+        for w, row in enumerate(rows):
+            out[row] = self.finalize(pairs[cuts[w] : cuts[w + 1]], t_list[row])
+        return self.window_column(out, events.kind)
 
     def ranked(self, counts: Sequence[Sequence[Any]]) -> list[tuple[Any, int]]:
         """``(value, count)`` most frequent first, ties by the smaller value."""
