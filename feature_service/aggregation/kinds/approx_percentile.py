@@ -25,6 +25,13 @@ of the buckets of positive values and of the magnitudes of negative ones, sorted
 Memory: one bucket per 2% of range the values span: ~700 for amounts from 0.01 to
 1,000,000, whatever the number of events.
 
+`over_windows` (many windows at once) takes each event's bucket with numpy's log,
+redone by `bucket` (``math.log``) wherever ``log(x) / log(gamma)`` is within 1e-6 of
+an integer, where the two logs' last bits could round it across a bucket edge; it
+sorts each window's events in `finalize`'s bucket order, and each percentile is the
+`representative` of the bucket of the event of its rank, as `finalize`'s walk over the
+bucket counts finds it: the fold's bits.
+
 >>> agg = ApproxPercentile().bind({"percentile": 0.5})
 >>> ir = agg.fold([0.0] * 5, list(range(5)), [10.0, 20.0, 30.0, 40.0, 50.0])
 >>> value = agg.finalize(ir, 0.0)
@@ -43,8 +50,11 @@ from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final
 
+import numpy as np
+
 from feature_service.aggregation.base import IR, Aggregation, Parameter
 from feature_service.aggregation.values import is_null, numbers, to_float
+from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
 
 ALPHA: Final[float] = 0.01
 """The relative accuracy: every answer is within 1% of the exact percentile."""
@@ -62,6 +72,18 @@ def bucket(x: float) -> int:
 def representative(i: int) -> float:
     """The value a bucket answers with, within `ALPHA` of every value in it."""
     return min(2.0 * math.exp(i * _LOG_GAMMA) / (_GAMMA + 1.0), sys.float_info.max)
+
+
+def buckets(x: Float) -> Int:
+    """`bucket` of each magnitude ``x >= _TINY``, exactly: numpy's log, and `bucket`
+    itself where the quotient is near an integer (module doc)."""
+    with np.errstate(all="ignore"):
+        r = np.log(x) / _LOG_GAMMA
+    out = np.ceil(r).astype(np.int64)
+    near = np.flatnonzero(np.abs(r - np.rint(r)) < 1e-6)
+    if near.size:
+        out[near] = [bucket(v) for v in x[near].tolist()]
+    return out
 
 
 def _add(buckets: list[list[int]], i: int, n: int) -> list[list[int]]:
@@ -133,6 +155,42 @@ class ApproxPercentile(Aggregation):
 
     def merge(self, a: IR, b: IR) -> IR:
         return [a[0] + b[0], _merged(a[1], b[1]), _merged(a[2], b[2])]
+
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        x = events.floats()
+        quantiles = self._quantiles()
+        out: list[Any] = [None] * lo.size
+        for a, b in chunks(lo, hi):
+            idx, _, nonempty = gather(lo[a:b], hi[a:b])
+            if idx.size == 0:
+                continue
+            counts = (hi - lo)[a:b][nonempty]
+            window = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+            xs = x[idx]
+            size = np.abs(xs)
+            side = np.where(size < _TINY, 1, np.where(xs > 0, 2, 0))  # neg, zero, pos
+            index = np.zeros(xs.size, dtype=np.int64)
+            some = side != 1
+            index[some] = buckets(size[some])
+            # value order within a window: negatives from the largest magnitude, zero,
+            # positives (finalize's `ordered`)
+            order = np.lexsort((np.where(side == 0, -index, index), side, window))
+            window, side, index = window[order], side[order], index[order]
+            # each event's value: its bucket's representative (finalize's), one per bucket
+            reps = {i: representative(i) for i in np.unique(index[side != 1]).tolist()}
+            for q in quantiles:
+                ranks = np.array([math.floor(q * (n - 1)) for n in counts.tolist()])
+                at = np.concatenate(([0], np.cumsum(counts)[:-1])) + ranks
+                picked = [
+                    0.0 if s == 1 else (reps[i] if s == 2 else -reps[i])
+                    for s, i in zip(side[at].tolist(), index[at].tolist(), strict=True)
+                ]
+                for w, row in enumerate((np.flatnonzero(nonempty) + a).tolist()):
+                    if out[row] is None:
+                        out[row] = []
+                    out[row].append(picked[w])
+        answers = [None if v is None else self._answer(v) for v in out]
+        return self.window_column(answers, events.kind)
 
     def _quantiles(self) -> list[float]:
         if "percentiles" in self.params:
