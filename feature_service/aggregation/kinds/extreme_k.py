@@ -1,4 +1,9 @@
-"""The shared shape of ``top_k`` and ``bottom_k``: the k largest or smallest values."""
+"""The shared shape of ``top_k`` and ``bottom_k``: the k largest or smallest values.
+
+`over_windows` (many windows at once) sorts the gathered events by value, then stably
+by window, and keeps each window's first k: equal values are one bit pattern
+(``-0.0`` as ``0.0``), so the lists are the fold's, bit for bit.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,11 @@ from collections.abc import Mapping, Sequence
 from heapq import merge as merge_sorted
 from typing import Any, ClassVar
 
+import numpy as np
+
 from feature_service.aggregation.base import IR, Aggregation, Parameter
 from feature_service.aggregation.values import is_null, numbers, to_float
+from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
 
 
 class ExtremeK(Aggregation):
@@ -44,6 +52,26 @@ class ExtremeK(Aggregation):
 
     def finalize(self, ir: IR, t: float) -> Any:
         return list(ir) if ir else None
+
+    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
+        x = events.floats()
+        k = self.param("k")
+        out: list[Any] = [None] * lo.size
+        for a, b in chunks(lo, hi):
+            idx, starts, nonempty = gather(lo[a:b], hi[a:b])
+            if idx.size == 0:
+                continue
+            counts = (hi - lo)[a:b][nonempty]
+            window = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+            xs = x[idx] + 0.0
+            by_value = np.argsort(-xs if self._largest else xs)  # ties: equal bits
+            order = by_value[np.argsort(window[by_value], kind="stable")]
+            kept = np.arange(xs.size) - starts[window] < k  # window is sorted already
+            values = xs[order][kept].tolist()
+            cuts = np.concatenate(([0], np.cumsum(np.minimum(counts, k)))).tolist()
+            for w, row in enumerate((np.flatnonzero(nonempty) + a).tolist()):
+                out[row] = values[cuts[w] : cuts[w + 1]]
+        return self.window_column(out, events.kind)
 
     def oracle(self, events: Sequence[tuple[float, int, Any]], t: float) -> Any:
         if not events:
