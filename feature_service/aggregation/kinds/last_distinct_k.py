@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from feature_service.aggregation.kinds.kept_events import EventList
-from feature_service.aggregation.kinds.value_counts import window_classes
+from feature_service.aggregation.kinds.value_counts import distinct_classes, window_classes
 from feature_service.aggregation.values import distinct_value, py_scalar, value_key
-from feature_service.aggregation.window_events import Float, Int, WindowEvents
+from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks
 
 
 def _newest_first(event: Sequence[Any]) -> tuple[Any, ...]:
@@ -48,27 +48,29 @@ class LastDistinctK(EventList):
         return sorted(latest.values(), key=_newest_first)[: self.param("k")]
 
     def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
-        gathered = window_classes(events, lo, hi)
-        if gathered is None:
+        if distinct_classes(events) is None:
             return super().over_windows(events, lo, hi, t, lifetime)
         assert events.values is not None
-        rows, window, code, idx, value_of = gathered
         out: list[Any] = [None] * lo.size
-        key = window * max(len(value_of), 1) + code
-        order = np.lexsort((idx, key))
-        key, window, idx = key[order], window[order], idx[order]
-        latest = np.ones(key.size, dtype=np.bool_)  # each (window, value)'s latest event
-        latest[:-1] = key[1:] != key[:-1]
-        window, idx = window[latest], idx[latest]
-        order = np.lexsort((-idx, window))  # each window's newest first
-        window, idx = window[order], idx[order]
-        starts = np.searchsorted(window, np.arange(len(rows) + 1, dtype=np.int64))
-        kept = np.arange(window.size) - starts[window] < self.param("k")
-        window, idx = window[kept], idx[kept]
-        cuts = np.searchsorted(window, np.arange(len(rows) + 1, dtype=np.int64)).tolist()
-        values = [py_scalar(v) for v in events.values[idx].tolist()]
-        for w, row in enumerate(rows):
-            out[row] = values[cuts[w] : cuts[w + 1]] or None
+        for a, b in chunks(lo, hi):  # memory bounded by GATHER_BUDGET events
+            gathered = window_classes(events, lo[a:b], hi[a:b])
+            assert gathered is not None
+            rows, window, code, idx, value_of = gathered
+            key = window * max(len(value_of), 1) + code
+            order = np.lexsort((idx, key))
+            key, window, idx = key[order], window[order], idx[order]
+            latest = np.ones(key.size, dtype=np.bool_)  # each (window, value)'s latest event
+            latest[:-1] = key[1:] != key[:-1]
+            window, idx = window[latest], idx[latest]
+            order = np.lexsort((-idx, window))  # each window's newest first
+            window, idx = window[order], idx[order]
+            starts = np.searchsorted(window, np.arange(len(rows) + 1, dtype=np.int64))
+            kept = np.arange(window.size) - starts[window] < self.param("k")
+            window, idx = window[kept], idx[kept]
+            cuts = np.searchsorted(window, np.arange(len(rows) + 1, dtype=np.int64)).tolist()
+            values = [py_scalar(v) for v in events.values[idx].tolist()]
+            for w, row in enumerate(rows):
+                out[a + row] = values[cuts[w] : cuts[w + 1]] or None
         return self.window_column(out, events.kind)
 
     def oracle(self, events: Sequence[tuple[float, int, Any]], t: float) -> Any:

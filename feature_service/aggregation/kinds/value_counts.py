@@ -20,7 +20,7 @@ import pandas as pd
 
 from feature_service.aggregation.base import IR, Aggregation
 from feature_service.aggregation.values import distinct_value, is_null, value_key, value_label
-from feature_service.aggregation.window_events import Float, Int, WindowEvents, gather
+from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
 
 
 def distinct_classes(events: WindowEvents) -> tuple[Int, list[Any]] | None:
@@ -105,21 +105,24 @@ class ValueCounts(Aggregation):
         return [[v, n] for v, n in sorted(counts.items(), key=lambda e: value_key(e[0]))]
 
     def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
-        gathered = window_classes(events, lo, hi)
-        if gathered is None:
+        if distinct_classes(events) is None:
             return super().over_windows(events, lo, hi, t, lifetime)
-        rows, window, code, _, value_of = gathered
         t_list = t.tolist()
         out: list[Any] = [self.finalize([], t_) for t_ in t_list]
-        n_codes = max(len(value_of), 1)
-        keys, counts = np.unique(window * n_codes + code, return_counts=True)
-        cuts = np.searchsorted(keys, np.arange(len(rows) + 1, dtype=np.int64) * n_codes).tolist()
-        pairs = [
-            [value_of[c], n]
-            for c, n in zip((keys % n_codes).tolist(), counts.tolist(), strict=True)
-        ]
-        for w, row in enumerate(rows):
-            out[row] = self.finalize(pairs[cuts[w] : cuts[w + 1]], t_list[row])
+        for a, b in chunks(lo, hi):  # memory bounded by GATHER_BUDGET events
+            gathered = window_classes(events, lo[a:b], hi[a:b])
+            assert gathered is not None
+            rows, window, code, _, value_of = gathered
+            n_codes = max(len(value_of), 1)
+            keys, counts = np.unique(window * n_codes + code, return_counts=True)
+            ends = np.arange(len(rows) + 1, dtype=np.int64) * n_codes
+            cuts = np.searchsorted(keys, ends).tolist()
+            pairs = [
+                [value_of[c], n]
+                for c, n in zip((keys % n_codes).tolist(), counts.tolist(), strict=True)
+            ]
+            for w, row in enumerate(rows):
+                out[a + row] = self.finalize(pairs[cuts[w] : cuts[w + 1]], t_list[a + row])
         return self.window_column(out, events.kind)
 
     def ranked(self, counts: Sequence[Sequence[Any]]) -> list[tuple[Any, int]]:
