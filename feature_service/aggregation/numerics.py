@@ -17,17 +17,39 @@ value. A mean only overflows if its running difference does: the mean of 1.7e308
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from feature_service.aggregation.values import safe_means
+from feature_service.aggregation.values import numbers_in, safe_means
 
 
 def finite(x: float) -> float | None:
     """`x`, or None (overflowed) when it is infinite or NaN: what an IR slot may hold."""
     return x if math.isfinite(x) else None
+
+
+FLAT_VARIANCE = 1e-19
+"""A sample variance below this is no variation: skewness and kurtosis 0 (Apache
+Commons Math's threshold, which Chronon's higher moments follow)."""
+
+
+def moment_magnitude(values: Sequence[Any], power: int) -> float:
+    """The scale of a sample moment of order `power` (skew 3, kurtosis 4) of `values`,
+    for `Aggregation.matches`: such a moment is ill-conditioned where the values barely
+    vary around a large mean, so its floor grows as ``(max |x| / spread) ** power``.
+
+    >>> moment_magnitude([1.0, 2.0], 3), moment_magnitude([10.0, 11.0, 12.0], 3)
+    (1.0, 216000.0)
+    """
+    xs = [float(v) for v in numbers_in(values)]
+    if len(xs) < power:
+        return 1.0
+    spread = max(max(xs) - min(xs), math.sqrt(FLAT_VARIANCE))
+    big = max(abs(x) for x in xs)
+    return float(max(1.0, (big / spread) ** power) * 1e3)
 
 
 def fsum_or_none(values: list[float]) -> float | None:

@@ -34,12 +34,17 @@ from typing import Any
 import numpy as np
 
 from feature_service.aggregation.base import IR, Aggregation
-from feature_service.aggregation.numerics import blend, finite, fsum_or_none, ir_order, welford
-from feature_service.aggregation.values import is_null, numbers_in, safe_means, to_float
+from feature_service.aggregation.numerics import (
+    FLAT_VARIANCE,
+    blend,
+    finite,
+    fsum_or_none,
+    ir_order,
+    moment_magnitude,
+    welford,
+)
+from feature_service.aggregation.values import is_null, safe_means, to_float
 from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
-
-_FLAT = 1e-19
-"""A sample variance below this is no variation: kurtosis 0 (Apache's threshold)."""
 
 
 class Kurtosis(Aggregation):
@@ -140,19 +145,12 @@ class Kurtosis(Aggregation):
         return out
 
     def magnitude(self, values: Sequence[Any]) -> float:
-        """Kurtosis is ill-conditioned where the values barely vary around a large
-        mean: its floor grows as ``(max |x| / spread) ** 4``."""
-        xs = [float(v) for v in numbers_in(values)]
-        if len(xs) < 4:
-            return 1.0
-        spread = max(max(xs) - min(xs), math.sqrt(_FLAT))
-        big = max(abs(x) for x in xs)
-        return max(1.0, (big / spread) ** 4) * 1e3
+        return moment_magnitude(values, 4)
 
 
 def _kurtosis(n: int, m2: float, m4: float) -> float | None:
     variance = max(m2, 0.0) / (n - 1)
-    if variance < _FLAT:
+    if variance < FLAT_VARIANCE:
         return 0.0
     a = n * (n + 1) * m4 / ((n - 1) * (n - 2) * (n - 3) * variance * variance)
     b = 3.0 * (n - 1) * (n - 1) / ((n - 2) * (n - 3))
@@ -175,7 +173,8 @@ def _window_kurtosis(x: Float, starts: Int, counts: Int) -> Float:
         n = counts.astype(np.float64)
         variance = np.maximum(m2, 0.0) / (n - 1)
         a = n * (n + 1) * m4 / ((n - 1) * (n - 2) * (n - 3) * variance * variance)
-        value = np.where(variance < _FLAT, 0.0, a - 3.0 * (n - 1) * (n - 1) / ((n - 2) * (n - 3)))
+        b = 3.0 * (n - 1) * (n - 1) / ((n - 2) * (n - 3))
+        value = np.where(variance < FLAT_VARIANCE, 0.0, a - b)
     ok = (counts >= 4) & np.isfinite(m2) & np.isfinite(m3) & np.isfinite(m4)
     ok &= np.isfinite(mean0) & np.isfinite(value)
     return np.where(ok, value, np.nan)

@@ -32,11 +32,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from feature_service.aggregation.base import IR, Aggregation
-from feature_service.aggregation.numerics import blend, finite, fsum_or_none, ir_order, welford
-from feature_service.aggregation.values import is_null, numbers_in, to_float
-
-_FLAT = 1e-19
-"""A sample variance below this is no variation: skewness 0 (Apache's threshold)."""
+from feature_service.aggregation.numerics import (
+    FLAT_VARIANCE,
+    blend,
+    finite,
+    fsum_or_none,
+    ir_order,
+    moment_magnitude,
+    welford,
+)
+from feature_service.aggregation.values import is_null, to_float
 
 
 class Skew(Aggregation):
@@ -110,19 +115,12 @@ class Skew(Aggregation):
         return _skewness(n, m2, m3)
 
     def magnitude(self, values: Sequence[Any]) -> float:
-        """Skewness is ill-conditioned where the values barely vary around a large
-        mean: its floor grows as ``(max |x| / spread) ** 3``."""
-        xs = [float(v) for v in numbers_in(values)]
-        if len(xs) < 3:
-            return 1.0
-        spread = max(max(xs) - min(xs), math.sqrt(_FLAT))
-        big = max(abs(x) for x in xs)
-        return max(1.0, (big / spread) ** 3) * 1e3
+        return moment_magnitude(values, 3)
 
 
 def _skewness(n: int, m2: float, m3: float) -> float | None:
     variance = max(m2, 0.0) / (n - 1)
-    if variance < _FLAT:
+    if variance < FLAT_VARIANCE:
         return 0.0
     value = (n / ((n - 1) * (n - 2))) * m3 / (variance * math.sqrt(variance))
     return finite(value)
