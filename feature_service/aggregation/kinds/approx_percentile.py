@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 import sys
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final
 
 import numpy as np
@@ -93,10 +93,12 @@ def _add(buckets: list[list[int]], i: int, n: int) -> list[list[int]]:
     return [*buckets[:at], [i, n], *buckets[at:]]
 
 
-def _merged(a: Sequence[Sequence[int]], b: Sequence[Sequence[int]]) -> list[list[int]]:
+def _merged(*parts: Sequence[Sequence[int]]) -> list[list[int]]:
+    """The bucket counts of `parts` added (one dict pass over all their buckets)."""
     counts: dict[int, int] = {}
-    for i, n in (*a, *b):
-        counts[i] = counts.get(i, 0) + n
+    for part in parts:
+        for i, n in part:
+            counts[i] = counts.get(i, 0) + n
     return [[i, counts[i]] for i in sorted(counts)]
 
 
@@ -106,6 +108,7 @@ class ApproxPercentile(Aggregation):
 
     name = "approx_percentile"
     numeric_only = True
+    compacted = "hops"  # a suffix of hops would repeat every bucket in every suffix
     parameters: ClassVar[Mapping[str, Parameter]] = {
         "percentile": Parameter("float", 0, 1, open=True, example=0.9, optional=True),
         "percentiles": Parameter("floats", 0, 1, open=True, example=[0.5, 0.9], optional=True),
@@ -155,6 +158,16 @@ class ApproxPercentile(Aggregation):
 
     def merge(self, a: IR, b: IR) -> IR:
         return [a[0] + b[0], _merged(a[1], b[1]), _merged(a[2], b[2])]
+
+    def merge_all(self, irs: Iterable[IR]) -> IR:
+        """All of `irs` merged in one pass (a compacted window's hops): the counts
+        added once, not re-listed at every pairwise merge."""
+        parts = list(irs)
+        return [
+            sum(ir[0] for ir in parts),
+            _merged(*(ir[1] for ir in parts)),
+            _merged(*(ir[2] for ir in parts)),
+        ]
 
     def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
         x = events.floats()

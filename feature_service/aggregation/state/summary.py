@@ -169,8 +169,13 @@ def advance(
             acc = fresh[j] = agg.merge(fresh[j], acc)
     if old is not None and old.irs is not None:
         shift = (lo - old.lo) // h  # hop j now is hop j + shift before
+        # hops: only the hops with new events merge, the others are the old IRs
+        touched = set(((hops - lo) // h).tolist()) if group.form == "hops" else None
         for j in range(max(0, len(old.irs) - shift)):
-            fresh[j] = agg.merge(old.irs[j + shift], fresh[j])
+            if touched is None or j in touched:
+                fresh[j] = agg.merge(old.irs[j + shift], fresh[j])
+            else:
+                fresh[j] = old.irs[j + shift]
     return Kept(lo, fresh)
 
 
