@@ -56,6 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -459,19 +460,33 @@ MORE_NEW_KINDS = [  # with the shipped example's 4 (last_k, frequent_k, ...): 10
 ]  # fmt: skip
 
 
-def definitions_of(kinds: str, work: Path) -> Path:
+def definitions_of(kinds: str, work: Path, drop_views: Sequence[str] = ()) -> Path:
     """The example definitions (`shipped`), without the aggregations issue 24 added
-    (`without-new`), or with 10 of them in customer_txn (`with-10-new`)."""
-    if kinds == "shipped":
+    (`without-new`), or with 10 of them in customer_txn (`with-10-new`); without the
+    views `drop_views` (and their entities)."""
+    if kinds == "shipped" and not drop_views:
         return DEFINITIONS
     import yaml
 
     data = yaml.safe_load((DEFINITIONS / "transactions.yaml").read_text())
+    dropped = [v for v in data["feature_views"] if v["name"] in drop_views]
+    if len(dropped) != len(set(drop_views)):
+        raise SystemExit(f"--drop-view: no such view among {drop_views}")
+    data["feature_views"] = [v for v in data["feature_views"] if v not in dropped]
+    used = {v["entity"] for v in data["feature_views"]}
+    data["entities"] = [e for e in data["entities"] if e["name"] in used]
+    for service in data.get("feature_services", []):
+        service["features"] = [
+            f for f in service["features"]
+            if not isinstance(f, str) or f.split(":")[0] not in drop_views
+        ]  # fmt: skip
     view = next(v for v in data["feature_views"] if v["name"] == "customer_txn")
     old = [f for f in view["features"] if f.get("aggregation", "sum") in OLD_KINDS]
     new = [f for f in view["features"] if f.get("aggregation", "sum") not in OLD_KINDS]
     kept = {f.get("name") for f in old} | {None}
-    if kinds == "without-new":
+    if kinds == "shipped":
+        pass
+    elif kinds == "without-new":
         view["features"] = old
         for service in data.get("feature_services", []):
             service["features"] = [
@@ -481,7 +496,7 @@ def definitions_of(kinds: str, work: Path) -> Path:
     else:
         assert len(new) + len(MORE_NEW_KINDS) == 10, [f["name"] for f in new]
         view["features"] = view["features"] + MORE_NEW_KINDS
-    out = work / f"definitions-{kinds}"
+    out = work / "-".join(["definitions", kinds, *drop_views])
     out.mkdir(parents=True, exist_ok=True)
     (out / "transactions.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     load_definitions(out)  # refuse a broken variant before any clock runs
@@ -516,12 +531,19 @@ def main() -> None:
         help="the example definitions as shipped, without issue 24's aggregations, or "
         "with 10 of them (the worker's definitions only)",
     )
+    parser.add_argument(
+        "--drop-view",
+        action="append",
+        default=[],
+        help="leave this view of the example out (repeatable), e.g. customer_merchant to "
+        "measure the three views of before the composite-key view",
+    )
     args = parser.parse_args()
 
     path = events_file(args.events, ROOT / "stores" / "bench")
     registry = load_definitions(DEFINITIONS)
     source = registry.sources["transactions"]
-    views = [view.name for view in registry.views_of_source(source.name)]
+    views = [v.name for v in registry.views_of_source(source.name) if v.name not in args.drop_view]
     quix_events = min(args.quix_events, args.events)
     peers = not args.profile
     if peers and not args.no_quix:
@@ -540,9 +562,10 @@ def main() -> None:
         produce_s = time.perf_counter() - t0
         del messages
         empty = int(redis.Redis.from_url(stack.redis.url).info("memory")["used_memory"])
-        definitions = definitions_of(args.kinds, work)
+        definitions = definitions_of(args.kinds, work, args.drop_view)
         ours = run_worker(stack, args.events, work / "offline", args.profile, definitions)
         ours["kinds"] = args.kinds
+        ours["dropped_views"] = args.drop_view
         ours["produce_s"] = produce_s
         ours["redis"] = redis_usage(stack.redis.url, views, args.events, args.redis_sample, empty)
         results[OURS] = ours
