@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/ingest.py --events 200000 --quix-events 20000
     .venv/bin/python benchmarks/ingest.py --events 200000 --profile /tmp/worker.svg
 
-Uses the example definitions (definitions/transactions.yaml, 3 views, 41 aggregated and 2 derived features) and
-events from definitions/generate_sample.py (10k customers, 2k merchants, 30 days; cached
-in stores/bench/). The events are produced first; then a worker starts and the clock
+Uses the example definitions (definitions/transactions.yaml, 3 views, 41 aggregated
+features) and events from definitions/generate_sample.py (10k customers, 2k merchants,
+30 days; cached in stores/bench/). The events are produced first; then a worker starts and the clock
 runs from its first committed batch to the last (steady state; start-up is reported
 apart). Peak RSS is the worker's VmHWM.
 
@@ -619,7 +619,7 @@ def record(results: dict, load: float) -> None:
         "",
         "| what | events | events/s | peak RSS |",
         "|---|---|---|---|",
-        f"| feature-service worker, example definitions (3 views, 41 aggregated features), steady state "
+        f"| feature-service worker, example definitions (3 views, 41 features), steady state "
         f"| {ours['events']:,} | {ours['events_per_s']:,.0f} | {ours['peak_rss_mib']:.0f} MiB |",
         f"| same, end to end including start-up ({ours['startup_s']:.1f} s) "
         f"| {ours['events']:,} | {ours['end_to_end_events_per_s']:,.0f} | |",
