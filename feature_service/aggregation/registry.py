@@ -8,7 +8,7 @@ online state and the test oracle all ask the class.
 ['approx_count_distinct', 'approx_percentile', 'bottom_k', 'count', 'count_distinct',
  'decayed_count', 'decayed_sum', 'first', 'first_k', 'frequent_k', 'histogram', 'kurtosis',
  'last', 'last_distinct_k', 'last_k', 'max', 'mean', 'mean_gap', 'min', 'skew', 'std',
- 'std_gap', 'sum', 'time_since_last', 'top_k', 'var']
+ 'std_gap', 'sum', 'time_since_first', 'time_since_last', 'top_k', 'var']
 >>> aggregation("sum").fold([1.0, 2.0], [0, 1], [1.7e308, 1.7e308])
 [2, None, 0.0]
 >>> aggregation("median")
@@ -46,6 +46,7 @@ from feature_service.aggregation.kinds.skew import Skew
 from feature_service.aggregation.kinds.std import Std
 from feature_service.aggregation.kinds.std_gap import StdGap
 from feature_service.aggregation.kinds.sum import Sum
+from feature_service.aggregation.kinds.time_since_first import TimeSinceFirst
 from feature_service.aggregation.kinds.time_since_last import TimeSinceLast
 from feature_service.aggregation.kinds.top_k import TopK
 from feature_service.aggregation.kinds.var import Var
@@ -64,6 +65,7 @@ AGGREGATIONS: Final[Mapping[str, Aggregation]] = {
         Last(),
         CountDistinct(),
         TimeSinceLast(),
+        TimeSinceFirst(),
         Skew(),
         Kurtosis(),
         LastK(),

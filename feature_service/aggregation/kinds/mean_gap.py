@@ -27,6 +27,7 @@ class MeanGap(Aggregation):
     """
 
     name = "mean_gap"
+    featuretools = "avg_time_between"
     needs_column = False
 
     def empty(self) -> IR:
