@@ -45,7 +45,7 @@ import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, Literal, NamedTuple, TypeAlias
 
@@ -107,6 +107,58 @@ def value_type_of(kind: str) -> ValueType:
     if kind.startswith(LIST_PREFIX):
         return list_type(kind.removeprefix(LIST_PREFIX))
     return VALUE_TYPES[kind]
+
+
+ROLES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "events": "no column: the events themselves (how many, how recent, how spaced)",
+        "measure": "a quantity (an amount, a duration): sums and means mean something",
+        "flag": "true/false",
+        "category": "a label with few enough values to count each one",
+        "identifier": "a label with too many values for that (an id, a code)",
+        "many_values": "an identifier with so many values that an exact count of the "
+        "distinct ones would keep each of them",
+    }
+)
+"""What a column of a sample is to `generate` (`autofe.types` gives each column its
+role), and what `Proposal.roles` names: the columns an aggregation is proposed for."""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A feature `generate` proposes of an aggregation, for each column of one of
+    `roles` (``events``: once, without a column) and each window (once, without one,
+    when `lifetime`).
+
+    `params` are the aggregation's parameters; `name` the feature name's middle part
+    (``amount_<name>_1d``; default the aggregation's name; a lifetime feature is named
+    `name` alone); `text` its description, a template of ``{column}``, ``{entity}``,
+    ``{span}`` (``day``, ``7 days``) and the parameters; `group` the heading it is
+    listed under (`autofe.dfs.GROUPS`); `tier` its priority when there are too many
+    (0: the core of recency, frequency and amounts; 2: the rest).
+
+    >>> p = Proposal(frozenset({"category"}), "distribution",
+    ...              "The {entity}'s {k} most frequent {column} values.", {"k": 3}, "top3")
+    >>> p.describe("category", "customer", "day")
+    "The customer's 3 most frequent category values."
+    """
+
+    roles: frozenset[str]
+    group: str
+    text: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    lifetime: bool = False
+    tier: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = sorted(self.roles - set(ROLES))
+        if unknown:
+            raise ValueError(f"unknown role(s) {', '.join(unknown)}; roles: {', '.join(ROLES)}")
+
+    def describe(self, column: str | None, entity: str, span: str) -> str:
+        """Its description for a column (None: ``events``), entity and window span."""
+        return self.text.format(column=column, entity=entity, span=span, **self.params)
 
 
 class GroupedEvents(NamedTuple):
@@ -226,6 +278,8 @@ class Aggregation(ABC):
     """The featuretools aggregation primitive that computes its value over a window
     (`generate` maps Deep Feature Synthesis' candidates onto ours with it, and uses
     featuretools' values as an independent oracle); None: none does."""
+    proposals: ClassVar[tuple[Proposal, ...]] = ()
+    """The features `generate` proposes of it (`registry.proposed`); none: never."""
     keeps_witnesses: ClassVar[bool] = False
     """Lifetime values over compacted events are kept by keeping a few of those events
     (`witnesses`: the first, the last, the extreme, one per distinct value) rather than

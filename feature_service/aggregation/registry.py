@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from feature_service.aggregation.base import Aggregation
+from feature_service.aggregation.base import ROLES, Aggregation, Proposal
 from feature_service.aggregation.kinds.approx_count_distinct import ApproxCountDistinct
 from feature_service.aggregation.kinds.approx_percentile import ApproxPercentile
 from feature_service.aggregation.kinds.bottom_k import BottomK
@@ -95,6 +95,25 @@ def aggregation(name: str) -> Aggregation:
             f"unknown aggregation {name!r}; use one of {', '.join(sorted(AGGREGATIONS))}"
         )
     return found
+
+
+def proposed(role: str | None = None) -> list[tuple[Aggregation, Proposal]]:
+    """What `generate` proposes (`Aggregation.proposals`), in registry order: each
+    aggregation bound to a proposal's parameters, with the proposal; only those for a
+    column of `role` (`ROLES`) if given.
+
+    >>> [(a.name, p.name) for a, p in proposed("measure")]  # doctest: +NORMALIZE_WHITESPACE
+    [('sum', None), ('mean', None), ('min', None), ('max', None), ('std', None),
+     ('approx_percentile', 'p50'), ('approx_percentile', 'p90')]
+    """
+    if role is not None and role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    return [
+        (agg.bind(proposal.params), proposal)
+        for agg in AGGREGATIONS.values()
+        for proposal in agg.proposals
+        if role is None or role in proposal.roles
+    ]
 
 
 def featuretools_twin(primitive: str) -> Aggregation | None:

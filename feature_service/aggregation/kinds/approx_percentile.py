@@ -52,7 +52,7 @@ from typing import Any, ClassVar, Final
 
 import numpy as np
 
-from feature_service.aggregation.base import IR, Aggregation, Parameter
+from feature_service.aggregation.base import IR, Aggregation, Parameter, Proposal
 from feature_service.aggregation.values import is_null, numbers, to_float
 from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
 
@@ -109,6 +109,26 @@ class ApproxPercentile(Aggregation):
     name = "approx_percentile"
     numeric_only = True
     compacted = "hops"  # a suffix of hops would repeat every bucket in every suffix
+    # of a quantity's values per window: the typical one, and the high end
+    proposals = (
+        Proposal(
+            frozenset({"measure"}),
+            "monetary",
+            "Median {column} of the {entity}'s events in the last {span} (within 1%).",
+            {"percentile": 0.5},
+            name="p50",
+            tier=2,
+        ),
+        Proposal(
+            frozenset({"measure"}),
+            "monetary",
+            "90th percentile of {column} among the {entity}'s events in the last {span} "
+            "(within 1%).",
+            {"percentile": 0.9},
+            name="p90",
+            tier=1,
+        ),
+    )
     parameters: ClassVar[Mapping[str, Parameter]] = {
         "percentile": Parameter("float", 0, 1, open=True, example=0.9, optional=True),
         "percentiles": Parameter("floats", 0, 1, open=True, example=[0.5, 0.9], optional=True),

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from feature_service.aggregation.base import IR, Aggregation, GroupedEvents
+from feature_service.aggregation.base import IR, Aggregation, GroupedEvents, Proposal
 from feature_service.aggregation.values import is_null
 from feature_service.aggregation.window_events import Float, Int, WindowEvents
 
@@ -23,6 +23,9 @@ class Count(Aggregation):
 
     name = "count"
     featuretools = "count"
+    proposals = (
+        Proposal(frozenset({"events"}), "frequency", "Events of the {entity} in the last {span}."),
+    )
     needs_column = False
     output = "int"
 

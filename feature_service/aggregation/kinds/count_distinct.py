@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from feature_service.aggregation.base import IR, Aggregation, GroupedEvents
+from feature_service.aggregation.base import IR, Aggregation, GroupedEvents, Proposal
 from feature_service.aggregation.numerics import segments
 from feature_service.aggregation.values import (
     EXACT_INT,
@@ -41,6 +41,14 @@ class CountDistinct(Aggregation):
 
     name = "count_distinct"
     featuretools = "num_unique"
+    proposals = (
+        Proposal(
+            frozenset({"category", "identifier"}),
+            "breadth",
+            "Different {column} values among the {entity}'s events in the last {span}.",
+            tier=1,
+        ),
+    )
     output = "int"
     keeps_witnesses = True
     compacted = "distinct"

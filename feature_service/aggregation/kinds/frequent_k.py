@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from feature_service.aggregation.base import IR, Parameter
+from feature_service.aggregation.base import IR, Parameter, Proposal
 from feature_service.aggregation.kinds.value_counts import ValueCounts
 
 
@@ -24,6 +24,17 @@ class FrequentK(ValueCounts):
 
     name = "frequent_k"
     parameters: ClassVar[Mapping[str, Parameter]] = {"k": Parameter("int", 1, 1000, example=3)}
+    proposals = (
+        Proposal(
+            frozenset({"category"}),
+            "distribution",
+            "The {entity}'s {k} most frequent {column} values in the last {span}, with "
+            "their counts.",
+            {"k": 3},
+            name="top3",
+            tier=2,
+        ),
+    )
 
     def finalize(self, ir: IR, t: float) -> Any:
         if not ir:

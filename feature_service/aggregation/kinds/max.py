@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from feature_service.aggregation.base import Proposal
 from feature_service.aggregation.kinds.extreme import Extreme
 
 
@@ -17,6 +18,14 @@ class Max(Extreme):
 
     name = "max"
     featuretools = "max"
+    proposals = (
+        Proposal(
+            frozenset({"measure"}),
+            "monetary",
+            "Largest {column} among the {entity}'s events in the last {span}.",
+            tier=1,
+        ),
+    )
     _pick = max
     _reduce = np.maximum
     _running = "cummax"

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from feature_service.aggregation.base import IR, Aggregation, GroupedEvents
+from feature_service.aggregation.base import IR, Aggregation, GroupedEvents, Proposal
 from feature_service.aggregation.numerics import blend, finite, group_moments, ir_order, welford
 from feature_service.aggregation.values import is_null, numbers, safe_means, to_float
 from feature_service.aggregation.window_events import Float, Int, WindowEvents
@@ -24,6 +24,13 @@ class Mean(Aggregation):
 
     name = "mean"
     featuretools = "mean"
+    proposals = (
+        Proposal(
+            frozenset({"measure"}),
+            "monetary",
+            "Mean {column} of the {entity}'s events in the last {span}.",
+        ),
+    )
     numeric_only = True
     rel_tol = 1e-9
 

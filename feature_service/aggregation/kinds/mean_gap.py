@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from feature_service.aggregation.base import IR, Aggregation
+from feature_service.aggregation.base import IR, Aggregation, Proposal
 from feature_service.aggregation.values import is_null
 from feature_service.aggregation.window_events import Float, Int, WindowEvents
 
@@ -28,6 +28,14 @@ class MeanGap(Aggregation):
 
     name = "mean_gap"
     featuretools = "avg_time_between"
+    proposals = (
+        Proposal(
+            frozenset({"events"}),
+            "recency",
+            "Mean seconds between the {entity}'s consecutive events in the last {span}.",
+            tier=1,
+        ),
+    )
     needs_column = False
 
     def empty(self) -> IR:

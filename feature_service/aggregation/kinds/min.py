@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from feature_service.aggregation.base import Proposal
 from feature_service.aggregation.kinds.extreme import Extreme
 
 
@@ -17,6 +18,14 @@ class Min(Extreme):
 
     name = "min"
     featuretools = "min"
+    proposals = (
+        Proposal(
+            frozenset({"measure"}),
+            "monetary",
+            "Smallest {column} among the {entity}'s events in the last {span}.",
+            tier=2,
+        ),
+    )
     _pick = min
     _reduce = np.minimum
     _running = "cummin"

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from feature_service.aggregation.base import IR
+from feature_service.aggregation.base import IR, Proposal
 from feature_service.aggregation.kinds.moments import Moments
 from feature_service.aggregation.window_events import Float, Int, WindowEvents
 
@@ -25,6 +25,14 @@ class Std(Moments):
 
     name = "std"
     featuretools = "std"
+    proposals = (
+        Proposal(
+            frozenset({"measure"}),
+            "monetary",
+            "Standard deviation of {column} over the {entity}'s events in the last {span}.",
+            tier=2,
+        ),
+    )
 
     def finalize(self, ir: IR, t: float) -> Any:
         var = self.variance(ir)

@@ -9,7 +9,7 @@ from heapq import merge as merge_sorted
 from itertools import pairwise
 from typing import Any
 
-from feature_service.aggregation.base import IR, Aggregation
+from feature_service.aggregation.base import IR, Aggregation, Proposal
 from feature_service.aggregation.values import is_null
 
 
@@ -30,6 +30,15 @@ class StdGap(Aggregation):
     """
 
     name = "std_gap"
+    proposals = (
+        Proposal(
+            frozenset({"events"}),
+            "recency",
+            "Standard deviation of the seconds between the {entity}'s consecutive events "
+            "in the last {span}.",
+            tier=2,
+        ),
+    )
     needs_column = False
 
     def empty(self) -> IR:

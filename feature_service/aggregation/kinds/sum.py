@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from feature_service.aggregation.base import IR, Aggregation, GroupedEvents
+from feature_service.aggregation.base import IR, Aggregation, GroupedEvents, Proposal
 from feature_service.aggregation.numerics import finite, fsum_or_none, segments
 from feature_service.aggregation.values import is_null, numbers, numbers_in, to_float
 from feature_service.aggregation.window_events import Float, Int, WindowEvents
@@ -26,6 +26,13 @@ class Sum(Aggregation):
 
     name = "sum"
     featuretools = "sum"
+    proposals = (
+        Proposal(
+            frozenset({"measure"}),
+            "monetary",
+            "Sum of {column} over the {entity}'s events in the last {span}.",
+        ),
+    )
     numeric_only = True
     rel_tol = 1e-9
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from feature_service.aggregation.base import IR, Aggregation, GroupedEvents
+from feature_service.aggregation.base import IR, Aggregation, GroupedEvents, Proposal
 from feature_service.aggregation.numerics import entity_edges, segments
 from feature_service.aggregation.values import is_null
 from feature_service.aggregation.window_events import Float, Int, WindowEvents
@@ -26,6 +26,16 @@ class TimeSinceFirst(Aggregation):
 
     name = "time_since_first"
     featuretools = "time_since_first"
+    proposals = (
+        Proposal(
+            frozenset({"events"}),
+            "recency",
+            "Seconds since the {entity}'s first event.",
+            name="secs_since_first_event",
+            lifetime=True,
+            tier=1,
+        ),
+    )
     needs_column = False
     keeps_witnesses = True
 

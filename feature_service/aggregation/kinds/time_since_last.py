@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from feature_service.aggregation.base import IR, Aggregation, GroupedEvents
+from feature_service.aggregation.base import IR, Aggregation, GroupedEvents, Proposal
 from feature_service.aggregation.numerics import entity_edges, segments
 from feature_service.aggregation.values import is_null
 from feature_service.aggregation.window_events import Float, Int, WindowEvents
@@ -24,6 +24,15 @@ class TimeSinceLast(Aggregation):
 
     name = "time_since_last"
     featuretools = "time_since_last"
+    proposals = (
+        Proposal(
+            frozenset({"events"}),
+            "recency",
+            "Seconds since the {entity}'s most recent event.",
+            name="secs_since_last_event",
+            lifetime=True,
+        ),
+    )
     needs_column = False
     keeps_witnesses = True
 
