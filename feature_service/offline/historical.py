@@ -139,16 +139,17 @@ def get_historical_features(
         for name in wanted:
             computed[view.name, name] = values[name]
         done += len(wanted)
-    out = entity_df.copy()
+    columns: dict[str, Any] = {}
     for ref in refs:
         if ref.service_expression is None:
-            out[ref.output_name] = computed[ref.view.name, ref.feature]
+            columns[ref.output_name] = computed[ref.view.name, ref.feature]
             continue
         inputs = {r.output_name: computed[r.view.name, r.feature] for r in ref.inputs}
-        out[ref.output_name] = service_values(
+        columns[ref.output_name] = service_values(
             ref.service_expression, inputs, service_request, len(entity_df), columns=True
         )
-    return out
+    # joined at once: a column at a time fragments the frame (a pandas warning past 100)
+    return pd.concat([entity_df, pd.DataFrame(columns, index=entity_df.index)], axis=1)
 
 
 def service_request_columns(refs: Sequence[FeatureRef], entity_df: pd.DataFrame) -> dict[str, Any]:
