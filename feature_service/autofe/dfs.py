@@ -1,29 +1,45 @@
-"""Candidate features from featuretools' Deep Feature Synthesis, mapped onto ours.
+"""Candidate features: featuretools' Deep Feature Synthesis and our aggregations' proposals.
 
-The sample becomes an EntitySet with the events as the child dataframe and one parent
-per entity column (`normalize_dataframe`). For each entity, `ft.dfs(features_only=True)`
-lists the aggregation features featuretools would build from the column types, with the
-categoricals' frequent values as `where` filters ("interesting values"). Each one
-maps onto one of our aggregations:
+What to propose for which column is declared by the aggregations themselves
+(`Aggregation.proposals`: the column roles of `types`, parameters, name, description,
+group and tier), asked through `registry.proposed`. From there:
 
-| featuretools       | ours                                   | group       |
-|--------------------|----------------------------------------|-------------|
-| `TimeSinceLast`    | `time_since_last` (lifetime)           | recency     |
-| `Count`            | `count` per window                     | frequency   |
-| `Sum`, `Mean`, `Min`, `Max`, `Std` | the same, per window   | monetary    |
-| `NumUnique`        | `count_distinct` per window            | breadth     |
-| `NumTrue`          | `count` where `flag == True`           | flags       |
-| `PercentTrue`      | `mean` of the flag (bool counts 0/1)   | flags       |
-| `Count` where `c = v` | `count` where `c == v`              | per-value   |
+1. **DFS**: the sample becomes an EntitySet with the events as the child dataframe and
+   one parent per entity column (`normalize_dataframe`). For each entity,
+   `ft.dfs(features_only=True)` lists the aggregation features featuretools would build
+   with the primitives of the proposed aggregations that have a featuretools twin
+   (`Aggregation.featuretools`) and featuretools' flag primitives, the categoricals'
+   frequent values as `where` filters ("interesting values"). Each feature maps onto
+   the twin, kept only for a column of a role its proposal names:
 
-DFS has no windows: each candidate is repeated per window, and its featuretools twin
-gets `use_previous=<window>`, which keeps events with `t - W <= ts <= t`: exactly our
-window when `t` is on a hop boundary. Every `Candidate` keeps that twin, so
-`feature_matrix` gives featuretools' own values for the features we generate (used to
-prune on the sample, and by the tests as an independent oracle).
+   | featuretools          | ours                                  | group     |
+   |-----------------------|---------------------------------------|-----------|
+   | `TimeSinceLast`, `TimeSinceFirst` | the same (lifetime)       | recency   |
+   | `AvgTimeBetween`      | `mean_gap` per window                 | recency   |
+   | `Count`               | `count` per window                    | frequency |
+   | `Sum`, `Mean`, `Min`, `Max`, `Std` | the same, per window     | monetary  |
+   | `NumUnique`           | `count_distinct` per window           | breadth   |
+   | `NumTrue`             | `count` where `flag == True`          | flags     |
+   | `PercentTrue`         | `mean` of the flag (bool counts 0/1)  | flags     |
+   | `Count` where `c = v` | `count` where `c == v`                | per-value |
 
-Where featuretools and we differ by convention: a `sum` over an empty window is 0 in
-featuretools and null here (DESIGN.md: only counts are 0 when empty).
+   DFS has no windows: each candidate is repeated per window, and its featuretools
+   twin gets `use_previous=<window>` (`ft_feature`, which `feature_matrix` computes:
+   the independent oracle of the tests).
+2. **Ours**: the proposed aggregations featuretools has no primitive for, for each
+   column of their roles: `std_gap` per window, `approx_percentile` (p50, p90) of each
+   measure, `frequent_k` (k 3) of each category, `approx_count_distinct` of each
+   column with many values (in place of `count_distinct`, `types.MANY_VALUES`).
+3. **Shares**: each per-value count over the window's count, a derived feature
+   (`expression`) reading the two (`inputs`, written with it).
+4. **Links**: a link column (`types`: a device, an IP address, a card) gets a view of
+   its own, with what an identifier column is proposed, of each entity column: the
+   distinct customers seen with a device per window.
+
+Every candidate's values on the sample are measured with our own engine
+(`ranking.point_in_time_values`), the values it would be served: featuretools has no
+value for the kinds of 2-4, and its windowed `AvgTimeBetween` and `TimeSinceFirst`
+(featuretools 1.31) fail on pandas 2 at some cutoff times.
 """
 
 from __future__ import annotations
@@ -31,13 +47,14 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from feature_service.aggregation.registry import featuretools_twin
+from feature_service.aggregation.base import Aggregation, Params, Proposal, as_params
+from feature_service.aggregation.registry import featuretools_twin, proposed
 from feature_service.autofe.types import SampleProfile, accepted_events
 from feature_service.durations import format_duration
 from feature_service.times import datetimes_of_seconds
@@ -45,22 +62,9 @@ from feature_service.times import datetimes_of_seconds
 EVENTS = "events"
 _EVENT_ID = "_event_id"
 
-# featuretools primitive -> group; each is computed by the aggregation that declares it
-# (`Aggregation.featuretools`), the flags' by the one declaring `_FLAG_AS[primitive]`
-# (`num_true`: a count with `where: flag == True`; `percent_true`: the mean of the flag).
-PRIMITIVE_GROUPS: dict[str, str] = {
-    "time_since_last": "recency",
-    "count": "frequency",
-    "sum": "monetary",
-    "mean": "monetary",
-    "min": "monetary",
-    "max": "monetary",
-    "std": "monetary",
-    "num_unique": "breadth",
-    "num_true": "flags",
-    "percent_true": "flags",
-}
-_FLAG_AS = {"num_true": "count", "percent_true": "mean"}
+# featuretools' flag primitives: (the featuretools primitive whose twin computes it,
+# tier). `num_true` is a count with `where: flag == True`; `percent_true` the flag's mean.
+_FLAGS = {"num_true": ("count", 1), "percent_true": ("mean", 2)}
 
 
 def ours(primitive: str) -> str:
@@ -69,72 +73,85 @@ def ours(primitive: str) -> str:
     >>> ours("num_unique"), ours("percent_true")
     ('count_distinct', 'mean')
     """
-    twin = featuretools_twin(_FLAG_AS.get(primitive, primitive))
+    twin = featuretools_twin(_FLAGS[primitive][0] if primitive in _FLAGS else primitive)
     assert twin is not None, primitive
     return twin.name
 
 
-GROUPS = ("recency", "frequency", "monetary", "breadth", "flags", "per-value")
+GROUPS = ("recency", "frequency", "monetary", "breadth", "flags", "per-value", "distribution")
 GROUP_TITLES = {
-    "recency": "Recency",
+    "recency": "Recency: time since the first and last events, gaps between events",
     "frequency": "Frequency: events per window",
-    "monetary": "Amounts: sum, mean, min, max, std per window",
+    "monetary": "Amounts: sum, mean, min, max, std and percentiles per window",
     "breadth": "Breadth: distinct values per window",
     "flags": "Flags: how often a true/false column is true",
     "per-value": "Per-value counts (DFS interesting values)",
+    "distribution": "Distribution: the most frequent values, and the shares of the counted ones",
 }
-_MONETARY_ORDER = ("sum", "mean", "max", "min", "std")
-_TIERS = {
-    "time_since_last": 0,
-    "count": 0,
-    "sum": 0,
-    "mean": 0,
-    "max": 1,
-    "num_unique": 1,
-    "num_true": 1,
-    "min": 2,
-    "std": 2,
-    "percent_true": 2,
-}
+_SHARE_TIER = 2
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One proposed feature of one entity's view, with its featuretools twin."""
+    """One proposed feature of one view, with its featuretools twin if it has one.
+
+    A derived feature (a share) has no `aggregation` but an `expression` over the
+    features `inputs`, which are written with it.
+    """
 
     name: str
-    entity_column: str
-    aggregation: str
+    entity_column: str  # the view's key column (an entity, or a link)
+    aggregation: str | None
     column: str | None
     window_s: int | None
     where: str | None
     group: str
     description: str
-    ft_feature: Any = field(repr=False, compare=False)
+    ft_feature: Any = field(default=None, repr=False, compare=False)
     tier: int = 0
+    params: Params = ()
+    expression: str | None = None
+    inputs: tuple[Candidate, ...] = field(default=(), repr=False)
+    order: int = 0  # among the proposals (registry order): orders kinds within a group
 
     @property
     def rank(self) -> tuple[int, int, int, int]:
-        """Priority (pruning order, --max-features): tier, group, shorter window, aggregation.
+        """Priority (pruning order, --max-features): tier, group, shorter window, kind.
 
         Tier 0 is the core of RFM (recency, counts, sums and means); tier 1 adds maxima,
-        distinct counts, flag counts and the two most frequent values of a categorical;
-        tier 2 the rest (minima, std, shares, rarer values).
+        distinct counts, flag counts, the time since the first event, mean gaps, 90th
+        percentiles and the two most frequent values of a categorical; tier 2 the rest
+        (minima, std, medians, gap spreads, shares, rarer values, most frequent values).
         """
-        return self.tier, GROUPS.index(self.group), self.window_s or 0, self._aggregation_order
+        return self.tier, GROUPS.index(self.group), self.window_s or 0, self.order
 
     @property
     def display_key(self) -> tuple[int, str, int, int]:
-        """Order in the written file: group, column, window, aggregation."""
-        column = self.where or self.column or ""
-        return GROUPS.index(self.group), column, self.window_s or 0, self._aggregation_order
+        """Order in the written file: group, column, window, kind."""
+        return GROUPS.index(self.group), self.subject, self.window_s or 0, self.order
 
     @property
-    def _aggregation_order(self) -> int:
-        primitive = getattr(getattr(self.ft_feature, "primitive", None), "name", None)
-        if primitive in _MONETARY_ORDER:
-            return _MONETARY_ORDER.index(primitive)
-        return 0
+    def subject(self) -> str:
+        """What it is about: its `where`, its column, or its first input's subject."""
+        if self.where or self.column:
+            return self.where or self.column or ""
+        return self.inputs[0].subject if self.inputs else ""
+
+    def definition(self) -> dict[str, Any]:
+        """Its feature entry in a definitions file, without the description."""
+        out: dict[str, Any] = {"name": self.name}
+        if self.expression is not None:
+            out["expression"] = self.expression
+            return out
+        out["aggregation"] = self.aggregation
+        if self.column is not None:
+            out["column"] = self.column
+        out.update(self.params)
+        if self.window_s is not None:
+            out["window"] = format_duration(self.window_s)
+        if self.where is not None:
+            out["where"] = self.where
+        return out
 
 
 def prepare_events(frame: pd.DataFrame, profile: SampleProfile) -> pd.DataFrame:
@@ -169,7 +186,8 @@ def build_entityset(events: pd.DataFrame, profile: SampleProfile) -> Any:
     """An EntitySet: `events` (the child) and one parent dataframe per entity column.
 
     Parents are named after their join key column; the categoricals' most frequent
-    values are set as interesting values.
+    values are set as interesting values (not a link's: a count of one device's events
+    says nothing of the others).
     """
     import featuretools as ft
 
@@ -198,11 +216,20 @@ def build_entityset(events: pd.DataFrame, profile: SampleProfile) -> Any:
         values = {
             c.name: list(c.interesting_values)
             for c in profile.of_kind("categorical")
-            if c.interesting_values
+            if c.interesting_values and not c.link
         }
         if values:
             es.add_interesting_values(dataframe_name=EVENTS, values=values)
     return es
+
+
+@dataclass(frozen=True)
+class _Proposed:
+    """A proposal bound to its aggregation, and its place among all proposals."""
+
+    aggregation: Aggregation
+    proposal: Proposal
+    order: int
 
 
 def synthesize(
@@ -211,22 +238,20 @@ def synthesize(
     windows: Sequence[int],
     entity_names: dict[str, str] | None = None,
 ) -> list[Candidate]:
-    """Every candidate for every entity, in priority order within each entity.
+    """Every candidate of every view (each entity's, then each link's), in priority
+    order within each view.
 
-    `entity_names` maps an entity column to the word used in descriptions
+    `entity_names` maps a view's key column to the word used in descriptions
     (default: the column without `_id`).
     """
     import featuretools as ft
 
     names = entity_names or {}
-    kinds = {c.kind for c in profile.columns}
-    primitives = ["count", "time_since_last"]
-    if "numeric" in kinds:
-        primitives += ["sum", "mean", "min", "max", "std"]
-    if kinds & {"categorical", "id", "entity"}:
-        primitives.append("num_unique")
-    if "boolean" in kinds:
-        primitives += ["num_true", "percent_true"]
+    roles = {"events"} | {c.role for c in profile.columns if c.role is not None}
+    every = [_Proposed(a, p, i) for i, (a, p) in enumerate(proposed())]
+    wanted = [p for p in every if roles & p.proposal.roles]
+    twins = {p.aggregation.featuretools: p for p in wanted if p.aggregation.featuretools}
+    primitives = list(twins) + (list(_FLAGS) if "flag" in roles else [])
     out: list[Candidate] = []
     for entity in profile.entities:
         with warnings.catch_warnings():
@@ -243,14 +268,29 @@ def synthesize(
         word = names.get(entity) or _entity_word(entity)
         found: list[Candidate] = []
         for feature in features:
-            found.extend(_map(feature, entity, word, windows, profile))
-        found.sort(key=lambda c: c.rank)
-        out.extend(_unique_names(found))
+            found.extend(_map(feature, entity, word, windows, profile, twins))
+        for p in wanted:
+            if not p.aggregation.featuretools:  # DFS proposes the twins
+                for column in _columns(p.proposal, profile, exclude=entity):
+                    found.extend(_proposed(p, entity, word, column, windows))
+        found = _unique_names(sorted(found, key=lambda c: c.rank))
+        found = _unique_names(found + _shares(found, word))
+        out.extend(sorted(found, key=lambda c: c.rank))
+    for link in profile.links:
+        word = names.get(link) or _entity_word(link)
+        found = []
+        for entity in profile.entities:
+            role = profile.column(entity).role
+            for p in every:
+                if role in p.proposal.roles:
+                    found.extend(_proposed(p, link, word, entity, windows))
+        out.extend(_unique_names(sorted(found, key=lambda c: c.rank)))
     return out
 
 
 def feature_matrix(es: Any, candidates: Sequence[Candidate], cutoffs: pd.DataFrame) -> pd.DataFrame:
-    """featuretools' values of `candidates` (all of one entity) at `cutoffs`.
+    """featuretools' values of `candidates` (all of one entity, each with a featuretools
+    twin) at `cutoffs`: the independent oracle of the tests.
 
     `cutoffs` has the entity column and a `time` column (naive UTC datetimes); the
     result has one row per cutoff row, in order, and one column per candidate name.
@@ -259,6 +299,9 @@ def feature_matrix(es: Any, candidates: Sequence[Candidate], cutoffs: pd.DataFra
 
     if not candidates:
         return pd.DataFrame(index=range(len(cutoffs)))
+    missing = [c.name for c in candidates if c.ft_feature is None]
+    if missing:
+        raise ValueError(f"no featuretools twin for {', '.join(missing)}")
     entity = candidates[0].entity_column
     # `_row` rides along (featuretools keeps extra cutoff columns) to restore the order
     cutoff_time = pd.DataFrame(
@@ -280,67 +323,193 @@ def feature_matrix(es: Any, candidates: Sequence[Candidate], cutoffs: pd.DataFra
     return pd.DataFrame({c.name: matrix[c.ft_feature.get_name()].to_numpy() for c in candidates})
 
 
-def _map(
-    feature: Any, entity: str, word: str, windows: Sequence[int], profile: SampleProfile
+def _columns(proposal: Proposal, profile: SampleProfile, exclude: str) -> list[str | None]:
+    """The columns a proposal is for: None (the events) or each column of its roles but
+    the view's own key (its distinct count is always 1)."""
+    if "events" in proposal.roles:
+        return [None]
+    return [c.name for c in profile.columns if c.role in proposal.roles and c.name != exclude]
+
+
+def _proposed(
+    p: _Proposed, key: str, word: str, column: str | None, windows: Sequence[int]
 ) -> list[Candidate]:
+    """A proposal's candidates for one column of one view: one per window (lifetime: one)."""
+    proposal, agg = p.proposal, p.aggregation
+    base = Candidate(
+        name=_proposal_name(agg, proposal, column, None),
+        entity_column=key,
+        aggregation=agg.name,
+        column=column,
+        window_s=None,
+        where=None,
+        group=proposal.group,
+        description=proposal.describe(column, word, ""),
+        tier=proposal.tier,
+        params=as_params(proposal.params),
+        order=p.order,
+    )
+    if proposal.lifetime:
+        return [base]
+    return [
+        replace(
+            base,
+            name=_proposal_name(agg, proposal, column, window),
+            window_s=window,
+            description=proposal.describe(column, word, window_words(window)),
+        )
+        for window in windows
+    ]
+
+
+def _proposal_name(
+    agg: Aggregation, proposal: Proposal, column: str | None, window: int | None
+) -> str:
+    if proposal.lifetime and proposal.name is not None:
+        return proposal.name
+    parts = [column, proposal.name or agg.name, None if window is None else format_duration(window)]
+    return "_".join(p for p in parts if p)
+
+
+def _map(
+    feature: Any,
+    entity: str,
+    word: str,
+    windows: Sequence[int],
+    profile: SampleProfile,
+    twins: dict[str, _Proposed],
+) -> list[Candidate]:
+    """The candidates of one DFS feature: one per window (a lifetime proposal: one)."""
     import featuretools as ft
 
     primitive = feature.primitive.name
-    if primitive not in PRIMITIVE_GROUPS:
-        return []
-    aggregation, group = ours(primitive), PRIMITIVE_GROUPS[primitive]
     base = feature.base_features[0].get_name()
-    column = None if primitive in ("count", "time_since_last") else base
+    if primitive in _FLAGS:
+        return _flags(feature, primitive, entity, word, windows)
+    p = twins.get(primitive)
+    if p is None:
+        return []
+    column = base if p.aggregation.needs_column else None
     if column == entity:
         return []  # the distinct count of the view's own key is always 1
-    where = None
-    tier = _TIERS.get(primitive, 1)
+    role = "events" if column is None else profile.column(column).role
+    if role not in p.proposal.roles:
+        return []  # e.g. a column of many values: counted approximately (ours)
     if feature.where is not None:
-        if primitive != "count":
-            return []
-        where_column, value = _where_parts(feature.where)
-        if where_column is None or where_column == entity:
-            return []  # per-value counts of the view's own key: the count, or 0
-        where, group = f"{where_column} == {value!r}", "per-value"
-        frequent = profile.column(where_column).interesting_values[:2]
-        tier = 1 if value in frequent else 2
-    elif primitive == "num_true":
-        where = f"{base} == True"
-    if primitive == "time_since_last":
-        return [
-            Candidate(
-                name="secs_since_last_event",
-                entity_column=entity,
-                aggregation=aggregation,
-                column=None,
-                window_s=None,
-                where=None,
-                group=group,
-                description=f"Seconds since the {word}'s most recent event.",
-                ft_feature=feature,
-            )
-        ]
+        return _per_value(feature, entity, word, windows, profile, p)
+    if p.proposal.lifetime:
+        return [replace(c, ft_feature=feature) for c in _proposed(p, entity, word, column, [])]
+    return [
+        replace(c, ft_feature=_windowed(ft, feature, entity, c.window_s))
+        for c in _proposed(p, entity, word, column, windows)
+    ]
+
+
+def _windowed(ft: Any, feature: Any, entity: str, window: int | None) -> Any:
+    """The featuretools twin of `feature` over the last `window` seconds."""
+    return ft.Feature(
+        feature.base_features[0],
+        parent_dataframe_name=entity,
+        primitive=feature.primitive,
+        where=feature.where,
+        use_previous=f"{window} seconds",
+    )
+
+
+def _flags(
+    feature: Any, primitive: str, entity: str, word: str, windows: Sequence[int]
+) -> list[Candidate]:
+    import featuretools as ft
+
+    if feature.where is not None:
+        return []
+    column = feature.base_features[0].get_name()
+    counted = primitive == "num_true"
     out = []
     for window in windows:
-        twin = ft.Feature(
-            feature.base_features[0],
-            parent_dataframe_name=entity,
-            primitive=feature.primitive,
-            where=feature.where,
-            use_previous=f"{window} seconds",
-        )
+        span, w = window_words(window), format_duration(window)
         out.append(
             Candidate(
-                name=_name(primitive, aggregation, column, feature.where, window),
+                name=f"{column}_true_{'count' if counted else 'share'}_{w}",
                 entity_column=entity,
-                aggregation=aggregation,
-                column=None if primitive == "num_true" else column,
+                aggregation=ours(primitive),
+                column=None if counted else column,
                 window_s=window,
-                where=where,
-                group=group,
-                description=_describe(primitive, column, feature.where, word, window),
-                ft_feature=twin,
-                tier=tier,
+                where=f"{column} == True" if counted else None,
+                group="flags",
+                description=(
+                    f"Events of the {word} with {column} true in the last {span}."
+                    if counted
+                    else f"Share of the {word}'s events with {column} true in the last {span}."
+                ),
+                ft_feature=_windowed(ft, feature, entity, window),
+                tier=_FLAGS[primitive][1],
+            )
+        )
+    return out
+
+
+def _per_value(
+    feature: Any,
+    entity: str,
+    word: str,
+    windows: Sequence[int],
+    profile: SampleProfile,
+    p: _Proposed,
+) -> list[Candidate]:
+    """Counts of a DFS interesting value (`where: c == v`), per window."""
+    import featuretools as ft
+
+    where_column, value = _where_parts(feature.where)
+    if where_column is None or where_column == entity:
+        return []  # per-value counts of the view's own key: the count, or 0
+    frequent = profile.column(where_column).interesting_values[:2]
+    out = []
+    for window in windows:
+        out.append(
+            Candidate(
+                name=f"{where_column}_{_slug(value)}_count_{format_duration(window)}",
+                entity_column=entity,
+                aggregation=p.aggregation.name,
+                column=None,
+                window_s=window,
+                where=f"{where_column} == {value!r}",
+                group="per-value",
+                description=f"Events of the {word} with {where_column} = {value!r} in the last "
+                f"{window_words(window)}.",
+                ft_feature=_windowed(ft, feature, entity, window),
+                tier=1 if value in frequent else 2,
+                order=p.order,
+            )
+        )
+    return out
+
+
+def _shares(candidates: Sequence[Candidate], word: str) -> list[Candidate]:
+    """Each per-value count over its window's count: the share of the events with the
+    value (a derived feature; null for a window without events)."""
+    totals = {c.window_s: c for c in candidates if c.group == "frequency" and c.where is None}
+    out = []
+    for c in candidates:
+        total = totals.get(c.window_s)
+        if c.group != "per-value" or total is None or c.where is None or c.window_s is None:
+            continue
+        column, value = c.where.split(" == ", 1)
+        stem, _, rest = c.name.rpartition("_count_")
+        out.append(
+            Candidate(
+                name=f"{stem}_share_{rest}",
+                entity_column=c.entity_column,
+                aggregation=None,
+                column=None,
+                window_s=c.window_s,
+                where=None,
+                group="distribution",
+                description=f"Share of the {word}'s events with {column} = {value} in the last "
+                f"{window_words(c.window_s)}.",
+                tier=_SHARE_TIER,
+                expression=f"{c.name} / {total.name}",
+                inputs=(c, total),
             )
         )
     return out
@@ -354,39 +523,6 @@ def _where_parts(where: Any) -> tuple[str | None, Any]:
         return None, None
     column = where.base_features[0].get_name()
     return column, value.item() if hasattr(value, "item") else value
-
-
-def _name(primitive: str, aggregation: str, column: str | None, where: Any, window: int) -> str:
-    w = format_duration(window)
-    if where is not None:
-        column_name, value = _where_parts(where)
-        return f"{column_name}_{_slug(value)}_count_{w}"
-    if primitive == "count":
-        return f"count_{w}"
-    if primitive == "num_true":
-        return f"{column}_true_count_{w}"
-    if primitive == "percent_true":
-        return f"{column}_true_share_{w}"
-    return f"{column}_{aggregation}_{w}"
-
-
-def _describe(primitive: str, column: str | None, where: Any, word: str, window: int) -> str:
-    span = window_words(window)
-    if where is not None:
-        column_name, value = _where_parts(where)
-        return f"Events of the {word} with {column_name} = {value!r} in the last {span}."
-    texts = {
-        "count": f"Events of the {word} in the last {span}.",
-        "sum": f"Sum of {column} over the {word}'s events in the last {span}.",
-        "mean": f"Mean {column} of the {word}'s events in the last {span}.",
-        "min": f"Smallest {column} among the {word}'s events in the last {span}.",
-        "max": f"Largest {column} among the {word}'s events in the last {span}.",
-        "std": f"Standard deviation of {column} over the {word}'s events in the last {span}.",
-        "num_unique": f"Different {column} values among the {word}'s events in the last {span}.",
-        "num_true": f"Events of the {word} with {column} true in the last {span}.",
-        "percent_true": f"Share of the {word}'s events with {column} true in the last {span}.",
-    }
-    return texts[primitive]
 
 
 def window_words(seconds: int) -> str:
@@ -413,7 +549,8 @@ def _slug(value: Any) -> str:
 
 
 def _unique_names(candidates: list[Candidate]) -> list[Candidate]:
-    """Make names unique within a view (two values may slug alike: `A b`, `a_b`)."""
+    """Make names unique within a view (two values may slug alike: `A b`, `a_b`); the
+    first of a name keeps it, so a derived feature's inputs keep theirs."""
     seen: dict[str, int] = {}
     out = []
     for candidate in candidates:
@@ -425,22 +562,5 @@ def _unique_names(candidates: list[Candidate]) -> list[Candidate]:
             seen[name] = 1
         if not re.match(r"^[A-Za-z_]", name):
             name = f"f_{name}"
-        out.append(_renamed(candidate, name))
+        out.append(candidate if name == candidate.name else replace(candidate, name=name))
     return out
-
-
-def _renamed(candidate: Candidate, name: str) -> Candidate:
-    if name == candidate.name:
-        return candidate
-    return Candidate(
-        name=name,
-        entity_column=candidate.entity_column,
-        aggregation=candidate.aggregation,
-        column=candidate.column,
-        window_s=candidate.window_s,
-        where=candidate.where,
-        group=candidate.group,
-        description=candidate.description,
-        ft_feature=candidate.ft_feature,
-        tier=candidate.tier,
-    )

@@ -11,7 +11,11 @@ loads together with the definitions already deployed (`existing`):
   the generated views read the events already flowing (and already in the offline log,
   so they can be backfilled), and only columns of its schema are used. Otherwise a new
   source is declared under a unique name, its topic named like it;
-- one view per entity, `<entity>_<source>` (or `--view-name`), made unique.
+- one view per entity, `<entity>_<source>` (or `--view-name`), made unique;
+- a link column (`types`: a device, an IP address, a card) gets a view too, over an
+  entity named as an entity column's would be (`device_id` -> `device`, reused where
+  an existing entity joins on it), `<entity>_<source>`: e.g. `device_transactions`,
+  the distinct customers seen with each device per window.
 """
 
 from __future__ import annotations
@@ -25,23 +29,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from feature_service.autofe.dfs import (
-    Candidate,
-    build_entityset,
-    feature_matrix,
-    prepare_events,
-    synthesize,
-)
+from feature_service.autofe.dfs import Candidate, build_entityset, prepare_events, synthesize
 from feature_service.autofe.pruning import DEFAULT_THRESHOLD, Decision, prune
-from feature_service.autofe.ranking import Ranking, label_rows_from_column, rank
+from feature_service.autofe.ranking import (
+    TIME_COLUMN,
+    Ranking,
+    label_rows_from_column,
+    point_in_time_values,
+    rank,
+)
 from feature_service.autofe.sampling import Sample
-from feature_service.autofe.types import ColumnProfile, SampleProfile, profile_columns
+from feature_service.autofe.types import (
+    ColumnProfile,
+    SampleProfile,
+    accepted_events,
+    profile_columns,
+)
 from feature_service.definitions import Registry
+from feature_service.keys import key_present
 
-# Rows (entity, cutoff time) per entity on which candidates are measured, and in how many
-# distinct cutoff times they fall (featuretools computes once per distinct time).
+# Rows (key, time) per view on which candidates are measured.
 CUTOFF_ROWS = 1000
-CUTOFF_TIMES = 10
 
 
 @dataclass(frozen=True)
@@ -63,13 +71,13 @@ class GenerateOptions:
 class Naming:
     """The names the generated definitions use, and which of them are new."""
 
-    entity_names: dict[str, str]  # entity column -> entity name
-    new_entities: tuple[str, ...]  # entity columns to declare
+    entity_names: dict[str, str]  # key column (entity or link) -> entity name
+    new_entities: tuple[str, ...]  # key columns whose entity to declare
     source: str
     topic: str
     new_source: bool
     partitions: int
-    view_names: dict[str, str]  # entity column -> view name
+    view_names: dict[str, str]  # key column -> view name
 
 
 @dataclass
@@ -90,7 +98,8 @@ class Generated:
         return [d.candidate for d in self.decisions if d.kept]
 
     def kept_of(self, entity_column: str) -> list[Candidate]:
-        """The kept features of one entity's view, in the order the file lists them."""
+        """The kept features of one view (by its key column), in the order the file
+        lists them."""
         kept = [c for c in self.kept if c.entity_column == entity_column]
         return sorted(kept, key=lambda c: c.display_key)
 
@@ -144,13 +153,15 @@ def generate(
     candidates = synthesize(es, profile, sorted(set(options.windows)), words)
     matrices = None
     if options.cutoff_rows > 0:  # 0: keep every candidate unmeasured (tests, quick looks)
+        # by our engine, the values it would serve to a model scoring the sampled events
         matrices = {
-            entity: feature_matrix(
-                es,
-                [c for c in candidates if c.entity_column == entity],
-                sample_cutoffs(events, entity, profile.timestamp, options.cutoff_rows),
+            key: point_in_time_values(
+                [c for c in candidates if c.entity_column == key],
+                sample.frame,
+                profile,
+                sample_cutoffs(sample.frame, profile, key, options.cutoff_rows),
             )
-            for entity in profile.entities
+            for key in profile.keys
         }
     ranked = options.label is not None or labels is not None
     limit = None if ranked else options.max_features
@@ -168,21 +179,26 @@ def generate(
 
 
 def sample_cutoffs(
-    events: pd.DataFrame, entity: str, timestamp: str, rows: int, times: int = CUTOFF_TIMES
+    frame: pd.DataFrame, profile: SampleProfile, key: str, rows: int
 ) -> pd.DataFrame:
-    """(entity, time) rows to measure candidates at: just after randomly chosen events.
+    """(key, `event_timestamp`) rows to measure a view's candidates at: the keys and
+    times of up to `rows` randomly chosen events the worker would accept that have the
+    key, in sample order; a fixed seed keeps a generation reproducible. The values are
+    taken just before each time (`ranking.point_in_time_values`): what a model scoring
+    the event would be served.
 
-    Each chosen event's time is rounded up to one of `times` evenly spaced cutoff times,
-    so that featuretools computes only that many times; a fixed seed keeps a generation
-    reproducible.
+    >>> frame = pd.DataFrame({"user_id": ["u1", "u2", None, "u1"], "ts": [1.0, 2.0, 3.0, 4.0]})
+    >>> sample_cutoffs(frame, profile_columns(frame, ["user_id"], "ts"), "user_id", 10)
+      user_id  event_timestamp
+    0      u1              1.0
+    1      u2              2.0
+    2      u1              4.0
     """
-    chosen = events.sample(n=min(rows, len(events)), random_state=0)
-    start, end = events[timestamp].min(), events[timestamp].max()
-    step = max((end - start) / times, pd.Timedelta(seconds=1))
-    buckets = np.ceil((chosen[timestamp] - start) / step).astype(int)
-    cutoff = start + buckets * step
-    frame = pd.DataFrame({entity: chosen[entity].to_numpy(), "time": cutoff.to_numpy()})
-    return frame.drop_duplicates().reset_index(drop=True)
+    present = accepted_events(frame, profile) & key_present(frame[key].to_numpy(dtype=object))
+    chosen = np.flatnonzero(present)
+    if chosen.size > rows:
+        chosen = np.sort(np.random.default_rng(0).choice(chosen, rows, replace=False))
+    return pd.DataFrame({key: frame[key].to_numpy()[chosen], TIME_COLUMN: profile.event_ts[chosen]})
 
 
 def _choose_source(
@@ -259,7 +275,7 @@ def _choose_names(
     taken = set(registry.entities)
     entity_names: dict[str, str] = {}
     new_entities = []
-    for column in profile.entities:
+    for column in profile.keys:
         existing = next((e for e in registry.entities.values() if e.join_keys == (column,)), None)
         if existing is not None:
             entity_names[column] = existing.name
@@ -270,9 +286,10 @@ def _choose_names(
         new_entities.append(column)
     views = set(registry.feature_views)
     view_names = {}
-    for column in profile.entities:
-        wanted = options.view_name or f"{entity_names[column]}_{source}"
-        if options.view_name is not None and wanted in views:
+    for column in profile.keys:
+        named = options.view_name if column in profile.entities else None
+        wanted = named or f"{entity_names[column]}_{source}"
+        if named is not None and wanted in views:
             raise ValueError(f"feature view {wanted!r} already exists; choose another --view-name")
         name = _unique(wanted, views, suffix="auto")
         views.add(name)

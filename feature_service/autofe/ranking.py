@@ -19,11 +19,17 @@ the pruning's cut from "the simplest first" into "the most predictive first":
    score says how well the candidate alone would have ranked the future's positives
    (0.5 is no better than chance); a numeric label with more values by the held-out
    |Spearman correlation|. Univariate scores are cheap (one sort per candidate) and
-   need no model.
+   need no model. A value that is not a number (`frequent_k`'s map of the most
+   frequent values) is scored by the label rate, on the earlier rows, of what it holds
+   (the map's keys): how well the values it takes tell the later rows apart.
 4. **Keep**: candidates in score order, skipping one whose values follow an already
    kept one too closely (|Spearman| above `REDUNDANT`, 0.9, on the earlier rows) so
    the kept set is not ten windows of the same count; up to `--max-features` (the
-   skipped ones fill the remaining places if the others run out).
+   skipped ones fill the remaining places if the others run out), a derived feature
+   (a share) with the features it reads (`pruning.with_inputs`).
+
+The same engine gives pruning its values (`plan.generate`, just before sampled events),
+so every candidate, whatever its kind, is judged on the values it would be served.
 
 >>> scores = np.array([0.1, 0.4, 0.35, 0.9])
 >>> labels = np.array([0, 0, 1, 1])
@@ -33,11 +39,12 @@ the pruning's cut from "the simplest first" into "the most predictive first":
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,16 +52,13 @@ import pandas as pd
 import pyarrow as pa
 
 from feature_service.autofe.dfs import Candidate
+from feature_service.autofe.pruning import Decision, comparable, with_inputs
 from feature_service.autofe.types import (
     DOMINANT_SHARE,
     SampleProfile,
     accepted_events,
     event_times,
 )
-from feature_service.durations import format_duration
-
-if TYPE_CHECKING:
-    from feature_service.autofe.pruning import Decision
 
 # Features are evaluated this long before a label's time: only earlier events count.
 BEFORE_S = 1e-6
@@ -83,10 +87,11 @@ class Ranking:
 def label_rows_from_column(
     frame: pd.DataFrame, profile: SampleProfile, column: str
 ) -> pd.DataFrame:
-    """Label rows from a label column of the sample: the entities, `event_timestamp`
-    (epoch seconds) and `label` of every accepted event whose label is not null."""
+    """Label rows from a label column of the sample: the views' keys (entities and
+    links), `event_timestamp` (epoch seconds) and `label` of every accepted event whose
+    label is not null."""
     keep = accepted_events(frame, profile) & frame[column].notna().to_numpy()
-    rows = frame.loc[keep, list(profile.entities)].reset_index(drop=True)
+    rows = frame.loc[keep, list(profile.keys)].reset_index(drop=True)
     rows[TIME_COLUMN] = profile.event_ts[keep]
     rows[LABEL_COLUMN] = frame.loc[keep, column].to_numpy()
     return rows
@@ -122,17 +127,20 @@ def point_in_time_values(
     profile: SampleProfile,
     rows: pd.DataFrame,
 ) -> pd.DataFrame:
-    """The candidates' values at each label row, just before its time (`BEFORE_S`),
-    computed by `offline.historical` over the sample's accepted events.
+    """The candidates' values at each row, just before its time (`BEFORE_S`: only
+    earlier events count), computed by `offline.historical` over the sample's accepted
+    events: what pruning measures and ranking scores.
 
-    One column per candidate (named `<entity column>:<name>` when several entities),
-    rows in the order of `rows`.
+    `rows` has the key columns of the candidates' views and `event_timestamp` (epoch
+    seconds). One column per candidate (named `<key column>:<name>` when they are of
+    several views), rows in the order of `rows`.
     """
     from feature_service.offline.historical import get_historical_features
 
     registry, refs = _registry(candidates, profile)
     log = _sample_log(frame, profile, registry.sources[_SOURCE])
-    entity_df = rows[list(profile.entities)].copy()
+    keys = [k for k in profile.keys if any(c.entity_column == k for c in candidates)]
+    entity_df = rows[keys].copy()
     entity_df[TIME_COLUMN] = rows[TIME_COLUMN].to_numpy(dtype=np.float64) - BEFORE_S
     wanted = [ref for ref, _ in refs]
     out = get_historical_features(registry, log, entity_df, wanted, full_feature_names=True)
@@ -166,10 +174,18 @@ def rank(
             f"label {label!r}: too few rows to rank on ({len(rows)}; the later "
             f"{HELD_OUT:.0%} need both classes)"
         )
-    alive = [i for i, d in enumerate(decisions) if d.kept]
+    out = list(decisions)
+    alive = []
+    for i, d in enumerate(decisions):
+        if d.kept and d.candidate.entity_column not in rows.columns:
+            # a link's view, ranked on label rows (a --labels file) without its key
+            why = f"not ranked: the label rows have no {d.candidate.entity_column}"
+            out[i] = replace(d, kept=False, reason=why)
+        elif d.kept:
+            alive.append(i)
     candidates = [decisions[i].candidate for i in alive]
     values = point_in_time_values(candidates, frame, profile, rows)
-    matrix = [_numbers(values.iloc[:, j]) for j in range(len(candidates))]
+    matrix = [_scorable(values.iloc[:, j], target, split) for j in range(len(candidates))]
     scores = [_score(x, target, split, metric) for x in matrix]
     order = sorted(range(len(candidates)), key=lambda j: (-scores[j], j))
     chosen: list[int] = []
@@ -181,14 +197,14 @@ def rank(
             chosen.append(j)
         else:
             redundant[j] = candidates[twin].name
-    limit = len(order) if max_features is None else max_features
-    kept = chosen[:limit]
-    kept += [j for j in order if j in redundant][: limit - len(kept)]
-    out = list(decisions)
+    preferred = chosen + [j for j in order if j in redundant]
+    kept, read_by = with_inputs(preferred, candidates, max_features)
     word = metric if metric != "AUC" else "held-out AUC"
     for j, i in enumerate(alive):
         score = f"{word} {scores[j]:.3f}"
-        if j in kept:
+        if j in read_by:
+            reason = f"kept (read by {read_by[j]}; {score})"
+        elif j in kept:
             reason = f"kept ({score})"
         elif j in redundant:
             reason = f"redundant with {redundant[j]} ({score})"
@@ -248,8 +264,34 @@ def _numeric_labels(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[readable].assign(**{LABEL_COLUMN: numbers[readable].astype(np.float64)})
 
 
-def _numbers(column: pd.Series) -> npt.NDArray[np.float64]:
-    return pd.to_numeric(pd.Series(column.to_numpy()), errors="coerce").to_numpy(np.float64)
+def _scorable(
+    column: pd.Series, target: npt.NDArray[np.float64], split: int
+) -> npt.NDArray[np.float64]:
+    """A candidate's values as numbers to score: numbers as they are; other values (a
+    map of the most frequent values, a list) by what they hold (a map's keys, a list's
+    items), each replaced by the mean label of the earlier rows holding the same (the
+    earlier rows' mean where none did), so that its score says how well the label
+    rates of the earlier rows rank the later ones."""
+    numbers = comparable(column)
+    if numbers.dtype != object:
+        return numbers.to_numpy(np.float64)
+    held = [None if v is None else _held(v) for v in column.to_numpy()]
+    codes, _ = pd.factorize(pd.Series(held, dtype=object), use_na_sentinel=True)
+    early = pd.DataFrame({"code": codes[:split], "y": target[:split]})
+    rates = early[early["code"] >= 0].groupby("code")["y"].mean()
+    base = float(target[:split].mean()) if split else 0.0
+    out = pd.Series(codes).map(rates).to_numpy(np.float64)
+    out[np.isnan(out) & (codes >= 0)] = base
+    return out
+
+
+def _held(value: Any) -> str:
+    """What a non-numeric value holds, as text: a map's keys, a list's items, in order."""
+    if isinstance(value, dict):
+        value = list(value)
+    elif isinstance(value, np.ndarray):
+        value = value.tolist()
+    return json.dumps(value, default=str)
 
 
 def _score(
@@ -296,16 +338,20 @@ def _redundant(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> bool:
 def _registry(
     candidates: Sequence[Candidate], profile: SampleProfile
 ) -> tuple[Any, list[tuple[str, str]]]:
-    """A registry of the candidates alone (one view per entity over a source of the
-    sample's schema), and the (`view:feature` reference, column key) of each."""
+    """A registry of the candidates alone (one view per key column, entity or link,
+    over a source of the sample's schema; a derived feature's inputs with it), and the
+    (`view:feature` reference, column key) of each."""
     from feature_service.definitions.model import DefinitionsFile
     from feature_service.definitions.registry import build_registry
 
-    several = len(profile.entities) > 1
+    several = len({c.entity_column for c in candidates}) > 1
     entities, views = [], []
     refs: list[tuple[str, str]] = []
-    for n, column in enumerate(profile.entities):
+    for n, column in enumerate(profile.keys):
         mine = [c for c in candidates if c.entity_column == column]
+        features = {c.name: c for c in mine}
+        for c in mine:
+            features.update((i.name, i) for i in c.inputs if i.name not in features)
         entity, view = f"entity_{n}", f"view_{n}"
         entities.append({"name": entity, "join_key": column})
         if mine:
@@ -314,7 +360,7 @@ def _registry(
                     "name": view,
                     "source": _SOURCE,
                     "entity": entity,
-                    "features": [_feature(c) for c in mine],
+                    "features": [c.definition() for c in features.values()],
                 }
             )
         refs += [(f"{view}:{c.name}", f"{column}:{c.name}" if several else c.name) for c in mine]
@@ -329,17 +375,6 @@ def _registry(
         {"entities": entities, "sources": [source], "feature_views": views}
     )
     return build_registry([("<candidates>", file)]), refs
-
-
-def _feature(c: Candidate) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": c.name, "aggregation": c.aggregation}
-    if c.column is not None:
-        out["column"] = c.column
-    if c.window_s is not None:
-        out["window"] = format_duration(c.window_s)
-    if c.where is not None:
-        out["where"] = c.where
-    return out
 
 
 def _sample_log(frame: pd.DataFrame, profile: SampleProfile, source: Any) -> Any:

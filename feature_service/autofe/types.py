@@ -14,6 +14,20 @@ the schema type the worker's strict parser must accept for the values as they ar
 - `skip`: free text, other datetimes, clock times, a value per event, mixed types,
   one value on every event: nothing (reported, with the reason).
 
+A kind gives the column its *role* (`ColumnProfile.role`, `aggregation.base.ROLES`),
+which is what the aggregations declare they are proposed for (`Aggregation.proposals`):
+numeric is `measure`, boolean `flag`, categorical `category`; an id (or another
+entity's key) is an `identifier`, or `many_values` above `MANY_VALUES` (1000) distinct
+values in the sample, where an entity's window can hold thousands of them: counted
+approximately (`approx_count_distinct`, bounded state) rather than exactly
+(`count_distinct`, which keeps each value).
+
+A categorical or id column named like a device, an IP address, a card or a browser
+fingerprint (`device_id`, `ip_address`, `card_hash`, ...) with more than
+`MAX_CATEGORIES` values is also a *link* (`ColumnProfile.link`): one device used by
+many customers is the classic fraud signal, so `generate` gives it a view of its own
+counting the distinct entities seen with it (a device type with three values is not one).
+
 The rules, in the order they apply, decided from what can be measured on the sample
 (dtype, distinct values and their ratio to events, how the frequencies run over the
 values, whether the column moves with the event time or with another number); a name
@@ -66,7 +80,7 @@ import math
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -89,6 +103,8 @@ COVARIES = 0.5
 SEQUENCE_CORRELATION = 0.99
 # Per-value counts are made for the most frequent values of a categorical, at most this many.
 MAX_INTERESTING_VALUES = 5
+# An identifier with more distinct values than this in the sample has the role many_values.
+MANY_VALUES = 1000
 # A field missing from more events than this stays out of the schema (else they are refused).
 MAX_ABSENT_SHARE = 0.01
 # A column whose values are mostly of one type has that type; the rest are bad events.
@@ -105,6 +121,13 @@ _QUANTITY_NAME = re.compile(
     r"(^|_)(amount|amt|price|cost|fee|total|sum|value|balance|qty|quantity|count|cnt|size"
     r"|weight|distance|dist|miles|km|length|duration|delay|age|score|rate|bytes|seconds"
     r"|secs|s|ms|minutes|mins|hours|days|n)$|^(n|num)_",
+    re.IGNORECASE,
+)
+# Links between entities, by the name's words: a device, an IP address, a card, a
+# fingerprint, an email or a phone number, with an optional id/hash suffix.
+_LINK_NAME = re.compile(
+    r"(^|_)(device|ip|ip_?addr(ess)?|ipv4|ipv6|fingerprint|card|email|phone)"
+    r"(_(id|hash|key|no|number))?$",
     re.IGNORECASE,
 )
 # Parts of a date, named so, and the values each can take.
@@ -136,6 +159,18 @@ class ColumnProfile:
     null_share: float
     reason: str
     interesting_values: tuple[Any, ...] = ()
+    link: bool = False  # named like a device, IP or card, with many values: a view of its own
+
+    @property
+    def role(self) -> str | None:
+        """What it is to the aggregations `generate` proposes (`aggregation.base.ROLES`);
+        None: it feeds none (the time, the label, a skipped column)."""
+        if self.kind in ("id", "entity"):
+            return "many_values" if self.distinct > MANY_VALUES else "identifier"
+        return _ROLES.get(self.kind)
+
+
+_ROLES = {"numeric": "measure", "boolean": "flag", "categorical": "category"}
 
 
 @dataclass(frozen=True)
@@ -153,6 +188,17 @@ class SampleProfile:
 
     def of_kind(self, *kinds: str) -> list[ColumnProfile]:
         return [c for c in self.columns if c.kind in kinds]
+
+    @property
+    def links(self) -> tuple[str, ...]:
+        """The link columns (`ColumnProfile.link`) still in use: each keys a view of its own."""
+        used = ("categorical", "id")
+        return tuple(c.name for c in self.columns if c.link and c.kind in used)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The columns views are keyed by: the entities, then the links."""
+        return (*self.entities, *self.links)
 
     @property
     def schema(self) -> dict[str, str]:
@@ -244,9 +290,21 @@ def profile_columns(
                 )
             )
         else:
-            profiles.append(
-                _profile(name, series, len(frame), max_categories, max_values, measures, event_ts)
+            column = _profile(
+                name, series, len(frame), max_categories, max_values, measures, event_ts
             )
+            if (
+                column.kind in ("categorical", "id")
+                and column.distinct > max_categories
+                and _LINK_NAME.search(name)
+            ):
+                column = replace(
+                    column,
+                    link=True,
+                    reason=f"{column.reason}; links entities (named like a device, IP "
+                    "address or card): a view of its own",
+                )
+            profiles.append(column)
     return SampleProfile(profiles, event_ts, timestamp, tuple(entities), absent)
 
 

@@ -101,10 +101,13 @@ def generate_command(
 ) -> None:
     """Propose feature definitions from a sample of events, using featuretools' DFS.
 
-    Reads the sample, infers column types, lets Deep Feature Synthesis choose recency,
-    frequency, amount, distinct-count and per-value features per window for each
-    entity, drops the ones that are constant or near-duplicates on the sample, and
-    writes a commented definitions file that validates with the deployed ones. With
+    Reads the sample, infers column types, lets Deep Feature Synthesis and the
+    aggregations' own proposals choose recency (time since the first and last events,
+    gaps), frequency, amount (with percentiles), distinct-count, per-value and
+    distribution features per window for each entity (and, for a device, IP or card
+    column, the distinct entities per device), drops the ones that are constant or
+    near-duplicates on the sample, and writes a commented definitions file that
+    validates with the deployed ones. With
     --label (or --labels), the features kept are the ones whose value just before each
     label's time best predicts it (held-out AUC), up to --max-features.
 
@@ -158,7 +161,9 @@ def generate_command(
     _summary(generated)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
-    views = sorted(generated.naming.view_names[e] for e in generated.profile.entities)
+    views = sorted(
+        generated.naming.view_names[k] for k in generated.profile.keys if generated.kept_of(k)
+    )
     against = f" (checked with {folder})" if deployed else ""
     console.print(
         f"[green]wrote[/green] {output}: {len(generated.kept)} features in "
@@ -233,7 +238,7 @@ def _summary(g: Generated) -> None:
     console.print(columns)
     if g.sample.skipped:
         console.print(f"skipped {g.sample.skipped} records that are not JSON objects")
-    for entity in g.profile.entities:
+    for entity in g.profile.keys:
         view = g.naming.view_names[entity]
         table = Table(title=f"Features of {view}", title_justify="left")
         table.add_column("feature", no_wrap=True)

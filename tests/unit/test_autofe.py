@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import featuretools as ft
@@ -21,6 +22,7 @@ from typer.testing import CliRunner
 from feature_service.autofe.dfs import Candidate
 from feature_service.autofe.plan import GenerateOptions, generate
 from feature_service.autofe.pruning import prune
+from feature_service.autofe.ranking import point_in_time_values
 from feature_service.autofe.render import render_definitions
 from feature_service.autofe.sampling import read_sample
 from feature_service.autofe.types import accepted_events, profile_columns
@@ -101,9 +103,9 @@ def test_clickstream_definitions_validate_alone_and_describe_every_feature(
     source = registry.sources["clicks"]
     assert (source.topic, source.key, source.timestamp_field) == ("clicks", "user_id", "ts")
     view = registry.feature_views["user_clicks"]
-    names = [f.name for f in view.features]
+    names = view.feature_names  # the aggregations, then the derived features (shares)
     assert len(names) == len(set(names)) == len(generated.kept)
-    assert all(f.description.endswith(".") for f in view.features)
+    assert all(f.description.endswith(".") for f in (*view.features, *view.derived))
     by_name = {f.name: f for f in view.features}
     assert by_name["secs_since_last_event"].aggregation == "time_since_last"
     assert by_name["count_1h"].window_s == 3600
@@ -112,6 +114,28 @@ def test_clickstream_definitions_validate_alone_and_describe_every_feature(
     per_value = [f for f in view.features if f.where is not None and "page ==" in f.where.text]
     assert per_value and all(f.aggregation == "count" for f in per_value)
     assert by_name["logged_in_true_count_1h"].where is not None
+    # recency beyond the last event: the first event, and the gaps between events
+    assert by_name["secs_since_first_event"].aggregation == "time_since_first"
+    assert by_name["secs_since_first_event"].window_s is None
+    assert by_name["mean_gap_1h"].aggregation == "mean_gap"
+    assert by_name["std_gap_1d"].aggregation == "std_gap"
+    # a quantity's percentiles, a category's most frequent values, with their parameters
+    p90 = by_name["dwell_s_p90_1h"]
+    assert (p90.aggregation, p90.column, dict(p90.params)) == (
+        "approx_percentile", "dwell_s", {"percentile": 0.9}
+    )  # fmt: skip
+    top = by_name["page_top3_1d"]
+    assert (top.aggregation, top.column, dict(top.params)) == ("frequent_k", "page", {"k": 3})
+    assert "most frequent page values" in top.description
+    # shares of the per-value counts: derived features over counts written with them
+    shares = {d.name: d for d in view.derived}
+    share = shares["page_home_share_1h"]
+    assert set(share.expression.inputs) == {"page_home_count_1h", "count_1h"}
+    assert share.description == "Share of the user's events with page = 'home' in the last hour."
+    assert all(set(d.expression.inputs) <= set(by_name) for d in view.derived)
+    assert "# Distribution: the most frequent values" in text
+    assert '        expression: "page_home_count_1h / count_1h"' in text
+    assert "        k: 3\n" in text and "        percentile: 0.9\n" in text
     # a user always uses one device here: distinct devices is constant, and said so
     reasons = {d.candidate.name: d.reason for d in generated.decisions}
     assert reasons["device_count_distinct_1d"] == "constant (1) on the sample"
@@ -142,6 +166,145 @@ def test_transactions_fit_in_with_the_deployed_definitions(tmp_path: Path) -> No
     wheres = {f.where.text for f in view.features if f.where is not None}
     assert "is_international == True" in wheres
     assert any(w.startswith("category == ") for w in wheres)
+
+
+def card_sample(path: Path, n: int = 6000, seed: int = 11) -> None:
+    """Card payments with a device and an IP address on each: most customers pay from a
+    device of their own; a ring of 60 shares 4 devices; IPs are many (thousands)."""
+    rng = np.random.default_rng(seed)
+    start = 1_790_000_000.0
+    seconds = np.sort(rng.uniform(0, 3 * 86400, n))
+    with path.open("w") as out:
+        for i, s in enumerate(seconds):
+            customer = int(rng.integers(300))
+            ring = customer < 60
+            device = f"ring{customer % 4}" if ring else f"d{customer:03d}"
+            event = {
+                "payment_id": f"p{i:06d}",
+                "customer_id": f"c{customer:03d}",
+                "device_id": device,
+                "ip_address": f"10.{rng.integers(16)}.{rng.integers(16)}.{rng.integers(20)}",
+                "amount": round(float(rng.lognormal(3, 1)), 2),
+                "category": ["grocery", "fuel", "travel", "online"][int(rng.integers(4))],
+                "ts": start + float(s),
+            }
+            out.write(json.dumps(event) + "\n")
+
+
+def test_a_device_column_gets_a_view_of_the_distinct_customers_per_device(
+    tmp_path: Path,
+) -> None:
+    card_sample(tmp_path / "cards.jsonl")
+    options = GenerateOptions(entities=["customer_id"], timestamp="ts", windows=[3600, 86400])
+    generated = generate(read_sample(tmp_path / "cards.jsonl"), options)
+    profile = generated.profile
+    assert profile.links == ("device_id", "ip_address")
+    assert profile.column("device_id").reason.endswith("a view of its own")
+    assert (profile.column("device_id").role, profile.column("ip_address").role) == (
+        "identifier", "many_values"
+    )  # fmt: skip
+    assert not profile.column("category").link  # four values: not a device
+    naming = generated.naming
+    assert naming.entity_names == {
+        "customer_id": "customer", "device_id": "device", "ip_address": "ip_address"
+    }  # fmt: skip
+    assert naming.view_names["device_id"] == "device_cards"
+    candidates = [d.candidate for d in generated.decisions]
+    # the link views count the customers; the customer's view counts the devices, and
+    # the IPs (thousands in the sample) approximately
+    links = {(c.entity_column, c.aggregation, c.column) for c in candidates}
+    assert ("device_id", "count_distinct", "customer_id") in links
+    assert ("ip_address", "count_distinct", "customer_id") in links
+    assert ("customer_id", "count_distinct", "device_id") in links
+    assert ("customer_id", "approx_count_distinct", "ip_address") in links
+    assert ("customer_id", "count_distinct", "ip_address") not in links
+    assert {c.aggregation for c in candidates if c.entity_column != "customer_id"} == {
+        "count_distinct"
+    }
+    kept = generated.kept_of("device_id")
+    assert [c.name for c in kept] == [
+        "customer_id_count_distinct_1h",
+        "customer_id_count_distinct_1d",
+    ]
+    assert kept[1].description == (
+        "Different customer_id values among the device's events in the last day."
+    )
+
+    # the file loads alone; the ring's devices are seen with many customers, everyone
+    # else's with one
+    text = render_definitions(generated, "feature-service generate ...")
+    (tmp_path / "defs").mkdir()
+    (tmp_path / "defs" / "cards.yaml").write_text(text)
+    registry = load_definitions(tmp_path / "defs")
+    view = registry.feature_views["device_cards"]
+    assert view.entity.join_keys == ("device_id",)
+    assert view.feature_names == [c.name for c in kept]
+    assert "each device is seen with" in view.description
+    # beside the shipped definitions: their customer entity, a new device one
+    every = replace(options, cutoff_rows=0)  # every candidate: the longest file
+    beside = generate(
+        read_sample(tmp_path / "cards.jsonl"), every, load_definitions(ROOT / "definitions")
+    )
+    assert beside.naming.new_entities == ("device_id", "ip_address")
+    text_beside = render_definitions(beside, "feature-service generate ...")
+    deployed = existing_files(ROOT / "definitions")
+    together = registry_with(text_beside, str(tmp_path / "cards.yaml"), deployed)
+    assert {"device_cards", "ip_address_cards", "customer_cards", "customer_txn"} <= set(
+        together.feature_views
+    )
+    devices = ["ring0", "ring3", "d100", "d299"]
+    rows = pd.DataFrame({"device_id": devices, "event_timestamp": 1_790_000_000.0 + 3 * 86400})
+    values = point_in_time_values(kept, generated.sample.frame, profile, rows)
+    distinct = dict(zip(devices, values["customer_id_count_distinct_1d"], strict=True))
+    assert distinct["ring0"] > 10 and distinct["ring3"] > 10
+    assert distinct["d100"] == distinct["d299"] == 1
+
+
+def test_new_families_are_proposed_only_where_the_sample_has_their_columns() -> None:
+    sample = read_sample(TRANSACTIONS)
+    options = GenerateOptions(
+        entities=["customer_id"], timestamp="ts", windows=[3600, 86400], cutoff_rows=0
+    )
+    candidates = [d.candidate for d in generate(sample, options).decisions]
+    by_kind: dict[str | None, set[str | None]] = {}
+    for c in candidates:
+        by_kind.setdefault(c.aggregation, set()).add(c.column)
+    assert by_kind["time_since_first"] == by_kind["mean_gap"] == by_kind["std_gap"] == {None}
+    assert by_kind["approx_percentile"] == {"amount"}  # the one quantity, not an id
+    assert by_kind["frequent_k"] == {"category", "channel"}  # categoricals, not merchant_id
+    assert "approx_count_distinct" not in by_kind  # no column of over a thousand values
+    assert {c.entity_column for c in candidates} == {"customer_id"}  # no device column
+    # every per-value count has its share, reading it and the window's count
+    counted = {c.name: c for c in candidates if c.group == "per-value"}
+    shares = [c for c in candidates if c.expression is not None]
+    assert len(shares) == len(counted) > 0
+    for share in shares:
+        per_value, total = share.inputs
+        assert per_value.name in counted and total.name == f"count_{share.name[-2:]}"
+        assert share.expression == f"{per_value.name} / {total.name}"
+
+    # events with a flag and nothing else: recency and counts, no amounts, no categories
+    frame = sample.frame[["customer_id", "ts", "is_international"]]
+    bare = generate(replace(sample, frame=frame, absent={}), options)
+    kinds = {d.candidate.aggregation for d in bare.decisions}
+    assert {"time_since_first", "mean_gap", "std_gap", "count"} <= kinds
+    assert not kinds & {"approx_percentile", "frequent_k", "sum"}
+    assert not any(d.candidate.expression for d in bare.decisions)
+
+
+def test_every_proposal_is_listed_under_a_group_and_named_apart() -> None:
+    from feature_service.aggregation.registry import proposed
+    from feature_service.autofe.dfs import GROUP_TITLES, GROUPS
+
+    assert set(GROUPS) == set(GROUP_TITLES)
+    seen = set()
+    for agg, proposal in proposed():
+        assert proposal.group in GROUPS, (agg.name, proposal.group)
+        key = (proposal.name or agg.name, frozenset(proposal.roles))
+        assert key not in seen, key
+        seen.add(key)
+        text = proposal.describe("amount", "customer", "day")
+        assert text.endswith(".") and "{" not in text, text
 
 
 def test_featuretools_mock_customers_with_max_features(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -90,6 +91,35 @@ def test_a_numeric_label_is_ranked_by_rank_correlation_and_is_never_a_feature() 
     assert all(c.column != "amount" for c in (d.candidate for d in generated.decisions))
     scores = [d.score for d in generated.decisions if d.kept]
     assert len(scores) == 3 and all(s is not None and 0 <= s <= 1 for s in scores)
+
+
+def test_a_map_of_the_most_frequent_values_is_scored_by_the_label_rate_of_its_keys() -> None:
+    """Customers who mostly buy travel are the fraudulent ones: their most frequent
+    categories (`frequent_k`, a map) rank the later labels, scored by the earlier rows'
+    label rate of the same keys."""
+    rng = np.random.default_rng(2)
+    n, categories = 4000, ["grocery", "fuel", "travel", "online"]
+    favourite = rng.integers(4, size=200)
+    customers = rng.integers(200, size=n)
+    usual = rng.random(n) < 0.8
+    chosen = np.where(usual, favourite[customers], rng.integers(4, size=n))
+    risky = favourite[customers] == 2
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"c{c:03d}" for c in customers],
+            "ts": 1_790_000_000.0 + np.sort(rng.uniform(0, 3 * 86400, n)),
+            "category": [categories[c] for c in chosen],
+            "is_fraud": rng.random(n) < np.where(risky, 0.5, 0.02),
+        }
+    )
+    options = GenerateOptions(
+        entities=["customer_id"], timestamp="ts", windows=[86400], label="is_fraud",
+        cutoff_rows=0,
+    )  # fmt: skip
+    generated = generate(Sample(frame, "made up"), options)
+    scores = {d.candidate.name: d.score for d in generated.decisions}
+    assert scores["category_top3_1d"] is not None and scores["category_top3_1d"] > 0.7
+    assert scores["category_top3_1d"] > scores["count_1d"]  # what, not how many
 
 
 def test_a_label_row_sees_only_the_events_before_it() -> None:
