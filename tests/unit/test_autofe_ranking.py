@@ -11,6 +11,7 @@ never saw.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from feature_service.autofe.ranking import label_rows_from_column, point_in_time
 from feature_service.autofe.sampling import Sample, read_sample
 from feature_service.autofe.types import profile_columns
 from feature_service.cli.main import app
+from tests.unit.test_autofe import card_sample
 
 ROOT = Path(__file__).resolve().parents[2]
 TRANSACTIONS = ROOT / "definitions" / "sample" / "transactions.jsonl"
@@ -120,6 +122,33 @@ def test_a_map_of_the_most_frequent_values_is_scored_by_the_label_rate_of_its_ke
     scores = {d.candidate.name: d.score for d in generated.decisions}
     assert scores["category_top3_1d"] is not None and scores["category_top3_1d"] > 0.7
     assert scores["category_top3_1d"] > scores["count_1d"]  # what, not how many
+
+
+def test_the_customers_per_device_rank_first_when_shared_devices_are_the_fraud(
+    tmp_path: Path,
+) -> None:
+    card_sample(tmp_path / "cards.jsonl")
+    sample = read_sample(tmp_path / "cards.jsonl")
+    rng = np.random.default_rng(0)
+    ring = sample.frame["device_id"].str.startswith("ring").to_numpy()
+    frame = sample.frame.assign(is_fraud=ring & (rng.random(len(ring)) < 0.5))
+    options = GenerateOptions(
+        entities=["customer_id"], timestamp="ts", windows=WINDOWS, max_features=6,
+        label="is_fraud",
+    )  # fmt: skip
+    generated = generate(Sample(frame, "cards"), options)
+    best = max(generated.decisions, key=lambda d: d.score or 0.0)
+    assert (best.candidate.entity_column, best.candidate.column) == ("device_id", "customer_id")
+    assert best.kept and best.score is not None and best.score > 0.9
+    # label rows of customers alone (a --labels file) cannot rank the device's view
+    rows = label_rows_from_column(frame, generated.profile, "is_fraud")[
+        ["customer_id", "event_timestamp", "label"]
+    ]
+    plain = replace(options, label=None)
+    by_customer = generate(Sample(frame, "cards"), plain, labels=rows)
+    reasons = {d.reason for d in by_customer.decisions if d.candidate.entity_column == "device_id"}
+    assert "not ranked: the label rows have no device_id" in reasons
+    assert all(d.candidate.entity_column == "customer_id" for d in by_customer.decisions if d.kept)
 
 
 def test_a_label_row_sees_only_the_events_before_it() -> None:
