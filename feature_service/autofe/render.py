@@ -66,10 +66,10 @@ def render_definitions(generated: Generated, command: str, now: datetime | None 
         if column in profile.entities:
             what = f"recency, frequency, amounts and breadth of each {_words(entity)}'s events"
         else:
-            named = ", ".join(_words(naming.entity_names[e]) for e in profile.entities)
             what = (
-                f"how many different {named} each {_words(entity)} is seen with (one "
-                f"{_words(entity)} shared by many is a classic fraud signal)"
+                f"distinct {', '.join(profile.entities)} values seen with each "
+                f"{_words(entity)} per window (one {_words(entity)} shared by many is a "
+                "classic fraud signal)"
             )
         lines += [
             f"  - name: {naming.view_names[column]}",

@@ -239,7 +239,7 @@ def test_a_device_column_gets_a_view_of_the_distinct_customers_per_device(
     view = registry.feature_views["device_cards"]
     assert view.entity.join_keys == ("device_id",)
     assert view.feature_names == [c.name for c in kept]
-    assert "each device is seen with" in view.description
+    assert "distinct customer_id values seen with each device" in view.description
     # beside the shipped definitions: their customer entity, a new device one
     every = replace(options, cutoff_rows=0)  # every candidate: the longest file
     beside = generate(
