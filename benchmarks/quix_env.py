@@ -23,9 +23,7 @@ def quix_python(root: Path) -> str:
         return str(python)
     print(f"creating {venv} with {QUIX_REQUIREMENT} (once)...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", QUIX_REQUIREMENT], check=True
-    )
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", QUIX_REQUIREMENT], check=True)
     return str(python)
 
 

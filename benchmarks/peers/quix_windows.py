@@ -91,9 +91,7 @@ def set_retention(broker: str, topic: str, retention_ms: str = "-1") -> None:
         ResourceType.TOPIC,
         topic,
         incremental_configs=[
-            ConfigEntry(
-                "retention.ms", retention_ms, incremental_operation=AlterConfigOpType.SET
-            )
+            ConfigEntry("retention.ms", retention_ms, incremental_operation=AlterConfigOpType.SET)
         ],
     )
     for future in admin.incremental_alter_configs([resource]).values():
@@ -160,9 +158,7 @@ def main() -> None:
             window = sdf.sliding_window(duration, name=f"amount_{name}", on_late=on_late)
         else:
             window = sdf.hopping_window(duration, hop, name=f"amount_{name}", on_late=on_late)
-        window.agg(
-            count=Count(), sum=Sum("amount"), mean=Mean("amount"), max=Max("amount")
-        ).final()
+        window.agg(count=Count(), sum=Sum("amount"), mean=Mean("amount"), max=Max("amount")).final()
     app.run(timeout=args.idle_s)
     stopped = time.perf_counter()
     done, first, last = state["processed"], state["first"], state["last"]

@@ -154,10 +154,9 @@ def _run(stack: EmbeddedStack, tmp: Path, registry_url: str | None) -> dict[str,
             key = stats_key(source.name)
             want = len(events) + (0 if kind == "json" else len(poison))
             wait_for(
-                lambda key=key, want=want: sum(
-                    int(client.hget(key, k) or 0) for k in (b"events", b"dlq")
-                )
-                >= want,
+                lambda key=key, want=want: (
+                    sum(int(client.hget(key, k) or 0) for k in (b"events", b"dlq")) >= want
+                ),
                 180,
                 f"{kind} events",
                 worker,

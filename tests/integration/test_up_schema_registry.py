@@ -70,8 +70,10 @@ def test_up_runs_a_registry_for_a_source_without_a_registry_url(tmp_path: Path) 
         client = redis.Redis.from_url(stack["redis_url"])
         try:
             wait_for(
-                lambda: int(client.hget(stats_key("tx"), "events") or 0) == 2
-                and int(client.hget(stats_key("tx"), "dlq") or 0) == 1,
+                lambda: (
+                    int(client.hget(stats_key("tx"), "events") or 0) == 2
+                    and int(client.hget(stats_key("tx"), "dlq") or 0) == 1
+                ),
                 60,
                 "the framed events decoded and the malformed one dead-lettered",
             )
