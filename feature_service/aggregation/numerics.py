@@ -1,5 +1,6 @@
 """Floating point arithmetic the aggregation kinds share: overflow as None, compensated
-and overflow-safe means, the corrected two-pass moments, and grouping events by id.
+and overflow-safe means, the corrected two-pass moments, grouping events by id, and
+whether events are in order.
 
 Overflow: a sum, mean or ``M2`` that leaves the float64 range (two amounts of 1.7e308)
 has no JSON form (JSON has no infinity), so it is stored as ``None`` in its IR slot and
@@ -17,6 +18,7 @@ value. A mean only overflows if its running difference does: the mean of 1.7e308
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,6 +88,25 @@ def ir_order(ir: Any) -> tuple[Any, ...]:
     (2, inf, 1.0)
     """
     return tuple(math.inf if v is None else v for v in ir)
+
+
+def in_event_order(ts: Sequence[float], seq: Sequence[int]) -> bool:
+    """Whether events given as parallel `ts` and `seq` are in strictly increasing
+    ``(ts, seq)`` order, as the online path passes them (so a kind's `fold` may take the
+    latest events from the end): one pass in C where the times are distinct.
+
+    >>> in_event_order([1.0, 2.0, 2.0], [5, 3, 4]), in_event_order([1.0, 2.0, 2.0], [5, 4, 3])
+    (True, False)
+    >>> in_event_order([2.0, 1.0], [0, 1]), in_event_order([], [])
+    (False, True)
+    """
+    times = ts if isinstance(ts, list) else list(ts)
+    if sorted(times) != times:  # sorting a sorted list is one linear pass
+        return False
+    if len(set(times)) == len(times):
+        return True
+    pairs = list(zip(times, seq, strict=True))  # tied times: their seq decides
+    return all(map(operator.lt, pairs, pairs[1:]))
 
 
 def segments(

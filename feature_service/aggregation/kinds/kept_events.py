@@ -4,12 +4,14 @@ earliest events, in event order) and of ``last_distinct_k`` (`EventList`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import islice
 from typing import Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from feature_service.aggregation.base import IR, Aggregation, Parameter
+from feature_service.aggregation.numerics import in_event_order
 from feature_service.aggregation.values import is_null, py_scalar, value_key
 from feature_service.aggregation.window_events import Float, Int, WindowEvents
 
@@ -73,6 +75,20 @@ class KeptEvents(EventList):
         k: int = self.param("k")
         events.sort(key=_key)
         return events[-k:] if self._latest else events[:k]
+
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        """The k non-null events nearest the end (`LastK`) or the start (`FirstK`) when
+        the events come in ``(ts, seq)`` order (`numerics.in_event_order`), as the online
+        path passes them: `_kept`'s IR without a sort; else `EventList.fold`."""
+        assert values is not None
+        if not in_event_order(ts, seq):
+            return super().fold(ts, seq, values)
+        n = len(values)
+        order = range(n - 1, -1, -1) if self._latest else range(n)
+        edge = list(islice((i for i in order if not is_null(values[i])), self.param("k")))
+        if self._latest:
+            edge.reverse()
+        return [[float(ts[i]), int(seq[i]), py_scalar(values[i])] for i in edge]
 
     def oracle(self, events: Sequence[tuple[float, int, Any]], t: float) -> Any:
         if not events:

@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from feature_service.aggregation.base import IR
 from feature_service.aggregation.kinds.kept_events import EventList
 from feature_service.aggregation.kinds.value_counts import distinct_classes, window_classes
+from feature_service.aggregation.numerics import in_event_order
 from feature_service.aggregation.values import distinct_value, py_scalar, value_key
 from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks
 
@@ -46,6 +48,25 @@ class LastDistinctK(EventList):
         for e in sorted(events, key=_newest_first):
             latest.setdefault(value_key(distinct_value(e[2])), list(e))
         return sorted(latest.values(), key=_newest_first)[: self.param("k")]
+
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        """Events in ``(ts, seq)`` order (`numerics.in_event_order`, as the online path
+        passes them): walked from the newest until k distinct values are met, `_kept`'s
+        IR without a sort; else `EventList.fold`."""
+        assert values is not None
+        if not in_event_order(ts, seq):
+            return super().fold(ts, seq, values)
+        k = self.param("k")
+        # keyed by the value itself: Python equality (1 == 1.0 == True, strings apart)
+        # is `distinct_value`'s, so each value's first position here is its newest
+        newest: dict[Any, int] = {}
+        for i in range(len(values) - 1, -1, -1):
+            v = values[i]
+            if v is not None and v == v and v not in newest:
+                newest[v] = i
+                if len(newest) == k:
+                    break
+        return [[float(ts[i]), int(seq[i]), py_scalar(values[i])] for i in newest.values()]
 
     def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
         if distinct_classes(events) is None:
