@@ -142,6 +142,10 @@ def distinct_value(value: Any) -> Any:
     >>> distinct_value(1), distinct_value(True), distinct_value(-0.0), distinct_value("1")
     (1.0, 1.0, 0.0, '1')
     """
+    if type(value) is str:  # the common cases first: this runs once per value
+        return value
+    if type(value) is float:
+        return value + 0.0
     value = py_scalar(value)
     if isinstance(value, str):
         return value

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -58,6 +59,19 @@ def window_classes(
     return np.flatnonzero(nonempty).tolist(), window, classes[0][idx], idx, classes[1]
 
 
+def in_value_order(values: Collection[Any]) -> list[Any]:
+    """Distinct values (`values.distinct_value`) sorted by `values.value_key`: compared
+    as they are (in C) when all are strings or all numbers, the order that key gives.
+
+    >>> in_value_order(["b", "a"]), in_value_order([2.0, 1.0]), in_value_order(["a", 2.0])
+    (['a', 'b'], [1.0, 2.0], [2.0, 'a'])
+    """
+    kinds = set(map(type, values))
+    if kinds <= {str} or kinds <= {float, int}:
+        return sorted(values)
+    return sorted(values, key=value_key)
+
+
 class ValueCounts(Aggregation):
     """The count of each distinct non-null value (1 and 1.0 are one, as in
     ``count_distinct``). IR: ``[[value, count], ...]`` sorted by value (numbers before
@@ -90,9 +104,17 @@ class ValueCounts(Aggregation):
         return [*ir[:i], [c, 1], *ir[i:]]
 
     def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        """The values counted as they are (`collections.Counter`, in C), then each
+        value's count under its `distinct_value`: Python equality (1 == 1.0 == True,
+        strings apart) is `distinct_value`'s, and the first of equal values is kept, as
+        `update` keeps it."""
         assert values is not None
-        counts: Counter[Any] = Counter(distinct_value(v) for v in values if not is_null(v))
-        return [[v, n] for v, n in sorted(counts.items(), key=lambda e: value_key(e[0]))]
+        counts: dict[Any, int] = {}
+        for v, n in Counter(values).items():
+            if v is not None and v == v:
+                c = distinct_value(v)
+                counts[c] = counts.get(c, 0) + n
+        return [[v, counts[v]] for v in in_value_order(counts)]
 
     def merge(self, a: IR, b: IR) -> IR:
         if not a:
@@ -102,7 +124,7 @@ class ValueCounts(Aggregation):
         counts: dict[Any, int] = {}
         for v, n in (*a, *b):
             counts[v] = counts.get(v, 0) + n
-        return [[v, n] for v, n in sorted(counts.items(), key=lambda e: value_key(e[0]))]
+        return [[v, counts[v]] for v in in_value_order(counts)]
 
     def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
         if distinct_classes(events) is None:
@@ -126,13 +148,15 @@ class ValueCounts(Aggregation):
         return self.window_column(out, events.kind)
 
     def ranked(self, counts: Sequence[Sequence[Any]]) -> list[tuple[Any, int]]:
-        """``(value, count)`` most frequent first, ties by the smaller value."""
-        return sorted(((v, n) for v, n in counts), key=lambda e: (-e[1], value_key(e[0])))
+        """``(value, count)`` most frequent first, ties by the smaller value, of `counts`
+        in value order (an IR's): a stable sort by count alone keeps that order."""
+        return [(v, n) for v, n in sorted(counts, key=itemgetter(1), reverse=True)]
 
     def oracle_counts(self, events: Sequence[tuple[float, int, Any]]) -> list[list[Any]]:
-        """The contract's counts: a `collections.Counter` of the distinct values."""
+        """The contract's counts: a `collections.Counter` of the distinct values, in
+        value order."""
         counts = Counter(distinct_value(v) for _, _, v in events)
-        return [[v, n] for v, n in counts.items()]
+        return [[v, n] for v, n in sorted(counts.items(), key=lambda e: value_key(e[0]))]
 
     def labelled(self, ranked: Sequence[tuple[Any, int]]) -> dict[str, int]:
         return {value_label(v): n for v, n in ranked}
