@@ -21,7 +21,8 @@ mean 0.8% / max 1.6% with 1k distinct values, 1.1% / 2.0% with 100k, 0.8% / 1.6%
 estimate within 4 standard errors (plus one) of the exact count.
 
 IR: the non-zero registers as ``[[index, rank], ...]`` sorted by index: small sets
-stay small; at most ``2 ** precision`` pairs.
+stay small; at most ``2 ** precision`` pairs. Each value's register is remembered
+(`register`, a bounded memo): a lookup folds the values it folded the last time.
 
 `over_windows` (many windows at once) hashes each distinct value of the events once
 (`value_hash`), takes every event's (index, rank) with integer operations on the
@@ -39,12 +40,13 @@ fold's, bit for bit (held so by tests/unit/test_aggregation_kinds.py).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import struct
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +57,9 @@ from feature_service.aggregation.values import distinct_value, is_null
 from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
 
 _MASK = (1 << 64) - 1
+REGISTER_MEMO: Final[int] = 1 << 16
+"""How many values' registers `register` remembers (a few MB): lookups re-read an
+entity's values, whose BLAKE2b hash costs ~0.6 us each, a remembered one ~0.1 us."""
 
 
 def value_hash(value: Any) -> int:
@@ -122,6 +127,17 @@ def _tau(x: float) -> float:
             return z / 3.0
 
 
+@functools.lru_cache(maxsize=REGISTER_MEMO, typed=True)
+def register(value: Any, precision: int) -> tuple[int, int]:
+    """The register (index) of a non-null value in a sketch of `precision` and its rank
+    there. Remembered for `REGISTER_MEMO` values by value and type: equal values of one
+    type are one distinct value, while 2**60 and 2.0**60 are equal but hash apart."""
+    h = value_hash(value)
+    q = 64 - precision
+    rest = h & ((1 << q) - 1)
+    return h >> q, q - rest.bit_length() + 1
+
+
 class ApproxCountDistinct(Aggregation):
     """Estimated number of distinct non-null values (module doc); 0 for none.
 
@@ -148,20 +164,13 @@ class ApproxCountDistinct(Aggregation):
         "precision": Parameter("int", 4, 18, default=12)
     }
 
-    def _register(self, value: Any) -> tuple[int, int]:
-        p = self.param("precision")
-        h = value_hash(value)
-        q = 64 - p
-        rest = h & ((1 << q) - 1)
-        return h >> q, q - rest.bit_length() + 1
-
     def empty(self) -> IR:
         return []
 
     def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
         if is_null(value):
             return ir
-        index, rank = self._register(value)
+        index, rank = register(value, self.param("precision"))
         at = bisect_left(ir, index, key=lambda e: e[0])
         if at < len(ir) and ir[at][0] == index:
             if ir[at][1] >= rank:
@@ -170,11 +179,14 @@ class ApproxCountDistinct(Aggregation):
         return [*ir[:at], [index, rank], *ir[at:]]
 
     def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        """Each value's `register` once: the values told apart as the memo tells them
+        (by value and type, in C), as a register keeps the maximum rank of any."""
         assert values is not None
+        p = self.param("precision")
         registers: dict[int, int] = {}
-        for v in values:
-            if not is_null(v):
-                index, rank = self._register(v)
+        for _, v in set(zip(map(type, values), values, strict=True)):
+            if v is not None and v == v:
+                index, rank = register(v, p)
                 if rank > registers.get(index, 0):
                     registers[index] = rank
         return [[i, registers[i]] for i in sorted(registers)]
