@@ -50,6 +50,18 @@ class MeanGap(Aggregation):
             return [1, ts, ts]
         return [n + 1, min(first, ts), max(last, ts)]
 
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        """The count, earliest and latest time of the events with a value, each in one
+        pass in C (`min` and `max` keep the first of equal times, as `update` does)."""
+        times = (
+            ts
+            if values is None
+            else [t_ for t_, v in zip(ts, values, strict=True) if v is not None and v == v]
+        )
+        if not len(times):
+            return self.empty()
+        return [len(times), float(min(times)), float(max(times))]
+
     def merge(self, a: IR, b: IR) -> IR:
         if a[0] == 0:
             return list(b)
