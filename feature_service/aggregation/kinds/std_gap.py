@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
+import operator
 from bisect import insort
 from collections.abc import Sequence
 from heapq import merge as merge_sorted
-from itertools import pairwise
 from typing import Any
 
 from feature_service.aggregation.base import IR, Aggregation, Proposal
@@ -52,9 +52,12 @@ class StdGap(Aggregation):
         return out
 
     def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        """The times of the events with a value, sorted (in C)."""
         if values is None:
-            return sorted(float(t_) for t_ in ts)
-        return sorted(float(t_) for t_, v in zip(ts, values, strict=True) if not is_null(v))
+            return sorted(map(float, ts))
+        return sorted(
+            [float(t_) for t_, v in zip(ts, values, strict=True) if v is not None and v == v]
+        )
 
     def merge(self, a: IR, b: IR) -> IR:
         return list(merge_sorted(a, b))
@@ -70,6 +73,6 @@ def _std_gap(times: Sequence[float]) -> float | None:
     n = len(times) - 1  # gaps
     if n < 2:
         return None
-    gaps = [b - a for a, b in pairwise(times)]
+    gaps = list(map(operator.sub, times[1:], times[:-1]))
     mean = math.fsum(gaps) / n
-    return math.sqrt(math.fsum((g - mean) ** 2 for g in gaps) / (n - 1))
+    return math.sqrt(math.fsum([(g - mean) ** 2 for g in gaps]) / (n - 1))
