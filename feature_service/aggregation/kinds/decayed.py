@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import Any, ClassVar
 
 import numpy as np
 
-from feature_service.aggregation.base import IR, Aggregation, Parameter
+from feature_service.aggregation.base import IR, PRESENT, Aggregation, Parameter
 from feature_service.aggregation.numerics import finite, fsum_or_none
-from feature_service.aggregation.values import is_null, numbers_in
+from feature_service.aggregation.values import is_null, numbers_in, to_float
 from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
 
 
@@ -37,8 +38,12 @@ class Decayed(Aggregation):
         "half_life": Parameter("duration", 1, 3650 * 86400, example="1d")
     }
 
+    _counted: ClassVar[bool] = False
+    """Each event weighs 1 (a count), not its value."""
+
     def _weight(self, value: Any) -> float:
-        raise NotImplementedError
+        """An event's weight: 1, or its value as a float."""
+        return 1.0 if self._counted else to_float(value)
 
     def _decay(self, seconds: float) -> float:
         return math.pow(2.0, -seconds / self.param("half_life"))
@@ -50,6 +55,28 @@ class Decayed(Aggregation):
         if is_null(value):
             return ir
         return self.merge(ir, [float(ts), self._weight(value)])
+
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        """`update` in one loop: an event newer than the sum so far decays it forward
+        with `merge`'s arithmetic, inline; an older or tied one (or an overflowed sum)
+        goes through `merge` itself: `update`'s IR, bit for bit, in any order of events."""
+        half_life = self.param("half_life")
+        counted = self._counted
+        ref: float | None = None
+        s: float | None = 0.0
+        given = repeat(PRESENT, len(ts)) if values is None else values
+        for t_, v in zip(ts, given, strict=True):
+            if v is None or v != v:
+                continue
+            t = float(t_)
+            w = 1.0 if counted else v if type(v) is float else to_float(v)  # `_weight`
+            if ref is not None and s is not None and t > ref:
+                s = s * math.pow(2.0, -(t - ref) / half_life) + w
+                s = s if math.isfinite(s) else None  # as `finite`
+                ref = t
+            else:
+                ref, s = self.merge([ref, s], [t, w])
+        return [ref, s]
 
     def merge(self, a: IR, b: IR) -> IR:
         if a[0] is None:
@@ -73,7 +100,7 @@ class Decayed(Aggregation):
 
     def _weights(self, events: WindowEvents) -> Float | None:
         """Each event's weight (`_weight` of its value) as an array; None: all 1."""
-        return events.floats()
+        return None if self._counted else events.floats()
 
     def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
         empty = self.empty_result()

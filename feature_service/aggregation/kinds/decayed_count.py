@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from feature_service.aggregation.kinds.decayed import Decayed
-from feature_service.aggregation.window_events import Float, WindowEvents
 
 
 class DecayedCount(Decayed):
@@ -19,12 +18,7 @@ class DecayedCount(Decayed):
 
     name = "decayed_count"
     needs_column = False
-
-    def _weight(self, value: Any) -> float:
-        return 1.0
-
-    def _weights(self, events: WindowEvents) -> Float | None:
-        return None
+    _counted = True
 
     def empty_result(self) -> Any:
         return 0.0

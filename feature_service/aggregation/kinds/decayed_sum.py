@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from feature_service.aggregation.kinds.decayed import Decayed
-from feature_service.aggregation.values import to_float
 
 
 class DecayedSum(Decayed):
@@ -19,6 +16,3 @@ class DecayedSum(Decayed):
 
     name = "decayed_sum"
     numeric_only = True
-
-    def _weight(self, value: Any) -> float:
-        return to_float(value)
