@@ -45,13 +45,19 @@ def moment_magnitude(values: Sequence[Any], power: int) -> float:
 
     >>> moment_magnitude([1.0, 2.0], 3), moment_magnitude([10.0, 11.0, 12.0], 3)
     (1.0, 216000.0)
+    >>> moment_magnitude([1e150, 1e150, 1e150], 3)  # beyond float64: no floor holds
+    inf
     """
     xs = [float(v) for v in numbers_in(values)]
     if len(xs) < power:
         return 1.0
     spread = max(max(xs) - min(xs), math.sqrt(FLAT_VARIANCE))
     big = max(abs(x) for x in xs)
-    return float(max(1.0, (big / spread) ** power) * 1e3)
+    try:
+        scale = (big / spread) ** power
+    except OverflowError:
+        scale = math.inf
+    return float(max(1.0, scale) * 1e3)
 
 
 def fsum_or_none(values: list[float]) -> float | None:
