@@ -41,6 +41,7 @@ from feature_service.aggregation.numerics import (
     fsum_or_none,
     ir_order,
     moment_magnitude,
+    moment_sums,
     welford,
 )
 from feature_service.aggregation.values import is_null, safe_means, to_float
@@ -80,6 +81,13 @@ class Kurtosis(Aggregation):
         if m2_new is None or m3_new is None or m4_new is None:
             return [n, m_new, None, None, None]
         return [n, m_new, m2_new, m3_new, m4_new]
+
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        """`update`'s arithmetic in one loop (`numerics.moment_sums`): its IR, bit for
+        bit; where a sum overflows, `update` itself (its None slots)."""
+        assert values is not None
+        ir = moment_sums(values, 4)
+        return super().fold(ts, seq, values) if ir is None else ir
 
     def merge(self, a: IR, b: IR) -> IR:
         if ir_order(b) < ir_order(a):  # canonical order: merge is exactly commutative

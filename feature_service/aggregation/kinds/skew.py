@@ -7,9 +7,10 @@ values, 0 when the values (nearly) do not vary (a variance below 1e-19, as Apach
 
 IR: ``[n, mean, M2, M3]`` (central moments' sums), updated one value at a time and
 merged by Pébay's formulas (Chan's for ``M2``); ``mean``, ``M2`` and ``M3`` None once
-they overflowed (`aggregation.numerics`). Every evaluation path is the plain one
-(`Aggregation.fold`, `grouped`, `over_windows`): online and training sets fold a
-window's events in the same order and give the same bits.
+they overflowed (`aggregation.numerics`). Every evaluation path folds: `fold` is
+`update`'s arithmetic in one loop (`numerics.moment_sums`, the same bits), and
+`grouped` and `over_windows` are the plain ones over it, so online and training sets
+fold a window's events in the same order and give the same bits.
 
 >>> agg = Skew()
 >>> values = [1.0, 2.0, 3.0, 10.0]
@@ -39,6 +40,7 @@ from feature_service.aggregation.numerics import (
     fsum_or_none,
     ir_order,
     moment_magnitude,
+    moment_sums,
     welford,
 )
 from feature_service.aggregation.values import is_null, to_float
@@ -71,6 +73,13 @@ class Skew(Aggregation):
         m3_new = finite(m3 + term * delta_n * (n - 2) - 3 * delta_n * m2)
         m2_new = finite(m2 + term)
         return [n, m_new, m2_new, None if m2_new is None else m3_new]
+
+    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        """`update`'s arithmetic in one loop (`numerics.moment_sums`): its IR, bit for
+        bit; where a sum overflows, `update` itself (its None slots)."""
+        assert values is not None
+        ir = moment_sums(values, 3)
+        return super().fold(ts, seq, values) if ir is None else ir
 
     def merge(self, a: IR, b: IR) -> IR:
         if ir_order(b) < ir_order(a):  # canonical order: merge is exactly commutative
