@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from feature_service.aggregation.base import IR, Aggregation, GroupedEvents
-from feature_service.aggregation.numerics import entity_edges, segments
+from feature_service.aggregation.numerics import entity_edges, in_event_order, segments
 from feature_service.aggregation.values import is_null, py_scalar, value_key
 from feature_service.aggregation.window_events import Float, Int, WindowEvents, pick_values
 
@@ -42,7 +42,17 @@ class Ordered(Aggregation):
         return cand if ir is None or self._wins(cand, ir) else ir
 
     def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
+        """Events in strictly increasing ``(ts, seq)`` order (`numerics.in_event_order`,
+        as the online path passes them): the first non-null value from the edge, no
+        ties to settle; else the extreme of every candidate."""
         assert values is not None
+        if in_event_order(ts, seq):
+            edge = range(len(values) - 1, -1, -1) if self._sign > 0 else range(len(values))
+            for i in edge:
+                v = values[i]
+                if v is not None and v == v:
+                    return [float(ts[i]), int(seq[i]), py_scalar(v)]
+            return None
         candidates = [
             (float(t_), int(s_), py_scalar(v))
             for t_, s_, v in zip(ts, seq, values, strict=True)
