@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
-
-from feature_service.aggregation.base import IR, Aggregation, GroupedEvents, Proposal
-from feature_service.aggregation.numerics import entity_edges, segments
-from feature_service.aggregation.values import is_null
-from feature_service.aggregation.window_events import Float, Int, WindowEvents
+from feature_service.aggregation.base import Proposal
+from feature_service.aggregation.kinds.time_since import TimeSince
 
 
-class TimeSinceLast(Aggregation):
+class TimeSinceLast(TimeSince):
     """``t`` minus the latest event time (of non-null values, with a column). IR: float|None.
 
     >>> agg = TimeSinceLast()
@@ -33,55 +25,4 @@ class TimeSinceLast(Aggregation):
             lifetime=True,
         ),
     )
-    needs_column = False
-    keeps_witnesses = True
-
-    def empty(self) -> IR:
-        return None
-
-    def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
-        if is_null(value):
-            return ir
-        ts = float(ts)
-        return ts if ir is None or ts > ir else ir
-
-    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
-        if values is None:
-            return float(max(ts)) if len(ts) else None
-        kept = [t_ for t_, v in zip(ts, values, strict=True) if v is not None and v == v]
-        return float(max(kept)) if kept else None
-
-    def merge(self, a: IR, b: IR) -> IR:
-        if a is None:
-            return b
-        if b is None:
-            return a
-        return max(a, b)
-
-    def finalize(self, ir: IR, t: float) -> Any:
-        return None if ir is None else t - ir
-
-    def oracle(self, events: Sequence[tuple[float, int, Any]], t: float) -> Any:
-        return t - max(ts for ts, _, _ in events) if events else None
-
-    def witnesses(
-        self, code: Int, values: npt.NDArray[Any] | None, column_kind: str | None
-    ) -> npt.NDArray[np.bool_]:
-        """Each entity's last event."""
-        return entity_edges(code, last=True)
-
-    def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
-        has = hi > lo
-        out = np.full(lo.size, np.nan)
-        out[has] = t[has] - events.ts[hi[has] - 1]
-        return out
-
-    def _grouped(self, events: GroupedEvents) -> list[IR]:
-        ts, group_ids, n_groups = events.ts, events.group_ids, events.n_groups
-        out: list[IR] = [None] * n_groups
-        order, starts, _, groups = segments(group_ids)
-        if groups:
-            latest = np.maximum.reduceat(ts[order], starts)
-            for g, v in zip(groups, latest.tolist(), strict=True):
-                out[g] = v
-        return out
+    _latest = True
