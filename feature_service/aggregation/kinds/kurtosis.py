@@ -33,94 +33,22 @@ from typing import Any
 
 import numpy as np
 
-from feature_service.aggregation.base import IR, Aggregation
+from feature_service.aggregation.base import IR
+from feature_service.aggregation.kinds.higher_moments import HigherMoments
 from feature_service.aggregation.numerics import (
     FLAT_VARIANCE,
-    blend,
     finite,
     fsum_or_none,
-    ir_order,
-    moment_magnitude,
-    moment_sums,
-    welford,
 )
-from feature_service.aggregation.values import is_null, safe_means, to_float
+from feature_service.aggregation.values import safe_means
 from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
 
 
-class Kurtosis(Aggregation):
+class Kurtosis(HigherMoments):
     """Sample excess kurtosis of non-null values; None below 4 values (module doc)."""
 
     name = "kurtosis"
-    numeric_only = True
-    rel_tol = 1e-9
-
-    def empty(self) -> IR:
-        return [0, 0.0, 0.0, 0.0, 0.0]
-
-    def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
-        if is_null(value):
-            return ir
-        n0, m, m2, m3, m4 = ir
-        x = to_float(value)
-        n = n0 + 1
-        if m is None:
-            return [n, None, None, None, None]
-        delta = x - m
-        delta_n = delta / n
-        delta_n2 = delta_n * delta_n
-        term = delta * delta_n * n0
-        m_new = finite(welford(m, n, x))
-        if m2 is None or m3 is None or m4 is None or m_new is None:
-            return [n, m_new, None, None, None]
-        m4_new = finite(
-            m4 + term * delta_n2 * (n * n - 3 * n + 3) + 6 * delta_n2 * m2 - 4 * delta_n * m3
-        )
-        m3_new = finite(m3 + term * delta_n * (n - 2) - 3 * delta_n * m2)
-        m2_new = finite(m2 + term)
-        if m2_new is None or m3_new is None or m4_new is None:
-            return [n, m_new, None, None, None]
-        return [n, m_new, m2_new, m3_new, m4_new]
-
-    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
-        """`update`'s arithmetic in one loop (`numerics.moment_sums`): its IR, bit for
-        bit; where a sum overflows, `update` itself (its None slots)."""
-        assert values is not None
-        ir = moment_sums(values, 4)
-        return super().fold(ts, seq, values) if ir is None else ir
-
-    def merge(self, a: IR, b: IR) -> IR:
-        if ir_order(b) < ir_order(a):  # canonical order: merge is exactly commutative
-            a, b = b, a
-        na, ma, m2a, m3a, m4a = a
-        nb, mb, m2b, m3b, m4b = b
-        if not na:
-            return list(b)
-        n = na + nb
-        if ma is None or mb is None:
-            return [n, None, None, None, None]
-        mean = finite(blend(ma, na, mb, nb))
-        if None in (m2a, m2b, m3a, m3b, m4a, m4b) or mean is None:
-            return [n, mean, None, None, None]
-        delta = mb - ma
-        d2 = delta * delta
-        m2 = finite(m2a + m2b + d2 * (na * nb / n))
-        m3 = finite(
-            m3a
-            + m3b
-            + d2 * delta * (na * nb * (na - nb) / (n * n))
-            + 3.0 * delta * (na * m2b - nb * m2a) / n
-        )
-        m4 = finite(
-            m4a
-            + m4b
-            + d2 * d2 * (na * nb * (na * na - na * nb + nb * nb) / (n * n * n))
-            + 6.0 * d2 * (na * na * m2b + nb * nb * m2a) / (n * n)
-            + 4.0 * delta * (na * m3b - nb * m3a) / n
-        )
-        if m2 is None or m3 is None or m4 is None:
-            return [n, mean, None, None, None]
-        return [n, mean, m2, m3, m4]
+    _order = 4
 
     def finalize(self, ir: IR, t: float) -> Any:
         n, _, m2, _, m4 = ir
@@ -151,9 +79,6 @@ class Kurtosis(Aggregation):
             counts = (hi - lo)[a:b][nonempty]
             out[a:b][nonempty] = _window_kurtosis(x[idx], starts, counts)
         return out
-
-    def magnitude(self, values: Sequence[Any]) -> float:
-        return moment_magnitude(values, 4)
 
 
 def _kurtosis(n: int, m2: float, m4: float) -> float | None:

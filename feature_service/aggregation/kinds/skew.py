@@ -32,77 +32,20 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from feature_service.aggregation.base import IR, Aggregation
+from feature_service.aggregation.base import IR
+from feature_service.aggregation.kinds.higher_moments import HigherMoments
 from feature_service.aggregation.numerics import (
     FLAT_VARIANCE,
-    blend,
     finite,
     fsum_or_none,
-    ir_order,
-    moment_magnitude,
-    moment_sums,
-    welford,
 )
-from feature_service.aggregation.values import is_null, to_float
 
 
-class Skew(Aggregation):
+class Skew(HigherMoments):
     """Sample skewness of non-null values; None below 3 values (module doc)."""
 
     name = "skew"
-    numeric_only = True
-    rel_tol = 1e-9
-
-    def empty(self) -> IR:
-        return [0, 0.0, 0.0, 0.0]
-
-    def update(self, ir: IR, ts: float, seq: int, value: Any) -> IR:
-        if is_null(value):
-            return ir
-        n0, m, m2, m3 = ir
-        x = to_float(value)
-        n = n0 + 1
-        if m is None:
-            return [n, None, None, None]
-        delta = x - m
-        delta_n = delta / n
-        term = delta * delta_n * n0
-        m_new = finite(welford(m, n, x))
-        if m2 is None or m3 is None or m_new is None:
-            return [n, m_new, None, None]
-        m3_new = finite(m3 + term * delta_n * (n - 2) - 3 * delta_n * m2)
-        m2_new = finite(m2 + term)
-        return [n, m_new, m2_new, None if m2_new is None else m3_new]
-
-    def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
-        """`update`'s arithmetic in one loop (`numerics.moment_sums`): its IR, bit for
-        bit; where a sum overflows, `update` itself (its None slots)."""
-        assert values is not None
-        ir = moment_sums(values, 3)
-        return super().fold(ts, seq, values) if ir is None else ir
-
-    def merge(self, a: IR, b: IR) -> IR:
-        if ir_order(b) < ir_order(a):  # canonical order: merge is exactly commutative
-            a, b = b, a
-        na, ma, m2a, m3a = a
-        nb, mb, m2b, m3b = b
-        if not na:
-            return list(b)
-        n = na + nb
-        if ma is None or mb is None:
-            return [n, None, None, None]
-        mean = finite(blend(ma, na, mb, nb))
-        if None in (m2a, m2b, m3a, m3b) or mean is None:
-            return [n, mean, None, None]
-        delta = mb - ma
-        m2 = finite(m2a + m2b + delta * delta * (na * nb / n))
-        m3 = finite(
-            m3a
-            + m3b
-            + delta * delta * delta * (na * nb * (na - nb) / (n * n))
-            + 3.0 * delta * (na * m2b - nb * m2a) / n
-        )
-        return [n, mean, m2, None if m2 is None else m3]
+    _order = 3
 
     def finalize(self, ir: IR, t: float) -> Any:
         n, _, m2, m3 = ir
@@ -122,9 +65,6 @@ class Skew(Aggregation):
         if m2 is None or m3 is None:  # beyond float64, as the IR's None says
             return None
         return _skewness(n, m2, m3)
-
-    def magnitude(self, values: Sequence[Any]) -> float:
-        return moment_magnitude(values, 3)
 
 
 def _skewness(n: int, m2: float, m3: float) -> float | None:
