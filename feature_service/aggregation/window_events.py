@@ -39,8 +39,9 @@ most `GATHER_BUDGET` events.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -293,6 +294,32 @@ def gather(lo: Int, hi: Int) -> tuple[Int, Int, npt.NDArray[np.bool_]]:
     step[0] = los[0]
     step[starts[1:]] = los[1:] - (los[:-1] + lens[:-1]) + 1
     return np.cumsum(step), starts, nonempty
+
+
+class Gathered(NamedTuple):
+    """A chunk of windows with their events end to end (`gathered_chunks`)."""
+
+    rows: slice  # the chunk's windows, as rows of lo and hi
+    nonempty: npt.NDArray[np.bool_]  # which of them hold events
+    idx: Int  # positions of their events, window after window
+    starts: Int  # each non-empty window's first index in `idx`
+    counts: Int  # each non-empty window's number of events
+
+
+def gathered_chunks(lo: Int, hi: Int) -> Iterator[Gathered]:
+    """The windows [lo, hi) in chunks of at most `GATHER_BUDGET` events (`chunks`, so
+    memory stays linear in events plus windows), each gathered (`gather`); a chunk
+    without events is skipped. The loop of every vectorised `over_windows`: a kind
+    writes ``out[g.rows][g.nonempty] = <one value per window of g>``.
+
+    >>> [(g.rows, g.idx.tolist(), g.counts.tolist())
+    ...  for g in gathered_chunks(np.array([0, 3, 3]), np.array([2, 3, 5]))]
+    [(slice(0, 3, None), [0, 1, 3, 4], [2, 2])]
+    """
+    for a, b in chunks(lo, hi):
+        idx, starts, nonempty = gather(lo[a:b], hi[a:b])
+        if idx.size:
+            yield Gathered(slice(a, b), nonempty, idx, starts, (hi - lo)[a:b][nonempty])
 
 
 def pick_values(

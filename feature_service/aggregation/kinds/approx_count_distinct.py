@@ -54,7 +54,12 @@ import pandas as pd
 
 from feature_service.aggregation.base import IR, Aggregation, Parameter, Proposal
 from feature_service.aggregation.values import distinct_value, is_null
-from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
+from feature_service.aggregation.window_events import (
+    Float,
+    Int,
+    WindowEvents,
+    gathered_chunks,
+)
 
 _MASK = (1 << 64) - 1
 REGISTER_MEMO: Final[int] = 1 << 16
@@ -224,11 +229,8 @@ class ApproxCountDistinct(Aggregation):
         if not lo.size or not int((hi - lo).sum()):
             return out
         hashes = event_hashes(events)
-        for a, b in chunks(lo, hi):
-            idx, _, nonempty = gather(lo[a:b], hi[a:b])
-            if idx.size == 0:
-                continue
-            counts = (hi - lo)[a:b][nonempty]
+        for g in gathered_chunks(lo, hi):
+            idx, counts = g.idx, g.counts
             h = hashes[idx]
             index = (h >> np.uint64(q)).astype(np.int64)
             rank = q - bit_lengths(h & np.uint64((1 << q) - 1)) + 1
@@ -241,7 +243,7 @@ class ApproxCountDistinct(Aggregation):
             by_rank = np.bincount(
                 (key[last] >> p) * (q + 2) + rank[last], minlength=counts.size * (q + 2)
             ).reshape(counts.size, q + 2)
-            out[a:b][nonempty] = self._estimates(by_rank)
+            out[g.rows][g.nonempty] = self._estimates(by_rank)
         return out
 
     def _estimates(self, by_rank: Int) -> Int:

@@ -56,7 +56,12 @@ import numpy as np
 from feature_service.aggregation.base import IR, Aggregation, Parameter, Proposal
 from feature_service.aggregation.numerics import segments
 from feature_service.aggregation.values import is_null, numbers, to_float
-from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
+from feature_service.aggregation.window_events import (
+    Float,
+    Int,
+    WindowEvents,
+    gathered_chunks,
+)
 
 ALPHA: Final[float] = 0.01
 """The relative accuracy: every answer is within 1% of the exact percentile."""
@@ -228,11 +233,8 @@ class ApproxPercentile(Aggregation):
         x = events.floats()
         quantiles = self._quantiles()
         out: list[Any] = [None] * lo.size
-        for a, b in chunks(lo, hi):
-            idx, _, nonempty = gather(lo[a:b], hi[a:b])
-            if idx.size == 0:
-                continue
-            counts = (hi - lo)[a:b][nonempty]
+        for g in gathered_chunks(lo, hi):
+            idx, counts = g.idx, g.counts
             window = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
             xs = x[idx]
             size = np.abs(xs)
@@ -253,7 +255,7 @@ class ApproxPercentile(Aggregation):
                     0.0 if s == 1 else (reps[i] if s == 2 else -reps[i])
                     for s, i in zip(side[at].tolist(), index[at].tolist(), strict=True)
                 ]
-                for w, row in enumerate((np.flatnonzero(nonempty) + a).tolist()):
+                for w, row in enumerate((np.flatnonzero(g.nonempty) + g.rows.start).tolist()):
                     if out[row] is None:
                         out[row] = []
                     out[row].append(picked[w])

@@ -20,7 +20,12 @@ from feature_service.aggregation.values import (
     non_null_mask,
     value_key,
 )
-from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
+from feature_service.aggregation.window_events import (
+    Float,
+    Int,
+    WindowEvents,
+    gathered_chunks,
+)
 
 
 def _all_strings(values: npt.NDArray[Any]) -> bool:
@@ -107,12 +112,9 @@ class CountDistinct(Aggregation):
             np.cumsum(prev < 0, out=firsts[1:])
             return firsts[hi] - firsts[lo]
         out = np.zeros(lo.size, dtype=np.int64)
-        for a, b in chunks(lo, hi):
-            idx, starts, nonempty = gather(lo[a:b], hi[a:b])
-            if idx.size == 0:
-                continue
-            fresh = prev[idx] < np.repeat(lo[a:b][nonempty], (hi - lo)[a:b][nonempty])
-            out[a:b][nonempty] = np.add.reduceat(fresh.astype(np.int64), starts)
+        for g in gathered_chunks(lo, hi):
+            fresh = prev[g.idx] < np.repeat(lo[g.rows][g.nonempty], g.counts)
+            out[g.rows][g.nonempty] = np.add.reduceat(fresh.astype(np.int64), g.starts)
         return out
 
     def _grouped(self, events: GroupedEvents) -> list[IR]:

@@ -20,7 +20,12 @@ import numpy as np
 from feature_service.aggregation.base import IR, PRESENT, Aggregation, Parameter
 from feature_service.aggregation.numerics import finite, fsum_or_none
 from feature_service.aggregation.values import is_null, numbers_in, to_float
-from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
+from feature_service.aggregation.window_events import (
+    Float,
+    Int,
+    WindowEvents,
+    gathered_chunks,
+)
 
 
 class Decayed(Aggregation):
@@ -107,18 +112,15 @@ class Decayed(Aggregation):
         out = np.full(lo.size, np.nan if empty is None else float(empty))
         weights = self._weights(events)
         half_life = float(self.param("half_life"))
-        for a, b in chunks(lo, hi):
-            idx, starts, nonempty = gather(lo[a:b], hi[a:b])
-            if idx.size == 0:
-                continue
-            counts = (hi - lo)[a:b][nonempty]
+        for g in gathered_chunks(lo, hi):
+            idx, starts, counts = g.idx, g.starts, g.counts
             ts = events.ts[idx]
             ref = ts[starts + counts - 1]  # the newest event of each window: the IR's ref
             with np.errstate(all="ignore"):  # overflow: inf/NaN, made null below
                 decay = np.exp2(-(np.repeat(ref, counts) - ts) / half_life)
                 s = np.add.reduceat(decay if weights is None else weights[idx] * decay, starts)
-                value = s * np.exp2(-(t[a:b][nonempty] - ref) / half_life)
-            out[a:b][nonempty] = np.where(np.isfinite(s) & np.isfinite(value), value, np.nan)
+                value = s * np.exp2(-(t[g.rows][g.nonempty] - ref) / half_life)
+            out[g.rows][g.nonempty] = np.where(np.isfinite(s) & np.isfinite(value), value, np.nan)
         return out
 
     def oracle(self, events: Sequence[tuple[float, int, Any]], t: float) -> Any:

@@ -15,7 +15,12 @@ import numpy as np
 
 from feature_service.aggregation.base import IR, Aggregation, Parameter
 from feature_service.aggregation.values import is_null, numbers, to_float
-from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
+from feature_service.aggregation.window_events import (
+    Float,
+    Int,
+    WindowEvents,
+    gathered_chunks,
+)
 
 
 class ExtremeK(Aggregation):
@@ -57,11 +62,8 @@ class ExtremeK(Aggregation):
         x = events.floats()
         k = self.param("k")
         out: list[Any] = [None] * lo.size
-        for a, b in chunks(lo, hi):
-            idx, starts, nonempty = gather(lo[a:b], hi[a:b])
-            if idx.size == 0:
-                continue
-            counts = (hi - lo)[a:b][nonempty]
+        for g in gathered_chunks(lo, hi):
+            idx, starts, counts = g.idx, g.starts, g.counts
             window = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
             xs = x[idx] + 0.0
             by_value = np.argsort(-xs if self._largest else xs)  # ties: equal bits
@@ -69,7 +71,7 @@ class ExtremeK(Aggregation):
             kept = np.arange(xs.size) - starts[window] < k  # window is sorted already
             values = xs[order][kept].tolist()
             cuts = np.concatenate(([0], np.cumsum(np.minimum(counts, k)))).tolist()
-            for w, row in enumerate((np.flatnonzero(nonempty) + a).tolist()):
+            for w, row in enumerate((np.flatnonzero(g.nonempty) + g.rows.start).tolist()):
                 out[row] = values[cuts[w] : cuts[w + 1]]
         return self.window_column(out, events.kind)
 

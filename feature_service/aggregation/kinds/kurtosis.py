@@ -41,7 +41,12 @@ from feature_service.aggregation.numerics import (
     fsum_or_none,
 )
 from feature_service.aggregation.values import safe_means
-from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
+from feature_service.aggregation.window_events import (
+    Float,
+    Int,
+    WindowEvents,
+    gathered_chunks,
+)
 
 
 class Kurtosis(HigherMoments):
@@ -72,12 +77,8 @@ class Kurtosis(HigherMoments):
     def over_windows(self, events: WindowEvents, lo: Int, hi: Int, t: Float, lifetime: bool) -> Any:
         x = events.floats()
         out = np.full(lo.size, np.nan)
-        for a, b in chunks(lo, hi):
-            idx, starts, nonempty = gather(lo[a:b], hi[a:b])
-            if idx.size == 0:
-                continue
-            counts = (hi - lo)[a:b][nonempty]
-            out[a:b][nonempty] = _window_kurtosis(x[idx], starts, counts)
+        for g in gathered_chunks(lo, hi):
+            out[g.rows][g.nonempty] = _window_kurtosis(x[g.idx], g.starts, g.counts)
         return out
 
 

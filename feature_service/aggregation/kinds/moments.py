@@ -17,7 +17,12 @@ from feature_service.aggregation.numerics import (
     welford,
 )
 from feature_service.aggregation.values import is_null, numbers, to_float
-from feature_service.aggregation.window_events import Float, Int, WindowEvents, chunks, gather
+from feature_service.aggregation.window_events import (
+    Float,
+    Int,
+    WindowEvents,
+    gathered_chunks,
+)
 
 
 class Moments(Aggregation):
@@ -94,14 +99,11 @@ class Moments(Aggregation):
         `grouped`); NaN for fewer than two events or an overflowed M2."""
         x = events.floats()
         out = np.full(lo.size, np.nan)
-        for a, b in chunks(lo, hi):
-            idx, starts, nonempty = gather(lo[a:b], hi[a:b])
-            if idx.size == 0:
-                continue
-            counts = (hi - lo)[a:b][nonempty]
+        for g in gathered_chunks(lo, hi):
+            idx, starts, counts = g.idx, g.starts, g.counts
             _, m2 = run_moments(x[idx], starts, counts)
             with np.errstate(invalid="ignore", divide="ignore"):
-                out[a:b][nonempty] = np.where(
+                out[g.rows][g.nonempty] = np.where(
                     (counts >= 2) & np.isfinite(m2), m2 / (counts - 1), np.nan
                 )
         return out
