@@ -247,7 +247,7 @@ class EventLog:
         One thread: a check that ends its process right after (`offline check`) with
         Arrow's column readers still on their pool aborted it at exit now and then
         ("terminate called without an active exception", apache/arrow#34314; 6 of 80
-        runs on a loaded box, 1 of 250 with one thread)."""
+        runs on a loaded box, 1 of 350 with one thread)."""
         try:
             with self.fs.open(path, "rb") as data:
                 pq.ParquetFile(data).read(use_threads=False)
