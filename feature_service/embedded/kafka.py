@@ -178,8 +178,13 @@ def _resolve(folder: Path, version: str) -> None:
 
 
 def random_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding, never
+    starting with "-" (as Kafka's own `Uuid.randomUuid`): `kafka-storage format -t -x...`
+    would read such an id as an option, one id in 64."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class EmbeddedKafka:
