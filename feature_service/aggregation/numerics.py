@@ -1,6 +1,6 @@
 """Floating point arithmetic the aggregation kinds share: overflow as None, compensated
-and overflow-safe means, the one-pass and the corrected two-pass moments, grouping
-events by id, and whether events are in order.
+and overflow-safe means, the corrected two-pass moments, grouping events by id, and
+whether events are in order.
 
 Overflow: a sum, mean or ``M2`` that leaves the float64 range (two amounts of 1.7e308)
 has no JSON form (JSON has no infinity), so it is stored as ``None`` in its IR slot and
@@ -20,12 +20,12 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from feature_service.aggregation.values import numbers, numbers_in, safe_means
+from feature_service.aggregation.values import numbers_in, safe_means
 
 
 def finite(x: float) -> float | None:
@@ -84,49 +84,6 @@ def welford(m: float, n: int, x: float) -> float:
     """The mean after `x` joins `n - 1` values of mean `m`, without overflowing."""
     mean = m + (x - m) / n
     return mean if math.isfinite(mean) else m * ((n - 1) / n) + x / n
-
-
-MOMENT_SUMS_MAX: Final[int] = 1 << 26
-"""`moment_sums` takes fewer values than this: its counts are floats, exact (and their
-squares too) below it."""
-
-
-def moment_sums(values: Sequence[Any], order: int) -> list[Any] | None:
-    """The IR ``[n, mean, M2, M3]`` (`order` 3, ``skew``'s) or ``[n, mean, M2, M3, M4]``
-    (4, ``kurtosis``') of the non-null `values` by their `update`'s one value at a time
-    arithmetic in one loop: the same float operations in the same order, unchecked. A
-    sum that overflows stays inf or NaN (each is a term of its own next value), so an
-    all-finite result is `update`'s IR, bit for bit; None otherwise (`update` gives
-    None slots there) and for `MOMENT_SUMS_MAX` values or more.
-
-    >>> moment_sums([1.0, 2.0, None, 3.0, 10.0], 4)
-    [4, 4.0, 50.0, 180.0, 1394.0]
-    >>> moment_sums([1e200, -1e200, 1e200], 3) is None
-    True
-    """
-    if len(values) >= MOMENT_SUMS_MAX:
-        return None
-    fourth = order == 4
-    n, m, m2, m3, m4 = 0.0, 0.0, 0.0, 0.0, 0.0  # n a float: `update`'s int, converted
-    for x in numbers(values):
-        n0 = n
-        n += 1.0
-        delta = x - m
-        delta_n = delta / n
-        term = delta * delta_n * n0
-        m = m + delta_n  # `welford` where it does not overflow
-        if fourth:
-            delta_n2 = delta_n * delta_n
-            m4 = (
-                m4
-                + term * delta_n2 * (n * n - 3.0 * n + 3.0)
-                + 6.0 * delta_n2 * m2
-                - 4.0 * delta_n * m3
-            )
-        m3 = m3 + term * delta_n * (n - 2.0) - 3.0 * delta_n * m2
-        m2 = m2 + term
-    sums = [m, m2, m3, m4] if fourth else [m, m2, m3]
-    return [int(n), *sums] if all(map(math.isfinite, sums)) else None
 
 
 def ir_order(ir: Any) -> tuple[Any, ...]:

@@ -217,7 +217,7 @@ class ApproxPercentile(Aggregation):
         return [zeros, [[i, pos[i]] for i in sorted(pos)], [[i, neg[i]] for i in sorted(neg)]]
 
     def merge(self, a: IR, b: IR) -> IR:
-        return [a[0] + b[0], _merged(a[1], b[1]), _merged(a[2], b[2])]
+        return self.merge_all((a, b))
 
     def merge_all(self, irs: Iterable[IR]) -> IR:
         """All of `irs` merged in one pass (a compacted window's hops): the counts

@@ -3,8 +3,9 @@ moments' powers up to the third or the fourth."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from feature_service.aggregation.base import IR, Aggregation
 from feature_service.aggregation.numerics import (
@@ -12,17 +13,58 @@ from feature_service.aggregation.numerics import (
     finite,
     ir_order,
     moment_magnitude,
-    moment_sums,
     welford,
 )
-from feature_service.aggregation.values import is_null, to_float
+from feature_service.aggregation.values import is_null, numbers, to_float
+
+MOMENT_SUMS_MAX: Final[int] = 1 << 26
+"""`moment_sums` takes fewer values than this: its counts are floats, exact (and their
+squares too) below it."""
+
+
+def moment_sums(values: Sequence[Any], order: int) -> list[Any] | None:
+    """The IR ``[n, mean, M2, M3]`` (`order` 3, ``skew``'s) or ``[n, mean, M2, M3, M4]``
+    (4, ``kurtosis``') of the non-null `values` by `HigherMoments.update`'s one value at
+    a time arithmetic in one loop: the same float operations in the same order, unchecked. A
+    sum that overflows stays inf or NaN (each is a term of its own next value), so an
+    all-finite result is `update`'s IR, bit for bit; None otherwise (`update` gives
+    None slots there) and for `MOMENT_SUMS_MAX` values or more.
+
+    >>> moment_sums([1.0, 2.0, None, 3.0, 10.0], 4)
+    [4, 4.0, 50.0, 180.0, 1394.0]
+    >>> moment_sums([1e200, -1e200, 1e200], 3) is None
+    True
+    """
+    if len(values) >= MOMENT_SUMS_MAX:
+        return None
+    fourth = order == 4
+    n, m, m2, m3, m4 = 0.0, 0.0, 0.0, 0.0, 0.0  # n a float: `update`'s int, converted
+    for x in numbers(values):
+        n0 = n
+        n += 1.0
+        delta = x - m
+        delta_n = delta / n
+        term = delta * delta_n * n0
+        m = m + delta_n  # `welford` where it does not overflow
+        if fourth:
+            delta_n2 = delta_n * delta_n
+            m4 = (
+                m4
+                + term * delta_n2 * (n * n - 3.0 * n + 3.0)
+                + 6.0 * delta_n2 * m2
+                - 4.0 * delta_n * m3
+            )
+        m3 = m3 + term * delta_n * (n - 2.0) - 3.0 * delta_n * m2
+        m2 = m2 + term
+    sums = [m, m2, m3, m4] if fourth else [m, m2, m3]
+    return [int(n), *sums] if all(map(math.isfinite, sums)) else None
 
 
 class HigherMoments(Aggregation):
     """IR ``[n, mean, M2, M3]`` (`_order` 3, ``skew``) or ``[n, mean, M2, M3, M4]``
     (4, ``kurtosis``): central moments' sums, updated one value at a time and merged by
     Pébay's formulas (Chan's for ``M2``); the sums (and the mean) None once they
-    overflowed. `fold` is `update`'s arithmetic in one loop (`numerics.moment_sums`, the
+    overflowed. `fold` is `update`'s arithmetic in one loop (`moment_sums`, the
     same bits)."""
 
     numeric_only = True
@@ -63,7 +105,7 @@ class HigherMoments(Aggregation):
         return [n, m_new, m2_new, m3_new, m4_new]
 
     def fold(self, ts: Sequence[float], seq: Sequence[int], values: Sequence[Any] | None) -> IR:
-        """`update`'s arithmetic in one loop (`numerics.moment_sums`): its IR, bit for
+        """`update`'s arithmetic in one loop (`moment_sums`): its IR, bit for
         bit; where a sum overflows, `update` itself (its None slots)."""
         assert values is not None
         ir = moment_sums(values, self._order)

@@ -8,7 +8,7 @@ values, 0 when the values (nearly) do not vary (a variance below 1e-19, as Apach
 IR: ``[n, mean, M2, M3]`` (central moments' sums), updated one value at a time and
 merged by Pébay's formulas (Chan's for ``M2``); ``mean``, ``M2`` and ``M3`` None once
 they overflowed (`aggregation.numerics`). Every evaluation path folds: `fold` is
-`update`'s arithmetic in one loop (`numerics.moment_sums`, the same bits), and
+`update`'s arithmetic in one loop (`higher_moments.moment_sums`, the same bits), and
 `grouped` and `over_windows` are the plain ones over it, so online and training sets
 fold a window's events in the same order and give the same bits.
 

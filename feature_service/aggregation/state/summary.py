@@ -160,9 +160,8 @@ def advance(
         return _advance_distinct(group, old, lo, hops, None if values is None else values[idx])
     agg = group.agg
     n = group.slots
-    fresh = agg.grouped(
-        ts[idx], seq[idx], None if values is None else values[idx], (hops - lo) // h, n
-    )
+    slots = (hops - lo) // h
+    fresh = agg.grouped(ts[idx], seq[idx], None if values is None else values[idx], slots, n)
     if group.form == "suffix":
         acc = agg.empty()
         for j in range(n - 1, -1, -1):
@@ -170,7 +169,7 @@ def advance(
     if old is not None and old.irs is not None:
         shift = (lo - old.lo) // h  # hop j now is hop j + shift before
         # hops: only the hops with new events merge, the others are the old IRs
-        touched = set(((hops - lo) // h).tolist()) if group.form == "hops" else None
+        touched = set(slots.tolist()) if group.form == "hops" else None
         for j in range(max(0, len(old.irs) - shift)):
             if touched is None or j in touched:
                 fresh[j] = agg.merge(old.irs[j + shift], fresh[j])
